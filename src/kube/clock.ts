@@ -1,0 +1,80 @@
+/**
+ * Time as the runtime sees it. Injected everywhere a component waits or measures, so tests can
+ * drive time exactly (see {@link FakeClock}) instead of sleeping.
+ */
+export interface Clock {
+  /** Milliseconds since the Unix epoch. */
+  now(): number;
+  /** Runs `callback` after `delayMs` milliseconds; returns a handle for {@link Clock.clearTimer}. */
+  setTimer(callback: () => void, delayMs: number): TimerHandle;
+  clearTimer(handle: TimerHandle): void;
+}
+
+export interface TimerHandle {
+  readonly id: number;
+}
+
+let nextTimerId = 1;
+
+/** The wall clock backed by Node's timers. Timers are unref'd: a pending delay never keeps the process alive. */
+export const realClock: Clock = {
+  now: () => Date.now(),
+  setTimer(callback, delayMs) {
+    const timer = setTimeout(callback, Math.max(0, delayMs));
+    timer.unref();
+    const handle = { id: nextTimerId++, timer };
+    return handle;
+  },
+  clearTimer(handle) {
+    clearTimeout((handle as { timer?: NodeJS.Timeout }).timer);
+  },
+};
+
+interface PendingTimer {
+  readonly handle: TimerHandle;
+  readonly dueAt: number;
+  readonly callback: () => void;
+}
+
+/** A clock that only moves when a test calls {@link FakeClock.advance}. Timers fire in due order. */
+export class FakeClock implements Clock {
+  private current: number;
+  private pending: PendingTimer[] = [];
+
+  constructor(startMs = 1_700_000_000_000) {
+    this.current = startMs;
+  }
+
+  now(): number {
+    return this.current;
+  }
+
+  setTimer(callback: () => void, delayMs: number): TimerHandle {
+    const handle = { id: nextTimerId++ };
+    this.pending.push({ handle, dueAt: this.current + Math.max(0, delayMs), callback });
+    return handle;
+  }
+
+  clearTimer(handle: TimerHandle): void {
+    this.pending = this.pending.filter((t) => t.handle.id !== handle.id);
+  }
+
+  /** Moves time forward by `deltaMs`, firing every timer that falls due, earliest first. */
+  advance(deltaMs: number): void {
+    const target = this.current + deltaMs;
+    for (;;) {
+      this.pending.sort((a, b) => a.dueAt - b.dueAt || a.handle.id - b.handle.id);
+      const next = this.pending[0];
+      if (!next || next.dueAt > target) break;
+      this.pending.shift();
+      this.current = next.dueAt;
+      next.callback();
+    }
+    this.current = target;
+  }
+
+  /** Number of timers not yet fired. */
+  get pendingTimers(): number {
+    return this.pending.length;
+  }
+}
