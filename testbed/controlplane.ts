@@ -378,7 +378,10 @@ export class ControlPlane {
     if (child.pid === undefined) throw new Error(`could not start ${name}`);
     this.children.set(name, child);
     this.pids[name] = child.pid;
-    if (this.detached) child.unref();
+    // Unref'd even when attached: a running component must not keep the test process alive
+    // (node --test waits for an idle event loop before its global teardown). The exit hook and
+    // stop() still end it.
+    child.unref();
     child.once('exit', (code, signal) => {
       if (this.children.get(name) === child) this.children.delete(name);
       if (!this.stopped && signal !== 'SIGKILL') this.log(`${name} exited (code ${code}, signal ${signal}); see ${logPath}`);

@@ -1,0 +1,14 @@
+/**
+ * Process entry point, run by `bin/crowsnest`. Kept apart from `main.ts` so tests can import
+ * `main` without running it. Sets `process.exitCode` instead of calling `process.exit()`, so
+ * buffered output (and the logger) drains before the process ends.
+ */
+import { enableCompileCache } from 'node:module';
+
+// Node's on-disk compile cache also keeps the type-stripped sources: it cuts `crowsnest --help`
+// from ~170 ms to ~65 ms of Node time. It must be on before the CLI modules load, hence the
+// dynamic import below. NODE_DISABLE_COMPILE_CACHE=1 turns it off.
+enableCompileCache();
+
+const { main } = await import('./main.ts');
+process.exitCode = await main(process.argv.slice(2));

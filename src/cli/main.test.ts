@@ -1,0 +1,195 @@
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { FakeClock } from '../kube/clock.ts';
+import { loadKubeConfig } from '../kube/config.ts';
+import { version } from '../version.ts';
+import { EXIT_OK, EXIT_USAGE, main } from './main.ts';
+import { fetchServerVersion } from './version.ts';
+
+interface Run {
+  readonly code: number;
+  readonly stdout: string;
+  readonly stderr: string;
+}
+
+/** Runs the CLI in-process with `env` as its whole environment. */
+async function run(argv: readonly string[], env: Record<string, string> = {}): Promise<Run> {
+  let stdout = '';
+  let stderr = '';
+  const code = await main(argv, {
+    stdout: (text) => void (stdout += text),
+    stderr: (text) => void (stderr += text),
+    env,
+    stderrIsTTY: false,
+  });
+  return { code, stdout, stderr };
+}
+
+describe('help', () => {
+  test('--help explains crowsnest, its capabilities and examples, and exits 0', async () => {
+    const { code, stdout } = await run(['--help']);
+    assert.equal(code, EXIT_OK);
+    assert.match(stdout, /Kubernetes cluster/);
+    for (const capability of ['logaccess', 'inventory', 'ports', 'prober', 'guard']) {
+      assert.match(stdout, new RegExp(`^  ${capability} +coming`, 'm'));
+    }
+    assert.match(stdout, /Examples:\n/);
+    assert.match(stdout, /--log-level <level>/);
+  });
+
+  test('operator --help lists every flag with its default and env variable, and the global options', async () => {
+    const { code, stdout } = await run(['operator', '--help']);
+    assert.equal(code, EXIT_OK);
+    assert.match(stdout, /--lease-duration <duration>/);
+    assert.match(stdout, /CROWSNEST_LEASE_DURATION/);
+    assert.match(stdout, /--no-leader-elect/);
+    assert.match(stdout, /Global Options:/);
+  });
+
+  test('--version prints the package version', async () => {
+    const { code, stdout } = await run(['--version']);
+    assert.equal(code, EXIT_OK);
+    assert.equal(stdout, `${version}\n`);
+  });
+});
+
+describe('usage errors exit 2 with a one-line message and no stack', () => {
+  const cases: readonly [string, readonly string[], Record<string, string>, RegExp][] = [
+    ['an unknown command', ['inventroy'], {}, /error: unknown command 'inventroy'/],
+    ['an unknown flag', ['version', '--bogus'], {}, /error: unknown option '--bogus'/],
+    ['a missing flag value', ['operator', '--workers'], {}, /error: option '--workers <count>' argument missing/],
+    ['a positional argument to operator', ['operator', 'now'], {}, /error: too many arguments/],
+    ['a bad operator value', ['operator', '--workers', '0'], {}, /^error: invalid value "0" for --workers: must be a whole number of at least 1\n$/],
+    ['a bad operator env value', ['operator'], { CROWSNEST_LEASE_DURATION: '15' }, /^error: .*--lease-duration \(from CROWSNEST_LEASE_DURATION\): missing unit/],
+    ['a bad global flag after the command', ['version', '--log-level', 'verbose'], {}, /^error: invalid value "verbose" for --log-level/],
+    ['a bad version output format', ['version', '--output', 'yaml'], {}, /error: option '-o, --output <format>' argument 'yaml' is invalid/],
+  ];
+  for (const [what, argv, env, message] of cases) {
+    test(what, async () => {
+      const { code, stderr } = await run(argv, env);
+      assert.equal(code, EXIT_USAGE);
+      assert.match(stderr, message);
+      assert.doesNotMatch(stderr, /\n\s+at /, 'no stack trace');
+    });
+  }
+
+  test('no command at all shows the help on stderr', async () => {
+    const { code, stderr } = await run([]);
+    assert.equal(code, EXIT_USAGE);
+    assert.match(stderr, /Usage: crowsnest/);
+  });
+});
+
+describe('version', () => {
+  let apiServer: Server;
+  let dir: string;
+  let reachable: string;
+  let unreachable: string;
+
+  before(async () => {
+    apiServer = createServer((request, response) => {
+      if (request.url?.startsWith('/version')) {
+        response.writeHead(200, { 'content-type': 'application/json' });
+        response.end(JSON.stringify({ major: '1', minor: '34', gitVersion: 'v1.34.0', platform: 'linux/amd64' }));
+        return;
+      }
+      response.writeHead(404).end();
+    });
+    await new Promise<void>((resolve) => apiServer.listen(0, '127.0.0.1', resolve));
+    const { port } = apiServer.address() as AddressInfo;
+
+    // A port that was free a moment ago: connecting to it is refused.
+    const closed = createServer();
+    await new Promise<void>((resolve) => closed.listen(0, '127.0.0.1', resolve));
+    const closedPort = (closed.address() as AddressInfo).port;
+    await new Promise<void>((resolve) => closed.close(() => resolve()));
+
+    dir = mkdtempSync(join(tmpdir(), 'crowsnest-main-test-'));
+    reachable = writeKubeconfig(join(dir, 'reachable'), `http://127.0.0.1:${port}`);
+    unreachable = writeKubeconfig(join(dir, 'unreachable'), `http://127.0.0.1:${closedPort}`);
+  });
+
+  after(async () => {
+    await new Promise<void>((resolve) => apiServer.close(() => resolve()));
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  function writeKubeconfig(path: string, server: string): string {
+    writeFileSync(
+      path,
+      [
+        'apiVersion: v1',
+        'kind: Config',
+        // client-node refuses plain http unless TLS verification is explicitly off.
+        `clusters: [{name: test, cluster: {server: "${server}", insecure-skip-tls-verify: true}}]`,
+        'users: [{name: test, user: {token: abc}}]',
+        'contexts: [{name: test, context: {cluster: test, user: test}}]',
+        'current-context: test',
+        '',
+      ].join('\n'),
+    );
+    return path;
+  }
+
+  test('prints crowsnest, Node.js and the server version from the kubeconfig', async () => {
+    const { code, stdout } = await run(['version', '--kubeconfig', reachable], { CROWSNEST_GIT_COMMIT: 'abc1234' });
+    assert.equal(code, EXIT_OK);
+    assert.equal(stdout, `crowsnest ${version} (commit abc1234)\nnode ${process.version}\nserver: v1.34.0\n`);
+  });
+
+  test('finds the kubeconfig through KUBECONFIG', async () => {
+    const { stdout } = await run(['version'], { KUBECONFIG: reachable });
+    assert.match(stdout, /^server: v1\.34\.0$/m);
+  });
+
+  test('an unreachable server is reported and still exits 0', async () => {
+    const { code, stdout } = await run(['version', '--kubeconfig', unreachable]);
+    assert.equal(code, EXIT_OK);
+    assert.match(stdout, /^server: unavailable \(connect ECONNREFUSED 127\.0\.0\.1:\d+\)$/m);
+  });
+
+  test('a broken kubeconfig is reported as the reason and still exits 0', async () => {
+    const { code, stdout } = await run(['version', '--kubeconfig', reachable, '--context', 'nope']);
+    assert.equal(code, EXIT_OK);
+    assert.match(stdout, /^server: unavailable \(context "nope" not found in kubeconfig .*; available: test\)$/m);
+  });
+
+  test('--output json reports client and server versions as JSON', async () => {
+    const { code, stdout } = await run(['version', '-o', 'json', '--kubeconfig', reachable]);
+    assert.equal(code, EXIT_OK);
+    const report = JSON.parse(stdout);
+    assert.equal(report.clientVersion.version, version);
+    assert.equal(report.clientVersion.nodeVersion, process.version);
+    assert.equal(report.serverVersion.gitVersion, 'v1.34.0');
+  });
+
+  test('a server that accepts but never answers is given up on after the timeout', async () => {
+    let requestArrived: () => void = () => {};
+    const arrived = new Promise<void>((resolve) => {
+      requestArrived = resolve;
+    });
+    const silent = createServer(() => requestArrived());
+    await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+    try {
+      const path = writeKubeconfig(join(dir, 'silent'), `http://127.0.0.1:${(silent.address() as AddressInfo).port}`);
+      const clock = new FakeClock();
+      const pending = fetchServerVersion(loadKubeConfig({ kubeconfig: path }), { timeoutMs: 5_000, clock });
+      await arrived;
+      clock.advance(5_000);
+      await assert.rejects(pending, /no answer within 5s/);
+    } finally {
+      silent.closeAllConnections();
+      await new Promise<void>((resolve) => silent.close(() => resolve()));
+    }
+  });
+
+  test('--output json carries the reason when the server is unavailable', async () => {
+    const { stdout } = await run(['version', '-o', 'json', '--kubeconfig', unreachable]);
+    assert.match(JSON.parse(stdout).serverError, /ECONNREFUSED/);
+  });
+});

@@ -1,0 +1,260 @@
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import {
+  envVarFor,
+  OptionError,
+  parseDuration,
+  resolveControllers,
+  resolveGlobalOptions,
+  resolveOperatorOptions,
+  type OptionSources,
+} from './options.ts';
+
+describe('parseDuration', () => {
+  const valid: readonly [string, number][] = [
+    ['0', 0],
+    ['15s', 15_000],
+    ['1m30s', 90_000],
+    ['500ms', 500],
+    ['1.5h', 5_400_000],
+    ['.5s', 500],
+    ['2h45m', 9_900_000],
+    ['1500us', 1.5],
+    ['1500µs', 1.5],
+    ['2000000ns', 2],
+    ['-2s', -2_000],
+    ['+3m', 180_000],
+    ['1s500ms', 1_500],
+  ];
+  for (const [input, expectedMs] of valid) {
+    test(`"${input}" is ${expectedMs} ms`, () => {
+      assert.equal(parseDuration(input), expectedMs);
+    });
+  }
+
+  const invalid: readonly [string, RegExp][] = [
+    ['', /invalid duration ""/],
+    ['-', /invalid duration "-"/],
+    ['15', /missing unit in duration "15"/],
+    ['1m30', /missing unit in duration "1m30"/],
+    ['15x', /unknown unit "x" in duration "15x"/],
+    ['15 s', /unknown unit " s"/],
+    ['s', /invalid duration "s"/],
+    ['.s', /invalid duration ".s"/],
+    ['1.5.5s', /missing unit/],
+  ];
+  for (const [input, message] of invalid) {
+    test(`"${input}" is rejected with a message naming the input`, () => {
+      assert.throws(() => parseDuration(input), message);
+    });
+  }
+});
+
+describe('resolveControllers', () => {
+  const known = ['logaccess', 'prober', 'guard'];
+  const cases: readonly [string, readonly string[]][] = [
+    ['*', ['logaccess', 'prober', 'guard']],
+    ['*,-guard', ['logaccess', 'prober']],
+    ['-guard,*', ['logaccess', 'prober']],
+    ['prober', ['prober']],
+    ['guard, logaccess', ['logaccess', 'guard']],
+    ['', []],
+    ['-guard', []],
+    ['*,prober', ['logaccess', 'prober', 'guard']],
+    [' * , ', ['logaccess', 'prober', 'guard']],
+  ];
+  for (const [spec, expected] of cases) {
+    test(`"${spec}" enables [${expected.join(', ')}] in known order`, () => {
+      assert.deepEqual(resolveControllers(spec, known), expected);
+    });
+  }
+
+  test('an unknown controller is rejected with the known names', () => {
+    assert.throws(() => resolveControllers('*,-gaurd', known), /unknown controller "gaurd" \(known controllers: logaccess, prober, guard\)/);
+  });
+
+  test('a controller both enabled and disabled is rejected', () => {
+    assert.throws(() => resolveControllers('guard,-guard', known), /"guard" is both enabled and disabled/);
+  });
+
+  test('with no controllers registered yet, "*" enables nothing and any name is unknown', () => {
+    assert.deepEqual(resolveControllers('*', []), []);
+    assert.throws(() => resolveControllers('logaccess', []), /known controllers: none yet/);
+  });
+});
+
+test('env variable names are CROWSNEST_ plus the flag in upper snake case', () => {
+  assert.equal(envVarFor('health-probe-bind-address'), 'CROWSNEST_HEALTH_PROBE_BIND_ADDRESS');
+  assert.equal(envVarFor('workers'), 'CROWSNEST_WORKERS');
+});
+
+describe('resolveOperatorOptions', () => {
+  const fixedHost = { hostname: () => 'node-a', randomSuffix: () => 'fixed' };
+  const noGlobals = {};
+  function resolveWith(flags: OptionSources['flags'], env: OptionSources['env'] = {}) {
+    return resolveOperatorOptions({ flags, env }, noGlobals, fixedHost);
+  }
+
+  test('without flags or env every option has its documented default', () => {
+    assert.deepEqual(resolveWith({}), {
+      kubeconfig: undefined,
+      context: undefined,
+      controllers: [],
+      metricsBindAddress: ':8080',
+      healthProbeBindAddress: ':8081',
+      leaderElect: true,
+      leaderElectionNamespace: 'crowsnest-system',
+      leaderElectionId: 'crowsnest-operator',
+      leaseDurationMs: 15_000,
+      renewDeadlineMs: 10_000,
+      retryPeriodMs: 2_000,
+      workers: 2,
+      shutdownTimeoutMs: 30_000,
+      identity: 'node-a_fixed',
+    });
+  });
+
+  test('the kubeconfig and context come from the global options', () => {
+    const options = resolveOperatorOptions({ flags: {}, env: {} }, { kubeconfig: '/k', context: 'dev' }, fixedHost);
+    assert.equal(options.kubeconfig, '/k');
+    assert.equal(options.context, 'dev');
+  });
+
+  test('flags set every option', () => {
+    const options = resolveWith({
+      controllers: '*',
+      'metrics-bind-address': '127.0.0.1:9090',
+      'health-probe-bind-address': '0',
+      'leader-elect': true,
+      'leader-election-namespace': 'ops',
+      'leader-election-id': 'lookout.example.com',
+      'lease-duration': '30s',
+      'renew-deadline': '20s',
+      'retry-period': '5s',
+      workers: '8',
+      'shutdown-timeout': '1m',
+      identity: 'me',
+    });
+    assert.deepEqual(options, {
+      kubeconfig: undefined,
+      context: undefined,
+      controllers: [],
+      metricsBindAddress: '127.0.0.1:9090',
+      healthProbeBindAddress: '0',
+      leaderElect: true,
+      leaderElectionNamespace: 'ops',
+      leaderElectionId: 'lookout.example.com',
+      leaseDurationMs: 30_000,
+      renewDeadlineMs: 20_000,
+      retryPeriodMs: 5_000,
+      workers: 8,
+      shutdownTimeoutMs: 60_000,
+      identity: 'me',
+    });
+  });
+
+  test('CROWSNEST_* env variables set options the flags leave alone', () => {
+    const options = resolveWith(
+      { workers: '3' },
+      { CROWSNEST_WORKERS: '5', CROWSNEST_LEASE_DURATION: '1m', CROWSNEST_METRICS_BIND_ADDRESS: ':9000', CROWSNEST_IDENTITY: 'from-env' },
+    );
+    assert.equal(options.workers, 3, 'a flag wins over env');
+    assert.equal(options.leaseDurationMs, 60_000);
+    assert.equal(options.metricsBindAddress, ':9000');
+    assert.equal(options.identity, 'from-env');
+  });
+
+  test('an empty env variable counts as unset', () => {
+    assert.equal(resolveWith({}, { CROWSNEST_WORKERS: '' }).workers, 2);
+  });
+
+  test('leader election can be turned off by --no-leader-elect, --leader-elect=false or env', () => {
+    assert.equal(resolveWith({ 'leader-elect': false }).leaderElect, false);
+    assert.equal(resolveWith({ 'leader-elect': 'false' }).leaderElect, false);
+    assert.equal(resolveWith({}, { CROWSNEST_LEADER_ELECT: '0' }).leaderElect, false);
+    assert.equal(resolveWith({ 'leader-elect': true }, { CROWSNEST_LEADER_ELECT: 'false' }).leaderElect, true);
+  });
+
+  test('the Lease namespace defaults to POD_NAMESPACE, and CROWSNEST_ env wins over it', () => {
+    assert.equal(resolveWith({}, { POD_NAMESPACE: 'lookout' }).leaderElectionNamespace, 'lookout');
+    assert.equal(
+      resolveWith({}, { POD_NAMESPACE: 'lookout', CROWSNEST_LEADER_ELECTION_NAMESPACE: 'other' }).leaderElectionNamespace,
+      'other',
+    );
+  });
+
+  test('the default identity is unique per process: hostname plus a random suffix', () => {
+    let counter = 0;
+    const next = { hostname: () => 'pod-1', randomSuffix: () => `r${++counter}` };
+    const first = resolveOperatorOptions({ flags: {}, env: {} }, noGlobals, next).identity;
+    const second = resolveOperatorOptions({ flags: {}, env: {} }, noGlobals, next).identity;
+    assert.equal(first, 'pod-1_r1');
+    assert.equal(second, 'pod-1_r2');
+  });
+
+  const badValues: readonly [string, OptionSources['flags'], OptionSources['env'], RegExp][] = [
+    ['a malformed duration', { 'lease-duration': '15' }, {}, /^invalid value "15" for --lease-duration: missing unit/],
+    ['a zero retry period', { 'retry-period': '0' }, {}, /--retry-period: must be greater than zero/],
+    ['a negative shutdown timeout', { 'shutdown-timeout': '-1s' }, {}, /--shutdown-timeout: must not be negative/],
+    ['zero workers', { workers: '0' }, {}, /--workers: must be a whole number/],
+    ['fractional workers', { workers: '1.5' }, {}, /--workers: must be a whole number/],
+    ['a bind address without port', { 'metrics-bind-address': '8080' }, {}, /--metrics-bind-address: bind address "8080" must be host:port/],
+    ['an out-of-range port', { 'health-probe-bind-address': ':70000' }, {}, /--health-probe-bind-address: .*port must be a number/],
+    ['an unknown controller', { controllers: 'logaccess' }, {}, /--controllers: unknown controller "logaccess"/],
+    ['a non-boolean leader-elect', { 'leader-elect': 'yes please' }, {}, /--leader-elect: expected true or false/],
+    ['an invalid namespace', { 'leader-election-namespace': 'Crows_Nest' }, {}, /--leader-election-namespace: must be a namespace name/],
+    ['an invalid Lease name', { 'leader-election-id': 'crowsnest/operator' }, {}, /--leader-election-id: must be an object name/],
+    ['an empty identity', { identity: ' ' }, {}, /--identity: must not be empty/],
+    ['a bad env value', {}, { CROWSNEST_RENEW_DEADLINE: 'soon' }, /--renew-deadline \(from CROWSNEST_RENEW_DEADLINE\): invalid duration/],
+    ['a renew deadline not below the lease duration', { 'lease-duration': '10s' }, {}, /--lease-duration \(10000ms\) must be greater than --renew-deadline \(10000ms\)/],
+    ['a renew deadline too close to the retry period', { 'retry-period': '9s' }, {}, /--renew-deadline \(10000ms\) must be greater than 1.2 × --retry-period/],
+  ];
+  for (const [what, flags, env, message] of badValues) {
+    test(`${what} is an OptionError naming the flag`, () => {
+      assert.throws(
+        () => resolveWith(flags, env),
+        (err: unknown) => err instanceof OptionError && message.test(err.message) && !err.message.includes('\n'),
+      );
+    });
+  }
+
+  test('leader election timings are not checked when leader election is off', () => {
+    const options = resolveWith({ 'leader-elect': false, 'lease-duration': '1s' });
+    assert.equal(options.leaseDurationMs, 1_000);
+  });
+});
+
+describe('resolveGlobalOptions', () => {
+  test('log level defaults to info; log format follows whether stderr is a terminal', () => {
+    assert.deepEqual(resolveGlobalOptions({ flags: {}, env: {} }, true), {
+      kubeconfig: undefined,
+      context: undefined,
+      logLevel: 'info',
+      logFormat: 'text',
+    });
+    assert.equal(resolveGlobalOptions({ flags: {}, env: {} }, false).logFormat, 'json');
+  });
+
+  test('env sets level and format; flags win over env', () => {
+    const env = { CROWSNEST_LOG_LEVEL: 'debug', CROWSNEST_LOG_FORMAT: 'text' };
+    assert.equal(resolveGlobalOptions({ flags: {}, env }, false).logLevel, 'debug');
+    assert.equal(resolveGlobalOptions({ flags: {}, env }, false).logFormat, 'text');
+    assert.equal(resolveGlobalOptions({ flags: { 'log-level': 'warn' }, env }, false).logLevel, 'warn');
+  });
+
+  test('KUBECONFIG is left to the kubeconfig loader', () => {
+    assert.equal(resolveGlobalOptions({ flags: {}, env: { KUBECONFIG: '/a:/b' } }, false).kubeconfig, undefined);
+    assert.equal(resolveGlobalOptions({ flags: { kubeconfig: '/k' }, env: {} }, false).kubeconfig, '/k');
+  });
+
+  test('an unknown level or format is an OptionError listing the choices', () => {
+    assert.throws(
+      () => resolveGlobalOptions({ flags: { 'log-level': 'verbose' }, env: {} }, false),
+      (err: unknown) => err instanceof OptionError && /--log-level: must be one of trace, debug, info, warn, error/.test(err.message),
+    );
+    assert.throws(
+      () => resolveGlobalOptions({ flags: {}, env: { CROWSNEST_LOG_FORMAT: 'yaml' } }, false),
+      /invalid value "yaml" for --log-format \(from CROWSNEST_LOG_FORMAT\): must be one of json, text/,
+    );
+  });
+});

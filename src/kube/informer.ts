@@ -1,0 +1,128 @@
+/**
+ * An informer is a {@link Reflector} feeding a {@link Store}: the read side every capability uses.
+ * Controllers subscribe handlers that turn changes into work-queue keys and read the store in
+ * their reconcilers; nothing lists the API server per event.
+ */
+import type { Registry } from 'prom-client';
+import { Counter } from 'prom-client';
+import { type IndexFunc, Store, type StoreHandler } from './cache.ts';
+import type { KubeClient } from './client.ts';
+import type { Clock } from './clock.ts';
+import { realClock } from './clock.ts';
+import type { Logger } from './logger-type.ts';
+import { ExponentialBackoff } from './ratelimiter.ts';
+import { KubeListerWatcher, Reflector, type ReflectorState } from './reflector.ts';
+import type { KubeObject, ResourceType } from './resources.ts';
+
+export interface InformerOptions<T extends KubeObject> {
+  readonly client: KubeClient;
+  readonly type: ResourceType;
+  /** Name in logs and metrics. Default: the resource name. */
+  readonly name?: string;
+  readonly namespace?: string;
+  readonly labelSelector?: string;
+  readonly fieldSelector?: string;
+  readonly indexers?: Readonly<Record<string, IndexFunc<T>>>;
+  /** Page size of the initial list. Default 500. */
+  readonly pageSize?: number;
+  /** See {@link ReflectorOptions.watchIdleTimeoutMs}. Default 180 s. */
+  readonly watchIdleTimeoutMs?: number;
+  /** See {@link ReflectorOptions.minWatchTimeoutSeconds}. Default 300 s. */
+  readonly minWatchTimeoutSeconds?: number;
+  readonly clock?: Clock;
+  readonly logger?: Logger;
+  readonly registry?: Registry;
+}
+
+/** client-go's reflector backoff: 800 ms doubling to 30 s, with jitter. */
+const RECONNECT_BACKOFF = { initialMs: 800, factor: 2, maxMs: 30_000, jitter: 1 } as const;
+
+export class Informer<T extends KubeObject = KubeObject> {
+  readonly store: Store<T>;
+  readonly reflector: Reflector<T>;
+  readonly name: string;
+  private readonly clock: Clock;
+  private readonly syncWaiters = new Set<() => void>();
+
+  constructor(options: InformerOptions<T>) {
+    this.name = options.name ?? options.type.resource;
+    this.clock = options.clock ?? realClock;
+    this.store = new Store<T>(options.indexers ? { indexers: options.indexers } : {});
+    const metrics = options.registry ? reflectorMetrics(options.registry) : undefined;
+    const listerWatcher = new KubeListerWatcher<T>({
+      client: options.client,
+      type: options.type,
+      ...(options.namespace ? { namespace: options.namespace } : {}),
+      ...(options.labelSelector ? { labelSelector: options.labelSelector } : {}),
+      ...(options.fieldSelector ? { fieldSelector: options.fieldSelector } : {}),
+    });
+    this.reflector = new Reflector<T>({
+      name: this.name,
+      listerWatcher,
+      store: this.store,
+      backoff: new ExponentialBackoff(RECONNECT_BACKOFF),
+      clock: this.clock,
+      ...(options.pageSize ? { pageSize: options.pageSize } : {}),
+      ...(options.watchIdleTimeoutMs ? { watchIdleTimeoutMs: options.watchIdleTimeoutMs } : {}),
+      ...(options.minWatchTimeoutSeconds ? { minWatchTimeoutSeconds: options.minWatchTimeoutSeconds } : {}),
+      ...(options.logger ? { logger: options.logger } : {}),
+      onStateChange: (state: ReflectorState) => {
+        if (state.kind === 'watching' && this.store.hasSynced) for (const wake of this.syncWaiters) wake();
+        if (!metrics) return;
+        if (state.kind === 'listing' && state.pages === 0) metrics.lists.inc({ informer: this.name });
+        if (state.kind === 'backingOff') metrics.failures.inc({ informer: this.name });
+      },
+    });
+  }
+
+  /** Registers change handlers (see {@link StoreHandler}). */
+  on(handler: StoreHandler<T>): () => void {
+    return this.store.subscribe(handler);
+  }
+
+  /** Starts listing and watching; resolves when `signal` aborts and the watch has closed. */
+  run(signal: AbortSignal): Promise<void> {
+    return this.reflector.run(signal);
+  }
+
+  get hasSynced(): boolean {
+    return this.store.hasSynced;
+  }
+
+  /** Resolves once the first full list is in the store; rejects if `signal` aborts first. */
+  async waitForSync(signal: AbortSignal): Promise<void> {
+    if (this.store.hasSynced) return;
+    await new Promise<void>((resolve, reject) => {
+      const done = (): void => {
+        this.syncWaiters.delete(done);
+        signal.removeEventListener('abort', aborted);
+        resolve();
+      };
+      const aborted = (): void => {
+        this.syncWaiters.delete(done);
+        reject(new Error(`informer ${this.name}: stopped before its cache synced`));
+      };
+      this.syncWaiters.add(done);
+      signal.addEventListener('abort', aborted, { once: true });
+    });
+  }
+}
+
+interface ReflectorMetrics {
+  readonly lists: Counter<'informer'>;
+  readonly failures: Counter<'informer'>;
+}
+
+const metricsByRegistry = new WeakMap<Registry, ReflectorMetrics>();
+
+function reflectorMetrics(registry: Registry): ReflectorMetrics {
+  let metrics = metricsByRegistry.get(registry);
+  if (!metrics) {
+    metrics = {
+      lists: new Counter({ name: 'crowsnest_informer_lists_total', help: 'Full lists (initial and relists) by informer.', labelNames: ['informer'], registers: [registry] }),
+      failures: new Counter({ name: 'crowsnest_informer_list_watch_failures_total', help: 'Failed list or watch attempts (each followed by backoff).', labelNames: ['informer'], registers: [registry] }),
+    };
+    metricsByRegistry.set(registry, metrics);
+  }
+  return metrics;
+}

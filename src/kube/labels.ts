@@ -1,0 +1,45 @@
+/**
+ * The names Crowsnest writes into the cluster, kept in one place so that the field manager, the
+ * labels that mark our objects and the selectors that find them again can never drift apart.
+ */
+
+/**
+ * Field manager for every server-side apply and update we send. Server-side apply records field
+ * ownership per manager, so changing this string orphans the fields owned under the old name.
+ */
+export const FIELD_MANAGER = 'crowsnest';
+
+/** Recommended label naming the tool that manages an object. */
+export const LABEL_MANAGED_BY = 'app.kubernetes.io/managed-by';
+/** Value of {@link LABEL_MANAGED_BY} on objects Crowsnest created and may change or delete. */
+export const MANAGED_BY_VALUE = 'crowsnest';
+
+/** Recommended label naming the application an object belongs to. */
+export const LABEL_PART_OF = 'app.kubernetes.io/part-of';
+/** Value of {@link LABEL_PART_OF} on objects Crowsnest created. */
+export const PART_OF_VALUE = 'crowsnest';
+
+/** `reportingController` of the Events the operator records (events.k8s.io/v1 wants a `domain/name`). */
+export const REPORTING_CONTROLLER = 'crowsnest.dev/operator';
+
+/**
+ * The labels every object we create carries. Returns a fresh object each call, so callers may
+ * merge into it without affecting anyone else.
+ */
+export function managedLabels(): Record<string, string> {
+  return {
+    [LABEL_MANAGED_BY]: MANAGED_BY_VALUE,
+    [LABEL_PART_OF]: PART_OF_VALUE,
+  };
+}
+
+/** Label selector (`key=value`) matching the objects Crowsnest manages; for list and watch calls. */
+export const MANAGED_SELECTOR = `${LABEL_MANAGED_BY}=${MANAGED_BY_VALUE}`;
+
+/**
+ * Whether `obj` is marked as managed by Crowsnest. Only the managed-by label counts: part-of is a
+ * grouping hint that other tools may also set, while managed-by is our claim to change and delete.
+ */
+export function isManagedByUs(obj: { readonly metadata?: { readonly labels?: Readonly<Record<string, string>> } } | undefined): boolean {
+  return obj?.metadata?.labels?.[LABEL_MANAGED_BY] === MANAGED_BY_VALUE;
+}

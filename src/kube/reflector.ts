@@ -1,0 +1,360 @@
+/**
+ * The reflector keeps a {@link Store} equal to the server's state of one resource type (in one
+ * namespace or all, optionally label/field-filtered): a paginated list, then a watch from the
+ * list's resourceVersion, with client-go's recovery rules.
+ *
+ * State machine (each state is a value of {@link ReflectorState}):
+ *
+ *   listing{continue?}  ── page with continue ──────────────▶ listing{continue}
+ *        │  last page: store.replace(all pages) ─────────────▶ watching{rv}
+ *        │  410 (continue token expired) ────────────────────▶ listing{} (from scratch)
+ *        └─ other error ────────────────────────────────────▶ backingOff{then: list}
+ *   watching{rv}        ── ADDED/MODIFIED/DELETED/BOOKMARK ──▶ watching{rv of the event}
+ *        │  stream ended (server timeout, idle watchdog) ────▶ watching{rv} (reconnect at once)
+ *        │  410 Gone (HTTP or ERROR event: rv too old) ──────▶ listing{} (relist; the store
+ *        │                                                     infers missed deletes)
+ *        └─ other error ────────────────────────────────────▶ backingOff{then: watch{rv}}
+ *   backingOff{then}    ── delay elapsed ─────────────────────▶ then
+ *   any                 ── stop signal ───────────────────────▶ stopped
+ *
+ * Every error is retryable; backoff makes sure a broken server is not hammered. The backoff is
+ * reset once a watch has delivered events for a while, as client-go does.
+ */
+import type { Clock } from './clock.ts';
+import { realClock } from './clock.ts';
+import { KubeApiError, type KubeClient } from './client.ts';
+import type { Store } from './cache.ts';
+import { apiVersionOf, collectionPath, type KubeObject, type ResourceType } from './resources.ts';
+import type { Logger } from './logger-type.ts';
+
+export type ReflectorState =
+  | { readonly kind: 'listing'; readonly continueToken?: string; readonly pages: number }
+  | { readonly kind: 'watching'; readonly resourceVersion: string }
+  | { readonly kind: 'backingOff'; readonly delayMs: number; readonly reason: string; readonly then: ResumePoint }
+  | { readonly kind: 'stopped' };
+
+export type ResumePoint = { readonly kind: 'list' } | { readonly kind: 'watch'; readonly resourceVersion: string };
+
+/** One page of a list. */
+export interface ListPage<T> {
+  readonly items: readonly T[];
+  readonly resourceVersion: string;
+  /** Token for the next page; absent or empty on the last one. */
+  readonly continueToken?: string;
+}
+
+export type WatchEvent<T> =
+  | { readonly type: 'ADDED' | 'MODIFIED' | 'DELETED'; readonly object: T }
+  | { readonly type: 'BOOKMARK'; readonly resourceVersion: string }
+  | { readonly type: 'ERROR'; readonly code: number; readonly message: string };
+
+/** The two calls a reflector needs. The real one is {@link KubeListerWatcher}; tests use fakes. */
+export interface ListerWatcher<T> {
+  list(options: { readonly limit: number; readonly continueToken?: string; readonly signal: AbortSignal }): Promise<ListPage<T>>;
+  /** Streams events until the server ends the watch, then resolves. Rejects on connection errors. */
+  watch(
+    options: { readonly resourceVersion: string; readonly timeoutSeconds: number; readonly idleTimeoutMs: number; readonly signal: AbortSignal },
+    onEvent: (event: WatchEvent<T>) => void,
+  ): Promise<void>;
+}
+
+/** Backoff between retries; see ExponentialBackoff in ratelimiter.ts. */
+export interface Backoff {
+  /** Next delay in milliseconds (grows with each call). */
+  next(): number;
+  reset(): void;
+}
+
+export interface ReflectorOptions<T extends KubeObject> {
+  /** Name in logs and metrics, e.g. `pods` or `logaccess/pods`. */
+  readonly name: string;
+  readonly listerWatcher: ListerWatcher<T>;
+  readonly store: Store<T>;
+  /** Page size of the initial list. Default 500. */
+  readonly pageSize?: number;
+  /**
+   * Server-side watch timeout is drawn uniformly from [min, 2×min) so that many watchers do not
+   * reconnect in lockstep (client-go: 5 min). Default 300 s.
+   */
+  readonly minWatchTimeoutSeconds?: number;
+  /**
+   * A watch that delivers no byte for this long is presumed dead (half-open TCP, a stuck proxy)
+   * and restarted from the last resourceVersion. Bookmarks arrive about once a minute on a
+   * healthy cached watch. Default 180 s.
+   */
+  readonly watchIdleTimeoutMs?: number;
+  readonly backoff: Backoff;
+  /** Backoff is reset after a watch has been healthy this long. Default 120 s. */
+  readonly backoffResetAfterMs?: number;
+  readonly clock?: Clock;
+  readonly logger?: Logger;
+  readonly random?: () => number;
+  /** Called on every state change (tests and debug logging). */
+  readonly onStateChange?: (state: ReflectorState) => void;
+}
+
+const DEFAULT_PAGE_SIZE = 500;
+const DEFAULT_MIN_WATCH_TIMEOUT_SECONDS = 300;
+const DEFAULT_WATCH_IDLE_TIMEOUT_MS = 180_000;
+const DEFAULT_BACKOFF_RESET_AFTER_MS = 120_000;
+
+export class Reflector<T extends KubeObject> {
+  private readonly opts: ReflectorOptions<T>;
+  private readonly clock: Clock;
+  private currentState: ReflectorState = { kind: 'listing', pages: 0 };
+  /** Counters for metrics and tests. */
+  readonly stats = { lists: 0, listPages: 0, watches: 0, relists: 0, events: 0 };
+
+  constructor(options: ReflectorOptions<T>) {
+    this.opts = options;
+    this.clock = options.clock ?? realClock;
+  }
+
+  get state(): ReflectorState {
+    return this.currentState;
+  }
+
+  /** Runs until `signal` aborts. Never rejects: every failure is logged and retried. */
+  async run(signal: AbortSignal): Promise<void> {
+    let next: ReflectorState = { kind: 'listing', pages: 0 };
+    while (!signal.aborted) {
+      this.enter(next);
+      try {
+        next = await this.step(next, signal);
+      } catch (err) {
+        if (signal.aborted) break;
+        // step() handles expected errors; anything else is a bug, but the cache must live on.
+        this.opts.logger?.error({ reflector: this.opts.name, err: String(err) }, 'reflector step failed unexpectedly');
+        next = { kind: 'backingOff', delayMs: this.opts.backoff.next(), reason: String(err), then: { kind: 'list' } };
+      }
+    }
+    this.enter({ kind: 'stopped' });
+  }
+
+  private enter(state: ReflectorState): void {
+    this.currentState = state;
+    this.opts.onStateChange?.(state);
+  }
+
+  private async step(state: ReflectorState, signal: AbortSignal): Promise<ReflectorState> {
+    switch (state.kind) {
+      case 'listing':
+        return await this.list(signal);
+      case 'watching':
+        return await this.watch(state.resourceVersion, signal);
+      case 'backingOff':
+        await sleep(this.clock, state.delayMs, signal);
+        return state.then.kind === 'list' ? { kind: 'listing', pages: 0 } : { kind: 'watching', resourceVersion: state.then.resourceVersion };
+      case 'stopped':
+        return state;
+    }
+  }
+
+  /** Lists every page (restarting on an expired continue token), then replaces the store. */
+  private async list(signal: AbortSignal): Promise<ReflectorState> {
+    const items: T[] = [];
+    let continueToken: string | undefined;
+    let pages = 0;
+    this.stats.lists++;
+    for (;;) {
+      let page: ListPage<T>;
+      try {
+        page = await this.opts.listerWatcher.list({ limit: this.opts.pageSize ?? DEFAULT_PAGE_SIZE, ...(continueToken ? { continueToken } : {}), signal });
+      } catch (err) {
+        if (signal.aborted) return { kind: 'stopped' };
+        if (isGone(err) && continueToken) {
+          // The snapshot behind the continue token was compacted away: start a fresh list.
+          this.opts.logger?.info({ reflector: this.opts.name, pages }, 'continue token expired; restarting the list');
+          items.length = 0;
+          continueToken = undefined;
+          pages = 0;
+          continue;
+        }
+        return this.backOff(err, { kind: 'list' });
+      }
+      pages++;
+      this.stats.listPages++;
+      for (const item of page.items) items.push(item);
+      if (page.continueToken) {
+        continueToken = page.continueToken;
+        this.enter({ kind: 'listing', continueToken, pages });
+        continue;
+      }
+      this.opts.store.replace(items);
+      this.opts.logger?.debug({ reflector: this.opts.name, objects: items.length, pages, resourceVersion: page.resourceVersion }, 'listed');
+      return { kind: 'watching', resourceVersion: page.resourceVersion };
+    }
+  }
+
+  private async watch(fromResourceVersion: string, signal: AbortSignal): Promise<ReflectorState> {
+    let resourceVersion = fromResourceVersion;
+    let gone: string | undefined;
+    let failure: { code: number; message: string } | undefined;
+    const minTimeout = this.opts.minWatchTimeoutSeconds ?? DEFAULT_MIN_WATCH_TIMEOUT_SECONDS;
+    const random = this.opts.random ?? Math.random;
+    const timeoutSeconds = Math.floor(minTimeout * (1 + random()));
+    const started = this.clock.now();
+    this.stats.watches++;
+    const store = this.opts.store;
+    try {
+      await this.opts.listerWatcher.watch(
+        { resourceVersion, timeoutSeconds, idleTimeoutMs: this.opts.watchIdleTimeoutMs ?? DEFAULT_WATCH_IDLE_TIMEOUT_MS, signal },
+        (event) => {
+          if (gone || failure) return;
+          this.stats.events++;
+          switch (event.type) {
+            case 'ADDED':
+            case 'MODIFIED':
+              store.upsert(event.object);
+              resourceVersion = event.object.metadata?.resourceVersion ?? resourceVersion;
+              break;
+            case 'DELETED':
+              store.delete(event.object);
+              resourceVersion = event.object.metadata?.resourceVersion ?? resourceVersion;
+              break;
+            case 'BOOKMARK':
+              resourceVersion = event.resourceVersion || resourceVersion;
+              break;
+            case 'ERROR':
+              if (event.code === 410) gone = event.message;
+              else failure = { code: event.code, message: event.message };
+              break;
+          }
+          if (this.currentState.kind === 'watching' && this.currentState.resourceVersion !== resourceVersion) {
+            this.currentState = { kind: 'watching', resourceVersion };
+          }
+        },
+      );
+    } catch (err) {
+      if (signal.aborted) return { kind: 'stopped' };
+      if (isGone(err)) gone = (err as Error).message;
+      else return this.backOff(err, { kind: 'watch', resourceVersion });
+    }
+    if (signal.aborted) return { kind: 'stopped' };
+    if (gone) {
+      this.stats.relists++;
+      this.opts.logger?.info({ reflector: this.opts.name, resourceVersion, reason: gone }, 'watch expired (410 Gone); relisting');
+      return { kind: 'listing', pages: 0 };
+    }
+    if (failure) return this.backOff(new Error(`watch error event ${failure.code}: ${failure.message}`), { kind: 'watch', resourceVersion });
+    if (this.clock.now() - started >= (this.opts.backoffResetAfterMs ?? DEFAULT_BACKOFF_RESET_AFTER_MS)) this.opts.backoff.reset();
+    return { kind: 'watching', resourceVersion };
+  }
+
+  private backOff(err: unknown, then: ResumePoint): ReflectorState {
+    const retryAfterMs = err instanceof KubeApiError ? err.retryAfterMs : undefined;
+    const delayMs = Math.max(this.opts.backoff.next(), retryAfterMs ?? 0);
+    const reason = err instanceof Error ? err.message : String(err);
+    this.opts.logger?.warn({ reflector: this.opts.name, delayMs, reason, then: then.kind }, 'list/watch failed; backing off');
+    return { kind: 'backingOff', delayMs, reason, then };
+  }
+}
+
+function isGone(err: unknown): boolean {
+  return err instanceof KubeApiError && err.status === 410;
+}
+
+function sleep(clock: Clock, ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal.aborted) return resolve();
+    const onAbort = (): void => {
+      clock.clearTimer(handle);
+      resolve();
+    };
+    const handle = clock.setTimer(() => {
+      signal.removeEventListener('abort', onAbort);
+      resolve();
+    }, ms);
+    signal.addEventListener('abort', onAbort, { once: true });
+  });
+}
+
+export interface KubeListerWatcherOptions {
+  readonly client: KubeClient;
+  readonly type: ResourceType;
+  /** Restrict to one namespace (namespaced types only). Default: all namespaces. */
+  readonly namespace?: string;
+  readonly labelSelector?: string;
+  readonly fieldSelector?: string;
+  /**
+   * Applied to every object before it is cached. Default: drop `metadata.managedFields`, which
+   * is often the largest part of an object and never needed by a controller.
+   */
+  readonly transform?: (obj: KubeObject) => KubeObject;
+}
+
+/** Lists and watches one resource type through a {@link KubeClient}. */
+export class KubeListerWatcher<T extends KubeObject = KubeObject> implements ListerWatcher<T> {
+  private readonly opts: KubeListerWatcherOptions;
+  private readonly path: string;
+  private readonly apiVersion: string;
+
+  constructor(options: KubeListerWatcherOptions) {
+    this.opts = options;
+    this.path = collectionPath(options.type, options.namespace);
+    this.apiVersion = apiVersionOf(options.type);
+  }
+
+  async list(options: { limit: number; continueToken?: string; signal: AbortSignal }): Promise<ListPage<T>> {
+    const body = await this.opts.client.json<{ metadata: { resourceVersion: string; continue?: string }; items: KubeObject[] }>(this.path, {
+      query: {
+        limit: options.limit,
+        continue: options.continueToken,
+        labelSelector: this.opts.labelSelector,
+        fieldSelector: this.opts.fieldSelector,
+      },
+      signal: options.signal,
+      timeoutMs: 60_000,
+    });
+    return {
+      // List items carry no apiVersion/kind; set them so cached objects are self-describing.
+      items: body.items.map((item) => this.prepare(item)),
+      resourceVersion: body.metadata.resourceVersion,
+      ...(body.metadata.continue ? { continueToken: body.metadata.continue } : {}),
+    };
+  }
+
+  async watch(
+    options: { resourceVersion: string; timeoutSeconds: number; idleTimeoutMs: number; signal: AbortSignal },
+    onEvent: (event: WatchEvent<T>) => void,
+  ): Promise<void> {
+    await this.opts.client.watch(
+      this.path,
+      {
+        resourceVersion: options.resourceVersion,
+        allowWatchBookmarks: true,
+        timeoutSeconds: options.timeoutSeconds,
+        labelSelector: this.opts.labelSelector,
+        fieldSelector: this.opts.fieldSelector,
+      },
+      (raw) => {
+        const object = raw.object as KubeObject & { code?: number; message?: string };
+        switch (raw.type) {
+          case 'ADDED':
+          case 'MODIFIED':
+          case 'DELETED':
+            onEvent({ type: raw.type, object: this.prepare(object) });
+            break;
+          case 'BOOKMARK':
+            onEvent({ type: 'BOOKMARK', resourceVersion: object.metadata?.resourceVersion ?? '' });
+            break;
+          case 'ERROR':
+            onEvent({ type: 'ERROR', code: object.code ?? 0, message: object.message ?? 'unknown watch error' });
+            break;
+          default:
+            // Unknown event types are ignored; the client counts lines it could not parse at all.
+            break;
+        }
+      },
+      { signal: options.signal, idleTimeoutMs: options.idleTimeoutMs },
+    );
+  }
+
+  private prepare(obj: KubeObject): T {
+    obj.apiVersion ??= this.apiVersion;
+    obj.kind ??= this.opts.type.kind;
+    if (this.opts.transform) return this.opts.transform(obj) as T;
+    if (obj.metadata?.managedFields) delete obj.metadata.managedFields;
+    return obj as T;
+  }
+}

@@ -1,0 +1,65 @@
+/**
+ * One shared control plane per test process. Integration tests call {@link testbed} to get it
+ * (started on first use) and {@link newNamespace} for an isolated namespace of their own. The
+ * test runner's global teardown ({@link globalTeardown}) stops it; the control plane also kills
+ * itself when the process exits for any other reason.
+ */
+import { randomBytes } from 'node:crypto';
+import { KubeConfig } from '@kubernetes/client-node';
+import { ControlPlane } from '../../testbed/controlplane.ts';
+
+let shared: Promise<ControlPlane> | undefined;
+
+export function testbed(): Promise<ControlPlane> {
+  shared ??= ControlPlane.start({ nodes: 3 });
+  return shared;
+}
+
+/** Creates a namespace named `<prefix>-<random>` and waits for its default ServiceAccount. */
+export async function newNamespace(prefix: string): Promise<string> {
+  const plane = await testbed();
+  const name = `${prefix}-${randomBytes(3).toString('hex')}`.toLowerCase();
+  const res = await plane.request('POST', '/api/v1/namespaces', { apiVersion: 'v1', kind: 'Namespace', metadata: { name } });
+  if (res.status !== 201) throw new Error(`creating namespace ${name}: ${res.status} ${res.body}`);
+  return name;
+}
+
+export async function globalSetup(): Promise<void> {
+  await testbed();
+}
+
+export async function globalTeardown(): Promise<void> {
+  if (shared) await (await shared).stop();
+  if (process.env.CROWSNEST_DEBUG_HANDLES) console.error('active resources after teardown:', process.getActiveResourcesInfo());
+}
+
+/** A client-node KubeConfig for the testbed admin, optionally pointed at another port (a proxy). */
+export async function adminKubeConfig(options: { port?: number } = {}): Promise<KubeConfig> {
+  const plane = await testbed();
+  const kc = new KubeConfig();
+  kc.loadFromFile(plane.kubeconfigPath);
+  if (options.port !== undefined) {
+    const cluster = kc.getCurrentCluster()!;
+    kc.clusters = kc.clusters.map((c) => (c.name === cluster.name ? { ...c, server: `https://127.0.0.1:${options.port}` } : c));
+  }
+  return kc;
+}
+
+/** Polls `probe` every 50 ms until it returns true; fails with `what` after `timeoutMs`. */
+export async function eventually(what: string, probe: () => boolean | Promise<boolean>, timeoutMs = 30_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (await probe()) return;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error(`timed out after ${timeoutMs} ms waiting for: ${what}`);
+}
+
+/** Runs `fn` over `items` with at most `concurrency` in flight. */
+export async function inParallel<T>(items: readonly T[], concurrency: number, fn: (item: T) => Promise<void>): Promise<void> {
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    while (next < items.length) await fn(items[next++]!);
+  };
+  await Promise.all(Array.from({ length: Math.min(concurrency, items.length) }, worker));
+}
