@@ -12,6 +12,7 @@ import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
 import { parseBindAddress } from '../observe/http.ts';
 import type { LogFormat, LogLevel } from '../observe/logger.ts';
+import { controllerCatalog } from '../operator/catalog.ts';
 
 // ---------------------------------------------------------------------------------------------
 // Errors
@@ -91,9 +92,9 @@ export function parseDuration(input: string): number {
 
 /**
  * Names of the controllers `crowsnest operator` can run, all enabled by default. A capability
- * adds its controller here when it lands (e.g. `logaccess`, `prober`, `guard`).
+ * adds its controller to the catalog (src/operator/catalog.ts) when it lands.
  */
-export const knownControllers: readonly string[] = [];
+export const knownControllers: readonly string[] = controllerCatalog.map((c) => c.name);
 
 /** The `--controllers` value that enables every known controller. */
 const ALL_CONTROLLERS = '*';

@@ -1,0 +1,68 @@
+# Crowsnest — every target installs what it needs on a fresh machine (Node 24 from the npm
+# registry when the machine's Node is older, npm packages, the Kubernetes binaries built from Go
+# modules into ~/.cache/crowsnest). The first run builds Kubernetes: ~7 minutes on 2 cores.
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+.SUFFIXES:
+
+# Resolved once per make run, installing Node 24 if needed.
+NODE := $(shell scripts/node.sh)
+ifeq ($(NODE),)
+$(error could not find or install Node.js 24: see the messages of scripts/node.sh above)
+endif
+# npm and npx run under the same Node.
+RUN := PATH="$(dir $(NODE)):$$PATH"
+
+INTEGRATION := --test-isolation=none --test-global-setup=test/integration/setup.ts
+
+.PHONY: help
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
+
+node_modules/.installed: package.json package-lock.json
+	@echo "[deps] installing npm packages with Node $$($(NODE) --version)"
+	@$(RUN) npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+.PHONY: deps
+deps: node_modules/.installed ## install npm packages
+
+.PHONY: build
+build: deps ## type-check the project (Node 24 runs the .ts sources directly)
+	@$(RUN) npx tsc --noEmit -p .
+	@echo "[build] type check passed; run ./bin/crowsnest --help"
+
+.PHONY: lint
+lint: build ## type check (strict) — the project's only lint for now
+
+.PHONY: testbed
+testbed: ## build the control-plane binaries into the cache (once per machine)
+	@testbed/build.sh >/dev/null
+
+.PHONY: test
+test: build test-unit test-integration ## all tests: unit, then integration on a real local control plane
+
+.PHONY: test-unit
+test-unit: deps ## unit tests (pure logic, fake clocks)
+	@$(RUN) node --test 'src/**/*.test.ts'
+
+.PHONY: test-integration
+test-integration: deps testbed ## integration tests against one shared local control plane
+	@$(RUN) node --test $(INTEGRATION) 'test/integration/**/*.test.ts'
+
+.PHONY: cluster
+cluster: deps testbed ## start a local control plane in the background (.cluster/kubeconfig)
+	@$(RUN) node testbed/cli.ts up --dir .cluster
+
+.PHONY: cluster-down
+cluster-down: deps ## stop the local control plane and remove .cluster
+	@$(RUN) node testbed/cli.ts down --dir .cluster
+
+.PHONY: demo
+demo: cluster ## run crowsnest against the local control plane
+	@$(RUN) scripts/demo.sh .cluster
+
+.PHONY: bench
+bench: deps testbed ## benchmarks, printed as tables beside their anchors
+	@$(RUN) node test/bench/run.ts

@@ -1,0 +1,94 @@
+/**
+ * `make bench`: benchmarks on the local control plane, each printed as a table beside the anchor
+ * users compare us with. Targets are checked and reported here, never in unit tests.
+ *
+ * Today: informer initial sync (paged list into the indexed cache) vs
+ * `kubectl get <type> -A --chunk-size=500 -o json` on the same objects, at two sizes.
+ */
+import { execFile } from 'node:child_process';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { ControlPlane } from '../../testbed/controlplane.ts';
+
+const run = promisify(execFile);
+const repo = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
+const SIZES = [2_000, 10_000];
+const REPEATS = 3;
+
+interface Sample { wallMs: number; maxRssBytes: number; objects: number; processWallMs?: number }
+
+async function createConfigMaps(plane: ControlPlane, namespace: string, from: number, to: number): Promise<void> {
+  let next = from;
+  const worker = async (): Promise<void> => {
+    while (next < to) {
+      const i = next++;
+      const res = await plane.request('POST', `/api/v1/namespaces/${namespace}/configmaps`, {
+        metadata: { name: `cm-${i}`, labels: { bench: 'informer' } },
+        // ~1 KiB of data: the size of a typical small ConfigMap.
+        data: { payload: 'x'.repeat(1024), index: String(i) },
+      });
+      if (res.status !== 201) throw new Error(`create cm-${i}: ${res.status} ${res.body}`);
+    }
+  };
+  await Promise.all(Array.from({ length: 32 }, worker));
+}
+
+async function ours(plane: ControlPlane): Promise<Sample> {
+  const started = performance.now();
+  const { stdout } = await run(process.execPath, [join(repo, 'test/bench/informer-sync.ts'), plane.kubeconfigPath, 'configmaps', '500']);
+  return { ...(JSON.parse(stdout) as Sample), processWallMs: performance.now() - started };
+}
+
+async function kubectl(plane: ControlPlane): Promise<Sample> {
+  const started = performance.now();
+  const { stdout, stderr } = await run('/usr/bin/time', ['-f', 'maxrss_kb=%M', join(plane.binDir, 'kubectl'), '--kubeconfig', plane.kubeconfigPath, 'get', 'configmaps', '-A', '--chunk-size=500', '-o', 'json'], { maxBuffer: 1024 * 1024 * 1024 });
+  const wallMs = performance.now() - started;
+  const rssKb = Number(/maxrss_kb=(\d+)/.exec(stderr)?.[1] ?? NaN);
+  return { wallMs, maxRssBytes: rssKb * 1024, objects: (JSON.parse(stdout) as { items: unknown[] }).items.length };
+}
+
+function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.floor(sorted.length / 2)]!;
+}
+
+const plane = await ControlPlane.start({ nodes: 0 });
+try {
+  await plane.request('POST', '/api/v1/namespaces', { metadata: { name: 'bench' } });
+  const rows: string[][] = [];
+  let created = 0;
+  for (const size of SIZES) {
+    await createConfigMaps(plane, 'bench', created, size);
+    created = size;
+    const a: Sample[] = [];
+    const b: Sample[] = [];
+    for (let i = 0; i < REPEATS; i++) {
+      a.push(await ours(plane));
+      b.push(await kubectl(plane));
+    }
+    const oursWall = median(a.map((s) => s.wallMs));
+    const kubectlWall = median(b.map((s) => s.wallMs));
+    const oursProcessWall = median(a.map((s) => s.processWallMs!));
+    rows.push([
+      String(a[0]!.objects),
+      `${oursWall.toFixed(0)} ms`,
+      `${oursProcessWall.toFixed(0)} ms`,
+      `${kubectlWall.toFixed(0)} ms`,
+      (oursProcessWall / kubectlWall).toFixed(2),
+      `${(median(a.map((s) => s.maxRssBytes)) / 2 ** 20).toFixed(0)} MiB`,
+      `${(median(b.map((s) => s.maxRssBytes)) / 2 ** 20).toFixed(0)} MiB`,
+    ]);
+  }
+  const header = ['objects', 'informer sync', 'informer process', 'kubectl process', 'ratio', 'informer RSS', 'kubectl RSS'];
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
+  const line = (cells: string[]): string => cells.map((c, i) => c.padStart(widths[i]!)).join('  ');
+  console.log(`\ninformer initial sync (paged list, 500/page, into the indexed cache) vs kubectl get configmaps -A --chunk-size=500 -o json`);
+  console.log(`median of ${REPEATS} runs; ConfigMaps of ~1 KiB. 'informer sync' is list-to-synced inside the process;`);
+  console.log(`'process' columns are whole runs from exec to exit (kubectl also encodes and prints); ratio = informer process / kubectl process;`);
+  console.log(`RSS is each process's peak\n`);
+  console.log(line(header));
+  for (const row of rows) console.log(line(row));
+} finally {
+  await plane.stop();
+}

@@ -1,0 +1,112 @@
+/**
+ * `crowsnest operator` as real processes against the testbed: one replica leads, a standby takes
+ * over within the lease duration when the leader is killed, and a SIGTERMed leader drains,
+ * releases its Lease at once and exits 0.
+ */
+import assert from 'node:assert/strict';
+import { type ChildProcess, spawn } from 'node:child_process';
+import { dirname, join } from 'node:path';
+import { after, describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { freePort } from '../../testbed/controlplane.ts';
+import { eventually, newNamespace, testbed } from './testbed.ts';
+
+const repo = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
+const LEASE_MS = 6_000;
+const RENEW_MS = 4_000;
+const RETRY_MS = 1_000;
+
+interface Replica {
+  readonly identity: string;
+  readonly process: ChildProcess;
+  readonly metricsPort: number;
+  readonly healthPort: number;
+  readonly output: string[];
+  readonly exited: Promise<number | null>;
+}
+
+const replicas: Replica[] = [];
+
+async function startReplica(identity: string, namespace: string): Promise<Replica> {
+  const plane = await testbed();
+  const metricsPort = await freePort();
+  const healthPort = await freePort();
+  const child = spawn(join(repo, 'bin', 'crowsnest'), [
+    'operator',
+    '--kubeconfig', plane.kubeconfigPath,
+    '--log-format', 'json',
+    '--identity', identity,
+    '--leader-election-namespace', namespace,
+    '--lease-duration', `${LEASE_MS}ms`,
+    '--renew-deadline', `${RENEW_MS}ms`,
+    '--retry-period', `${RETRY_MS}ms`,
+    '--metrics-bind-address', `127.0.0.1:${metricsPort}`,
+    '--health-probe-bind-address', `127.0.0.1:${healthPort}`,
+  ], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const output: string[] = [];
+  child.stdout!.on('data', (c: Buffer) => output.push(c.toString()));
+  child.stderr!.on('data', (c: Buffer) => output.push(c.toString()));
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  const replica = { identity, process: child, metricsPort, healthPort, output, exited };
+  replicas.push(replica);
+  await eventually(`${identity} serves /healthz`, async () => (await fetch(`http://127.0.0.1:${healthPort}/healthz`).catch(() => undefined))?.status === 200, 20_000);
+  return replica;
+}
+
+async function holder(namespace: string): Promise<string | undefined> {
+  const plane = await testbed();
+  const res = await plane.request('GET', `/apis/coordination.k8s.io/v1/namespaces/${namespace}/leases/crowsnest-operator`);
+  if (res.status !== 200) return undefined;
+  return (JSON.parse(res.body) as { spec: { holderIdentity?: string } }).spec.holderIdentity || undefined;
+}
+
+async function leaderGauge(replica: Replica): Promise<number | undefined> {
+  const res = await fetch(`http://127.0.0.1:${replica.metricsPort}/metrics`).catch(() => undefined);
+  if (!res || res.status !== 200) return undefined;
+  const match = /^crowsnest_leader_election_master_status\{name="crowsnest-operator"\} (\d+)/m.exec(await res.text());
+  return match ? Number(match[1]) : undefined;
+}
+
+after(async () => {
+  for (const r of replicas) if (r.process.exitCode === null) r.process.kill('SIGKILL');
+  await Promise.all(replicas.map((r) => r.exited));
+});
+
+describe('crowsnest operator leader election', () => {
+  it('runs one leader; when the leader is killed, the standby takes over within the lease duration', async () => {
+    const namespace = await newNamespace('leader');
+    const a = await startReplica('replica-a', namespace);
+    await eventually('replica-a leads', async () => (await holder(namespace)) === 'replica-a', 20_000);
+    const b = await startReplica('replica-b', namespace);
+    await eventually('metrics show a leading and b standing by', async () => (await leaderGauge(a)) === 1 && (await leaderGauge(b)) === 0, 10_000);
+    assert.equal(await holder(namespace), 'replica-a', 'the standby did not steal a live lease');
+
+    a.process.kill('SIGKILL');
+    const killedAt = Date.now();
+    await a.exited;
+    await eventually('replica-b takes over', async () => (await holder(namespace)) === 'replica-b', LEASE_MS * 3);
+    const takeoverMs = Date.now() - killedAt;
+    // The standby may have observed the last renewal up to one retry period after the kill and
+    // polls once per retry period (+20 % jitter): the bound client-go gives.
+    assert.ok(takeoverMs <= LEASE_MS + 2.5 * RETRY_MS, `takeover took ${takeoverMs} ms, lease is ${LEASE_MS} ms`);
+    await eventually('replica-b reports leading', async () => (await leaderGauge(b)) === 1, 5_000);
+    console.log(`# leader takeover after SIGKILL: ${takeoverMs} ms (lease ${LEASE_MS} ms, retry ${RETRY_MS} ms)`);
+  });
+
+  it('a leader stopped with SIGTERM releases its Lease so the standby takes over at once, and exits 0', async () => {
+    const namespace = await newNamespace('leader-term');
+    const a = await startReplica('replica-c', namespace);
+    await eventually('replica-c leads', async () => (await holder(namespace)) === 'replica-c', 20_000);
+    const b = await startReplica('replica-d', namespace);
+    await eventually('replica-d is standing by', async () => (await leaderGauge(b)) === 0, 10_000);
+
+    a.process.kill('SIGTERM');
+    const stoppedAt = Date.now();
+    assert.equal(await a.exited, 0, a.output.join(''));
+    await eventually('replica-d takes over', async () => (await holder(namespace)) === 'replica-d', LEASE_MS * 2);
+    const takeoverMs = Date.now() - stoppedAt;
+    assert.ok(takeoverMs < LEASE_MS, `a released lease is taken in one retry period, not after expiry (${takeoverMs} ms)`);
+    assert.match(a.output.join(''), /operator stopped/);
+    console.log(`# leader takeover after SIGTERM: ${takeoverMs} ms`);
+  });
+});
