@@ -89,7 +89,10 @@ export interface ReflectorOptions<T extends KubeObject> {
   readonly clock?: Clock;
   readonly logger?: Logger;
   readonly random?: () => number;
-  /** Called on every state change (tests and debug logging). */
+  /**
+   * Called on every transition between states (tests, metrics, debug logging). A watch moving
+   * its resourceVersion forward is not a transition; read {@link Reflector.state} for that.
+   */
   readonly onStateChange?: (state: ReflectorState) => void;
 }
 
@@ -97,6 +100,8 @@ const DEFAULT_PAGE_SIZE = 500;
 const DEFAULT_MIN_WATCH_TIMEOUT_SECONDS = 300;
 const DEFAULT_WATCH_IDLE_TIMEOUT_MS = 180_000;
 const DEFAULT_BACKOFF_RESET_AFTER_MS = 120_000;
+/** A watch closed sooner than this without delivering anything counts as a failure. */
+const VERY_SHORT_WATCH_MS = 1_000;
 
 export class Reflector<T extends KubeObject> {
   private readonly opts: ReflectorOptions<T>;
@@ -168,6 +173,8 @@ export class Reflector<T extends KubeObject> {
           items.length = 0;
           continueToken = undefined;
           pages = 0;
+          this.stats.lists++;
+          this.enter({ kind: 'listing', pages });
           continue;
         }
         return this.backOff(err, { kind: 'list' });
@@ -194,6 +201,7 @@ export class Reflector<T extends KubeObject> {
     const random = this.opts.random ?? Math.random;
     const timeoutSeconds = Math.floor(minTimeout * (1 + random()));
     const started = this.clock.now();
+    let received = 0;
     this.stats.watches++;
     const store = this.opts.store;
     try {
@@ -202,6 +210,7 @@ export class Reflector<T extends KubeObject> {
         (event) => {
           if (gone || failure) return;
           this.stats.events++;
+          received++;
           switch (event.type) {
             case 'ADDED':
             case 'MODIFIED':
@@ -228,7 +237,10 @@ export class Reflector<T extends KubeObject> {
     } catch (err) {
       if (signal.aborted) return { kind: 'stopped' };
       if (isGone(err)) gone = (err as Error).message;
-      else return this.backOff(err, { kind: 'watch', resourceVersion });
+      else {
+        this.resetBackoffIfHealthy(started);
+        return this.backOff(err, { kind: 'watch', resourceVersion });
+      }
     }
     if (signal.aborted) return { kind: 'stopped' };
     if (gone) {
@@ -236,9 +248,19 @@ export class Reflector<T extends KubeObject> {
       this.opts.logger?.info({ reflector: this.opts.name, resourceVersion, reason: gone }, 'watch expired (410 Gone); relisting');
       return { kind: 'listing', pages: 0 };
     }
+    this.resetBackoffIfHealthy(started);
     if (failure) return this.backOff(new Error(`watch error event ${failure.code}: ${failure.message}`), { kind: 'watch', resourceVersion });
-    if (this.clock.now() - started >= (this.opts.backoffResetAfterMs ?? DEFAULT_BACKOFF_RESET_AFTER_MS)) this.opts.backoff.reset();
+    if (received === 0 && this.clock.now() - started < VERY_SHORT_WATCH_MS) {
+      // A server (or proxy) that closes every watch at once would otherwise be hammered in a
+      // tight loop; client-go treats this as an error for the same reason.
+      return this.backOff(new Error(`very short watch: closed within ${VERY_SHORT_WATCH_MS} ms without an event`), { kind: 'watch', resourceVersion });
+    }
     return { kind: 'watching', resourceVersion };
+  }
+
+  /** A watch that stayed up long enough proves the server healthy again, however it ended. */
+  private resetBackoffIfHealthy(watchStartedMs: number): void {
+    if (this.clock.now() - watchStartedMs >= (this.opts.backoffResetAfterMs ?? DEFAULT_BACKOFF_RESET_AFTER_MS)) this.opts.backoff.reset();
   }
 
   private backOff(err: unknown, then: ResumePoint): ReflectorState {
