@@ -11,7 +11,7 @@
  * dir whose owner died without cleaning up is reaped by the next start.
  */
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
-import { closeSync, openSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { closeSync, openSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { request as httpsRequest } from 'node:https';
 import { createServer } from 'node:net';
@@ -41,6 +41,8 @@ export interface ControlPlaneOptions {
 /** What a detached control plane records so a later process can find and stop it. */
 interface StateFile {
   readonly ownerPid: number;
+  /** Where the component binaries live: a pid is only signalled if it runs one of them. */
+  readonly binDir: string;
   readonly detached: boolean;
   readonly ports: Ports;
   readonly pids: Partial<Record<ComponentName, number>>;
@@ -158,7 +160,7 @@ export class ControlPlane {
       return undefined;
     }
     const plane = new ControlPlane({
-      binDir: await buildBinaries(() => {}, { printOnly: true }), dir: resolve(dir), pki: await ensurePki(join(dir, 'pki')),
+      binDir: state.binDir ?? (await buildBinaries(() => {}, { printOnly: true })), dir: resolve(dir), pki: await ensurePki(join(dir, 'pki')),
       ports: state.ports, ownsDir: false, detached: true, nodeCount: 0,
       log: log ?? ((line: string) => process.stderr.write(`[testbed] ${line}\n`)),
     });
@@ -168,7 +170,7 @@ export class ControlPlane {
 
   /** True when every recorded component process is alive and the apiserver answers /readyz. */
   async healthy(): Promise<boolean> {
-    for (const pid of Object.values(this.pids)) if (!pid || !isAlive(pid)) return false;
+    for (const [name, pid] of Object.entries(this.pids)) if (!pid || !runsBinary(pid, join(this.binDir, name))) return false;
     try {
       const res = await this.request('GET', '/readyz');
       return res.status === 200;
@@ -184,6 +186,7 @@ export class ControlPlane {
   async stop(options: { keepDir?: boolean } = {}): Promise<void> {
     if (this.stopped) return;
     this.stopped = true;
+    liveAttachedPlanes.delete(this);
     const order: ComponentName[] = ['kwok', 'kube-scheduler', 'kube-controller-manager', 'kube-apiserver', 'etcd'];
     for (const name of order) await this.stopComponent(name, 'SIGTERM');
     if (this.ownsDir && !options.keepDir) await rm(this.dir, { recursive: true, force: true });
@@ -288,7 +291,7 @@ export class ControlPlane {
       '--log-level=warn',
     ]);
     await this.waitFor('etcd /health', async () => {
-      const res = await fetch(`${this.etcdUrl}/health`);
+      const res = await fetch(`${this.etcdUrl}/health`, { signal: AbortSignal.timeout(5_000) });
       return res.ok && ((await res.json()) as { health?: string }).health === 'true';
     });
   }
@@ -375,7 +378,8 @@ export class ControlPlane {
       env: { ...process.env, GOMAXPROCS: process.env.GOMAXPROCS ?? '2' },
     });
     closeSync(fd);
-    if (child.pid === undefined) throw new Error(`could not start ${name}`);
+    const spawnError = new Promise<Error>((resolve) => child.once('error', resolve));
+    if (child.pid === undefined) throw new Error(`could not start ${name}: ${(await spawnError).message}`);
     this.children.set(name, child);
     this.pids[name] = child.pid;
     // Unref'd even when attached: a running component must not keep the test process alive
@@ -398,8 +402,12 @@ export class ControlPlane {
     const exited = child && child.exitCode === null && child.signalCode === null
       ? new Promise<void>((r) => child.once('exit', () => r()))
       : undefined;
+    // A pid read back from a state file may have been reused since (after a reboot, say):
+    // signal it only while it still runs our binary.
+    if (!child && !runsBinary(pid, join(this.binDir, name))) return;
     try {
-      process.kill(pid, signal);
+      if (child) child.kill(signal);
+      else process.kill(pid, signal);
     } catch {
       return; // already gone
     }
@@ -410,7 +418,10 @@ export class ControlPlane {
       if (child && (child.exitCode !== null || child.signalCode !== null)) break;
     }
     if (isAlive(pid) && !(child && (child.exitCode !== null || child.signalCode !== null))) {
-      try { process.kill(pid, 'SIGKILL'); } catch { /* gone */ }
+      try {
+        if (child) child.kill('SIGKILL');
+        else if (runsBinary(pid, join(this.binDir, name))) process.kill(pid, 'SIGKILL');
+      } catch { /* gone */ }
       if (exited) await exited;
     }
     this.children.delete(name);
@@ -420,6 +431,9 @@ export class ControlPlane {
     const deadline = Date.now() + READY_TIMEOUT_MS;
     let lastError = '';
     while (Date.now() < deadline) {
+      for (const [name, pid] of Object.entries(this.pids)) {
+        if (pid && !isAlive(pid)) throw new Error(`${name} exited while waiting for ${what}; see ${join(this.dir, 'logs', `${name}.log`)}`);
+      }
       try {
         if (await probe()) return;
       } catch (err) {
@@ -453,14 +467,14 @@ export class ControlPlane {
   }
 
   private async writeState(): Promise<void> {
-    const state: StateFile = { ownerPid: process.pid, detached: this.detached, ports: this.ports, pids: this.pids };
+    const state: StateFile = { ownerPid: process.pid, binDir: this.binDir, detached: this.detached, ports: this.ports, pids: this.pids };
     await writeFile(join(this.dir, STATE_FILE), JSON.stringify(state, null, 2));
   }
 
   /** Kills every component right now, synchronously (used from a process 'exit' handler). */
   killAllSync(): void {
-    for (const pid of Object.values(this.pids)) {
-      if (!pid) continue;
+    for (const [name, pid] of Object.entries(this.pids)) {
+      if (!pid || !runsBinary(pid, join(this.binDir, name))) continue;
       try { process.kill(pid, 'SIGKILL'); } catch { /* gone */ }
     }
     if (this.ownsDir) rmSync(this.dir, { recursive: true, force: true });
@@ -519,13 +533,24 @@ function reapOrphanedStateDirs(log: (line: string) => void): void {
     const dir = join(tmpdir(), entry);
     try {
       const state = JSON.parse(readFileSync(join(dir, STATE_FILE), 'utf8')) as StateFile;
-      if (state.detached || isAlive(state.ownerPid)) continue;
-      for (const pid of Object.values(state.pids)) if (pid && isAlive(pid)) process.kill(pid, 'SIGKILL');
+      if (state.detached || isAlive(state.ownerPid) || statSync(dir).uid !== process.getuid?.()) continue;
+      for (const [name, pid] of Object.entries(state.pids)) {
+        if (pid && state.binDir && runsBinary(pid, join(state.binDir, name))) process.kill(pid, 'SIGKILL');
+      }
       rmSync(dir, { recursive: true, force: true });
       log(`reaped orphaned control plane in ${dir}`);
     } catch {
       // No state file yet (a start in progress elsewhere) or unreadable: leave it alone.
     }
+  }
+}
+
+/** True when `pid` is a live process executing `binaryPath` (so a reused pid is never signalled). */
+function runsBinary(pid: number, binaryPath: string): boolean {
+  try {
+    return readlinkSync(`/proc/${pid}/exe`) === binaryPath;
+  } catch {
+    return false;
   }
 }
 

@@ -251,7 +251,7 @@ export const operatorFlags: readonly FlagDefinition[] = [
   {
     name: 'shutdown-timeout',
     valueName: '<duration>',
-    description: `how long to wait for in-flight work on shutdown; '0' stops at once`,
+    description: `how long to wait for in-flight work on shutdown when leader election is off ('0' stops at once); with leader election the renew deadline bounds it, so the Lease is never released while work still runs`,
     defaultText: OPERATOR_DEFAULTS.shutdownTimeout,
   },
   {
@@ -491,7 +491,10 @@ export interface OperatorOptions {
   readonly retryPeriodMs: number;
   /** Concurrent reconciles per controller. Default 2. */
   readonly workers: number;
-  /** Grace period for in-flight work on shutdown; 0 stops at once. Default 30 000 ms. */
+  /**
+   * Grace period for in-flight work on shutdown without leader election; 0 stops at once. With
+   * leader election the renew deadline bounds the drain instead. Default 30 000 ms.
+   */
   readonly shutdownTimeoutMs: number;
   /** Holder identity in the Lease. Default `<hostname>_<random uuid>`. */
   readonly identity: string;

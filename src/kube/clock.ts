@@ -16,13 +16,24 @@ export interface TimerHandle {
 
 let nextTimerId = 1;
 
-/** The wall clock backed by Node's timers. Timers are unref'd: a pending delay never keeps the process alive. */
+/** Node turns any setTimeout delay above 2^31−1 ms (~24.8 days) into 1 ms; longer waits are chained. */
+const MAX_NODE_TIMER_MS = 2 ** 31 - 1;
+
+/**
+ * The wall clock backed by Node's timers. Timers are unref'd: a pending delay never keeps a
+ * process alive on its own (long-running commands hold the process open themselves).
+ */
 export const realClock: Clock = {
   now: () => Date.now(),
   setTimer(callback, delayMs) {
-    const timer = setTimeout(callback, Math.max(0, delayMs));
-    timer.unref();
-    const handle = { id: nextTimerId++, timer };
+    const handle: { id: number; timer?: NodeJS.Timeout } = { id: nextTimerId++ };
+    const dueAt = Date.now() + Math.max(0, delayMs);
+    const arm = (): void => {
+      const remaining = dueAt - Date.now();
+      handle.timer = setTimeout(remaining > MAX_NODE_TIMER_MS ? arm : callback, Math.min(Math.max(0, remaining), MAX_NODE_TIMER_MS));
+      handle.timer.unref();
+    };
+    arm();
     return handle;
   },
   clearTimer(handle) {

@@ -92,6 +92,7 @@ export class Informer<T extends KubeObject = KubeObject> {
   /** Resolves once the first full list is in the store; rejects if `signal` aborts first. */
   async waitForSync(signal: AbortSignal): Promise<void> {
     if (this.store.hasSynced) return;
+    if (signal.aborted) throw new Error(`informer ${this.name}: stopped before its cache synced`);
     await new Promise<void>((resolve, reject) => {
       const done = (): void => {
         this.syncWaiters.delete(done);

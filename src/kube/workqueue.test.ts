@@ -243,6 +243,17 @@ describe('WorkQueue', () => {
       assert.equal(await peek(drained), undefined);
     });
 
+    it('resolves when the last key in hand is done, even if it was re-added while processed', async () => {
+      const { queue } = newQueue();
+      queue.add('ns/a');
+      const a = (await queue.get())!;
+      queue.add('ns/a');
+      const drained = queue.shutDownWithDrain();
+      assert.equal(await peek(drained), PENDING);
+      queue.done(a);
+      assert.equal(await peek(drained), undefined);
+    });
+
     it('resolves at once when nothing is being processed', async () => {
       const { queue } = newQueue();
       assert.equal(await peek(queue.shutDownWithDrain()), undefined);

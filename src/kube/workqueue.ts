@@ -107,9 +107,10 @@ export class WorkQueue<K extends string = string> {
     if (this.dirty.has(key)) {
       this.queue.push(key);
       this.serveGetters();
-    } else if (this.processing.size === 0 && this.state.kind === 'shuttingDown') {
-      this.releaseDrainWaiters(this.state);
     }
+    // A drain waits for the keys in hand only (as client-go's does), whether or not the last one
+    // was re-added meanwhile.
+    if (this.processing.size === 0 && this.state.kind === 'shuttingDown') this.releaseDrainWaiters(this.state);
   }
 
   /**

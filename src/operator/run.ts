@@ -16,46 +16,59 @@ import { KubeClient } from '../kube/client.ts';
 import { describeKubeConfig, loadKubeConfig } from '../kube/config.ts';
 import { EventRecorder } from '../kube/events.ts';
 import { LeaderElector } from '../kube/leader.ts';
-import { type HealthServer, startHealthServer, startMetricsServer } from '../observe/http.ts';
+import { type HealthServer, type RunningServer, startHealthServer, startMetricsServer } from '../observe/http.ts';
 import { controllerCatalog } from './catalog.ts';
 import type { ControllerContext } from './context.ts';
 
 export const EXIT_OK = 0;
 export const EXIT_LEADERSHIP_LOST = 1;
+/** How long shutdown waits for pending Event writes: a down apiserver must not hold up exit. */
+const EVENT_FLUSH_TIMEOUT_MS = 5_000;
 
 export interface OperatorDeps {
   readonly logger: Logger;
   readonly registry: Registry;
   /** Aborts to request shutdown. Default: SIGTERM and SIGINT. */
   readonly shutdownSignal?: AbortSignal;
+  /**
+   * Ends the process when controllers may still be running (lost Lease, drain timed out): their
+   * in-flight writes must stop with us. Default `process.exit`.
+   */
+  readonly exit?: (code: number) => void;
 }
 
 export async function runOperator(opts: OperatorOptions, deps: OperatorDeps): Promise<number> {
   const { logger, registry } = deps;
   const shutdown = new AbortController();
   const removeSignalHandlers = deps.shutdownSignal ? forward(deps.shutdownSignal, shutdown) : onTerminationSignals(shutdown, logger);
-
-  const kubeConfig = loadKubeConfig({ ...(opts.kubeconfig ? { kubeconfig: opts.kubeconfig } : {}), ...(opts.context ? { context: opts.context } : {}) });
-  logger.info({ ...describeKubeConfig(kubeConfig), identity: opts.identity, controllers: opts.controllers }, 'starting crowsnest operator');
-  const client = new KubeClient(kubeConfig);
-  const recorder = new EventRecorder({ kubeConfig, reportingInstance: opts.identity, logger, registry });
-
-  let leading = false;
-  const metricsServer = await startMetricsServer({ bindAddress: opts.metricsBindAddress, registry, logger });
-  const healthServer = await startHealthServer({
-    bindAddress: opts.healthProbeBindAddress,
-    logger,
-    checks: {
-      // A standby replica is ready (it serves webhooks, later); it just does not run controllers.
-      readiness: [{ name: 'leader-election', check: () => {} }],
-    },
-  });
+  // Runtime timers are unref'd; this keeps the process alive while it waits for the Lease or
+  // backs off with nothing else pending (e.g. probes disabled).
+  const keepAlive = setInterval(() => {}, 1 << 30);
 
   let exitCode = EXIT_OK;
+  let controllersSettled = true;
+  let leading = false;
+  let metricsServer: RunningServer | undefined;
+  let healthServer: HealthServer | undefined;
+  let client: KubeClient | undefined;
+  let recorder: EventRecorder | undefined;
   try {
+    const kubeConfig = loadKubeConfig({ ...(opts.kubeconfig ? { kubeconfig: opts.kubeconfig } : {}), ...(opts.context ? { context: opts.context } : {}) });
+    logger.info({ ...describeKubeConfig(kubeConfig), identity: opts.identity, controllers: opts.controllers }, 'starting crowsnest operator');
+    client = new KubeClient(kubeConfig);
+    recorder = new EventRecorder({ kubeConfig, reportingInstance: opts.identity, logger, registry });
+    metricsServer = await startMetricsServer({ bindAddress: opts.metricsBindAddress, registry, logger });
+    healthServer = await startHealthServer({
+      bindAddress: opts.healthProbeBindAddress,
+      logger,
+      // A standby replica is ready (it will serve webhooks); it just does not run controllers.
+      checks: { readiness: [{ name: 'leader-election', check: () => {} }] },
+    });
+    const shared: Shared = { kubeConfig, client, recorder, logger, registry, healthServer };
+
     if (!opts.leaderElect) {
       leading = true;
-      await runControllers(opts, { kubeConfig, client, recorder, logger, registry, healthServer }, shutdown.signal);
+      controllersSettled = await runControllers(opts, shared, shutdown.signal, opts.shutdownTimeoutMs);
     } else {
       const elector = new LeaderElector({
         kubeConfig,
@@ -72,8 +85,12 @@ export async function runOperator(opts: OperatorOptions, deps: OperatorDeps): Pr
       await elector.run(shutdown.signal, {
         onStartedLeading: async (leaderSignal) => {
           leading = true;
+          controllersSettled = false;
           logger.info({ lease: `${opts.leaderElectionNamespace}/${opts.leaderElectionId}` }, 'became leader; starting controllers');
-          await runControllers(opts, { kubeConfig, client, recorder, logger, registry, healthServer }, leaderSignal);
+          // No timeout of our own here: the elector waits for this promise before releasing the
+          // Lease, up to the renew deadline, and lets the Lease expire instead if we are still
+          // busy, so a successor never starts while our reconciles still write.
+          controllersSettled = await runControllers(opts, shared, leaderSignal, Number.POSITIVE_INFINITY);
         },
         onStoppedLeading: () => {
           if (shutdown.signal.aborted) return;
@@ -88,10 +105,16 @@ export async function runOperator(opts: OperatorOptions, deps: OperatorDeps): Pr
     }
   } finally {
     removeSignalHandlers();
-    await recorder.flush().catch(() => {});
+    if (recorder) await withTimeout(recorder.flush(), EVENT_FLUSH_TIMEOUT_MS).catch(() => {});
     await Promise.all([metricsServer?.close(), healthServer?.close()]);
-    await client.close();
+    await client?.close();
+    clearInterval(keepAlive);
     logger.info({ led: leading, exitCode }, 'operator stopped');
+  }
+  if (exitCode === EXIT_LEADERSHIP_LOST || !controllersSettled) {
+    if (!controllersSettled) logger.warn({}, 'controllers did not drain in time; exiting now');
+    logger.flush?.();
+    (deps.exit ?? process.exit)(exitCode === EXIT_OK ? 1 : exitCode);
   }
   return exitCode;
 }
@@ -107,9 +130,11 @@ interface Shared {
 
 /**
  * Runs every selected controller until `signal` aborts, then waits for them to drain, at most
- * `shutdownTimeoutMs`: a reconcile stuck on a hung API call must not keep a replica from exiting.
+ * `drainTimeoutMs`. Resolves true when they all finished, false when the wait timed out. A
+ * controller that fails on its own (not by the signal) rejects: the replica goes down with it
+ * rather than running fewer controllers than it was asked to.
  */
-async function runControllers(opts: OperatorOptions, shared: Shared, signal: AbortSignal): Promise<void> {
+async function runControllers(opts: OperatorOptions, shared: Shared, signal: AbortSignal, drainTimeoutMs: number): Promise<boolean> {
   const selected = controllerCatalog.filter((definition) => opts.controllers.includes(definition.name));
   if (selected.length === 0) shared.logger.warn({}, 'no controllers selected; holding the lease idle');
   const running = selected.map(async (definition) => {
@@ -126,12 +151,12 @@ async function runControllers(opts: OperatorOptions, shared: Shared, signal: Abo
     };
     await run(context, signal);
   });
-  // A controller that fails on its own (not by the signal) takes the replica down with it,
-  // rather than leaving a leader that silently runs fewer controllers than it was asked to.
   const failed: { error?: unknown; happened: boolean } = { happened: false };
   const all = Promise.all(running).then(
     () => {},
     (error: unknown) => {
+      // Failing because we are stopping (e.g. "stopped before its cache synced") is no failure.
+      if (signal.aborted) return;
       failed.error = error;
       failed.happened = true;
     },
@@ -142,17 +167,25 @@ async function runControllers(opts: OperatorOptions, shared: Shared, signal: Abo
   });
   await Promise.race([all, stopped]);
   if (failed.happened) throw failed.error;
-  const timedOut = Symbol('timeout');
-  let timer: NodeJS.Timeout | undefined;
-  const outcome = await Promise.race([
-    all,
-    new Promise<typeof timedOut>((resolve) => {
-      timer = setTimeout(() => resolve(timedOut), opts.shutdownTimeoutMs);
-    }),
-  ]);
-  clearTimeout(timer);
+  const drained = await withTimeout(all, drainTimeoutMs).then(() => true, () => false);
   if (failed.happened) throw failed.error;
-  if (outcome === timedOut) shared.logger.warn({ shutdownTimeoutMs: opts.shutdownTimeoutMs }, 'controllers did not drain in time; stopping anyway');
+  return drained;
+}
+
+/** Resolves like `promise`, or rejects after `timeoutMs` (never, for an infinite timeout). */
+async function withTimeout<T>(promise: Promise<T>, timeoutMs: number): Promise<T> {
+  if (!Number.isFinite(timeoutMs)) return await promise;
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    return await Promise.race([
+      promise,
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`timed out after ${timeoutMs} ms`)), timeoutMs);
+      }),
+    ]);
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 function onTerminationSignals(shutdown: AbortController, logger: Logger): () => void {
