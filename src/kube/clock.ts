@@ -41,6 +41,22 @@ export const realClock: Clock = {
   },
 };
 
+/** Resolves after `delayMs` on `clock`, or as soon as `signal` aborts. Never rejects. */
+export function sleep(clock: Clock, delayMs: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal.aborted) return resolve();
+    const onAbort = (): void => {
+      clock.clearTimer(timer);
+      resolve();
+    };
+    const timer = clock.setTimer(() => {
+      signal.removeEventListener('abort', onAbort);
+      resolve();
+    }, delayMs);
+    signal.addEventListener('abort', onAbort, { once: true });
+  });
+}
+
 interface PendingTimer {
   readonly handle: TimerHandle;
   readonly dueAt: number;

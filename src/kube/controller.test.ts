@@ -6,6 +6,7 @@ import { Registry } from 'prom-client';
 import { FakeClock } from './clock.ts';
 import { Controller, done, requeueAfter, TerminalError, type Outcome, type Reconciler } from './controller.ts';
 import type { Logger } from './logger-type.ts';
+import { metricValue } from '../../test/helpers/metrics.ts';
 
 /** Event-loop turns to let workers make progress; the controller itself yields one turn per key. */
 const SETTLE_TURNS = 20;
@@ -50,17 +51,6 @@ function recordingLogger(): Logger & { readonly lines: LogLine[] } {
   return { lines, debug: at('debug'), info: at('info'), warn: at('warn'), error: at('error') };
 }
 
-/** Value of one series from the registry, e.g. metricValue(r, 'crowsnest_reconcile_total', { result: 'error' }). */
-async function metricValue(registry: Registry, metricName: string, labels: Record<string, string>): Promise<number | undefined> {
-  for (const metric of await registry.getMetricsAsJSON()) {
-    for (const sample of metric.values) {
-      const name = (sample as { metricName?: string }).metricName ?? metric.name;
-      if (name !== metricName) continue;
-      if (Object.entries(labels).every(([k, v]) => String(sample.labels[k]) === v)) return sample.value;
-    }
-  }
-  return undefined;
-}
 
 /** Starts a controller named `widgets` on a fake clock; `stop()` aborts and waits for run to return. */
 function start(reconcile: Reconciler<string>, options: { workers?: number; logger?: Logger } = {}) {

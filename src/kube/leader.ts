@@ -28,7 +28,7 @@ import {
   type V1LeaseSpec,
 } from '@kubernetes/client-node';
 import { Gauge, type Registry } from 'prom-client';
-import { realClock, type Clock } from './clock.ts';
+import { realClock, sleep, type Clock } from './clock.ts';
 import { silentLogger, type Logger } from './logger-type.ts';
 import { describeError, isAlreadyExists, isConflict, isNotFound } from './errors.ts';
 import { managedLabels } from './labels.ts';
@@ -677,21 +677,6 @@ function masterStatusGauge(registry: Registry | undefined): Gauge<'name'> {
   });
 }
 
-/** Resolves after `delayMs` on `clock`, or as soon as `signal` aborts. Never rejects. */
-function sleep(clock: Clock, delayMs: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal.aborted) return resolve();
-    const onAbort = (): void => {
-      clock.clearTimer(timer);
-      resolve();
-    };
-    const timer = clock.setTimer(() => {
-      signal.removeEventListener('abort', onAbort);
-      resolve();
-    }, delayMs);
-    signal.addEventListener('abort', onAbort, { once: true });
-  });
-}
 
 /**
  * Waits for `promise` (which must not reject) but no longer than `timeoutMs` on `clock`.

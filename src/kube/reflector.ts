@@ -21,7 +21,7 @@
  * reset once a watch has delivered events for a while, as client-go does.
  */
 import type { Clock } from './clock.ts';
-import { realClock } from './clock.ts';
+import { realClock, sleep } from './clock.ts';
 import { KubeApiError, type KubeClient } from './client.ts';
 import type { Store } from './cache.ts';
 import { apiVersionOf, collectionPath, type KubeObject, type ResourceType } from './resources.ts';
@@ -276,20 +276,6 @@ function isGone(err: unknown): boolean {
   return err instanceof KubeApiError && err.status === 410;
 }
 
-function sleep(clock: Clock, ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal.aborted) return resolve();
-    const onAbort = (): void => {
-      clock.clearTimer(handle);
-      resolve();
-    };
-    const handle = clock.setTimer(() => {
-      signal.removeEventListener('abort', onAbort);
-      resolve();
-    }, ms);
-    signal.addEventListener('abort', onAbort, { once: true });
-  });
-}
 
 export interface KubeListerWatcherOptions {
   readonly client: KubeClient;

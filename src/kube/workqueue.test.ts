@@ -5,6 +5,7 @@ import { Registry } from 'prom-client';
 import { FakeClock } from './clock.ts';
 import { ItemExponentialFailureRateLimiter } from './ratelimiter.ts';
 import { WorkQueue, WORKQUEUE_DURATION_BUCKETS_SECONDS } from './workqueue.ts';
+import { metricValue } from '../../test/helpers/metrics.ts';
 
 const PENDING = Symbol('pending');
 
@@ -13,17 +14,6 @@ async function peek<T>(promise: Promise<T>): Promise<T | typeof PENDING> {
   return Promise.race([promise, nextTurn<typeof PENDING>(PENDING)]);
 }
 
-/** Value of one series from the registry, e.g. metricValue(r, 'workqueue_depth', { name: 'q' }). */
-async function metricValue(registry: Registry, metricName: string, labels: Record<string, string>): Promise<number | undefined> {
-  for (const metric of await registry.getMetricsAsJSON()) {
-    for (const sample of metric.values) {
-      const name = (sample as { metricName?: string }).metricName ?? metric.name;
-      if (name !== metricName) continue;
-      if (Object.entries(labels).every(([k, v]) => String(sample.labels[k]) === v)) return sample.value;
-    }
-  }
-  return undefined;
-}
 
 function newQueue(options: { clock?: FakeClock; registry?: Registry; name?: string } = {}) {
   const clock = options.clock ?? new FakeClock();
