@@ -35,7 +35,8 @@ describe('help', () => {
     const { code, stdout } = await run(['--help']);
     assert.equal(code, EXIT_OK);
     assert.match(stdout, /Kubernetes cluster/);
-    for (const capability of ['logaccess', 'inventory', 'ports', 'prober', 'guard']) {
+    assert.match(stdout, /^  logaccess +ready/m);
+    for (const capability of ['inventory', 'ports', 'prober', 'guard']) {
       assert.match(stdout, new RegExp(`^  ${capability} +coming`, 'm'));
     }
     assert.match(stdout, /Examples:\n/);

@@ -99,7 +99,7 @@ describe('resolveOperatorOptions', () => {
     assert.deepEqual(resolveWith({}), {
       kubeconfig: undefined,
       context: undefined,
-      controllers: [],
+      controllers: ['logaccess'],
       metricsBindAddress: ':8080',
       healthProbeBindAddress: ':8081',
       leaderElect: true,
@@ -111,6 +111,7 @@ describe('resolveOperatorOptions', () => {
       workers: 2,
       shutdownTimeoutMs: 30_000,
       identity: 'node-a_fixed',
+      logaccess: { namePrefix: 'podlogreader-', allowPodList: true, createServiceAccountAndRoleBinding: false },
     });
   });
 
@@ -134,11 +135,14 @@ describe('resolveOperatorOptions', () => {
       workers: '8',
       'shutdown-timeout': '1m',
       identity: 'me',
+      'logaccess-name-prefix': 'logs-',
+      'logaccess-allow-pod-list': false,
+      'create-sa-and-rolebinding': true,
     });
     assert.deepEqual(options, {
       kubeconfig: undefined,
       context: undefined,
-      controllers: [],
+      controllers: ['logaccess'],
       metricsBindAddress: '127.0.0.1:9090',
       healthProbeBindAddress: '0',
       leaderElect: true,
@@ -150,6 +154,7 @@ describe('resolveOperatorOptions', () => {
       workers: 8,
       shutdownTimeoutMs: 60_000,
       identity: 'me',
+      logaccess: { namePrefix: 'logs-', allowPodList: false, createServiceAccountAndRoleBinding: true },
     });
   });
 
@@ -200,7 +205,8 @@ describe('resolveOperatorOptions', () => {
     ['fractional workers', { workers: '1.5' }, {}, /--workers: must be a whole number/],
     ['a bind address without port', { 'metrics-bind-address': '8080' }, {}, /--metrics-bind-address: bind address "8080" must be host:port/],
     ['an out-of-range port', { 'health-probe-bind-address': ':70000' }, {}, /--health-probe-bind-address: .*port must be a number/],
-    ['an unknown controller', { controllers: 'logaccess' }, {}, /--controllers: unknown controller "logaccess"/],
+    ['an unknown controller', { controllers: 'gaurd' }, {}, /--controllers: unknown controller "gaurd"/],
+    ['a name prefix that makes invalid names', { 'logaccess-name-prefix': 'Logs_' }, {}, /--logaccess-name-prefix: must be lower-case/],
     ['a non-boolean leader-elect', { 'leader-elect': 'yes please' }, {}, /--leader-elect: expected true or false/],
     ['an invalid namespace', { 'leader-election-namespace': 'Crows_Nest' }, {}, /--leader-election-namespace: must be a namespace name/],
     ['an invalid Lease name', { 'leader-election-id': 'crowsnest/operator' }, {}, /--leader-election-id: must be an object name/],

@@ -13,6 +13,7 @@ import { hostname } from 'node:os';
 import { parseBindAddress } from '../observe/http.ts';
 import type { LogFormat, LogLevel } from '../observe/logger.ts';
 import { controllerCatalog } from '../operator/catalog.ts';
+import type { LogAccessOptions } from '../logaccess/desired.ts';
 
 // ---------------------------------------------------------------------------------------------
 // Errors
@@ -177,6 +178,8 @@ const OPERATOR_DEFAULTS = {
   retryPeriod: '2s',
   workers: '2',
   shutdownTimeout: '30s',
+  // podlogreader's naming, so Roles users already reference keep their names.
+  logaccessNamePrefix: 'podlogreader-',
 } as const;
 
 /**
@@ -260,6 +263,26 @@ export const operatorFlags: readonly FlagDefinition[] = [
     description: 'holder identity of this replica in the leader election Lease',
     defaultText: 'hostname_<random uuid>',
   },
+  {
+    name: 'logaccess-name-prefix',
+    valueName: '<prefix>',
+    description: 'logaccess: name prefix of the Role, ServiceAccount and RoleBinding kept per opted-in workload',
+    defaultText: OPERATOR_DEFAULTS.logaccessNamePrefix,
+  },
+  {
+    name: 'logaccess-allow-pod-list',
+    valueName: '[bool]',
+    description: `logaccess: also grant 'list pods' in the namespace, as podlogreader did (it exposes the specs of every pod there, env values included)`,
+    defaultText: 'true',
+    negatable: true,
+  },
+  {
+    name: 'create-sa-and-rolebinding',
+    valueName: '[bool]',
+    description: 'logaccess: also keep a ServiceAccount and a RoleBinding of the same name (podlogreader flag); existing ones we did not create are left alone',
+    defaultText: 'false',
+    negatable: true,
+  }
 ];
 
 // ---------------------------------------------------------------------------------------------
@@ -376,6 +399,13 @@ function parseObjectName(value: string | boolean): string {
   if (text.length > DNS1123_SUBDOMAIN_MAX_LENGTH || !DNS1123_SUBDOMAIN.test(text)) {
     throw new Error('must be an object name (lowercase letters, digits, "-" and ".")');
   }
+  return text;
+}
+
+/** A prefix that keeps `<prefix><workload name>` a valid object name. */
+function parseNamePrefix(value: string | boolean): string {
+  const text = asString(value);
+  if (!/^[a-z0-9]([-a-z0-9.]*)?$/.test(text) || text.length > 63) throw new Error('must be lower-case letters, digits, dots and dashes, starting with a letter or digit');
   return text;
 }
 
@@ -498,6 +528,8 @@ export interface OperatorOptions {
   readonly shutdownTimeoutMs: number;
   /** Holder identity in the Lease. Default `<hostname>_<random uuid>`. */
   readonly identity: string;
+  /** Settings of the logaccess controller. */
+  readonly logaccess: LogAccessOptions;
 }
 
 /** Where the operator's computed defaults come from; injected so tests are deterministic. */
@@ -548,6 +580,11 @@ export function resolveOperatorOptions(
     workers: resolve(sources, 'workers', parsePositiveInteger, OPERATOR_DEFAULTS.workers),
     shutdownTimeoutMs: resolve(sources, 'shutdown-timeout', parseNonNegativeDurationMs, OPERATOR_DEFAULTS.shutdownTimeout),
     identity: identityRaw ? convert('identity', identityRaw, parseNonEmpty) : `${getHostname()}_${getRandomSuffix()}`,
+    logaccess: {
+      namePrefix: resolve(sources, 'logaccess-name-prefix', parseNamePrefix, OPERATOR_DEFAULTS.logaccessNamePrefix),
+      allowPodList: resolve(sources, 'logaccess-allow-pod-list', parseBool, true),
+      createServiceAccountAndRoleBinding: resolve(sources, 'create-sa-and-rolebinding', parseBool, false),
+    },
   };
 
   // Only meaningful when electing: without a Lease these timings are never used.

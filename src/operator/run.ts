@@ -149,7 +149,7 @@ async function runControllers(opts: OperatorOptions, shared: Shared, signal: Abo
       workers: opts.workers,
       addReadinessCheck: (check) => shared.healthServer?.addCheck('readiness', { ...check, name: `${definition.name}-${check.name}` }),
     };
-    await run(context, signal);
+    await run(context, opts, signal);
   });
   const failed: { error?: unknown; happened: boolean } = { happened: false };
   const all = Promise.all(running).then(

@@ -1,0 +1,394 @@
+/**
+ * The logaccess controller: every opted-in workload gets a Role that allows `pods/log` on
+ * exactly its current pods (and, optionally, a ServiceAccount and RoleBinding of the same name),
+ * kept in sync as pods come and go. Replaces podlogreader without its permission widenings.
+ *
+ * Reads top to bottom in call order: runLogAccess → LogAccessController (informers and their
+ * handlers) → reconcile → ensureRole / ensureDependent / removeAll.
+ *
+ * Work arrives as workload keys (`Kind/namespace/name`); the reconciler reads only the informer
+ * caches and writes only when the cached object differs from the desired one, so a settled
+ * cluster costs no API calls and a pod change costs at most one write.
+ */
+import { Gauge, Counter, type Registry } from 'prom-client';
+import { KubeApiError, type KubeClient } from '../kube/client.ts';
+import { INDEX_OWNER } from '../kube/cache.ts';
+import { Controller, done, type Outcome, requeueAfter } from '../kube/controller.ts';
+import type { EventRecorder } from '../kube/events.ts';
+import { Informer } from '../kube/informer.ts';
+import { isManagedByUs, MANAGED_SELECTOR } from '../kube/labels.ts';
+import type { Logger } from '../kube/logger-type.ts';
+import { type KubeObject, objectPath, type ResourceType, Resources } from '../kube/resources.ts';
+import { createObject, deleteObject, serverSideApply } from '../kube/writes.ts';
+import type { ControllerContext } from '../operator/context.ts';
+import {
+  controllerRef,
+  desiredRole,
+  desiredRoleBinding,
+  desiredServiceAccount,
+  formatKey,
+  isOptedIn,
+  LABEL_WORKLOAD_KIND,
+  type LogAccessOptions,
+  matchesDesired,
+  OPT_IN_ALIAS_LABEL,
+  OPT_IN_ALIAS_VALUE,
+  OPT_IN_LABEL,
+  OPT_IN_VALUE,
+  parseKey,
+  type WorkloadKey,
+  type WorkloadKind,
+  workloadOfJob,
+  workloadOfPod,
+  workloadOfReplicaSet,
+} from './desired.ts';
+
+export { OPT_IN_ALIAS_LABEL, OPT_IN_LABEL, type LogAccessOptions } from './desired.ts';
+
+export const CONTROLLER_NAME = 'logaccess';
+/**
+ * How often a workload whose Role name is taken by someone else's Role is looked at again: that
+ * Role is not in our (label-filtered) cache, so no event tells us when it goes away.
+ */
+const NAME_TAKEN_RECHECK_MS = 5 * 60_000;
+/** Retry delay when the API has an object of ours that our cache has not seen yet. */
+const CACHE_LAG_RETRY_MS = 1_000;
+
+const WORKLOAD_TYPES: Readonly<Record<WorkloadKind, ResourceType>> = {
+  Deployment: Resources.deployments,
+  StatefulSet: Resources.statefulSets,
+  DaemonSet: Resources.daemonSets,
+  Job: Resources.jobs,
+  CronJob: Resources.cronJobs,
+  ReplicaSet: Resources.replicaSets,
+};
+
+/** Runs the controller until `signal` aborts; resolves after its queue drained. */
+export async function runLogAccess(context: ControllerContext, options: LogAccessOptions, signal: AbortSignal): Promise<void> {
+  await new LogAccessController(context, options).run(signal);
+}
+
+type Workload = KubeObject & { apiVersion: string; kind: WorkloadKind };
+
+export class LogAccessController {
+  private readonly client: KubeClient;
+  private readonly recorder: EventRecorder;
+  private readonly logger: Logger;
+  private readonly options: LogAccessOptions;
+  private readonly controller: Controller;
+  /**
+   * Pods carrying one of the two opt-in labels; one label-filtered informer per label because a
+   * label selector cannot express "A or B". Only these pods ever appear in a Role.
+   */
+  private readonly podInformers: readonly Informer[];
+  private readonly workloadInformers: Readonly<Record<WorkloadKind, Informer>>;
+  /** Only the objects we manage (label-filtered): someone else's Role is never in here. */
+  private readonly roles: Informer;
+  private readonly serviceAccounts: Informer;
+  private readonly roleBindings: Informer;
+  private readonly metrics: LogAccessMetrics;
+  /**
+   * What we last wrote per object (`resource/namespace/name`), so that a reconcile running
+   * before our own write reached the cache neither writes the same content again nor takes the
+   * object for someone else's.
+   */
+  private readonly written = new Map<string, WrittenObject>();
+
+  constructor(context: ControllerContext, options: LogAccessOptions) {
+    this.client = context.client;
+    this.recorder = context.recorder;
+    this.logger = context.logger;
+    this.options = options;
+    this.metrics = logAccessMetrics(context.registry);
+    const informer = (type: ResourceType, labelSelector?: string, name?: string): Informer =>
+      new Informer({ client: context.client, type, name: `${CONTROLLER_NAME}/${name ?? type.resource}`, logger: context.logger, registry: context.registry, ...(labelSelector ? { labelSelector } : {}) });
+
+    this.podInformers = [
+      informer(Resources.pods, `${OPT_IN_LABEL}=${OPT_IN_VALUE}`, 'pods'),
+      informer(Resources.pods, `${OPT_IN_ALIAS_LABEL}=${OPT_IN_ALIAS_VALUE}`, 'pods-alias'),
+    ];
+    this.workloadInformers = Object.fromEntries(Object.entries(WORKLOAD_TYPES).map(([kind, type]) => [kind, informer(type)])) as Record<WorkloadKind, Informer>;
+    const ours = `${MANAGED_SELECTOR},${LABEL_WORKLOAD_KIND}`;
+    this.roles = informer(Resources.roles, ours);
+    this.serviceAccounts = informer(Resources.serviceAccounts, ours);
+    this.roleBindings = informer(Resources.roleBindings, ours);
+
+    this.controller = new Controller({
+      name: CONTROLLER_NAME,
+      reconcile: (key) => this.reconcile(key),
+      workers: context.workers,
+      registry: context.registry,
+      logger: context.logger,
+    });
+    this.registerHandlers();
+    context.addReadinessCheck({
+      name: 'informers-synced',
+      check: () => {
+        const pending = this.allInformers().filter((i) => !i.hasSynced).map((i) => i.name);
+        if (pending.length > 0) throw new Error(`waiting for caches: ${pending.join(', ')}`);
+      },
+    });
+  }
+
+  /** Starts the informers, waits for every cache, then runs the workers until `signal` aborts. */
+  async run(signal: AbortSignal): Promise<void> {
+    const informers = this.allInformers();
+    const running = informers.map((i) => i.run(signal));
+    try {
+      await Promise.all(informers.map((i) => i.waitForSync(signal)));
+    } catch (err) {
+      await Promise.all(running);
+      if (signal.aborted) return;
+      throw err;
+    }
+    this.logger.info({ pods: this.podInformers.reduce((n, i) => n + i.store.size, 0), roles: this.roles.store.size }, 'caches synced; reconciling');
+    // Every workload with an opted-in template, and every object we manage, gets a look at start:
+    // that is how a restart catches up with changes made while no replica ran.
+    for (const [kind, inf] of Object.entries(this.workloadInformers) as Array<[WorkloadKind, Informer]>) {
+      for (const w of inf.store.list()) if (isOptedIn(kind, w)) this.enqueueWorkload({ kind, namespace: w.metadata!.namespace!, name: w.metadata!.name! });
+    }
+    for (const store of [this.roles.store, this.serviceAccounts.store, this.roleBindings.store]) for (const obj of store.list()) this.enqueueOwnerOf(obj);
+    this.metrics.managedRoles.set(this.roles.store.size);
+    await Promise.all([this.controller.run(signal), ...running]);
+  }
+
+  /**
+   * Reconciles one workload: the Role (and SA/RoleBinding) exist and are exact while it is opted
+   * in, and are gone otherwise. Errors are thrown so the queue retries with backoff; the Role on
+   * the server stays as it was, never wider.
+   */
+  private async reconcile(keyText: string): Promise<Outcome> {
+    const key = parseKey(keyText);
+    const workload = this.workloadInformers[key.kind].store.getByName(key.namespace, key.name) as Workload | undefined;
+    const name = this.options.namePrefix + key.name;
+    // A ReplicaSet under a Deployment or a Job under a CronJob is part of that workload, not one of its own.
+    const standalone = !workload || (key.kind !== 'ReplicaSet' && key.kind !== 'Job') || !controllerRef(workload);
+    if (!workload || !standalone || !isOptedIn(key.kind, workload)) {
+      await this.removeAll(key, name);
+      return done;
+    }
+    const roleOutcome = await this.ensureRole(workload, name);
+    if (this.options.createServiceAccountAndRoleBinding) {
+      await this.ensureDependent(workload, Resources.serviceAccounts, this.serviceAccounts, desiredServiceAccount(workload, this.options), 'ServiceAccountExists');
+      await this.ensureDependent(workload, Resources.roleBindings, this.roleBindings, desiredRoleBinding(workload, this.options), 'RoleBindingExists');
+    }
+    this.metrics.managedRoles.set(this.roles.store.size);
+    return roleOutcome;
+  }
+
+  private async ensureRole(workload: Workload, name: string): Promise<Outcome> {
+    const desired = desiredRole(workload, this.podNamesOf(workload), this.options);
+    const cached = this.roles.store.getByName(workload.metadata!.namespace, name) as KubeObject | undefined;
+    if (cached) return await this.updateIfChanged(workload, Resources.roles, cached, desired);
+    return await this.createOrReport(workload, Resources.roles, desired, 'RoleExists');
+  }
+
+  /** ServiceAccount and RoleBinding: created once, kept matching, never someone else's. */
+  private async ensureDependent(workload: Workload, type: ResourceType, informer: Informer, desired: KubeObject, takenReason: string): Promise<void> {
+    const cached = informer.store.getByName(workload.metadata!.namespace, desired.metadata!.name!) as KubeObject | undefined;
+    if (cached) await this.updateIfChanged(workload, type, cached, desired);
+    else await this.createOrReport(workload, type, desired, takenReason);
+  }
+
+  private async updateIfChanged(workload: Workload, type: ResourceType, cached: KubeObject, desired: KubeObject): Promise<Outcome> {
+    if (controllerRef(cached)?.uid !== workload.metadata!.uid) {
+      // Ours, but for an earlier workload of the same name (deleted and recreated): remove it;
+      // its delete event brings us back here to create the new one.
+      await this.deleteManaged(type, cached);
+      return done;
+    }
+    const id = writtenId(type, desired);
+    const last = this.written.get(id);
+    const desiredJson = JSON.stringify(desired);
+    if (last && last.desiredJson === desiredJson && isOlder(cached.metadata?.resourceVersion, last.resourceVersion)) return done;
+    if (matchesDesired(cached, desired)) return done;
+    await this.apply(type, desired, cached.metadata!.uid!);
+    return done;
+  }
+
+  /**
+   * Server-side apply guarded by the object's uid: if the object was deleted and recreated by
+   * someone else under the same name, the API server refuses the write instead of taking it over.
+   */
+  private async apply(type: ResourceType, desired: KubeObject, uid: string): Promise<void> {
+    const result = await serverSideApply(this.client, type, { ...desired, metadata: { ...desired.metadata, uid } });
+    this.metrics.writes.inc({ kind: type.kind, verb: 'apply' });
+    this.remember(type, desired, result);
+  }
+
+  private remember(type: ResourceType, desired: KubeObject, result: KubeObject): void {
+    this.written.set(writtenId(type, desired), { desiredJson: JSON.stringify(desired), resourceVersion: result.metadata?.resourceVersion ?? '', uid: result.metadata?.uid ?? '' });
+  }
+
+  private async createOrReport(workload: Workload, type: ResourceType, desired: KubeObject, takenReason: string): Promise<Outcome> {
+    const last = this.written.get(writtenId(type, desired));
+    if (last && last.uid) {
+      // We created it moments ago and our cache has not seen it yet.
+      if (last.desiredJson !== JSON.stringify(desired)) await this.apply(type, desired, last.uid);
+      return done;
+    }
+    try {
+      this.remember(type, desired, await createObject(this.client, type, desired));
+      this.metrics.writes.inc({ kind: type.kind, verb: 'create' });
+      this.recorder.event(regardingOf(workload), 'Normal', `${type.kind}Created`, 'Create', `created ${type.kind} ${desired.metadata!.name} for log access to this ${workload.kind}'s pods`);
+      return done;
+    } catch (err) {
+      if (!(err instanceof KubeApiError && err.status === 409)) throw err;
+    }
+    // The name is taken. If it is ours, our cache is just behind: its event will bring us back.
+    // Otherwise it belongs to someone else and stays exactly as it is.
+    const existing = await this.client.json<KubeObject>(objectPath(type, desired.metadata!.name!, workload.metadata!.namespace!)).catch(() => undefined);
+    if (existing && isManagedByUs(existing) && existing.metadata?.labels?.[LABEL_WORKLOAD_KIND]) return requeueAfter(CACHE_LAG_RETRY_MS);
+    this.metrics.conflicts.inc({ kind: type.kind });
+    this.recorder.event(regardingOf(workload), 'Warning', takenReason, 'Create',
+      `${type.kind} ${desired.metadata!.name} exists and is not managed by crowsnest; it is left unchanged (rename it or set --logaccess-name-prefix)`);
+    this.logger.warn({ workload: formatKey(keyOf(workload)), kind: type.kind, name: desired.metadata!.name }, 'name taken by an object we do not manage; leaving it alone');
+    return type === Resources.roles ? requeueAfter(NAME_TAKEN_RECHECK_MS) : done;
+  }
+
+  /** Opt-out or workload gone: delete what we manage for it (the garbage collector may beat us). */
+  private async removeAll(key: WorkloadKey, name: string): Promise<void> {
+    const stores: Array<[ResourceType, Informer]> = [[Resources.roleBindings, this.roleBindings], [Resources.roles, this.roles], [Resources.serviceAccounts, this.serviceAccounts]];
+    for (const [type, informer] of stores) {
+      const cached = informer.store.getByName(key.namespace, name);
+      const owner = cached && controllerRef(cached);
+      if (cached && owner?.kind === key.kind && owner.name === key.name) await this.deleteManaged(type, cached);
+    }
+    this.metrics.managedRoles.set(this.roles.store.size);
+  }
+
+  private async deleteManaged(type: ResourceType, cached: KubeObject): Promise<void> {
+    this.written.delete(writtenId(type, cached));
+    const deleted = await deleteObject(this.client, type, { namespace: cached.metadata!.namespace!, name: cached.metadata!.name!, uid: cached.metadata!.uid! });
+    if (deleted) this.metrics.writes.inc({ kind: type.kind, verb: 'delete' });
+  }
+
+  /** Names of the workload's pods that carry an opt-in label, found by owner references. */
+  private podNamesOf(workload: Workload): string[] {
+    const uid = workload.metadata!.uid!;
+    const intermediates = workload.kind === 'Deployment' ? this.ownedBy(this.workloadInformers.ReplicaSet, uid)
+      : workload.kind === 'CronJob' ? this.ownedBy(this.workloadInformers.Job, uid)
+        : [workload];
+    const names = new Set<string>();
+    for (const owner of intermediates) {
+      for (const informer of this.podInformers) {
+        for (const pod of this.ownedBy(informer, owner.metadata!.uid!)) names.add(pod.metadata!.name!);
+      }
+    }
+    return [...names];
+  }
+
+  /** Objects whose *controller* owner has this uid (the owner index also lists non-controller refs). */
+  private ownedBy(informer: Informer, ownerUid: string): KubeObject[] {
+    return informer.store.byIndex(INDEX_OWNER, ownerUid).filter((o) => controllerRef(o)?.uid === ownerUid);
+  }
+
+  // --- event handlers: changes become workload keys -----------------------------------------------
+
+  private registerHandlers(): void {
+    const owners = {
+      replicaSet: (ns: string, n: string) => this.workloadInformers.ReplicaSet.store.getByName(ns, n),
+      job: (ns: string, n: string) => this.workloadInformers.Job.store.getByName(ns, n),
+    };
+    const onPod = (pod: KubeObject): void => {
+      const key = workloadOfPod(pod, owners);
+      if (key) this.enqueueWorkload(key);
+      else if (!controllerRef(pod)) this.logger.debug({ pod: `${pod.metadata?.namespace}/${pod.metadata?.name}` }, 'opted-in pod has no controller; ignored');
+    };
+    for (const informer of this.podInformers) {
+      informer.on({ onAdd: onPod, onUpdate: (old, pod) => { onPod(old); onPod(pod); }, onDelete: onPod });
+    }
+    for (const [kind, informer] of Object.entries(this.workloadInformers) as Array<[WorkloadKind, Informer]>) {
+      const onWorkload = (obj: KubeObject): void => {
+        const namespace = obj.metadata?.namespace;
+        const name = obj.metadata?.name;
+        if (!namespace || !name) return;
+        // A ReplicaSet or Job stands for its Deployment or CronJob (their pods hang off it), or
+        // for itself when it has no controller.
+        const workload = kind === 'ReplicaSet' ? workloadOfReplicaSet(obj) : kind === 'Job' ? workloadOfJob(obj) : { kind, namespace, name };
+        if (workload) this.enqueueWorkload(workload);
+      };
+      informer.on({ onAdd: onWorkload, onUpdate: (_old, obj) => onWorkload(obj), onDelete: onWorkload });
+    }
+    // Our own objects: a change by someone else (or a delete) is reverted by the next reconcile.
+    const managed: Array<[ResourceType, Informer]> = [[Resources.roles, this.roles], [Resources.serviceAccounts, this.serviceAccounts], [Resources.roleBindings, this.roleBindings]];
+    for (const [type, informer] of managed) {
+      informer.on({
+        onAdd: (o) => this.enqueueOwnerOf(o),
+        onUpdate: (_old, o) => this.enqueueOwnerOf(o),
+        onDelete: (o) => {
+          // Whatever we wrote is gone: the next reconcile must not take it for cache lag.
+          const last = this.written.get(writtenId(type, o));
+          if (last && (!last.uid || last.uid === o.metadata?.uid)) this.written.delete(writtenId(type, o));
+          this.enqueueOwnerOf(o);
+        },
+      });
+    }
+  }
+
+  private enqueueWorkload(key: WorkloadKey): void {
+    // A workload we do not watch for opt-in (non-opted-in, absent) still gets a key: reconcile
+    // decides; enqueueing is cheap and deduplicated.
+    this.controller.enqueue(formatKey(key));
+  }
+
+  private enqueueOwnerOf(obj: KubeObject): void {
+    const owner = controllerRef(obj);
+    const namespace = obj.metadata?.namespace;
+    if (!owner || !namespace || !(owner.kind in WORKLOAD_TYPES)) return;
+    this.enqueueWorkload({ kind: owner.kind as WorkloadKind, namespace, name: owner.name });
+  }
+
+  private allInformers(): Informer[] {
+    return [...this.podInformers, ...Object.values(this.workloadInformers), this.roles, this.serviceAccounts, this.roleBindings];
+  }
+}
+
+interface WrittenObject {
+  readonly desiredJson: string;
+  readonly resourceVersion: string;
+  readonly uid: string;
+}
+
+function writtenId(type: ResourceType, obj: KubeObject): string {
+  return `${type.resource}/${obj.metadata?.namespace ?? ''}/${obj.metadata?.name ?? ''}`;
+}
+
+/**
+ * Whether resourceVersion `a` is older than `b`. Kubernetes calls them opaque, but every
+ * apiserver backed by etcd hands out its revisions; if either is not an integer we answer
+ * false, which only costs a redundant (no-op) write.
+ */
+function isOlder(a: string | undefined, b: string): boolean {
+  if (!a || !/^\d+$/.test(a) || !/^\d+$/.test(b)) return false;
+  return BigInt(a) < BigInt(b);
+}
+
+function keyOf(workload: Workload): WorkloadKey {
+  return { kind: workload.kind, namespace: workload.metadata!.namespace!, name: workload.metadata!.name! };
+}
+
+function regardingOf(workload: Workload): { apiVersion: string; kind: string; namespace: string; name: string; uid: string } {
+  return { apiVersion: workload.apiVersion, kind: workload.kind, namespace: workload.metadata!.namespace!, name: workload.metadata!.name!, uid: workload.metadata!.uid! };
+}
+
+interface LogAccessMetrics {
+  readonly managedRoles: Gauge;
+  readonly writes: Counter<'kind' | 'verb'>;
+  readonly conflicts: Counter<'kind'>;
+}
+
+const metricsByRegistry = new WeakMap<Registry, LogAccessMetrics>();
+
+function logAccessMetrics(registry: Registry): LogAccessMetrics {
+  let metrics = metricsByRegistry.get(registry);
+  if (!metrics) {
+    metrics = {
+      managedRoles: new Gauge({ name: 'crowsnest_logaccess_managed_roles', help: 'Roles the logaccess controller manages (in its cache).', registers: [registry] }),
+      writes: new Counter({ name: 'crowsnest_logaccess_writes_total', help: 'API writes by the logaccess controller, by object kind and verb.', labelNames: ['kind', 'verb'], registers: [registry] }),
+      conflicts: new Counter({ name: 'crowsnest_logaccess_name_conflicts_total', help: 'Objects not created because their name belongs to an object crowsnest does not manage.', labelNames: ['kind'], registers: [registry] }),
+    };
+    metricsByRegistry.set(registry, metrics);
+  }
+  return metrics;
+}

@@ -1,0 +1,248 @@
+/**
+ * The pure part of logaccess: which workload a pod belongs to, whether a workload opted in, and
+ * the Role / ServiceAccount / RoleBinding it should have. No API calls here, so every rule that
+ * protects users from a permission widening is unit-tested directly.
+ */
+import type { KubeObject, OwnerReference } from '../kube/resources.ts';
+import { managedLabels } from '../kube/labels.ts';
+
+/** The seed's opt-in label (podlogreader) and its value. */
+export const OPT_IN_LABEL = 'podlogreader-affiliate';
+export const OPT_IN_VALUE = 'enable';
+/** Our own spelling of the opt-in. */
+export const OPT_IN_ALIAS_LABEL = 'logaccess.crowsnest.dev/enabled';
+export const OPT_IN_ALIAS_VALUE = 'true';
+/** Marks the objects this capability manages, and says for which kind of workload. */
+export const LABEL_WORKLOAD_KIND = 'logaccess.crowsnest.dev/workload-kind';
+
+export type WorkloadKind = 'Deployment' | 'StatefulSet' | 'DaemonSet' | 'Job' | 'CronJob' | 'ReplicaSet';
+export const WORKLOAD_KINDS: readonly WorkloadKind[] = ['Deployment', 'StatefulSet', 'DaemonSet', 'Job', 'CronJob', 'ReplicaSet'];
+
+/** A workload as the work queue names it: `Kind/namespace/name`. */
+export interface WorkloadKey {
+  readonly kind: WorkloadKind;
+  readonly namespace: string;
+  readonly name: string;
+}
+
+export function formatKey(key: WorkloadKey): string {
+  return `${key.kind}/${key.namespace}/${key.name}`;
+}
+
+export function parseKey(text: string): WorkloadKey {
+  const [kind, namespace, name, ...rest] = text.split('/');
+  if (!kind || !namespace || !name || rest.length > 0 || !WORKLOAD_KINDS.includes(kind as WorkloadKind)) {
+    throw new Error(`not a workload key: ${text}`);
+  }
+  return { kind: kind as WorkloadKind, namespace, name };
+}
+
+export interface LogAccessOptions {
+  /** Prefix of the Role / ServiceAccount / RoleBinding name. Default `podlogreader-` (the seed's). */
+  readonly namePrefix: string;
+  /**
+   * Also allow `list pods` in the namespace, as the seed did. It shows the names, labels and
+   * specs (including env values) of every pod in the namespace, not only the workload's.
+   */
+  readonly allowPodList: boolean;
+  /** Also keep a ServiceAccount and a RoleBinding of the same name. */
+  readonly createServiceAccountAndRoleBinding: boolean;
+}
+
+export const DEFAULT_LOGACCESS_OPTIONS: LogAccessOptions = {
+  namePrefix: 'podlogreader-',
+  allowPodList: true,
+  createServiceAccountAndRoleBinding: false,
+};
+
+/** The controller owner reference of an object, if it has one. */
+export function controllerRef(obj: KubeObject): OwnerReference | undefined {
+  return obj.metadata?.ownerReferences?.find((ref) => ref.controller === true);
+}
+
+export function hasOptInLabel(labels: Readonly<Record<string, string>> | undefined): boolean {
+  return labels?.[OPT_IN_LABEL] === OPT_IN_VALUE || labels?.[OPT_IN_ALIAS_LABEL] === OPT_IN_ALIAS_VALUE;
+}
+
+interface PodTemplateHolder extends KubeObject {
+  spec?: {
+    template?: { metadata?: { labels?: Record<string, string> } };
+    jobTemplate?: { spec?: { template?: { metadata?: { labels?: Record<string, string> } } } };
+  };
+}
+
+/** The pod template labels of a workload object of `kind`. */
+export function podTemplateLabels(kind: WorkloadKind, workload: KubeObject): Record<string, string> | undefined {
+  const spec = (workload as PodTemplateHolder).spec;
+  return kind === 'CronJob' ? spec?.jobTemplate?.spec?.template?.metadata?.labels : spec?.template?.metadata?.labels;
+}
+
+/** True when the workload's pod template carries an opt-in label and it is not being deleted. */
+export function isOptedIn(kind: WorkloadKind, workload: KubeObject): boolean {
+  return !workload.metadata?.deletionTimestamp && hasOptInLabel(podTemplateLabels(kind, workload));
+}
+
+/** How the owner chain is resolved: the ReplicaSet or Job a pod points to, if known. */
+export interface OwnerLookup {
+  replicaSet(namespace: string, name: string): KubeObject | undefined;
+  job(namespace: string, name: string): KubeObject | undefined;
+}
+
+/**
+ * The workload a pod belongs to, following controller owner references one step past a
+ * ReplicaSet (to its Deployment) or a Job (to its CronJob). Undefined for a pod without a
+ * controller, one owned by a kind we do not handle, or one whose ReplicaSet/Job is not known yet
+ * (its own event will enqueue the workload once it is).
+ */
+export function workloadOfPod(pod: KubeObject, owners: OwnerLookup): WorkloadKey | undefined {
+  const namespace = pod.metadata?.namespace;
+  const owner = controllerRef(pod);
+  if (!namespace || !owner) return undefined;
+  switch (owner.kind) {
+    case 'StatefulSet':
+    case 'DaemonSet':
+      return { kind: owner.kind, namespace, name: owner.name };
+    case 'ReplicaSet': {
+      const rs = owners.replicaSet(namespace, owner.name);
+      return rs ? workloadOfReplicaSet(rs) : undefined;
+    }
+    case 'Job': {
+      const job = owners.job(namespace, owner.name);
+      return job ? workloadOfJob(job) : undefined;
+    }
+    default:
+      return undefined;
+  }
+}
+
+/** A ReplicaSet's workload: its Deployment, or itself when bare. */
+export function workloadOfReplicaSet(rs: KubeObject): WorkloadKey | undefined {
+  const namespace = rs.metadata?.namespace;
+  const name = rs.metadata?.name;
+  if (!namespace || !name) return undefined;
+  const owner = controllerRef(rs);
+  if (!owner) return { kind: 'ReplicaSet', namespace, name };
+  return owner.kind === 'Deployment' ? { kind: 'Deployment', namespace, name: owner.name } : undefined;
+}
+
+/** A Job's workload: its CronJob, or itself when it has no controller. */
+export function workloadOfJob(job: KubeObject): WorkloadKey | undefined {
+  const namespace = job.metadata?.namespace;
+  const name = job.metadata?.name;
+  if (!namespace || !name) return undefined;
+  const owner = controllerRef(job);
+  if (!owner) return { kind: 'Job', namespace, name };
+  return owner.kind === 'CronJob' ? { kind: 'CronJob', namespace, name: owner.name } : undefined;
+}
+
+export interface PolicyRule {
+  readonly apiGroups: readonly string[];
+  readonly resources: readonly string[];
+  readonly verbs: readonly string[];
+  readonly resourceNames?: readonly string[];
+}
+
+export interface Role extends KubeObject {
+  rules?: PolicyRule[];
+}
+
+/** What every object we write for a workload carries. */
+function objectMeta(name: string, workload: KubeObject & { apiVersion: string; kind: WorkloadKind }): KubeObject['metadata'] {
+  return {
+    name,
+    namespace: workload.metadata!.namespace!,
+    labels: { ...managedLabels(), [LABEL_WORKLOAD_KIND]: workload.kind },
+    ownerReferences: [{
+      apiVersion: workload.apiVersion,
+      kind: workload.kind,
+      name: workload.metadata!.name!,
+      uid: workload.metadata!.uid!,
+      controller: true,
+      // The garbage collector removes our objects with the workload; we do not need to block
+      // the workload's foreground deletion on them (that would need `update` on its finalizers).
+      blockOwnerDeletion: false,
+    }],
+  };
+}
+
+/**
+ * The Role for a workload and its current pods. The `pods/log` rule exists only with at least one
+ * pod name: in RBAC an absent or empty `resourceNames` means *every* pod, so a workload without
+ * pods gets no log access at all rather than access to all logs.
+ */
+export function desiredRole(
+  workload: KubeObject & { apiVersion: string; kind: WorkloadKind },
+  podNames: readonly string[],
+  options: LogAccessOptions,
+): Role & { metadata: NonNullable<Role['metadata']> } {
+  const rules: PolicyRule[] = [];
+  const names = [...new Set(podNames.filter((n) => n.length > 0))].sort();
+  if (names.length > 0) rules.push({ apiGroups: [''], resources: ['pods/log'], verbs: ['get', 'list', 'watch'], resourceNames: names });
+  if (options.allowPodList) rules.push({ apiGroups: [''], resources: ['pods'], verbs: ['list'] });
+  return {
+    apiVersion: 'rbac.authorization.k8s.io/v1',
+    kind: 'Role',
+    metadata: objectMeta(options.namePrefix + workload.metadata!.name!, workload)!,
+    rules,
+  };
+}
+
+export function desiredServiceAccount(workload: KubeObject & { apiVersion: string; kind: WorkloadKind }, options: LogAccessOptions): KubeObject & { metadata: NonNullable<KubeObject['metadata']> } {
+  return { apiVersion: 'v1', kind: 'ServiceAccount', metadata: objectMeta(options.namePrefix + workload.metadata!.name!, workload)! };
+}
+
+export function desiredRoleBinding(workload: KubeObject & { apiVersion: string; kind: WorkloadKind }, options: LogAccessOptions): KubeObject & { metadata: NonNullable<KubeObject['metadata']>; roleRef: unknown; subjects: unknown[] } {
+  const name = options.namePrefix + workload.metadata!.name!;
+  return {
+    apiVersion: 'rbac.authorization.k8s.io/v1',
+    kind: 'RoleBinding',
+    metadata: objectMeta(name, workload)!,
+    roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name },
+    subjects: [{ kind: 'ServiceAccount', name, namespace: workload.metadata!.namespace! }],
+  };
+}
+
+/**
+ * Whether a cached object already says what `desired` says, in the fields we own: our labels,
+ * our owner reference, and the kind-specific content (`rules`, `roleRef`, `subjects`). Fields
+ * others added are ignored, so another controller's label does not make us write.
+ */
+export function matchesDesired(cachedObject: KubeObject, desiredObject: KubeObject): boolean {
+  const cached = cachedObject as KubeObject & Record<string, unknown>;
+  const desired = desiredObject as KubeObject & Record<string, unknown>;
+  for (const [key, value] of Object.entries(desired.metadata?.labels ?? {})) if (cached.metadata?.labels?.[key] !== value) return false;
+  const wantedOwner = desired.metadata?.ownerReferences?.[0];
+  const owner = cached.metadata?.ownerReferences?.find((ref) => ref.uid === wantedOwner?.uid);
+  if (!owner || owner.controller !== true) return false;
+  for (const field of ['rules', 'roleRef', 'subjects'] as const) {
+    if (!(field in desired)) continue;
+    // The API server may return an empty rule list as null.
+    const have = field === 'rules' ? (cached[field] ?? []) : cached[field];
+    if (!sameJson(normalize(have), normalize(desired[field]))) return false;
+  }
+  return true;
+}
+
+/** RBAC rules come back with empty optional lists omitted; compare them the same way. */
+function normalize(value: unknown): unknown {
+  if (Array.isArray(value)) return value.map(normalize);
+  if (value && typeof value === 'object') {
+    const out: Record<string, unknown> = {};
+    for (const [k, v] of Object.entries(value)) {
+      if (v === undefined || (Array.isArray(v) && v.length === 0 && k !== 'rules')) continue;
+      out[k] = normalize(v);
+    }
+    return out;
+  }
+  return value;
+}
+
+function sameJson(a: unknown, b: unknown): boolean {
+  return JSON.stringify(sortKeys(a)) === JSON.stringify(sortKeys(b));
+}
+
+function sortKeys(value: unknown): unknown {
+  if (Array.isArray(value)) return value.map(sortKeys);
+  if (value && typeof value === 'object') return Object.fromEntries(Object.entries(value).sort(([a], [b]) => a.localeCompare(b)).map(([k, v]) => [k, sortKeys(v)]));
+  return value;
+}
