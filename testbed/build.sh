@@ -12,6 +12,7 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 K8S_VERSION="$(sed -n 's/^require k8s.io\/kubernetes \(v[0-9.]*\)$/\1/p' "$here/k8s/go.mod")"
 ETCD_VERSION="$(sed -n 's/^require go.etcd.io\/etcd\/server\/v3 \(v[0-9.]*\)$/\1/p' "$here/etcd/go.mod")"
 KWOK_VERSION="$(sed -n 's/^require sigs.k8s.io\/kwok \(v[0-9.]*\)$/\1/p' "$here/kwok/go.mod")"
+HELM_VERSION="$(sed -n 's/^require helm.sh\/helm\/v3 \(v[0-9.]*\)$/\1/p' "$here/helm/go.mod")"
 cache="${CROWSNEST_CACHE:-$HOME/.cache/crowsnest}"
 bindir="$cache/testbed-k8s-$K8S_VERSION-etcd-$ETCD_VERSION-kwok-$KWOK_VERSION/bin"
 
@@ -30,14 +31,15 @@ log() { printf '[testbed %s] %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
 exec 9>"$bindir/.build.lock"
 flock 9
 
-build() { # name module-dir package [ldflags]
-  local name="$1" dir="$2" pkg="$3" ldflags="${4:-}"
-  if [[ -x "$bindir/$name" ]]; then return 0; fi
+build() { # name module-dir package [ldflags] [output-dir]
+  local name="$1" dir="$2" pkg="$3" ldflags="${4:-}" out="${5:-$bindir}"
+  if [[ -x "$out/$name" ]]; then return 0; fi
+  mkdir -p "$out"
   log "building $name ($pkg) — the first build on a machine takes several minutes"
   local start=$SECONDS
   (cd "$here/$dir" && "$GO" build -trimpath -tags selinux,notest,grpcnotrace \
-      -ldflags "-s -w $ldflags" -o "$bindir/$name.tmp" "$pkg")
-  mv "$bindir/$name.tmp" "$bindir/$name"
+      -ldflags "-s -w $ldflags" -o "$out/$name.tmp" "$pkg")
+  mv "$out/$name.tmp" "$out/$name"
   log "built $name in $((SECONDS - start)) s"
 }
 
@@ -55,5 +57,9 @@ build kwok kwok sigs.k8s.io/kwok/cmd/kwok "-X sigs.k8s.io/kwok/pkg/consts.Versio
 for cmd in kube-apiserver kube-controller-manager kube-scheduler kubectl; do
   build "$cmd" k8s "k8s.io/kubernetes/cmd/$cmd" "$k8s_ldflags"
 done
+# helm renders the chart in tests; cached on its own so a helm bump does not rebuild Kubernetes.
+helm_dir="$cache/helm-$HELM_VERSION/bin"
+build helm helm helm.sh/helm/v3/cmd/helm "-X helm.sh/helm/v3/internal/version.version=$HELM_VERSION" "$helm_dir"
+ln -sfn "$helm_dir/helm" "$bindir/helm"
 log "all binaries present in $bindir ($((SECONDS - total_start)) s this run)"
 echo "$bindir"

@@ -171,6 +171,9 @@ export class LogAccessController {
     if (this.options.createServiceAccountAndRoleBinding) {
       await this.ensureDependent(workload, Resources.serviceAccounts, this.serviceAccounts, desiredServiceAccount(workload, this.options), 'ServiceAccountExists');
       await this.ensureDependent(workload, Resources.roleBindings, this.roleBindings, desiredRoleBinding(workload, this.options), 'RoleBindingExists');
+    } else {
+      // Started once with --create-sa-and-rolebinding and now without: what we created goes.
+      await this.removeManaged(key, name, [[Resources.roleBindings, this.roleBindings], [Resources.serviceAccounts, this.serviceAccounts]]);
     }
     this.metrics.managedRoles.set(this.roles.store.size);
     return roleOutcome;
@@ -248,13 +251,17 @@ export class LogAccessController {
 
   /** Opt-out or workload gone: delete what we manage for it (the garbage collector may beat us). */
   private async removeAll(key: WorkloadKey, name: string): Promise<void> {
-    const stores: Array<[ResourceType, Informer]> = [[Resources.roleBindings, this.roleBindings], [Resources.roles, this.roles], [Resources.serviceAccounts, this.serviceAccounts]];
+    await this.removeManaged(key, name, [[Resources.roleBindings, this.roleBindings], [Resources.roles, this.roles], [Resources.serviceAccounts, this.serviceAccounts]]);
+    this.metrics.managedRoles.set(this.roles.store.size);
+  }
+
+  /** Deletes the named objects we manage for this workload from the given caches' types. */
+  private async removeManaged(key: WorkloadKey, name: string, stores: ReadonlyArray<readonly [ResourceType, Informer]>): Promise<void> {
     for (const [type, informer] of stores) {
       const cached = informer.store.getByName(key.namespace, name);
       const owner = cached && controllerRef(cached);
       if (cached && owner?.kind === key.kind && owner.name === key.name) await this.deleteManaged(type, cached);
     }
-    this.metrics.managedRoles.set(this.roles.store.size);
   }
 
   private async deleteManaged(type: ResourceType, cached: KubeObject): Promise<void> {

@@ -64,8 +64,9 @@ describe('desiredRole', () => {
 describe('opt-in', () => {
   it('reads the pod template label (seed spelling or our alias), also of a CronJob job template', () => {
     assert.equal(isOptedIn('Deployment', deployment), true);
-    assert.equal(isOptedIn('Deployment', { ...deployment, spec: { template: { metadata: { labels: { 'logaccess.crowsnest.dev/enabled': 'true' } } } } }), true);
-    assert.equal(isOptedIn('Deployment', { ...deployment, spec: { template: { metadata: { labels: { 'podlogreader-affiliate': 'yes' } } } } }), false);
+    const withTemplateLabels = (labels: Record<string, string>): KubeObject => ({ ...deployment, spec: { template: { metadata: { labels } } } }) as KubeObject;
+    assert.equal(isOptedIn('Deployment', withTemplateLabels({ 'logaccess.crowsnest.dev/enabled': 'true' })), true);
+    assert.equal(isOptedIn('Deployment', withTemplateLabels({ 'podlogreader-affiliate': 'yes' })), false);
     assert.equal(isOptedIn('Deployment', { ...deployment, metadata: { ...deployment.metadata, deletionTimestamp: '2026-01-01T00:00:00Z' } }), false);
     const cronJob = { metadata: { name: 'c' }, spec: { jobTemplate: { spec: { template: { metadata: { labels: { 'podlogreader-affiliate': 'enable' } } } } } } };
     assert.equal(isOptedIn('CronJob', cronJob), true);

@@ -34,6 +34,8 @@ async function startReplica(identity: string, namespace: string): Promise<Replic
   const child = spawn(join(repo, 'bin', 'crowsnest'), [
     'operator',
     '--kubeconfig', plane.kubeconfigPath,
+    // Leader election is under test; controllers would act on other tests' namespaces.
+    '--controllers', '*,-logaccess',
     '--log-format', 'json',
     '--identity', identity,
     '--leader-election-namespace', namespace,
@@ -67,12 +69,12 @@ async function leaderGauge(replica: Replica): Promise<number | undefined> {
   return match ? Number(match[1]) : undefined;
 }
 
-after(async () => {
-  for (const r of replicas) if (r.process.exitCode === null) r.process.kill('SIGKILL');
-  await Promise.all(replicas.map((r) => r.exited));
-});
-
 describe('crowsnest operator leader election', () => {
+  after(async () => {
+    for (const r of replicas) if (r.process.exitCode === null) r.process.kill('SIGKILL');
+    await Promise.all(replicas.map((r) => r.exited));
+  });
+
   it('runs one leader; when the leader is killed, the standby takes over within the lease duration', async () => {
     const namespace = await newNamespace('leader');
     const a = await startReplica('replica-a', namespace);

@@ -3,48 +3,14 @@
  * TokenRequest, and kwok nodes run what the scheduler places on them.
  */
 import assert from 'node:assert/strict';
-import { request as httpsRequest } from 'node:https';
-import { readFile } from 'node:fs/promises';
 import { describe, it } from 'node:test';
-import { eventually, newNamespace, testbed } from './testbed.ts';
-
-/** A request authenticated only by a bearer token (no client certificate). */
-async function asToken(token: string, method: string, path: string): Promise<{ status: number; body: string }> {
-  const plane = await testbed();
-  const ca = await readFile(plane.pki.caCert);
-  return await new Promise((resolve, reject) => {
-    const req = httpsRequest(
-      { host: '127.0.0.1', port: plane.ports.apiserver, path, method, ca, headers: { authorization: `Bearer ${token}`, accept: 'application/json' } },
-      (res) => {
-        let body = '';
-        res.on('data', (c: Buffer) => (body += c.toString()));
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
-      },
-    );
-    req.on('error', reject);
-    req.end();
-  });
-}
-
-async function serviceAccountToken(namespace: string, name: string): Promise<string> {
-  const plane = await testbed();
-  const created = await plane.request('POST', `/api/v1/namespaces/${namespace}/serviceaccounts`, { metadata: { name } });
-  assert.equal(created.status, 201, created.body);
-  const res = await plane.request('POST', `/api/v1/namespaces/${namespace}/serviceaccounts/${name}/token`, {
-    apiVersion: 'authentication.k8s.io/v1',
-    kind: 'TokenRequest',
-    spec: { expirationSeconds: 600 },
-  });
-  assert.equal(res.status, 201, `TokenRequest: ${res.body}`);
-  const token = (JSON.parse(res.body) as { status: { token: string } }).status.token;
-  assert.match(token, /^[\w-]+\.[\w-]+\.[\w-]+$/, 'a signed JWT');
-  return token;
-}
+import { asToken, eventually, newNamespace, serviceAccountToken, testbed } from './testbed.ts';
 
 describe('testbed control plane', () => {
   it('issues a ServiceAccount token through TokenRequest that authenticates as that ServiceAccount', async () => {
     const namespace = await newNamespace('tokenrequest');
     const token = await serviceAccountToken(namespace, 'reader');
+    assert.match(token, /^[\w-]+\.[\w-]+\.[\w-]+$/, 'a signed JWT');
     const plane = await testbed();
     const tokenReview = await plane.request('POST', '/apis/authentication.k8s.io/v1/tokenreviews', {
       apiVersion: 'authentication.k8s.io/v1',

@@ -5,6 +5,8 @@
  * itself when the process exits for any other reason.
  */
 import { randomBytes } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import { request as httpsRequest } from 'node:https';
 import { KubeConfig } from '@kubernetes/client-node';
 import { ControlPlane } from '../../testbed/controlplane.ts';
 
@@ -62,4 +64,49 @@ export async function inParallel<T>(items: readonly T[], concurrency: number, fn
     while (next < items.length) await fn(items[next++]!);
   };
   await Promise.all(Array.from({ length: Math.min(concurrency, items.length) }, worker));
+}
+
+/**
+ * A request to the testbed's apiserver authenticated only by a bearer token (no client
+ * certificate), so RBAC decides as it would for that ServiceAccount. `body` objects go as JSON.
+ */
+export async function asToken(token: string, method: string, path: string, body?: unknown): Promise<{ status: number; body: string }> {
+  const plane = await testbed();
+  const ca = await readFile(plane.pki.caCert);
+  const payload = body === undefined ? undefined : JSON.stringify(body);
+  return await new Promise((resolve, reject) => {
+    const req = httpsRequest(
+      {
+        host: '127.0.0.1', port: plane.ports.apiserver, path, method, ca,
+        headers: { authorization: `Bearer ${token}`, accept: 'application/json', ...(payload ? { 'content-type': 'application/json' } : {}) },
+      },
+      (res) => {
+        let text = '';
+        res.on('data', (c: Buffer) => (text += c.toString()));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body: text }));
+      },
+    );
+    req.on('error', reject);
+    req.end(payload);
+  });
+}
+
+/** Issues a token for the existing ServiceAccount `namespace/name` through TokenRequest (valid `expirationSeconds`, default 600). */
+export async function requestToken(namespace: string, name: string, expirationSeconds = 600): Promise<string> {
+  const plane = await testbed();
+  const res = await plane.request('POST', `/api/v1/namespaces/${namespace}/serviceaccounts/${name}/token`, {
+    apiVersion: 'authentication.k8s.io/v1',
+    kind: 'TokenRequest',
+    spec: { expirationSeconds },
+  });
+  if (res.status !== 201) throw new Error(`TokenRequest for ${namespace}/${name}: ${res.status} ${res.body}`);
+  return (JSON.parse(res.body) as { status: { token: string } }).status.token;
+}
+
+/** Creates ServiceAccount `namespace/name` and returns a token for it (see {@link requestToken}). */
+export async function serviceAccountToken(namespace: string, name: string): Promise<string> {
+  const plane = await testbed();
+  const created = await plane.request('POST', `/api/v1/namespaces/${namespace}/serviceaccounts`, { metadata: { name } });
+  if (created.status !== 201) throw new Error(`creating ServiceAccount ${namespace}/${name}: ${created.status} ${created.body}`);
+  return await requestToken(namespace, name);
 }

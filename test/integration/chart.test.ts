@@ -1,0 +1,112 @@
+/**
+ * The Helm chart against the testbed: its rendered output is accepted by a real apiserver
+ * (server-side dry run), and `crowsnest operator` running with nothing but the chart's
+ * ServiceAccount token can do its job (least-privilege RBAC is enough) and nothing more.
+ */
+import assert from 'node:assert/strict';
+import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { after, describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { eventually, newNamespace, testbed } from './testbed.ts';
+
+const run = promisify(execFile);
+const repo = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
+const chart = join(repo, 'deploy', 'helm', 'crowsnest');
+
+async function helmTemplate(release: string, namespace: string, args: readonly string[] = []): Promise<string> {
+  const plane = await testbed();
+  const { stdout } = await run(join(plane.binDir, 'helm'), ['template', release, chart, '--namespace', namespace, '--kube-version', 'v1.35.4', ...args], { maxBuffer: 16 * 1024 * 1024 });
+  return stdout;
+}
+
+const children: ChildProcess[] = [];
+const tempDirs: string[] = [];
+
+describe('helm chart', () => {
+  // Inside the describe, so an operator left by a failed test stops before other files run.
+  after(async () => {
+    for (const child of children) if (child.exitCode === null) child.kill('SIGKILL');
+    for (const dir of tempDirs) await rm(dir, { recursive: true, force: true });
+  });
+
+  it('renders manifests the apiserver accepts (server-side dry run), with and without ServiceAccount/RoleBinding creation', async () => {
+    const plane = await testbed();
+    const namespace = await newNamespace('chart-dry');
+    for (const flag of ['false', 'true']) {
+      const manifests = await helmTemplate(`dry-${flag}`, namespace, ['--set', `logaccess.createServiceAccountAndRoleBinding=${flag}`]);
+      assert.match(manifests, /kind: Deployment/);
+      const out = await plane.kubectl(['apply', '--dry-run=server', '-f', '-'], { input: manifests });
+      assert.match(out, /deployment.apps\/dry-\w+-crowsnest-operator created \(server dry run\)/);
+      assert.match(out, /clusterrole.rbac.authorization.k8s.io\/dry-\w+-crowsnest-operator-logaccess created \(server dry run\)/);
+    }
+  });
+
+  it('runs the operator with only the chart ServiceAccount: it leads, keeps Roles, and cannot read Secrets', async () => {
+    const plane = await testbed();
+    const namespace = await newNamespace('chart-sa');
+    const workloads = await newNamespace('chart-apps');
+    const release = `sa-${namespace.slice(-6)}`;
+    const rbac = await helmTemplate(release, namespace, [
+      '--set', 'logaccess.createServiceAccountAndRoleBinding=true',
+      '--show-only', 'templates/operator-serviceaccount.yaml',
+      '--show-only', 'templates/operator-rbac.yaml',
+    ]);
+    await plane.kubectl(['apply', '-f', '-'], { input: rbac });
+    const serviceAccount = `${release}-crowsnest-operator`;
+
+    const tokenRes = await plane.request('POST', `/api/v1/namespaces/${namespace}/serviceaccounts/${serviceAccount}/token`, { spec: { expirationSeconds: 3600 } });
+    assert.equal(tokenRes.status, 201, tokenRes.body);
+    const token = (JSON.parse(tokenRes.body) as { status: { token: string } }).status.token;
+    const dir = await mkdtemp(join(tmpdir(), 'crowsnest-chart-'));
+    tempDirs.push(dir);
+    const kubeconfig = join(dir, 'kubeconfig');
+    await writeFile(kubeconfig, JSON.stringify({
+      apiVersion: 'v1', kind: 'Config', 'current-context': 'sa',
+      clusters: [{ name: 'testbed', cluster: { server: plane.server, 'certificate-authority-data': (await readFile(plane.pki.caCert)).toString('base64') } }],
+      users: [{ name: 'sa', user: { token } }],
+      contexts: [{ name: 'sa', context: { cluster: 'testbed', user: 'sa' } }],
+    }));
+
+    const forbidden = await run(join(plane.binDir, 'kubectl'), ['--kubeconfig', kubeconfig, 'get', 'secrets', '-A'], {}).then(() => 'allowed', (err: { stderr?: string }) => err.stderr ?? '');
+    assert.match(forbidden, /Forbidden|forbidden/, 'the operator ServiceAccount cannot read Secrets');
+
+    const output: string[] = [];
+    const operator = spawn(join(repo, 'bin', 'crowsnest'), [
+      'operator', '--kubeconfig', kubeconfig, '--log-format', 'json', '--identity', 'chart-sa',
+      '--leader-election-namespace', namespace, '--metrics-bind-address', '0', '--health-probe-bind-address', '0',
+      '--create-sa-and-rolebinding',
+    ], { stdio: ['ignore', 'pipe', 'pipe'] });
+    children.push(operator);
+    operator.stdout!.on('data', (c: Buffer) => output.push(c.toString()));
+    operator.stderr!.on('data', (c: Buffer) => output.push(c.toString()));
+
+    await plane.waitForDefaultServiceAccount(workloads);
+    await plane.kubectl(['-n', workloads, 'apply', '-f', '-'], {
+      input: JSON.stringify({
+        apiVersion: 'apps/v1', kind: 'Deployment', metadata: { name: 'api' },
+        spec: { replicas: 2, selector: { matchLabels: { app: 'api' } }, template: { metadata: { labels: { app: 'api', 'podlogreader-affiliate': 'enable' } }, spec: { containers: [{ name: 'c', image: 'nginx' }] } } },
+      }),
+    });
+    await eventually('the operator holds its Lease', async () => {
+      const lease = await plane.request('GET', `/apis/coordination.k8s.io/v1/namespaces/${namespace}/leases/crowsnest-operator`);
+      return lease.status === 200 && (JSON.parse(lease.body) as { spec: { holderIdentity?: string } }).spec.holderIdentity === 'chart-sa';
+    }, 30_000).catch((err: Error) => { throw new Error(`${err.message}\n${output.join('')}`); });
+    await eventually('Role, ServiceAccount and RoleBinding exist for the Deployment with its 2 pods', async () => {
+      const role = await plane.request('GET', `/apis/rbac.authorization.k8s.io/v1/namespaces/${workloads}/roles/podlogreader-api`);
+      if (role.status !== 200) return false;
+      const names = (JSON.parse(role.body) as { rules: Array<{ resources: string[]; resourceNames?: string[] }> }).rules.find((r) => r.resources.includes('pods/log'))?.resourceNames ?? [];
+      const sa = await plane.request('GET', `/api/v1/namespaces/${workloads}/serviceaccounts/podlogreader-api`);
+      const rb = await plane.request('GET', `/apis/rbac.authorization.k8s.io/v1/namespaces/${workloads}/rolebindings/podlogreader-api`);
+      return names.length === 2 && sa.status === 200 && rb.status === 200;
+    }, 30_000).catch((err: Error) => { throw new Error(`${err.message}\n${output.join('')}`); });
+    assert.doesNotMatch(output.join(''), /forbidden/i, 'no permission errors in the operator log');
+
+    operator.kill('SIGTERM');
+    const code = await new Promise<number | null>((resolve) => (operator.exitCode !== null ? resolve(operator.exitCode) : operator.once('exit', (c) => resolve(c))));
+    assert.equal(code, 0, output.join(''));
+  });
+});
