@@ -305,6 +305,16 @@ export class ControlPlane {
       `--root-ca-file=${this.pki.caCert}`,
       '--use-service-account-credentials=true',
       '--controllers=*',
+      // The defaults (20 qps) would make creating thousands of pods take minutes; a test
+      // cluster on loopback can take far more.
+      '--kube-api-qps=500',
+      '--kube-api-burst=1000',
+      '--concurrent-deployment-syncs=10',
+      '--concurrent-replicaset-syncs=10',
+      // kwok renews node leases from the same 2 busy cores as everything else; a missed
+      // heartbeat under load must not mark every node and pod NotReady (kwok does not set pods
+      // Ready again afterwards).
+      '--node-monitor-grace-period=10m',
       '--v=1',
     ]);
   }
@@ -313,6 +323,8 @@ export class ControlPlane {
     await this.spawnComponent('kube-scheduler', [
       `--kubeconfig=${join(this.dir, 'scheduler.kubeconfig')}`,
       '--leader-elect=false',
+      '--kube-api-qps=500',
+      '--kube-api-burst=1000',
       '--secure-port=0',
       '--v=1',
     ]);

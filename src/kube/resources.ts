@@ -89,3 +89,17 @@ export const Resources = {
   roles: { group: 'rbac.authorization.k8s.io', version: 'v1', resource: 'roles', kind: 'Role', namespaced: true },
   roleBindings: { group: 'rbac.authorization.k8s.io', version: 'v1', resource: 'rolebindings', kind: 'RoleBinding', namespaced: true },
 } as const satisfies Record<string, ResourceType>;
+
+/**
+ * A copy of `obj` with only identity and ownership metadata (no spec, status, annotations or
+ * managedFields), plus the extra top-level fields `keep` picks. For caches that only need to know
+ * which objects exist and who owns them.
+ */
+export function metadataOnly(obj: KubeObject, keep?: (obj: KubeObject) => Record<string, unknown>): KubeObject {
+  const m = obj.metadata ?? {};
+  const metadata: ObjectMeta = { name: m.name, namespace: m.namespace, uid: m.uid, resourceVersion: m.resourceVersion };
+  if (m.labels) metadata.labels = m.labels;
+  if (m.ownerReferences) metadata.ownerReferences = m.ownerReferences;
+  if (m.deletionTimestamp) metadata.deletionTimestamp = m.deletionTimestamp;
+  return { apiVersion: obj.apiVersion, kind: obj.kind, metadata, ...(keep ? keep(obj) : {}) };
+}

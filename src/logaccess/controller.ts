@@ -18,7 +18,7 @@ import type { EventRecorder } from '../kube/events.ts';
 import { Informer } from '../kube/informer.ts';
 import { isManagedByUs, MANAGED_SELECTOR } from '../kube/labels.ts';
 import type { Logger } from '../kube/logger-type.ts';
-import { type KubeObject, objectPath, type ResourceType, Resources } from '../kube/resources.ts';
+import { type KubeObject, metadataOnly, objectPath, type ResourceType, Resources } from '../kube/resources.ts';
 import { createObject, deleteObject, serverSideApply } from '../kube/writes.ts';
 import type { ControllerContext } from '../operator/context.ts';
 import {
@@ -36,6 +36,7 @@ import {
   OPT_IN_LABEL,
   OPT_IN_VALUE,
   parseKey,
+  templateLabelsOnly,
   type WorkloadKey,
   type WorkloadKind,
   workloadOfJob,
@@ -100,14 +101,25 @@ export class LogAccessController {
     this.logger = context.logger;
     this.options = options;
     this.metrics = logAccessMetrics(context.registry);
-    const informer = (type: ResourceType, labelSelector?: string, name?: string): Informer =>
-      new Informer({ client: context.client, type, name: `${CONTROLLER_NAME}/${name ?? type.resource}`, logger: context.logger, registry: context.registry, ...(labelSelector ? { labelSelector } : {}) });
+    const informer = (type: ResourceType, labelSelector?: string, name?: string, transform?: (obj: KubeObject) => KubeObject): Informer =>
+      new Informer({
+        client: context.client, type, name: `${CONTROLLER_NAME}/${name ?? type.resource}`, logger: context.logger, registry: context.registry,
+        ...(labelSelector ? { labelSelector } : {}),
+        ...(transform ? { transform } : {}),
+      });
+    // Pods and workloads are cached as metadata (plus the template labels that decide opt-in):
+    // the controller needs names and owners, and full pod specs would dominate its memory.
+    const podMetadata = (obj: KubeObject): KubeObject => metadataOnly(obj);
+    const workloadMetadata = (kind: WorkloadKind) => (obj: KubeObject): KubeObject =>
+      metadataOnly(obj, (o) => templateLabelsOnly(kind, o));
 
     this.podInformers = [
-      informer(Resources.pods, `${OPT_IN_LABEL}=${OPT_IN_VALUE}`, 'pods'),
-      informer(Resources.pods, `${OPT_IN_ALIAS_LABEL}=${OPT_IN_ALIAS_VALUE}`, 'pods-alias'),
+      informer(Resources.pods, `${OPT_IN_LABEL}=${OPT_IN_VALUE}`, 'pods', podMetadata),
+      informer(Resources.pods, `${OPT_IN_ALIAS_LABEL}=${OPT_IN_ALIAS_VALUE}`, 'pods-alias', podMetadata),
     ];
-    this.workloadInformers = Object.fromEntries(Object.entries(WORKLOAD_TYPES).map(([kind, type]) => [kind, informer(type)])) as Record<WorkloadKind, Informer>;
+    this.workloadInformers = Object.fromEntries(
+      Object.entries(WORKLOAD_TYPES).map(([kind, type]) => [kind, informer(type, undefined, undefined, workloadMetadata(kind as WorkloadKind))]),
+    ) as Record<WorkloadKind, Informer>;
     const ours = `${MANAGED_SELECTOR},${LABEL_WORKLOAD_KIND}`;
     this.roles = informer(Resources.roles, ours);
     this.serviceAccounts = informer(Resources.serviceAccounts, ours);

@@ -77,6 +77,13 @@ export function podTemplateLabels(kind: WorkloadKind, workload: KubeObject): Rec
   return kind === 'CronJob' ? spec?.jobTemplate?.spec?.template?.metadata?.labels : spec?.template?.metadata?.labels;
 }
 
+/** The `spec` of a workload reduced to its pod template labels: all the cache needs to decide opt-in. */
+export function templateLabelsOnly(kind: WorkloadKind, workload: KubeObject): { spec: PodTemplateHolder['spec'] } {
+  const labels = podTemplateLabels(kind, workload);
+  const template = { metadata: { labels: labels ?? {} } };
+  return { spec: kind === 'CronJob' ? { jobTemplate: { spec: { template } } } : { template } };
+}
+
 /** True when the workload's pod template carries an opt-in label and it is not being deleted. */
 export function isOptedIn(kind: WorkloadKind, workload: KubeObject): boolean {
   return !workload.metadata?.deletionTimestamp && hasOptInLabel(podTemplateLabels(kind, workload));

@@ -1,15 +1,18 @@
 /**
  * `make bench`: benchmarks on the local control plane, each printed as a table beside the anchor
- * users compare us with. Targets are checked and reported here, never in unit tests.
+ * users compare us with, or the target the issue set. Targets are checked and reported here,
+ * never in unit tests. `BENCH=informer` or `BENCH=logaccess` runs one of them.
  *
- * Today: informer initial sync (paged list into the indexed cache) vs
- * `kubectl get <type> -A --chunk-size=500 -o json` on the same objects, at two sizes.
+ * - informer: initial sync (paged list into the indexed cache) vs
+ *   `kubectl get <type> -A --chunk-size=500 -o json` on the same objects, at two sizes.
+ * - logaccess: 100 opted-in Deployments × 20 replicas, rolling restart; then × 100 replicas.
  */
 import { execFile } from 'node:child_process';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { ControlPlane } from '../../testbed/controlplane.ts';
+import { benchLogAccess, type LogAccessResult } from './logaccess.ts';
 
 const run = promisify(execFile);
 const repo = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -53,42 +56,74 @@ function median(values: number[]): number {
   return sorted[Math.floor(sorted.length / 2)]!;
 }
 
-const plane = await ControlPlane.start({ nodes: 0 });
-try {
-  await plane.request('POST', '/api/v1/namespaces', { metadata: { name: 'bench' } });
-  const rows: string[][] = [];
-  let created = 0;
-  for (const size of SIZES) {
-    await createConfigMaps(plane, 'bench', created, size);
-    created = size;
-    const a: Sample[] = [];
-    const b: Sample[] = [];
-    for (let i = 0; i < REPEATS; i++) {
-      a.push(await ours(plane));
-      b.push(await kubectl(plane));
-    }
-    const oursWall = median(a.map((s) => s.wallMs));
-    const kubectlWall = median(b.map((s) => s.wallMs));
-    const oursProcessWall = median(a.map((s) => s.processWallMs!));
-    rows.push([
-      String(a[0]!.objects),
-      `${oursWall.toFixed(0)} ms`,
-      `${oursProcessWall.toFixed(0)} ms`,
-      `${kubectlWall.toFixed(0)} ms`,
-      (oursProcessWall / kubectlWall).toFixed(2),
-      `${(median(a.map((s) => s.maxRssBytes)) / 2 ** 20).toFixed(0)} MiB`,
-      `${(median(b.map((s) => s.maxRssBytes)) / 2 ** 20).toFixed(0)} MiB`,
-    ]);
-  }
-  const header = ['objects', 'informer sync', 'informer process', 'kubectl process', 'ratio', 'informer RSS', 'kubectl RSS'];
+function table(header: string[], rows: string[][]): void {
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
   const line = (cells: string[]): string => cells.map((c, i) => c.padStart(widths[i]!)).join('  ');
-  console.log(`\ninformer initial sync (paged list, 500/page, into the indexed cache) vs kubectl get configmaps -A --chunk-size=500 -o json`);
-  console.log(`median of ${REPEATS} runs; ConfigMaps of ~1 KiB. 'informer sync' is list-to-synced inside the process;`);
-  console.log(`'process' columns are whole runs from exec to exit (kubectl also encodes and prints); ratio = informer process / kubectl process;`);
-  console.log(`RSS is each process's peak\n`);
   console.log(line(header));
   for (const row of rows) console.log(line(row));
-} finally {
-  await plane.stop();
 }
+
+async function informerBench(): Promise<void> {
+  const plane = await ControlPlane.start({ nodes: 0 });
+  try {
+    await plane.request('POST', '/api/v1/namespaces', { metadata: { name: 'bench' } });
+    const rows: string[][] = [];
+    let created = 0;
+    for (const size of SIZES) {
+      await createConfigMaps(plane, 'bench', created, size);
+      created = size;
+      const a: Sample[] = [];
+      const b: Sample[] = [];
+      for (let i = 0; i < REPEATS; i++) {
+        a.push(await ours(plane));
+        b.push(await kubectl(plane));
+      }
+      const oursWall = median(a.map((s) => s.wallMs));
+      const kubectlWall = median(b.map((s) => s.wallMs));
+      const oursProcessWall = median(a.map((s) => s.processWallMs!));
+      rows.push([
+        String(a[0]!.objects),
+        `${oursWall.toFixed(0)} ms`,
+        `${oursProcessWall.toFixed(0)} ms`,
+        `${kubectlWall.toFixed(0)} ms`,
+        (oursProcessWall / kubectlWall).toFixed(2),
+        `${(median(a.map((s) => s.maxRssBytes)) / 2 ** 20).toFixed(0)} MiB`,
+        `${(median(b.map((s) => s.maxRssBytes)) / 2 ** 20).toFixed(0)} MiB`,
+      ]);
+    }
+    const header = ['objects', 'informer sync', 'informer process', 'kubectl process', 'ratio', 'informer RSS', 'kubectl RSS'];
+    console.log(`\ninformer initial sync (paged list, 500/page, into the indexed cache) vs kubectl get configmaps -A --chunk-size=500 -o json`);
+    console.log(`median of ${REPEATS} runs; ConfigMaps of ~1 KiB. 'informer sync' is list-to-synced inside the process;`);
+    console.log(`'process' columns are whole runs from exec to exit (kubectl also encodes and prints); ratio = informer process / kubectl process;`);
+    console.log(`RSS is each process's peak\n`);
+    table(header, rows);
+  } finally {
+    await plane.stop();
+  }
+}
+
+async function logAccessBench(): Promise<void> {
+  // 100 replicas × 100 Deployments needs room: 20 kwok nodes of 1,000 pods each.
+  const plane = await ControlPlane.start({ nodes: 20 });
+  let results: LogAccessResult[];
+  try {
+    results = await benchLogAccess(plane, (line) => process.stderr.write(`[bench] ${line}\n`));
+  } finally {
+    await plane.stop();
+  }
+  console.log('\nlogaccess: 100 opted-in Deployments, rolling restart of all of them (operator as its own process)');
+  console.log('latency = per Deployment, from the last change of its pod set to its Role naming exactly those pods');
+  console.log('targets (issue): p99 < 1 s, <= 1 write per effective change, 0 LISTs during churn\n');
+  table(
+    ['pods', 'latency p50', 'p99', 'max', 'Role changes', 'writes', 'writes/change', 'LISTs in churn', 'RSS', 'peak RSS', 'churn'],
+    results.map((r) => [
+      String(r.pods), `${r.latencyP50Ms.toFixed(0)} ms`, `${r.latencyP99Ms.toFixed(0)} ms`, `${r.latencyMaxMs.toFixed(0)} ms`,
+      String(r.effectiveChanges), String(r.writes), (r.writes / Math.max(1, r.effectiveChanges)).toFixed(2),
+      String(r.listsDuringChurn), `${r.rssMiB.toFixed(0)} MiB`, `${r.peakRssMiB.toFixed(0)} MiB`, `${r.churnSeconds.toFixed(0)} s`,
+    ]),
+  );
+}
+
+const selected = process.env.BENCH;
+if (!selected || selected === 'informer') await informerBench();
+if (!selected || selected === 'logaccess') await logAccessBench();
