@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # `make demo`: Crowsnest against the local control plane started by `make cluster`.
-# Today the runtime is what exists: the cluster, `crowsnest version`, and `crowsnest operator`
-# winning its Lease, serving metrics and probes, and shutting down cleanly on SIGTERM.
+# The cluster, `crowsnest version`, then `crowsnest operator` winning its Lease and keeping a
+# log-reader Role for an opted-in Deployment as it scales; then a clean shutdown on SIGTERM.
 set -euo pipefail
 dir="${1:-.cluster}"
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -20,10 +20,10 @@ kubectl -n demo create deployment web --image=nginx --replicas=3 --dry-run=clien
 kubectl -n demo rollout status deployment/web --timeout=60s
 kubectl -n demo get pods -o wide
 
-step "crowsnest operator: leader election, metrics, probes, graceful shutdown"
+step "crowsnest operator: leader election, logaccess, metrics, probes"
 kubectl create namespace crowsnest-system --dry-run=client -o yaml | kubectl apply -f - >/dev/null
 log="$(mktemp)"
-"$repo/bin/crowsnest" operator --log-format text --identity demo-replica \
+"$repo/bin/crowsnest" operator --log-format text --identity demo-replica --create-sa-and-rolebinding \
   --metrics-bind-address 127.0.0.1:18080 --health-probe-bind-address 127.0.0.1:18081 >"$log" 2>&1 &
 operator=$!
 trap 'kill $operator 2>/dev/null || true; rm -f "$log"' EXIT
@@ -33,8 +33,49 @@ for _ in $(seq 1 100); do
   sleep 0.2
 done
 kubectl -n crowsnest-system get lease crowsnest-operator
+
+show_role() { # waits until the Role names exactly the Deployment's pods, then prints both
+  local want
+  for _ in $(seq 1 100); do
+    want="$(kubectl -n shop get pods -l app=api -o jsonpath='{range .items[*]}{.metadata.name}{"\n"}{end}' | sort | paste -sd, -)"
+    have="$(kubectl -n shop get role podlogreader-api -o jsonpath='{range .rules[?(@.resources[0]=="pods/log")].resourceNames[*]}{@}{"\n"}{end}' 2>/dev/null | sort | paste -sd, -)"
+    [[ "$want" == "$have" ]] && break
+    sleep 0.2
+  done
+  echo "pods of shop/api: ${want:-<none>}"
+  kubectl -n shop get role podlogreader-api -o jsonpath='{"Role podlogreader-api rules:\n"}{range .rules[*]}{"  "}{.resources}{" "}{.verbs}{" resourceNames="}{.resourceNames}{"\n"}{end}'
+}
+
+step "logaccess: an opted-in Deployment (pod template label podlogreader-affiliate: enable)"
+kubectl create namespace shop --dry-run=client -o yaml | kubectl apply -f - >/dev/null
+cat <<'YAML' | kubectl apply -f - >/dev/null
+apiVersion: apps/v1
+kind: Deployment
+metadata: { name: api, namespace: shop }
+spec:
+  replicas: 2
+  selector: { matchLabels: { app: api } }
+  template:
+    metadata: { labels: { app: api, podlogreader-affiliate: enable } }
+    spec: { containers: [ { name: api, image: nginx } ] }
+YAML
+kubectl -n shop rollout status deployment/api --timeout=60s >/dev/null
+show_role
+kubectl -n shop get serviceaccount,rolebinding podlogreader-api
+
+step "logaccess: scale to 4 — the Role follows"
+kubectl -n shop scale deployment/api --replicas=4 >/dev/null
+kubectl -n shop rollout status deployment/api --timeout=60s >/dev/null
+show_role
+
+step "logaccess: scale to 0 — no pods/log rule at all (an empty resourceNames would mean every pod)"
+kubectl -n shop scale deployment/api --replicas=0 >/dev/null
+sleep 2
+show_role
+
+step "metrics, probes, and a graceful shutdown"
 echo "readyz: $(curl -s http://127.0.0.1:18081/readyz)"
-curl -s http://127.0.0.1:18080/metrics | grep -E '^crowsnest_(leader_election_master_status|build_info)'
+curl -s http://127.0.0.1:18080/metrics | grep -E '^crowsnest_(leader_election_master_status|logaccess_managed_roles|logaccess_writes_total)'
 kill -TERM $operator
 wait $operator && echo "operator exited 0 after SIGTERM"
 echo "--- operator log"

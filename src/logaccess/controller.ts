@@ -52,6 +52,8 @@ export const CONTROLLER_NAME = 'logaccess';
  * Role is not in our (label-filtered) cache, so no event tells us when it goes away.
  */
 const NAME_TAKEN_RECHECK_MS = 5 * 60_000;
+/** Bound of the remembered bare-pod uids; past it the set starts over (a repeated log line at worst). */
+const IGNORED_PODS_REMEMBERED = 10_000;
 /** Retry delay when the API has an object of ours that our cache has not seen yet. */
 const CACHE_LAG_RETRY_MS = 1_000;
 
@@ -94,6 +96,8 @@ export class LogAccessController {
    * object for someone else's.
    */
   private readonly written = new Map<string, WrittenObject>();
+  /** Uids of bare opted-in pods already reported, so the log says it once. */
+  private readonly ignoredPods = new Set<string>();
 
   constructor(context: ControllerContext, options: LogAccessOptions) {
     this.client = context.client;
@@ -312,7 +316,7 @@ export class LogAccessController {
     const onPod = (pod: KubeObject): void => {
       const key = workloadOfPod(pod, owners);
       if (key) this.enqueueWorkload(key);
-      else if (!controllerRef(pod)) this.logger.debug({ pod: `${pod.metadata?.namespace}/${pod.metadata?.name}` }, 'opted-in pod has no controller; ignored');
+      else if (!controllerRef(pod)) this.noteIgnoredPod(pod);
     };
     for (const informer of this.podInformers) {
       informer.on({ onAdd: onPod, onUpdate: (old, pod) => { onPod(old); onPod(pod); }, onDelete: onPod });
@@ -343,6 +347,15 @@ export class LogAccessController {
         },
       });
     }
+  }
+
+  /** Says once per pod (not on every status update) that an opted-in bare pod gets no Role. */
+  private noteIgnoredPod(pod: KubeObject): void {
+    const uid = pod.metadata?.uid;
+    if (!uid || this.ignoredPods.has(uid)) return;
+    if (this.ignoredPods.size >= IGNORED_PODS_REMEMBERED) this.ignoredPods.clear();
+    this.ignoredPods.add(uid);
+    this.logger.info({ pod: `${pod.metadata?.namespace}/${pod.metadata?.name}` }, 'opted-in pod has no controller (Deployment, StatefulSet, DaemonSet, Job, ReplicaSet); no Role for it');
   }
 
   private enqueueWorkload(key: WorkloadKey): void {
