@@ -198,23 +198,29 @@ export class LogAccessController {
   private async ensureRole(workload: Workload, name: string): Promise<Outcome> {
     const desired = desiredRole(workload, this.podNamesOf(workload), this.options);
     const cached = this.roles.store.getByName(workload.metadata!.namespace, name) as KubeObject | undefined;
-    if (cached) return await this.updateIfChanged(workload, Resources.roles, cached, desired);
+    if (cached) return await this.updateIfChanged(workload, Resources.roles, cached, desired, 'RoleExists');
     return await this.createOrReport(workload, Resources.roles, desired, 'RoleExists');
   }
 
   /** ServiceAccount and RoleBinding: created once, kept matching, never someone else's. */
   private async ensureDependent(workload: Workload, type: ResourceType, informer: Informer, desired: KubeObject, takenReason: string): Promise<void> {
     const cached = informer.store.getByName(workload.metadata!.namespace, desired.metadata!.name!) as KubeObject | undefined;
-    if (cached) await this.updateIfChanged(workload, type, cached, desired);
+    if (cached) await this.updateIfChanged(workload, type, cached, desired, takenReason);
     else await this.createOrReport(workload, type, desired, takenReason);
   }
 
-  private async updateIfChanged(workload: Workload, type: ResourceType, cached: KubeObject, desired: KubeObject): Promise<Outcome> {
-    if (controllerRef(cached)?.uid !== workload.metadata!.uid) {
-      // Ours, but for an earlier workload of the same name (deleted and recreated): remove it;
-      // its delete event brings us back here to create the new one.
-      await this.deleteManaged(type, cached);
-      return done;
+  private async updateIfChanged(workload: Workload, type: ResourceType, cached: KubeObject, desired: KubeObject, takenReason: string): Promise<Outcome> {
+    const owner = controllerRef(cached);
+    if (owner?.uid !== workload.metadata!.uid) {
+      if (owner?.kind === workload.kind && owner.name === workload.metadata!.name) {
+        // Ours, for an earlier workload of this kind and name (deleted and recreated): remove
+        // it; its delete event brings us back here to create the new one.
+        await this.deleteManaged(type, cached);
+        return done;
+      }
+      // Ours, but it serves another workload with the same name (a Deployment and a
+      // StatefulSet both called "web"): the first one keeps it; taking turns would flap.
+      return this.reportTaken(workload, type, desired, takenReason, owner ? `${owner.kind} ${owner.name}` : undefined);
     }
     const id = writtenId(type, desired);
     const last = this.written.get(id);
@@ -257,11 +263,24 @@ export class LogAccessController {
     // The name is taken. If it is ours, our cache is just behind: its event will bring us back.
     // Otherwise it belongs to someone else and stays exactly as it is.
     const existing = await this.client.json<KubeObject>(objectPath(type, desired.metadata!.name!, workload.metadata!.namespace!)).catch(() => undefined);
-    if (existing && isManagedByUs(existing) && existing.metadata?.labels?.[LABEL_WORKLOAD_KIND]) return requeueAfter(CACHE_LAG_RETRY_MS);
+    const owner = existing && controllerRef(existing);
+    const oursForThisWorkload = existing && isManagedByUs(existing) && existing.metadata?.labels?.[LABEL_WORKLOAD_KIND] && owner?.kind === workload.kind && owner.name === workload.metadata!.name;
+    if (oursForThisWorkload) return requeueAfter(CACHE_LAG_RETRY_MS);
+    const heldBy = existing && isManagedByUs(existing) && owner ? `${owner.kind} ${owner.name}` : undefined;
+    return this.reportTaken(workload, type, desired, takenReason, heldBy);
+  }
+
+  /**
+   * The name is taken by an object that is not this workload's: it stays exactly as it is, and
+   * an Event on the workload says why it has no log access. `heldBy` names the other workload
+   * when the object is ours but serves that one.
+   */
+  private reportTaken(workload: Workload, type: ResourceType, desired: KubeObject, reason: string, heldBy: string | undefined): Outcome {
+    const name = desired.metadata!.name!;
     this.metrics.conflicts.inc({ kind: type.kind });
-    this.recorder.event(regardingOf(workload), 'Warning', takenReason, 'Create',
-      `${type.kind} ${desired.metadata!.name} exists and is not managed by crowsnest; it is left unchanged (rename it or set --logaccess-name-prefix)`);
-    this.logger.warn({ workload: formatKey(keyOf(workload)), kind: type.kind, name: desired.metadata!.name }, 'name taken by an object we do not manage; leaving it alone');
+    const why = heldBy ? `is kept by crowsnest for ${heldBy} in this namespace` : 'exists and is not managed by crowsnest';
+    this.recorder.event(regardingOf(workload), 'Warning', reason, 'Create', `${type.kind} ${name} ${why}; it is left unchanged (rename the workload or set --logaccess-name-prefix)`);
+    this.logger.warn({ workload: formatKey(keyOf(workload)), kind: type.kind, name, heldBy }, 'name taken; leaving it alone');
     return type === Resources.roles ? requeueAfter(NAME_TAKEN_RECHECK_MS) : done;
   }
 

@@ -15,7 +15,7 @@ import { silentLogger } from '../../src/kube/logger-type.ts';
 import { runLogAccess } from '../../src/logaccess/controller.ts';
 import { DEFAULT_LOGACCESS_OPTIONS } from '../../src/logaccess/desired.ts';
 import { metricValue } from '../helpers/metrics.ts';
-import { eventually, newNamespace, requestToken, testbed } from './testbed.ts';
+import { adminKubeConfig, eventually, newNamespace, requestToken, testbed } from './testbed.ts';
 
 interface Rule { resources: string[]; resourceNames?: string[] }
 
@@ -119,5 +119,57 @@ describe('logaccess when writes fail', () => {
       const pods = await podNames();
       return pods.length === 4 && JSON.stringify((await logRule())?.resourceNames) === JSON.stringify(pods);
     }, 60_000);
+  });
+});
+
+describe('logaccess when two workloads want the same Role name', () => {
+  const running: Array<() => Promise<void>> = [];
+  after(async () => {
+    for (const stop of running.splice(0)) await stop();
+  });
+
+  it('the first keeps its Role, the second gets a Warning Event, and nobody takes turns', async () => {
+    const plane = await testbed();
+    const namespace = await newNamespace('la-clash');
+    const kc = await adminKubeConfig();
+    const registry = new Registry();
+    const client = new KubeClient(kc);
+    const controller = new AbortController();
+    const done = runLogAccess(
+      { kubeConfig: kc, client, logger: silentLogger, registry, recorder: new EventRecorder({ kubeConfig: kc, reportingInstance: 'test' }), workers: 2, addReadinessCheck: () => 0 },
+      DEFAULT_LOGACCESS_OPTIONS,
+      controller.signal,
+    );
+    running.push(async () => {
+      controller.abort();
+      await done;
+      await client.close();
+    });
+    await plane.waitForDefaultServiceAccount(namespace);
+    const template = { metadata: { labels: { app: 'web', 'podlogreader-affiliate': 'enable' } }, spec: { containers: [{ name: 'c', image: 'nginx' }] } };
+    await plane.kubectl(['-n', namespace, 'apply', '-f', '-'], {
+      input: JSON.stringify({ apiVersion: 'apps/v1', kind: 'Deployment', metadata: { name: 'web' }, spec: { replicas: 1, selector: { matchLabels: { app: 'web' } }, template } }),
+    });
+    const role = async (): Promise<{ resourceVersion: string; owner: string } | undefined> => {
+      const res = await plane.request('GET', `/apis/rbac.authorization.k8s.io/v1/namespaces/${namespace}/roles/podlogreader-web`);
+      if (res.status !== 200) return undefined;
+      const obj = JSON.parse(res.body) as { metadata: { resourceVersion: string; ownerReferences: Array<{ kind: string }> } };
+      return { resourceVersion: obj.metadata.resourceVersion, owner: obj.metadata.ownerReferences[0]!.kind };
+    };
+    await eventually('the Deployment has its Role', async () => (await role())?.owner === 'Deployment', 30_000);
+
+    await plane.kubectl(['-n', namespace, 'apply', '-f', '-'], {
+      input: JSON.stringify({ apiVersion: 'apps/v1', kind: 'StatefulSet', metadata: { name: 'web' }, spec: { replicas: 1, serviceName: 'web', selector: { matchLabels: { app: 'web' } }, template } }),
+    });
+    await eventually('a Warning Event on the StatefulSet', async () => {
+      const events = JSON.parse((await plane.request('GET', `/apis/events.k8s.io/v1/namespaces/${namespace}/events`)).body) as { items: Array<{ reason: string; type: string; regarding: { kind: string }; note: string }> };
+      return events.items.some((e) => e.type === 'Warning' && e.reason === 'RoleExists' && e.regarding.kind === 'StatefulSet' && /kept by crowsnest for Deployment web/.test(e.note));
+    }, 30_000);
+    const settled = await role();
+    // Both workloads' pods keep changing status for a while; a flapping Role would change owner
+    // or resourceVersion within this window.
+    await new Promise((r) => setTimeout(r, 3_000));
+    assert.deepEqual(await role(), settled);
+    assert.equal(settled?.owner, 'Deployment');
   });
 });
