@@ -75,7 +75,7 @@ describe('crowsnest operator leader election', () => {
     await Promise.all(replicas.map((r) => r.exited));
   });
 
-  it('runs one leader; when the leader is killed, the standby takes over within the lease duration', async () => {
+  it('runs one leader; when the leader is killed, the standby takes over as soon as the lease expires', async () => {
     const namespace = await newNamespace('leader');
     const a = await startReplica('replica-a', namespace);
     await eventually('replica-a leads', async () => (await holder(namespace)) === 'replica-a', 20_000);
@@ -88,9 +88,11 @@ describe('crowsnest operator leader election', () => {
     await a.exited;
     await eventually('replica-b takes over', async () => (await holder(namespace)) === 'replica-b', LEASE_MS * 3);
     const takeoverMs = Date.now() - killedAt;
-    // The standby may have observed the last renewal up to one retry period after the kill and
-    // polls once per retry period (+20 % jitter): the bound client-go gives.
-    assert.ok(takeoverMs <= LEASE_MS + 2.5 * RETRY_MS, `takeover took ${takeoverMs} ms, lease is ${LEASE_MS} ms`);
+    // client-go's bound: the standby polls every retry period × (1 + up to 1.2 jitter), so it may
+    // see the last renewal up to one such poll after the kill, and take over up to one poll after
+    // the lease then expires; plus a little request latency.
+    const maxPollMs = RETRY_MS * (1 + 1.2);
+    assert.ok(takeoverMs <= LEASE_MS + 2 * maxPollMs + 500, `takeover took ${takeoverMs} ms, lease is ${LEASE_MS} ms`);
     await eventually('replica-b reports leading', async () => (await leaderGauge(b)) === 1, 5_000);
     console.log(`# leader takeover after SIGKILL: ${takeoverMs} ms (lease ${LEASE_MS} ms, retry ${RETRY_MS} ms)`);
   });

@@ -32,7 +32,6 @@ export async function globalSetup(): Promise<void> {
 
 export async function globalTeardown(): Promise<void> {
   if (shared) await (await shared).stop();
-  if (process.env.CROWSNEST_DEBUG_HANDLES) console.error('active resources after teardown:', process.getActiveResourcesInfo());
 }
 
 /** A client-node KubeConfig for the testbed admin, optionally pointed at another port (a proxy). */
