@@ -23,6 +23,7 @@
 import type { Clock } from './clock.ts';
 import { realClock, sleep } from './clock.ts';
 import { KubeApiError, type KubeClient } from './client.ts';
+import { isGone } from './errors.ts';
 import type { Store } from './cache.ts';
 import { apiVersionOf, collectionPath, type KubeObject, type ResourceType } from './resources.ts';
 import type { Logger } from './logger-type.ts';
@@ -270,10 +271,6 @@ export class Reflector<T extends KubeObject> {
     this.opts.logger?.warn({ reflector: this.opts.name, delayMs, reason, then: then.kind }, 'list/watch failed; backing off');
     return { kind: 'backingOff', delayMs, reason, then };
   }
-}
-
-function isGone(err: unknown): boolean {
-  return err instanceof KubeApiError && err.status === 410;
 }
 
 

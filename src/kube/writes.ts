@@ -3,7 +3,8 @@
  * create-only, server-side apply with a resourceVersion precondition, and preconditioned delete.
  * Each returns what the API server answered or throws {@link KubeApiError}.
  */
-import { KubeApiError, type KubeClient } from './client.ts';
+import type { KubeClient } from './client.ts';
+import { isConflict, isNotFound } from './errors.ts';
 import { FIELD_MANAGER } from './labels.ts';
 import { collectionPath, type KubeObject, objectPath, type ResourceType } from './resources.ts';
 
@@ -54,7 +55,8 @@ export async function deleteObject(
     });
     return true;
   } catch (err) {
-    if (err instanceof KubeApiError && (err.status === 404 || err.status === 409)) return false;
+    // 409: a precondition (uid, resourceVersion) no longer holds.
+    if (isNotFound(err) || isConflict(err)) return false;
     throw err;
   }
 }

@@ -39,9 +39,8 @@ import {
   templateLabelsOnly,
   type WorkloadKey,
   type WorkloadKind,
-  workloadOfJob,
+  workloadOfObject,
   workloadOfPod,
-  workloadOfReplicaSet,
 } from './desired.ts';
 
 export { OPT_IN_ALIAS_LABEL, OPT_IN_LABEL, type LogAccessOptions } from './desired.ts';
@@ -178,8 +177,8 @@ export class LogAccessController {
     const workload = this.workloadInformers[key.kind].store.getByName(key.namespace, key.name) as Workload | undefined;
     const name = this.options.namePrefix + key.name;
     // A ReplicaSet under a Deployment or a Job under a CronJob is part of that workload, not one of its own.
-    const standalone = !workload || (key.kind !== 'ReplicaSet' && key.kind !== 'Job') || !controllerRef(workload);
-    if (!workload || !standalone || !isOptedIn(key.kind, workload)) {
+    const standsFor = workload && workloadOfObject(key.kind, workload);
+    if (!workload || standsFor?.kind !== key.kind || !isOptedIn(key.kind, workload)) {
       await this.removeAll(key, name);
       return done;
     }
@@ -342,12 +341,9 @@ export class LogAccessController {
     }
     for (const [kind, informer] of Object.entries(this.workloadInformers) as Array<[WorkloadKind, Informer]>) {
       const onWorkload = (obj: KubeObject): void => {
-        const namespace = obj.metadata?.namespace;
-        const name = obj.metadata?.name;
-        if (!namespace || !name) return;
         // A ReplicaSet or Job stands for its Deployment or CronJob (their pods hang off it), or
         // for itself when it has no controller.
-        const workload = kind === 'ReplicaSet' ? workloadOfReplicaSet(obj) : kind === 'Job' ? workloadOfJob(obj) : { kind, namespace, name };
+        const workload = workloadOfObject(kind, obj);
         if (workload) this.enqueueWorkload(workload);
       };
       informer.on({ onAdd: onWorkload, onUpdate: (_old, obj) => onWorkload(obj), onDelete: onWorkload });

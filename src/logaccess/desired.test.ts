@@ -8,9 +8,8 @@ import {
   isOptedIn,
   matchesDesired,
   parseKey,
-  workloadOfJob,
+  workloadOfObject,
   workloadOfPod,
-  workloadOfReplicaSet,
 } from './desired.ts';
 import type { KubeObject } from '../kube/resources.ts';
 
@@ -99,8 +98,8 @@ describe('owner chain', () => {
   }
 
   it('a ReplicaSet or Job controlled by something else is nobody\'s workload', () => {
-    assert.equal(workloadOfReplicaSet({ metadata: { name: 'x', namespace: 'n', ownerReferences: [{ apiVersion: 'v', kind: 'Rollout', name: 'r', uid: 'u', controller: true }] } }), undefined);
-    assert.equal(workloadOfJob({ metadata: { name: 'x', namespace: 'n', ownerReferences: [{ apiVersion: 'v', kind: 'Pipeline', name: 'r', uid: 'u', controller: true }] } }), undefined);
+    assert.equal(workloadOfObject('ReplicaSet', { metadata: { name: 'x', namespace: 'n', ownerReferences: [{ apiVersion: 'v', kind: 'Rollout', name: 'r', uid: 'u', controller: true }] } }), undefined);
+    assert.equal(workloadOfObject('Job', { metadata: { name: 'x', namespace: 'n', ownerReferences: [{ apiVersion: 'v', kind: 'Pipeline', name: 'r', uid: 'u', controller: true }] } }), undefined);
   });
 
   it('keys round-trip and reject garbage', () => {

@@ -111,35 +111,33 @@ export function workloadOfPod(pod: KubeObject, owners: OwnerLookup): WorkloadKey
       return { kind: owner.kind, namespace, name: owner.name };
     case 'ReplicaSet': {
       const rs = owners.replicaSet(namespace, owner.name);
-      return rs ? workloadOfReplicaSet(rs) : undefined;
+      return rs ? workloadOfObject('ReplicaSet', rs) : undefined;
     }
     case 'Job': {
       const job = owners.job(namespace, owner.name);
-      return job ? workloadOfJob(job) : undefined;
+      return job ? workloadOfObject('Job', job) : undefined;
     }
     default:
       return undefined;
   }
 }
 
-/** A ReplicaSet's workload: its Deployment, or itself when bare. */
-export function workloadOfReplicaSet(rs: KubeObject): WorkloadKey | undefined {
-  const namespace = rs.metadata?.namespace;
-  const name = rs.metadata?.name;
-  if (!namespace || !name) return undefined;
-  const owner = controllerRef(rs);
-  if (!owner) return { kind: 'ReplicaSet', namespace, name };
-  return owner.kind === 'Deployment' ? { kind: 'Deployment', namespace, name: owner.name } : undefined;
-}
+/** ReplicaSets and Jobs are the steps between a pod and its Deployment or CronJob. */
+const PARENT_KIND: Readonly<Partial<Record<WorkloadKind, WorkloadKind>>> = { ReplicaSet: 'Deployment', Job: 'CronJob' };
 
-/** A Job's workload: its CronJob, or itself when it has no controller. */
-export function workloadOfJob(job: KubeObject): WorkloadKey | undefined {
-  const namespace = job.metadata?.namespace;
-  const name = job.metadata?.name;
+/**
+ * The workload an object of `kind` stands for: a ReplicaSet its Deployment and a Job its
+ * CronJob, or themselves when they have no controller; any other workload itself. Undefined
+ * for a ReplicaSet or Job controlled by a kind we do not handle.
+ */
+export function workloadOfObject(kind: WorkloadKind, obj: KubeObject): WorkloadKey | undefined {
+  const namespace = obj.metadata?.namespace;
+  const name = obj.metadata?.name;
   if (!namespace || !name) return undefined;
-  const owner = controllerRef(job);
-  if (!owner) return { kind: 'Job', namespace, name };
-  return owner.kind === 'CronJob' ? { kind: 'CronJob', namespace, name: owner.name } : undefined;
+  const parentKind = PARENT_KIND[kind];
+  const owner = controllerRef(obj);
+  if (!parentKind || !owner) return { kind, namespace, name };
+  return owner.kind === parentKind ? { kind: parentKind, namespace, name: owner.name } : undefined;
 }
 
 export interface PolicyRule {

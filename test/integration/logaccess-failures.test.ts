@@ -21,6 +21,26 @@ interface Rule { resources: string[]; resourceNames?: string[] }
 
 const stops: Array<() => Promise<void>> = [];
 
+/** Runs the logaccess controller in this process with default options until `stop()`. */
+function startInProcess(kc: KubeConfig): { registry: Registry; stop: () => Promise<void> } {
+  const registry = new Registry();
+  const client = new KubeClient(kc);
+  const controller = new AbortController();
+  const done = runLogAccess(
+    { kubeConfig: kc, client, logger: silentLogger, registry, recorder: new EventRecorder({ kubeConfig: kc, reportingInstance: 'test' }), workers: 2, addReadinessCheck: () => 0 },
+    DEFAULT_LOGACCESS_OPTIONS,
+    controller.signal,
+  );
+  return {
+    registry,
+    stop: async () => {
+      controller.abort();
+      await done;
+      await client.close();
+    },
+  };
+}
+
 function rulesFor(allowPatch: boolean): unknown[] {
   return [
     { apiGroups: [''], resources: ['pods'], verbs: ['list', 'watch'] },
@@ -66,18 +86,9 @@ describe('logaccess when writes fail', () => {
       contexts: [{ name: 'limited', cluster: 'testbed', user: 'limited' }],
       currentContext: 'limited',
     });
-    const registry = new Registry();
-    const client = new KubeClient(kc);
-    const controller = new AbortController();
-    const running = runLogAccess(
-      { kubeConfig: kc, client, logger: silentLogger, registry, recorder: new EventRecorder({ kubeConfig: kc, reportingInstance: 'test' }), workers: 2, addReadinessCheck: () => 0 },
-      DEFAULT_LOGACCESS_OPTIONS,
-      controller.signal,
-    );
+    const { registry, stop } = startInProcess(kc);
     stops.push(async () => {
-      controller.abort();
-      await running;
-      await client.close();
+      await stop();
       await plane.request('DELETE', `/apis/rbac.authorization.k8s.io/v1/clusterrolebindings/${clusterRole}`);
       await plane.request('DELETE', `/apis/rbac.authorization.k8s.io/v1/clusterroles/${clusterRole}`);
     });
@@ -131,20 +142,7 @@ describe('logaccess when two workloads want the same Role name', () => {
   it('the first keeps its Role, the second gets a Warning Event, and nobody takes turns', async () => {
     const plane = await testbed();
     const namespace = await newNamespace('la-clash');
-    const kc = await adminKubeConfig();
-    const registry = new Registry();
-    const client = new KubeClient(kc);
-    const controller = new AbortController();
-    const done = runLogAccess(
-      { kubeConfig: kc, client, logger: silentLogger, registry, recorder: new EventRecorder({ kubeConfig: kc, reportingInstance: 'test' }), workers: 2, addReadinessCheck: () => 0 },
-      DEFAULT_LOGACCESS_OPTIONS,
-      controller.signal,
-    );
-    running.push(async () => {
-      controller.abort();
-      await done;
-      await client.close();
-    });
+    running.push(startInProcess(await adminKubeConfig()).stop);
     await plane.waitForDefaultServiceAccount(namespace);
     const template = { metadata: { labels: { app: 'web', 'podlogreader-affiliate': 'enable' } }, spec: { containers: [{ name: 'c', image: 'nginx' }] } };
     await plane.kubectl(['-n', namespace, 'apply', '-f', '-'], {
