@@ -19,34 +19,11 @@ import {
   type GlobalOptions,
 } from './options.ts';
 import { runVersionCommand, versionOutputs } from './version.ts';
+import { addInventoryCommand } from './inventory.ts';
+import { rewriteSeedFlags } from './inventory-options.ts';
+import { EXIT_OK, EXIT_FAILURE, EXIT_USAGE, processIO, requireGlobals, type CliIO, type RunState } from './command.ts';
 
-/** Exit codes, as in most Unix tools: 2 means "you called me wrong", 1 "I failed". */
-export const EXIT_OK = 0;
-export const EXIT_FAILURE = 1;
-export const EXIT_USAGE = 2;
-
-/** The process surroundings the CLI reads and writes; injected so tests can run `main` in-process. */
-export interface CliIO {
-  readonly stdout: (text: string) => void;
-  readonly stderr: (text: string) => void;
-  readonly env: Readonly<Record<string, string | undefined>>;
-  /** Whether stderr is a terminal; picks the default log format. */
-  readonly stderrIsTTY: boolean;
-}
-
-const processIO: CliIO = {
-  stdout: (text) => process.stdout.write(text),
-  stderr: (text) => process.stderr.write(text),
-  env: process.env,
-  stderrIsTTY: process.stderr.isTTY === true,
-};
-
-/** What the command actions hand back to {@link main}. */
-interface RunState {
-  /** Set by the pre-action hook before any command runs. */
-  globals?: GlobalOptions;
-  exitCode: number;
-}
+export { EXIT_OK, EXIT_FAILURE, EXIT_USAGE, type CliIO } from './command.ts';
 
 /**
  * Runs the CLI.
@@ -58,7 +35,7 @@ export async function main(argv: readonly string[], io: CliIO = processIO): Prom
   const state: RunState = { exitCode: EXIT_OK };
   const program = buildProgram(io, state);
   try {
-    await program.parseAsync([...argv], { from: 'user' });
+    await program.parseAsync(argv.includes('inventory') ? rewriteSeedFlags(argv) : [...argv], { from: 'user' });
     return state.exitCode;
   } catch (err) {
     // Commander already printed its message (or the help / version it was asked for).
@@ -106,6 +83,7 @@ function buildProgram(io: CliIO, state: RunState): Command {
   });
 
   addOperatorCommand(program, io, state);
+  addInventoryCommand(program, io, state);
   addVersionCommand(program, io, state);
   program.addHelpText('after', () => rootHelpFooter(program));
   return program;
@@ -163,11 +141,6 @@ function addVersionCommand(program: Command, io: CliIO, state: RunState): void {
   });
 }
 
-function requireGlobals(state: RunState): GlobalOptions {
-  // The preAction hook always runs first; this guards against that wiring being lost.
-  if (!state.globals) throw new Error('internal error: global options not resolved');
-  return state.globals;
-}
 
 // ---------------------------------------------------------------------------------------------
 // Help text

@@ -340,7 +340,7 @@ function resolve<T>(
   return convert(name, lookup(sources, name) ?? { value: fallback }, parse);
 }
 
-function asString(value: string | boolean): string {
+export function asString(value: string | boolean): string {
   if (typeof value !== 'string') throw new Error('a value is required');
   return value;
 }
@@ -349,26 +349,26 @@ function asString(value: string | boolean): string {
 const TRUE_WORDS = new Set(['1', 't', 'T', 'true', 'TRUE', 'True']);
 const FALSE_WORDS = new Set(['0', 'f', 'F', 'false', 'FALSE', 'False']);
 
-function parseBool(value: string | boolean): boolean {
+export function parseBool(value: string | boolean): boolean {
   if (typeof value === 'boolean') return value;
   if (TRUE_WORDS.has(value)) return true;
   if (FALSE_WORDS.has(value)) return false;
   throw new Error('expected true or false');
 }
 
-function parsePositiveDurationMs(value: string | boolean): number {
+export function parsePositiveDurationMs(value: string | boolean): number {
   const ms = parseDuration(asString(value));
   if (ms <= 0) throw new Error('must be greater than zero');
   return ms;
 }
 
-function parseNonNegativeDurationMs(value: string | boolean): number {
+export function parseNonNegativeDurationMs(value: string | boolean): number {
   const ms = parseDuration(asString(value));
   if (ms < 0) throw new Error('must not be negative');
   return ms;
 }
 
-function parsePositiveInteger(value: string | boolean): number {
+export function parsePositiveInteger(value: string | boolean): number {
   const text = asString(value);
   if (!/^\d+$/.test(text) || Number(text) < 1) throw new Error('must be a whole number of at least 1');
   return Number(text);
@@ -386,7 +386,7 @@ const DNS1123_LABEL_MAX_LENGTH = 63;
 const DNS1123_SUBDOMAIN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
 const DNS1123_SUBDOMAIN_MAX_LENGTH = 253;
 
-function parseNamespace(value: string | boolean): string {
+export function parseNamespace(value: string | boolean): string {
   const text = asString(value);
   if (text.length > DNS1123_LABEL_MAX_LENGTH || !DNS1123_LABEL.test(text)) {
     throw new Error('must be a namespace name (lowercase letters, digits and "-", at most 63 characters)');

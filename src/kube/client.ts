@@ -45,6 +45,8 @@ export interface RequestInit {
   readonly body?: unknown;
   /** Default application/json; server-side apply uses application/apply-patch+yaml. */
   readonly contentType?: string;
+  /** Default application/json; metadata-only lists ask for `PartialObjectMetadataList`. */
+  readonly accept?: string;
   readonly signal?: AbortSignal;
   /** Whole-request timeout. Default 30 s; watches pass none and rely on their own watchdog. */
   readonly timeoutMs?: number;
@@ -174,7 +176,7 @@ export class KubeClient {
     const { headers, dispatcher: pooled, tls } = await this.auth();
     const dispatcher = init.dedicatedConnection ? newAgent(tls, 1) : pooled;
     headers['user-agent'] = USER_AGENT;
-    headers.accept = 'application/json';
+    headers.accept = init.accept ?? 'application/json';
     let body: string | undefined;
     if (init.body !== undefined) {
       body = typeof init.body === 'string' ? init.body : JSON.stringify(init.body);

@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { after, describe, it } from 'node:test';
@@ -21,6 +21,22 @@ async function helmTemplate(release: string, namespace: string, args: readonly s
   const plane = await testbed();
   const { stdout } = await run(join(plane.binDir, 'helm'), ['template', release, chart, '--namespace', namespace, '--kube-version', 'v1.35.4', ...args], { maxBuffer: 16 * 1024 * 1024 });
   return stdout;
+}
+
+/** A kubeconfig in `dir` that authenticates with a fresh token of `serviceAccount` only. */
+async function serviceAccountKubeconfig(dir: string, namespace: string, serviceAccount: string): Promise<string> {
+  const plane = await testbed();
+  const tokenRes = await plane.request('POST', `/api/v1/namespaces/${namespace}/serviceaccounts/${serviceAccount}/token`, { spec: { expirationSeconds: 3600 } });
+  assert.equal(tokenRes.status, 201, tokenRes.body);
+  const token = (JSON.parse(tokenRes.body) as { status: { token: string } }).status.token;
+  const kubeconfig = join(dir, 'kubeconfig');
+  await writeFile(kubeconfig, JSON.stringify({
+    apiVersion: 'v1', kind: 'Config', 'current-context': 'sa',
+    clusters: [{ name: 'testbed', cluster: { server: plane.server, 'certificate-authority-data': (await readFile(plane.pki.caCert)).toString('base64') } }],
+    users: [{ name: 'sa', user: { token } }],
+    contexts: [{ name: 'sa', context: { cluster: 'testbed', user: 'sa' } }],
+  }));
+  return kubeconfig;
 }
 
 const children: ChildProcess[] = [];
@@ -58,18 +74,9 @@ describe('helm chart', () => {
     await plane.kubectl(['apply', '-f', '-'], { input: rbac });
     const serviceAccount = `${release}-crowsnest-operator`;
 
-    const tokenRes = await plane.request('POST', `/api/v1/namespaces/${namespace}/serviceaccounts/${serviceAccount}/token`, { spec: { expirationSeconds: 3600 } });
-    assert.equal(tokenRes.status, 201, tokenRes.body);
-    const token = (JSON.parse(tokenRes.body) as { status: { token: string } }).status.token;
     const dir = await mkdtemp(join(tmpdir(), 'crowsnest-chart-'));
     tempDirs.push(dir);
-    const kubeconfig = join(dir, 'kubeconfig');
-    await writeFile(kubeconfig, JSON.stringify({
-      apiVersion: 'v1', kind: 'Config', 'current-context': 'sa',
-      clusters: [{ name: 'testbed', cluster: { server: plane.server, 'certificate-authority-data': (await readFile(plane.pki.caCert)).toString('base64') } }],
-      users: [{ name: 'sa', user: { token } }],
-      contexts: [{ name: 'sa', context: { cluster: 'testbed', user: 'sa' } }],
-    }));
+    const kubeconfig = await serviceAccountKubeconfig(dir, namespace, serviceAccount);
 
     const forbidden = await run(join(plane.binDir, 'kubectl'), ['--kubeconfig', kubeconfig, 'get', 'secrets', '-A'], {}).then(() => 'allowed', (err: { stderr?: string }) => err.stderr ?? '');
     assert.match(forbidden, /Forbidden|forbidden/, 'the operator ServiceAccount cannot read Secrets');
@@ -108,5 +115,43 @@ describe('helm chart', () => {
     operator.kill('SIGTERM');
     const code = await new Promise<number | null>((resolve) => (operator.exitCode !== null ? resolve(operator.exitCode) : operator.once('exit', (c) => resolve(c))));
     assert.equal(code, 0, output.join(''));
+  });
+
+  it('runs inventory collect with only the chart ServiceAccount and ConfigMap: every configured type is readable, Secrets are not', async () => {
+    const plane = await testbed();
+    const namespace = await newNamespace('chart-inv');
+    const release = `inv-${namespace.slice(-6)}`;
+    const manifests = await helmTemplate(release, namespace, ['--set', 'inventory.enabled=true', '--set', 'inventory.clusterId=chart-test', '--set', 'inventory.endpoint=http://127.0.0.1:9/unused', '--set', 'inventory.accessKey=ak', '--set', 'inventory.secretKey=sk', '--show-only', 'templates/inventory.yaml']);
+    assert.match(manifests, /kind: CronJob/);
+    assert.match(manifests, /concurrencyPolicy: Forbid/);
+    const out = await plane.kubectl(['apply', '-f', '-'], { input: manifests });
+    assert.match(out, /cronjob.batch\/inv-\w+-crowsnest-inventory created/);
+    const name = `${release}-crowsnest-inventory`;
+
+    // The config directory exactly as the CronJob mounts it: the ConfigMap's keys as files.
+    const dir = await mkdtemp(join(tmpdir(), 'crowsnest-chart-inv-'));
+    tempDirs.push(dir);
+    const configMap = JSON.parse((await plane.request('GET', `/api/v1/namespaces/${namespace}/configmaps/${name}`)).body) as { data: Record<string, string> };
+    const configDir = join(dir, 'config');
+    await mkdir(configDir);
+    for (const [key, value] of Object.entries(configMap.data)) if (key !== 'endpoint') await writeFile(join(configDir, key), value);
+    const kubeconfig = await serviceAccountKubeconfig(dir, namespace, name);
+
+    const collect = async (extra: string[]): Promise<{ code: number; summary: { result: string; skippedTypes: { type: string; reason: string }[]; types: { type: string }[] } }> => {
+      const result = await run(join(repo, 'bin', 'crowsnest'), ['inventory', 'collect', 'chart-test', '--kubeconfig', kubeconfig, '--config', configDir, '--report-dir', join(dir, 'reports'), '--output', 'json', '--log-level', 'error', ...extra], { maxBuffer: 64 * 1024 * 1024 })
+        .then((r) => ({ code: 0, stdout: r.stdout }), (err: { code: number; stdout: string }) => ({ code: err.code, stdout: err.stdout }));
+      return { code: result.code, summary: JSON.parse(result.stdout) as never };
+    };
+    const allowed = await collect([]);
+    assert.equal(allowed.code, 0, JSON.stringify(allowed.summary.skippedTypes));
+    assert.equal(allowed.summary.result, 'success');
+    assert.ok(allowed.summary.types.length >= 30, `expected the default types, got ${allowed.summary.types.length}`);
+    assert.ok(!allowed.summary.types.some((t) => t.type === 'secrets'), 'Secrets are not configured by default');
+
+    // Asking for Secrets anyway: the chart did not grant them, so the run is partial, not wider.
+    const secrets = await collect(['--add-types', 'secrets']);
+    assert.equal(secrets.code, 3);
+    assert.deepEqual(secrets.summary.skippedTypes.map((t) => t.type), ['secrets']);
+    assert.match(secrets.summary.skippedTypes[0]!.reason, /403|forbidden/i);
   });
 });

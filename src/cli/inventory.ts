@@ -1,0 +1,187 @@
+/**
+ * `crowsnest inventory collect` and `crowsnest inventory diff`: the inventory capability's commands.
+ * Heavy modules (client-node, pino, the collector) load inside the actions.
+ */
+import { Command, Option } from 'commander';
+import { EXIT_FAILURE, processIO, requireGlobals, type CliIO, type RunState } from './command.ts';
+import { inventoryCollectFlags, resolveInventoryCollectOptions, DEFAULT_CONFIG_DIR } from './inventory-options.ts';
+import { describeFlag, OptionError } from './options.ts';
+
+export function addInventoryCommand(program: Command, io: CliIO, state: RunState): void {
+  const inventory = program
+    .command('inventory')
+    .description('snapshot the cluster\'s objects, redacted, into a report directory or to an HTTP endpoint');
+  addCollectCommand(inventory, io, state);
+  addDiffCommand(inventory, io, state);
+}
+
+function addCollectCommand(parent: Command, io: CliIO, state: RunState): void {
+  const command = parent
+    .command('collect')
+    .argument('[clusterId]', 'cluster id, ^[a-z0-9-_]+$ (default: $CLUSTER_ID)')
+    .description('collect one snapshot of the cluster (meant for a CronJob; runs by hand too)')
+    .addHelpText('after', collectHelpFooter);
+
+  const attributeNames = new Map<string, string>();
+  for (const definition of inventoryCollectFlags) {
+    const option = new Option(`--${definition.name} ${definition.valueName}`, describeFlag(definition));
+    attributeNames.set(definition.name, option.attributeName());
+    command.addOption(option);
+    if (definition.negatable) command.addOption(new Option(`--no-${definition.name}`, `same as --${definition.name}=false`));
+  }
+
+  command.action(async (clusterIdArgument: string | undefined) => {
+    const globals = requireGlobals(state);
+    const flags: Record<string, string | boolean | undefined> = {};
+    for (const [name, attribute] of attributeNames) flags[name] = command.getOptionValue(attribute);
+    const options = resolveInventoryCollectOptions({ flags, env: io.env, ...(clusterIdArgument !== undefined ? { clusterIdArgument } : {}) });
+
+    const [{ createLogger }, { loadKubeConfig }, { KubeClient }, collect, { renderSummaryText }, { buildInfo }] = await Promise.all([
+      import('../observe/logger.ts'),
+      import('../kube/config.ts'),
+      import('../kube/client.ts'),
+      import('../inventory/collect.ts'),
+      import('../inventory/summary-format.ts'),
+      import('../version.ts'),
+    ]);
+    const logger = createLogger({ level: options.debug ? 'debug' : globals.logLevel, format: globals.logFormat });
+    for (const warning of options.warnings) logger.warn({}, warning);
+
+    const kubeConfig = loadKubeConfig({ ...(globals.kubeconfig ? { kubeconfig: globals.kubeconfig } : {}), ...(globals.context ? { context: globals.context } : {}) }, { env: io.env });
+    const client = new KubeClient(kubeConfig);
+    const shutdown = new AbortController();
+    const onSignal = (signal: NodeJS.Signals): void => {
+      logger.warn({ signal }, 'interrupted: the partial snapshot is discarded');
+      shutdown.abort(new Error(`interrupted by ${signal}`));
+    };
+    process.once('SIGTERM', onSignal);
+    process.once('SIGINT', onSignal);
+
+    const runId = (await import('node:crypto')).randomUUID();
+    const sink: import('../inventory/collect.ts').SinkOptions = options.dryRun
+      ? { kind: 'stdout', write: (text) => writeWithBackpressure(io, text) }
+      : options.endpoint
+        ? {
+            kind: 'endpoint',
+            dir: options.reportDir,
+            retention: options.retention,
+            endpoint: {
+              url: options.endpoint,
+              ...(options.accessKey ? { accessKey: options.accessKey } : {}),
+              ...(options.secretKey ? { secretKey: options.secretKey } : {}),
+              chunkBytes: options.chunkBytes,
+              timeoutMs: options.timeoutMs,
+              maxAttempts: options.uploadAttempts,
+              retryInitialMs: 1_000,
+              userAgent: `crowsnest/${buildInfo(io.env).version}`,
+            },
+          }
+        : { kind: 'dir', dir: options.reportDir, format: options.format, gzip: options.gzip, retention: options.retention };
+    if (options.endpoint && !options.accessKey) logger.warn({}, 'no access key set (CROWSNEST_ACCESS_KEY or INFRALIGHT_ACCESS_KEY): sending without one');
+
+    try {
+      const summary = await collect.collectInventory(client, {
+        clusterId: options.clusterId,
+        runId,
+        selectors: options.selectors,
+        ...(options.namespaces ? { namespaces: options.namespaces } : {}),
+        ignoreNamespaces: options.ignoreNamespaces,
+        ...(options.labelSelector ? { labelSelector: options.labelSelector } : {}),
+        pageSize: options.pageSize,
+        concurrency: options.concurrency,
+        qps: options.qps,
+        burst: options.burst,
+        maxObjectBytes: options.maxObjectBytes,
+        redaction: options.redaction,
+        sink,
+        logger,
+        signal: shutdown.signal,
+      });
+      // In a dry run stdout carries the snapshot; the summary goes to stderr.
+      const print = options.dryRun ? io.stderr : io.stdout;
+      print(options.output === 'json' ? `${JSON.stringify(summary, null, 2)}\n` : renderSummaryText(summary));
+      logger.info({ result: summary.result, objects: summary.objects, durationMs: summary.durationMs, runId }, 'inventory run finished');
+      state.exitCode = collect.EXIT_CODE_BY_RESULT[summary.result];
+    } catch (err) {
+      if (shutdown.signal.aborted) {
+        state.exitCode = EXIT_FAILURE;
+        return;
+      }
+      throw err;
+    } finally {
+      process.off('SIGTERM', onSignal);
+      process.off('SIGINT', onSignal);
+      await client.close();
+    }
+  });
+}
+
+function addDiffCommand(parent: Command, io: CliIO, state: RunState): void {
+  const command = parent
+    .command('diff')
+    .argument('<old>', 'older snapshot file (.ndjson, .json, optionally .gz)')
+    .argument('<new>', 'newer snapshot file')
+    .description('objects added, removed, changed or replaced between two snapshots')
+    .addOption(new Option('-o, --output <format>', 'output format').choices(['text', 'json']).default('text'))
+    .addHelpText('after', `
+Objects are matched by group, kind, namespace and name; a different uid under the same name is
+"replaced". resourceVersion, managedFields, the last-applied annotation and status timestamps are
+ignored. Exit status: 0 no differences, 1 differences found, 2 usage or unreadable file (as diff(1)).
+`);
+  command.action(async (oldPath: string, newPath: string) => {
+    requireGlobals(state);
+    const [{ readSnapshotObjects }, { diffSnapshots }, { renderDiffJson, renderDiffTable }] = await Promise.all([
+      import('../inventory/snapshot-file.ts'),
+      import('../inventory/diff.ts'),
+      import('../inventory/diff-format.ts'),
+    ]);
+    let diff;
+    try {
+      diff = await diffSnapshots(readSnapshotObjects(oldPath), readSnapshotObjects(newPath));
+    } catch (err) {
+      throw new OptionError('<file>', err instanceof Error ? err.message : String(err));
+    }
+    io.stdout(command.getOptionValue('output') === 'json' ? renderDiffJson(diff) : renderDiffTable(diff));
+    const differs = diff.added.length + diff.removed.length + diff.changed.length + diff.replaced.length > 0;
+    state.exitCode = differs ? EXIT_FAILURE : 0;
+  });
+}
+
+/** Writes to stdout and waits when the pipe is full, so a dry run of a big cluster stays small. */
+async function writeWithBackpressure(io: CliIO, text: string): Promise<void> {
+  if (io !== processIO) {
+    io.stdout(text);
+    return;
+  }
+  if (!process.stdout.write(text)) await new Promise((resolve) => process.stdout.once('drain', resolve));
+}
+
+const collectHelpFooter = `
+Where the snapshot goes:
+  --dry-run        {"objects":[…]} on stdout (summary on stderr); nothing written or sent
+  --endpoint URL   POSTed in gzip chunks; kept in the report directory if the endpoint stays down
+  otherwise        a file in the report directory: inventory-<cluster>-<UTC time>.ndjson.gz,
+                   with <…>.summary.json beside it
+
+Configuration, highest precedence first: flags, CROWSNEST_<FLAG> environment variables, files in
+the config directory (--config, default ${DEFAULT_CONFIG_DIR}: one file per key named like the flag
+in camelCase — endpoint, resources, addTypes, removeTypes, namespaces, ignoreNamespaces,
+labelSelector, pageSize, concurrency, qps, burst, redact, …), defaults. Lists are comma- or
+newline-separated. Keys come from CROWSNEST_ACCESS_KEY / CROWSNEST_SECRET_KEY (or the seed's
+INFRALIGHT_ACCESS_KEY / INFRALIGHT_SECRET_KEY). The seed's -external, -config, -debug and
+-dry-run flags are accepted.
+
+Examples:
+  # One snapshot of the current context into ./reports
+  crowsnest inventory collect my-cluster
+
+  # Secrets too (values redacted), without Events or custom resources
+  crowsnest inventory collect my-cluster --add-types secrets --remove-types customresources
+
+  # Send to an endpoint
+  CROWSNEST_ACCESS_KEY=… CROWSNEST_SECRET_KEY=… crowsnest inventory collect prod --endpoint https://inventory.example/api
+
+Exit status: 0 complete, 3 partial (delivered, but a type, group or object was skipped — see the
+summary), 1 failed (the endpoint stayed down: the snapshot is kept in the report directory),
+2 usage error.
+`;

@@ -1,0 +1,335 @@
+/**
+ * One inventory run: discover → select types → list each type (paged, bounded concurrency) →
+ * redact → stream into the sink → summary.
+ *
+ * Sinks:
+ * - `dir`: a snapshot file in the report directory (see `snapshot-writer.ts`);
+ * - `endpoint`: the snapshot is spooled to the report directory as gzip NDJSON while listing,
+ *   then uploaded in chunks; on success the spool file is removed, and if the endpoint stays
+ *   down it is kept as an ordinary snapshot, so nothing is lost and the run reports failure;
+ * - `stdout`: `--dry-run`, the seed's `{"objects":[…]}` document on standard output.
+ *
+ * Memory holds one page per type being listed plus one upload chunk, whatever the cluster size.
+ */
+import { writeFile, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { KubeClient } from '../kube/client.ts';
+import { realClock, type Clock } from '../kube/clock.ts';
+import type { KubeObject } from '../kube/resources.ts';
+import type { Logger } from '../kube/logger-type.ts';
+import { mapConcurrent } from './concurrency.ts';
+import { discoverTypes, type FailedGroup } from './discovery.ts';
+import { listType, RequestLimiter, type TypeListResult } from './lister.ts';
+import { redactObject, type RedactionOptions } from './redact.ts';
+import {
+  pruneSnapshots,
+  SnapshotEncoder,
+  SnapshotFileWriter,
+  snapshotStem,
+  type RetentionPolicy,
+  type SnapshotFormat,
+} from './snapshot-writer.ts';
+import { selectTypes, typeName, type CollectableType } from './types.ts';
+import { uploadSnapshot, UploadError, type EndpointOptions } from './upload.ts';
+
+/** Where a run's objects go. */
+export type SinkOptions =
+  | { readonly kind: 'dir'; readonly dir: string; readonly format: SnapshotFormat; readonly gzip: boolean; readonly retention: RetentionPolicy }
+  | {
+      readonly kind: 'endpoint';
+      /** Spool and fallback directory. */
+      readonly dir: string;
+      readonly retention: RetentionPolicy;
+      readonly endpoint: Omit<EndpointOptions, 'clusterId' | 'runId' | 'signal' | 'clock' | 'onRetry'>;
+    }
+  | { readonly kind: 'stdout'; readonly write: (text: string) => void | Promise<void> };
+
+export interface CollectOptions {
+  readonly clusterId: string;
+  readonly runId: string;
+  readonly selectors: { readonly base: readonly string[]; readonly add: readonly string[]; readonly remove: readonly string[] };
+  readonly namespaces?: readonly string[];
+  readonly ignoreNamespaces: readonly string[];
+  readonly labelSelector?: string;
+  readonly pageSize: number;
+  /** Types listed at once. */
+  readonly concurrency: number;
+  readonly qps: number;
+  readonly burst: number;
+  /** Objects whose JSON is larger than this are dropped (and reported), in bytes; 0 = no limit. */
+  readonly maxObjectBytes: number;
+  readonly redaction: RedactionOptions;
+  readonly sink: SinkOptions;
+  readonly logger: Logger;
+  readonly signal: AbortSignal;
+  readonly clock?: Clock;
+  /** Test seam, see `ListOptions.afterPage`. */
+  readonly afterPage?: (type: CollectableType, pageNumber: number) => Promise<void>;
+}
+
+/** How a run went: `partial` = delivered, but something was skipped or dropped. */
+export type RunResult = 'success' | 'partial' | 'failure';
+
+/** Exit codes of `inventory collect`, by result. */
+export const EXIT_CODE_BY_RESULT: Readonly<Record<RunResult, number>> = { success: 0, failure: 1, partial: 3 };
+
+export interface DroppedObject {
+  readonly type: string;
+  readonly namespace?: string;
+  readonly name?: string;
+  readonly reason: string;
+}
+
+export interface SinkSummary {
+  readonly kind: SinkOptions['kind'];
+  /** The snapshot file kept in the report directory, if any. */
+  path?: string;
+  /** Endpoint URL without credentials or query. */
+  url?: string;
+  delivered: boolean;
+  chunks?: number;
+  retries?: number;
+  /** Bytes after compression: on disk, or request bodies as sent. */
+  storedBytes?: number;
+  error?: string;
+}
+
+/** The run summary: written beside the snapshot and printed at the end of a run. */
+export interface RunSummary {
+  readonly apiVersion: 'crowsnest.io/v1alpha1';
+  readonly kind: 'InventoryRunSummary';
+  readonly clusterId: string;
+  readonly runId: string;
+  readonly startedAt: string;
+  finishedAt: string;
+  durationMs: number;
+  result: RunResult;
+  /** Objects delivered to the sink. */
+  objects: number;
+  /** JSON bytes before compression. */
+  rawBytes: number;
+  readonly types: TypeListResult[];
+  /** Types not collected completely, with why (also marked in `types`). */
+  readonly skippedTypes: { type: string; reason: string }[];
+  readonly failedGroups: FailedGroup[];
+  readonly unmatchedSelectors: string[];
+  readonly dropped: { count: number; objects: DroppedObject[] };
+  readonly redaction: { enabled: boolean; notes: number };
+  readonly sink: SinkSummary;
+  readonly warnings: string[];
+}
+
+/** Dropped objects listed by name in the summary; the rest are only counted. */
+const MAX_DROPPED_LISTED = 100;
+
+/**
+ * Runs one collection. Cluster-level failures (no API server, the core group not discoverable)
+ * throw; everything narrower ends up in the summary.
+ */
+export async function collectInventory(client: KubeClient, options: CollectOptions): Promise<RunSummary> {
+  const clock = options.clock ?? realClock;
+  const started = new Date(clock.now());
+  const { logger } = options;
+  const summary: RunSummary = {
+    apiVersion: 'crowsnest.io/v1alpha1',
+    kind: 'InventoryRunSummary',
+    clusterId: options.clusterId,
+    runId: options.runId,
+    startedAt: started.toISOString(),
+    finishedAt: '',
+    durationMs: 0,
+    result: 'success',
+    objects: 0,
+    rawBytes: 0,
+    types: [],
+    skippedTypes: [],
+    failedGroups: [],
+    unmatchedSelectors: [],
+    dropped: { count: 0, objects: [] },
+    redaction: { enabled: options.redaction.enabled, notes: 0 },
+    sink: { kind: options.sink.kind, delivered: false },
+    warnings: [],
+  };
+
+  const discovery = await discoverTypes(client, options.signal);
+  summary.failedGroups.push(...discovery.failedGroups);
+  for (const group of discovery.failedGroups) logger.warn({ groupVersion: group.groupVersion, reason: group.reason }, 'API group skipped: discovery failed');
+  if (discovery.customResourcesUnknown) summary.warnings.push(discovery.customResourcesUnknown);
+  const selection = selectTypes(discovery.types, options.selectors);
+  summary.unmatchedSelectors.push(...selection.unmatched);
+  if (selection.unmatched.length) logger.info({ selectors: selection.unmatched }, 'resource type selectors matched no served type');
+  logger.info({ types: selection.selected.length, discovered: discovery.types.length }, 'collecting');
+
+  const sink = await openSink(options, started);
+  const drop = (type: CollectableType, object: KubeObject, reason: string): void => {
+    summary.dropped.count++;
+    if (summary.dropped.objects.length < MAX_DROPPED_LISTED) {
+      summary.dropped.objects.push({ type: typeName(type), namespace: object.metadata?.namespace, name: object.metadata?.name, reason });
+    }
+    logger.warn({ type: typeName(type), namespace: object.metadata?.namespace, name: object.metadata?.name, reason }, 'object dropped');
+  };
+
+  const limiter = new RequestLimiter(options.qps, options.burst, clock);
+  try {
+    const results = await mapConcurrent(selection.selected, options.concurrency, async (type) => {
+      const result = await listType(
+        client,
+        type,
+        {
+          pageSize: options.pageSize,
+          ...(options.labelSelector ? { labelSelector: options.labelSelector } : {}),
+          ...(options.namespaces ? { namespaces: options.namespaces } : {}),
+          ignoreNamespaces: options.ignoreNamespaces,
+          limiter,
+          signal: options.signal,
+          clock,
+          ...(options.afterPage ? { afterPage: options.afterPage } : {}),
+        },
+        async (object) => {
+          let redacted: KubeObject;
+          try {
+            const outcome = redactObject(object, options.redaction);
+            redacted = outcome.object;
+            for (const note of outcome.notes) {
+              summary.redaction.notes++;
+              logger.warn({ type: typeName(type), namespace: object.metadata?.namespace, name: object.metadata?.name, note }, 'redaction note');
+            }
+          } catch (err) {
+            // Never ship what could not be redacted.
+            drop(type, object, `redaction failed: ${err instanceof Error ? err.message : String(err)}`);
+            return false;
+          }
+          if (options.maxObjectBytes > 0) {
+            const size = Buffer.byteLength(JSON.stringify(redacted));
+            if (size > options.maxObjectBytes) {
+              drop(type, object, `object is ${size} bytes, over --max-object-size ${options.maxObjectBytes}`);
+              return false;
+            }
+          }
+          await sink.write(redacted);
+          return true;
+        },
+      );
+      if (result.error) {
+        summary.skippedTypes.push({ type: result.type, reason: result.error });
+        logger.warn({ type: result.type, reason: result.error, objectsBeforeFailure: result.objects }, 'type not collected completely');
+      } else {
+        logger.debug({ type: result.type, objects: result.objects, pages: result.pages }, 'type collected');
+      }
+      return result;
+    });
+    summary.types.push(...results);
+  } catch (err) {
+    await sink.abort();
+    throw err;
+  }
+
+  summary.objects = summary.types.reduce((sum, type) => sum + type.objects, 0);
+  await sink.finish(summary);
+  summary.skippedTypes.sort((a, b) => a.type.localeCompare(b.type));
+
+  const finished = new Date(clock.now());
+  summary.finishedAt = finished.toISOString();
+  summary.durationMs = finished.getTime() - started.getTime();
+  summary.result = !summary.sink.delivered
+    ? 'failure'
+    : summary.skippedTypes.length || summary.failedGroups.length || summary.dropped.count
+      ? 'partial'
+      : 'success';
+  await sink.writeSummary(summary);
+  return summary;
+}
+
+interface Sink {
+  write(object: KubeObject): Promise<void>;
+  /** Completes delivery and fills `summary.sink`, `summary.rawBytes`; never throws for delivery failures. */
+  finish(summary: RunSummary): Promise<void>;
+  writeSummary(summary: RunSummary): Promise<void>;
+  abort(): Promise<void>;
+}
+
+async function openSink(options: CollectOptions, started: Date): Promise<Sink> {
+  const sink = options.sink;
+  if (sink.kind === 'stdout') return stdoutSink(sink.write);
+  const writer = await SnapshotFileWriter.open({
+    dir: sink.dir,
+    clusterId: options.clusterId,
+    startedAt: started,
+    // The endpoint reads the spool back line by line, so it is always gzip NDJSON.
+    format: sink.kind === 'dir' ? sink.format : 'ndjson',
+    gzip: sink.kind === 'dir' ? sink.gzip : true,
+  });
+  const summaryPath = join(sink.dir, `${snapshotStem(options.clusterId, started)}.summary.json`);
+  return {
+    write: (object) => writer.write(object),
+    abort: () => writer.abort(),
+    async finish(summary) {
+      const committed = await writer.commit();
+      summary.rawBytes = committed.rawBytes;
+      if (sink.kind === 'dir') {
+        Object.assign(summary.sink, { path: committed.path, delivered: true, storedBytes: committed.storedBytes });
+        return;
+      }
+      summary.sink.url = redactUrl(sink.endpoint.url);
+      try {
+        const upload = await uploadSnapshot(committed.path, {
+          ...sink.endpoint,
+          clusterId: options.clusterId,
+          runId: options.runId,
+          signal: options.signal,
+          ...(options.clock ? { clock: options.clock } : {}),
+          onRetry: (info) => options.logger.warn(info, 'endpoint: retrying chunk'),
+        });
+        Object.assign(summary.sink, { delivered: true, chunks: upload.chunks, retries: upload.retries, storedBytes: upload.sentBytes });
+        await rm(committed.path, { force: true });
+      } catch (err) {
+        if (options.signal.aborted && !(err instanceof UploadError)) throw err;
+        const reason = err instanceof Error ? err.message : String(err);
+        Object.assign(summary.sink, { delivered: false, path: committed.path, storedBytes: committed.storedBytes, error: reason });
+        options.logger.error({ reason, keptAt: committed.path }, 'endpoint: upload failed; the snapshot is kept in the report directory');
+      }
+    },
+    async writeSummary(summary) {
+      await writeFile(summaryPath, `${JSON.stringify(summary, null, 2)}\n`, { mode: 0o640 });
+      const deleted = await pruneSnapshots(sink.dir, options.clusterId, sink.retention, new Date());
+      if (deleted.length) options.logger.info({ deleted }, 'retention: old snapshots removed');
+    },
+  };
+}
+
+function stdoutSink(write: (text: string) => void | Promise<void>): Sink {
+  const encoder = new SnapshotEncoder('json');
+  let rawBytes = 0;
+  const out = async (text: string): Promise<void> => {
+    rawBytes += Buffer.byteLength(text);
+    await write(text);
+  };
+  let started = false;
+  return {
+    async write(object) {
+      if (!started) {
+        started = true;
+        await out(encoder.begin());
+      }
+      await out(encoder.encode(object));
+    },
+    async finish(summary) {
+      if (!started) await out(encoder.begin());
+      await out(encoder.end());
+      summary.rawBytes = rawBytes;
+      summary.sink.delivered = true;
+    },
+    async writeSummary() {},
+    async abort() {},
+  };
+}
+
+/** `https://user:pw@host/path?token=x` → `https://host/path`: summaries and logs never hold credentials. */
+export function redactUrl(url: string): string {
+  try {
+    const parsed = new URL(url);
+    return `${parsed.protocol}//${parsed.host}${parsed.pathname}`;
+  } catch {
+    return '<invalid url>';
+  }
+}

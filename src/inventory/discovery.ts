@@ -1,0 +1,123 @@
+/**
+ * Discovery of the types a snapshot can collect, as Velero does it: every group at its preferred
+ * version, every resource that supports `list` and is not a subresource. A group whose discovery
+ * fails (an aggregated API whose backend is down answers 503) is skipped and reported; the run
+ * goes on with the rest, unlike the seed, where one broken group aborted everything.
+ */
+import type { KubeClient } from '../kube/client.ts';
+import { describeError, isNetworkError } from '../kube/errors.ts';
+import { mapConcurrent } from './concurrency.ts';
+import type { CollectableType } from './types.ts';
+
+/** A group/version whose discovery failed, and why. */
+export interface FailedGroup {
+  readonly groupVersion: string;
+  readonly reason: string;
+}
+
+export interface DiscoveryResult {
+  /** Listable, non-subresource types at each group's preferred version, in API order. */
+  readonly types: readonly CollectableType[];
+  readonly failedGroups: readonly FailedGroup[];
+  /**
+   * Why CRD-served types could not be told apart from built-in ones (listing
+   * CustomResourceDefinitions was refused or failed); `undefined` when they could.
+   */
+  readonly customResourcesUnknown?: string;
+}
+
+interface ApiResource {
+  readonly name: string;
+  readonly namespaced: boolean;
+  readonly kind: string;
+  readonly verbs?: readonly string[];
+}
+
+interface ApiResourceList {
+  readonly groupVersion: string;
+  readonly resources: readonly ApiResource[];
+}
+
+interface ApiGroupList {
+  readonly groups: readonly { readonly name: string; readonly preferredVersion?: { readonly groupVersion: string; readonly version: string } }[];
+}
+
+/** Parallel discovery requests: one per API group, which is ~25 on a bare cluster. */
+const DISCOVERY_CONCURRENCY = 8;
+/** Attempts per group on network errors; HTTP errors (503 from a dead aggregated API) are not retried. */
+const DISCOVERY_ATTEMPTS = 3;
+const DISCOVERY_RETRY_DELAY_MS = 500;
+
+/** Asks for object metadata only: CRDs carry large schemas we do not need to tell types apart. */
+const PARTIAL_METADATA_LIST = 'application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json';
+
+/** Discovers the collectable types of the cluster behind `client`. */
+export async function discoverTypes(client: KubeClient, signal?: AbortSignal): Promise<DiscoveryResult> {
+  const failedGroups: FailedGroup[] = [];
+  const groupVersions = ['v1'];
+  const groups = await client.json<ApiGroupList>('/apis', { signal });
+  for (const group of groups.groups) {
+    if (group.preferredVersion) groupVersions.push(group.preferredVersion.groupVersion);
+  }
+
+  const lists = await mapConcurrent(groupVersions, DISCOVERY_CONCURRENCY, async (groupVersion) => {
+    const path = groupVersion === 'v1' ? '/api/v1' : `/apis/${groupVersion}`;
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await client.json<ApiResourceList>(path, { signal });
+      } catch (err) {
+        if (signal?.aborted) throw err;
+        if (isNetworkError(err) && attempt < DISCOVERY_ATTEMPTS) {
+          await new Promise((resolve) => setTimeout(resolve, DISCOVERY_RETRY_DELAY_MS * attempt));
+          continue;
+        }
+        if (groupVersion === 'v1') throw err; // without the core group there is nothing worth a snapshot
+        failedGroups.push({ groupVersion, reason: describeError(err) });
+        return undefined;
+      }
+    }
+  });
+
+  const { names: customNames, unknown } = await customResourceNames(client, signal);
+  const types: CollectableType[] = [];
+  for (const list of lists) {
+    if (!list) continue;
+    const [group, version] = list.groupVersion.includes('/') ? list.groupVersion.split('/', 2) as [string, string] : ['', list.groupVersion];
+    for (const resource of list.resources) {
+      if (resource.name.includes('/')) continue; // subresource: pods/log, deployments/scale, …
+      if (!resource.verbs?.includes('list')) continue;
+      types.push({
+        group,
+        version,
+        resource: resource.name,
+        kind: resource.kind,
+        namespaced: resource.namespaced,
+        custom: customNames.has(group ? `${resource.name}.${group}` : resource.name),
+      });
+    }
+  }
+  failedGroups.sort((a, b) => a.groupVersion.localeCompare(b.groupVersion));
+  return { types, failedGroups, ...(unknown ? { customResourcesUnknown: unknown } : {}) };
+}
+
+/**
+ * `plural.group` of every CRD: a CRD's name is exactly that, so a metadata-only list is enough.
+ */
+async function customResourceNames(client: KubeClient, signal?: AbortSignal): Promise<{ names: Set<string>; unknown?: string }> {
+  const names = new Set<string>();
+  let continueToken: string | undefined;
+  try {
+    do {
+      const page = await client.json<{ items?: { metadata?: { name?: string } }[]; metadata?: { continue?: string } }>(
+        '/apis/apiextensions.k8s.io/v1/customresourcedefinitions',
+        { query: { limit: 500, continue: continueToken }, accept: PARTIAL_METADATA_LIST, signal },
+      );
+      for (const item of page.items ?? []) if (item.metadata?.name) names.add(item.metadata.name);
+      continueToken = page.metadata?.continue || undefined;
+    } while (continueToken);
+    return { names };
+  } catch (err) {
+    if (signal?.aborted) throw err;
+    return { names, unknown: `listing CustomResourceDefinitions failed: ${describeError(err)}` };
+  }
+}

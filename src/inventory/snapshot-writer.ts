@@ -1,0 +1,252 @@
+/**
+ * Writes a snapshot to the report directory as it is collected: objects are encoded and
+ * compressed as they arrive, into a hidden temporary file that is renamed into place only once
+ * complete (temp + fsync + rename), so a reader never sees half a snapshot and a crashed run
+ * leaves no file that looks finished.
+ *
+ * File names sort by time and carry the cluster id:
+ * `inventory-<clusterId>-<YYYYMMDDTHHMMSSZ>.<ndjson|json>[.gz]`, with the run summary beside it
+ * as `…-<time>.summary.json`.
+ */
+import { once } from 'node:events';
+import { createWriteStream, type WriteStream } from 'node:fs';
+import { mkdir, open, readdir, rename, rm, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { createGzip, type Gzip } from 'node:zlib';
+import type { KubeObject } from '../kube/resources.ts';
+
+/** How objects are laid out in a snapshot. */
+export const snapshotFormats = ['ndjson', 'json'] as const;
+export type SnapshotFormat = (typeof snapshotFormats)[number];
+
+/**
+ * Encodes objects as NDJSON (one object per line) or as the seed's wire document
+ * `{"objects":[…]}`. Stateless apart from "is this the first object", so the same encoder serves
+ * files, `--dry-run` on stdout and the endpoint's chunks.
+ */
+export class SnapshotEncoder {
+  private readonly format: SnapshotFormat;
+  private first = true;
+
+  constructor(format: SnapshotFormat) {
+    this.format = format;
+  }
+
+  begin(): string {
+    return this.format === 'json' ? '{"objects":[' : '';
+  }
+
+  encode(object: KubeObject): string {
+    const json = JSON.stringify(object);
+    if (this.format === 'ndjson') return `${json}\n`;
+    const separator = this.first ? '\n' : ',\n';
+    this.first = false;
+    return separator + json;
+  }
+
+  end(): string {
+    return this.format === 'json' ? `${this.first ? '' : '\n'}]}\n` : '';
+  }
+}
+
+/** `20261123T141500Z`: ISO 8601 basic format, sortable and safe in file names. */
+export function fileTimestamp(date: Date): string {
+  return date.toISOString().replace(/\.\d{3}Z$/, 'Z').replaceAll('-', '').replaceAll(':', '');
+}
+
+/** The file name stem of a snapshot: `inventory-<clusterId>-<time>`. */
+export function snapshotStem(clusterId: string, startedAt: Date): string {
+  return `inventory-${clusterId}-${fileTimestamp(startedAt)}`;
+}
+
+export interface SnapshotFileOptions {
+  readonly dir: string;
+  readonly clusterId: string;
+  readonly startedAt: Date;
+  readonly format: SnapshotFormat;
+  readonly gzip: boolean;
+}
+
+/** A finished snapshot file. */
+export interface CommittedSnapshot {
+  readonly path: string;
+  readonly objects: number;
+  /** Bytes of encoded JSON before compression. */
+  readonly rawBytes: number;
+  /** Bytes on disk (after gzip when compressed). */
+  readonly storedBytes: number;
+}
+
+/** Encoded text is handed to zlib in blocks of about this size: one write per object is slow. */
+const WRITE_BLOCK_BYTES = 256 * 1024;
+
+/** Streams one snapshot into `<dir>/.<name>.tmp`, renamed to `<dir>/<name>` by {@link commit}. */
+export class SnapshotFileWriter {
+  /** Where the snapshot will be once committed. */
+  readonly path: string;
+  private readonly tempPath: string;
+  private readonly encoder: SnapshotEncoder;
+  private readonly file: WriteStream;
+  private readonly gzip: Gzip | undefined;
+  private readonly done: Promise<void>;
+  private pending: string[] = [];
+  private pendingBytes = 0;
+  private objectCount = 0;
+  private rawByteCount = 0;
+  private failure: Error | undefined;
+
+  private constructor(options: SnapshotFileOptions, path: string, tempPath: string) {
+    this.path = path;
+    this.tempPath = tempPath;
+    this.encoder = new SnapshotEncoder(options.format);
+    this.file = createWriteStream(tempPath, { flags: 'wx', mode: 0o640 });
+    this.gzip = options.gzip ? createGzip({ level: 6 }) : undefined;
+    const ends: Promise<unknown>[] = [once(this.file, 'close')];
+    if (this.gzip) {
+      this.gzip.pipe(this.file);
+      ends.push(once(this.gzip, 'end'));
+      this.gzip.on('error', (err: Error) => (this.failure ??= err));
+    }
+    this.file.on('error', (err: Error) => (this.failure ??= err));
+    this.done = Promise.all(ends).then(() => undefined);
+    this.done.catch(() => {});
+    this.append(this.encoder.begin());
+  }
+
+  /** Creates the report directory if needed and opens the temporary file. */
+  static async open(options: SnapshotFileOptions): Promise<SnapshotFileWriter> {
+    await mkdir(options.dir, { recursive: true });
+    const name = `${snapshotStem(options.clusterId, options.startedAt)}.${options.format}${options.gzip ? '.gz' : ''}`;
+    const writer = new SnapshotFileWriter(options, join(options.dir, name), join(options.dir, `.${name}.tmp`));
+    await once(writer.file, 'open');
+    return writer;
+  }
+
+  /** Objects written so far. */
+  get objects(): number {
+    return this.objectCount;
+  }
+
+  /** Adds one object; resolves when the stream can take more (backpressure). */
+  async write(object: KubeObject): Promise<void> {
+    if (this.failure) throw this.failure;
+    this.objectCount++;
+    this.append(this.encoder.encode(object));
+    if (this.pendingBytes >= WRITE_BLOCK_BYTES) await this.flush();
+  }
+
+  /** Finishes the file, syncs it to disk and renames it into place. */
+  async commit(): Promise<CommittedSnapshot> {
+    this.append(this.encoder.end());
+    await this.flush();
+    (this.gzip ?? this.file).end();
+    await this.done;
+    if (this.failure) throw this.failure;
+    const handle = await open(this.tempPath, 'r');
+    try {
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+    await rename(this.tempPath, this.path);
+    await syncDirectory(join(this.path, '..'));
+    const { size } = await stat(this.path);
+    return { path: this.path, objects: this.objectCount, rawBytes: this.rawByteCount, storedBytes: size };
+  }
+
+  /** Drops the temporary file (the run failed before anything worth keeping was written). */
+  async abort(): Promise<void> {
+    (this.gzip ?? this.file).destroy();
+    this.file.destroy();
+    await rm(this.tempPath, { force: true });
+  }
+
+  private append(text: string): void {
+    if (!text) return;
+    this.pending.push(text);
+    const bytes = Buffer.byteLength(text);
+    this.pendingBytes += bytes;
+    this.rawByteCount += bytes;
+  }
+
+  private async flush(): Promise<void> {
+    if (this.pending.length === 0) return;
+    const block = this.pending.join('');
+    this.pending = [];
+    this.pendingBytes = 0;
+    const target = this.gzip ?? this.file;
+    if (!target.write(block)) await once(target, 'drain');
+    if (this.failure) throw this.failure;
+  }
+}
+
+/** Makes a rename durable: without it a power loss can forget the new directory entry. */
+async function syncDirectory(dir: string): Promise<void> {
+  const handle = await open(dir, 'r');
+  try {
+    await handle.sync();
+  } catch {
+    // Some file systems refuse fsync on directories; the rename is still atomic.
+  } finally {
+    await handle.close();
+  }
+}
+
+export interface RetentionPolicy {
+  /** Snapshots of this cluster to keep, newest first; 0 keeps all. */
+  readonly keepLast: number;
+  /** Snapshots older than this are deleted, in milliseconds; 0 keeps them regardless of age. */
+  readonly maxAgeMs: number;
+}
+
+/** Temporary files of runs that died are removed after this long (a live run is never this slow). */
+const STALE_TEMP_AGE_MS = 6 * 3_600_000;
+
+/**
+ * Deletes snapshots of `clusterId` (and their summaries) beyond the retention policy, and
+ * temporary files left by crashed runs. Files that do not look like ours are never touched.
+ * @returns the names deleted.
+ */
+export async function pruneSnapshots(dir: string, clusterId: string, policy: RetentionPolicy, now: Date): Promise<string[]> {
+  const prefix = `inventory-${clusterId}-`;
+  const pattern = new RegExp(`^${escapeRegExp(prefix)}(\\d{8}T\\d{6}Z)\\.(ndjson|json)(\\.gz)?$`);
+  let names: string[];
+  try {
+    names = await readdir(dir);
+  } catch {
+    return [];
+  }
+  const snapshots = names
+    .map((name) => ({ name, match: pattern.exec(name) }))
+    .filter((entry): entry is { name: string; match: RegExpExecArray } => entry.match !== null)
+    .map(({ name, match }) => ({ name, stamp: match[1] as string, time: parseFileTimestamp(match[1] as string) }))
+    .sort((a, b) => b.stamp.localeCompare(a.stamp));
+  const deleted: string[] = [];
+  for (const [index, snapshot] of snapshots.entries()) {
+    const tooMany = policy.keepLast > 0 && index >= policy.keepLast;
+    const tooOld = policy.maxAgeMs > 0 && now.getTime() - snapshot.time > policy.maxAgeMs;
+    if (!tooMany && !tooOld) continue;
+    const summary = `${prefix}${snapshot.stamp}.summary.json`;
+    await rm(join(dir, snapshot.name), { force: true });
+    await rm(join(dir, summary), { force: true });
+    deleted.push(snapshot.name);
+  }
+  for (const name of names) {
+    if (!name.startsWith(`.${prefix}`) || !name.endsWith('.tmp')) continue;
+    const info = await stat(join(dir, name)).catch(() => undefined);
+    if (info && now.getTime() - info.mtimeMs > STALE_TEMP_AGE_MS) {
+      await rm(join(dir, name), { force: true });
+      deleted.push(name);
+    }
+  }
+  return deleted;
+}
+
+function parseFileTimestamp(stamp: string): number {
+  const iso = `${stamp.slice(0, 4)}-${stamp.slice(4, 6)}-${stamp.slice(6, 8)}T${stamp.slice(9, 11)}:${stamp.slice(11, 13)}:${stamp.slice(13, 15)}Z`;
+  return Date.parse(iso);
+}
+
+function escapeRegExp(text: string): string {
+  return text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+}

@@ -1,0 +1,48 @@
+/**
+ * The run summary as people read it at the end of `inventory collect` (the JSON form is the
+ * summary object itself).
+ */
+import type { RunSummary } from './collect.ts';
+
+/** Renders `summary` as a short report: outcome, sink, per-type counts, then what went wrong. */
+export function renderSummaryText(summary: RunSummary): string {
+  const lines: string[] = [];
+  const seconds = (summary.durationMs / 1000).toFixed(1);
+  const stored = summary.sink.storedBytes;
+  const ratio = stored && summary.rawBytes ? ` (${formatBytes(summary.rawBytes)} JSON, ${(summary.rawBytes / stored).toFixed(1)}× gzip)` : '';
+  lines.push(`inventory ${summary.result}: ${summary.objects} objects of ${summary.types.length} types from cluster ${summary.clusterId} in ${seconds}s${ratio}`);
+  const sink = summary.sink;
+  if (sink.kind === 'dir') lines.push(`  written to ${sink.path ?? '?'}`);
+  if (sink.kind === 'endpoint') {
+    if (sink.delivered) lines.push(`  sent to ${sink.url ?? '?'} in ${sink.chunks ?? 0} request(s), ${sink.retries ?? 0} retried`);
+    else lines.push(`  NOT delivered to ${sink.url ?? '?'}: ${sink.error ?? 'unknown error'}`, `  kept in ${sink.path ?? '?'}`);
+  }
+  if (sink.kind === 'stdout') lines.push('  dry run: printed to stdout, nothing written or sent');
+  lines.push(`  run id ${summary.runId}, redaction ${summary.redaction.enabled ? 'on' : 'OFF'}`);
+
+  const width = Math.max(4, ...summary.types.map((type) => type.type.length));
+  lines.push('', `  ${'TYPE'.padEnd(width)}  OBJECTS  PAGES`);
+  for (const type of summary.types) {
+    const flag = type.error ? '  (incomplete)' : '';
+    lines.push(`  ${type.type.padEnd(width)}  ${String(type.objects).padStart(7)}  ${String(type.pages).padStart(5)}${flag}`);
+  }
+  const problems: string[] = [];
+  for (const group of summary.failedGroups) problems.push(`API group ${group.groupVersion} skipped: ${group.reason}`);
+  for (const type of summary.skippedTypes) problems.push(`type ${type.type} incomplete: ${type.reason}`);
+  if (summary.dropped.count) {
+    problems.push(`${summary.dropped.count} object(s) dropped:`);
+    for (const object of summary.dropped.objects) {
+      problems.push(`  ${object.type} ${object.namespace ? `${object.namespace}/` : ''}${object.name ?? '?'}: ${object.reason}`);
+    }
+  }
+  for (const selector of summary.unmatchedSelectors) problems.push(`type selector "${selector}" matched nothing this cluster serves`);
+  for (const warning of summary.warnings) problems.push(warning);
+  if (problems.length) lines.push('', ...problems.map((problem) => `  ! ${problem}`));
+  return `${lines.join('\n')}\n`;
+}
+
+function formatBytes(bytes: number): string {
+  if (bytes < 1024) return `${bytes} B`;
+  if (bytes < 1024 * 1024) return `${(bytes / 1024).toFixed(1)} KiB`;
+  return `${(bytes / 1024 / 1024).toFixed(1)} MiB`;
+}

@@ -1,0 +1,199 @@
+/**
+ * Sends a finished snapshot to an HTTP endpoint in the seed's wire format: `POST` of
+ * `{"objects":[…]}`, `Content-Encoding: gzip`, success = 204 (any 2xx is accepted).
+ *
+ * The snapshot is read back from its spool file (gzip NDJSON in the report directory) and cut
+ * into chunks by a byte budget, so memory holds one chunk whatever the cluster size. Every chunk
+ * carries the run id, its index and whether it is the last, so a receiver can assemble a run
+ * and discard one that never got its last chunk.
+ *
+ * Headers (all requests):
+ * - `X-Crowsnest-Access-Key`, `X-Crowsnest-Secret-Key`: the keys, when configured;
+ * - `X-Crowsnest-Cluster-Id`, `X-Crowsnest-Run-Id`;
+ * - `X-Crowsnest-Chunk-Index` (from 0) and `X-Crowsnest-Chunk-Final: true|false`.
+ */
+import { createReadStream } from 'node:fs';
+import { createInterface } from 'node:readline';
+import { promisify } from 'node:util';
+import { createGunzip, gzip as gzipCallback } from 'node:zlib';
+import { request } from 'undici';
+import { realClock, sleep, type Clock } from '../kube/clock.ts';
+import { ExponentialBackoff } from '../kube/ratelimiter.ts';
+
+const gzip = promisify(gzipCallback);
+
+export interface EndpointOptions {
+  readonly url: string;
+  readonly accessKey?: string;
+  readonly secretKey?: string;
+  readonly clusterId: string;
+  readonly runId: string;
+  /** Uncompressed bytes of objects per request; an object larger than this goes alone. */
+  readonly chunkBytes: number;
+  /** Per-request timeout, in milliseconds. */
+  readonly timeoutMs: number;
+  /** Attempts per chunk before the upload is given up. */
+  readonly maxAttempts: number;
+  /** First retry delay, in milliseconds; doubles per attempt up to 30 s. */
+  readonly retryInitialMs: number;
+  readonly userAgent: string;
+  readonly signal: AbortSignal;
+  readonly clock?: Clock;
+  /** Called before each retry, for logs. */
+  readonly onRetry?: (info: { chunk: number; attempt: number; waitMs: number; reason: string }) => void;
+}
+
+export interface UploadResult {
+  readonly chunks: number;
+  readonly objects: number;
+  /** JSON bytes before compression. */
+  readonly rawBytes: number;
+  /** Request body bytes as sent. */
+  readonly sentBytes: number;
+  readonly retries: number;
+}
+
+/** The endpoint refused a chunk or stayed unreachable through every attempt. */
+export class UploadError extends Error {
+  readonly chunk: number;
+  readonly attempts: number;
+  /** HTTP status of the last answer, when there was one. */
+  readonly status: number | undefined;
+
+  constructor(message: string, init: { chunk: number; attempts: number; status?: number }) {
+    super(message);
+    this.name = 'UploadError';
+    this.chunk = init.chunk;
+    this.attempts = init.attempts;
+    this.status = init.status;
+  }
+}
+
+const RETRY_MAX_MS = 30_000;
+const MAX_RETRY_AFTER_MS = 120_000;
+
+/** Uploads the gzip NDJSON snapshot at `path`. */
+export async function uploadSnapshot(path: string, options: EndpointOptions): Promise<UploadResult> {
+  const clock = options.clock ?? realClock;
+  const lines = createInterface({ input: createReadStream(path).pipe(createGunzip()), crlfDelay: Infinity });
+  let chunk: string[] = [];
+  let chunkBytes = 0;
+  let index = 0;
+  let objects = 0;
+  let rawBytes = 0;
+  let sentBytes = 0;
+  let retries = 0;
+
+  const send = async (final: boolean): Promise<void> => {
+    const body = `{"objects":[${chunk.join(',')}]}`;
+    const sent = await postChunk(body, index, final, options, clock, () => retries++);
+    objects += chunk.length;
+    rawBytes += Buffer.byteLength(body);
+    sentBytes += sent;
+    index++;
+    chunk = [];
+    chunkBytes = 0;
+  };
+
+  try {
+    for await (const line of lines) {
+      if (!line) continue;
+      const bytes = Buffer.byteLength(line) + 1;
+      // The chunk is sent only once the next object is known to exist, so the last request can
+      // say it is the last.
+      if (chunk.length > 0 && chunkBytes + bytes > options.chunkBytes) await send(false);
+      chunk.push(line);
+      chunkBytes += bytes;
+    }
+  } finally {
+    lines.close();
+  }
+  await send(true); // also sends `{"objects":[]}` for an empty snapshot: the run still happened
+  return { chunks: index, objects, rawBytes, sentBytes, retries };
+}
+
+async function postChunk(
+  body: string,
+  index: number,
+  final: boolean,
+  options: EndpointOptions,
+  clock: Clock,
+  countRetry: () => void,
+): Promise<number> {
+  let payload: Buffer;
+  let encoding: string | undefined = 'gzip';
+  try {
+    payload = await gzip(body);
+  } catch {
+    // The seed's rule: identity only when compression failed.
+    payload = Buffer.from(body);
+    encoding = undefined;
+  }
+  const headers: Record<string, string> = {
+    'content-type': 'application/json',
+    'user-agent': options.userAgent,
+    'x-crowsnest-cluster-id': options.clusterId,
+    'x-crowsnest-run-id': options.runId,
+    'x-crowsnest-chunk-index': String(index),
+    'x-crowsnest-chunk-final': String(final),
+  };
+  if (encoding) headers['content-encoding'] = encoding;
+  if (options.accessKey) headers['x-crowsnest-access-key'] = options.accessKey;
+  if (options.secretKey) headers['x-crowsnest-secret-key'] = options.secretKey;
+
+  const backoff = new ExponentialBackoff({ initialMs: options.retryInitialMs, maxMs: Math.max(options.retryInitialMs, RETRY_MAX_MS), jitter: 0.2 });
+  for (let attempt = 1; ; attempt++) {
+    let status: number | undefined;
+    let reason: string;
+    let retryAfterMs: number | undefined;
+    try {
+      const res = await request(options.url, {
+        method: 'POST',
+        headers,
+        body: payload,
+        signal: AbortSignal.any([options.signal, AbortSignal.timeout(options.timeoutMs)]),
+      });
+      status = res.statusCode;
+      const text = await res.body.text().catch(() => '');
+      if (status >= 200 && status < 300) return payload.length;
+      reason = `HTTP ${status}${text ? `: ${text.slice(0, 200)}` : ''}`;
+      retryAfterMs = parseRetryAfter(res.headers['retry-after'], clock);
+      if (!isRetryableStatus(status)) {
+        throw new UploadError(`endpoint refused chunk ${index}: ${reason}${hintFor(status)}`, { chunk: index, attempts: attempt, status });
+      }
+    } catch (err) {
+      if (err instanceof UploadError || options.signal.aborted) throw err;
+      reason = err instanceof Error ? `${err.name}: ${err.message}` : String(err);
+    }
+    if (attempt >= options.maxAttempts) {
+      throw new UploadError(`endpoint unreachable for chunk ${index} after ${attempt} attempts: ${reason}`, {
+        chunk: index,
+        attempts: attempt,
+        ...(status !== undefined ? { status } : {}),
+      });
+    }
+    const waitMs = retryAfterMs !== undefined ? Math.min(retryAfterMs, MAX_RETRY_AFTER_MS) : backoff.next();
+    countRetry();
+    options.onRetry?.({ chunk: index, attempt, waitMs, reason });
+    await sleep(clock, waitMs, options.signal);
+  }
+}
+
+/** Network errors are retried elsewhere; these statuses say "try again later". */
+function isRetryableStatus(status: number): boolean {
+  return status === 408 || status === 425 || status === 429 || status >= 500;
+}
+
+function hintFor(status: number): string {
+  if (status === 401 || status === 403) return ' (check the access and secret keys)';
+  if (status === 413) return ' (lower --chunk-size)';
+  return '';
+}
+
+function parseRetryAfter(value: string | string[] | undefined, clock: Clock): number | undefined {
+  const text = Array.isArray(value) ? value[0] : value;
+  if (text === undefined) return undefined;
+  if (/^\d+$/.test(text.trim())) return Number(text.trim()) * 1000;
+  const at = Date.parse(text);
+  return Number.isNaN(at) ? undefined : Math.max(0, at - clock.now());
+}
