@@ -3,13 +3,26 @@
  * the API server's version. The server part is best effort: an unreachable cluster is reported,
  * never turned into a failing exit code, so `version` stays usable for bug reports.
  */
-import type { KubeConfig, VersionInfo } from '@kubernetes/client-node';
 import { realClock, type Clock } from '../kube/clock.ts';
+import type { ConnectionSource } from '../kube/connection.ts';
 import { buildInfo, type BuildInfo } from '../version.ts';
 import type { GlobalOptions } from './options.ts';
 
 /** How long to wait for the API server's `/version`. */
 export const SERVER_VERSION_TIMEOUT_MS = 5_000;
+
+/** The API server's `/version` answer (`version.Info`); printed as the server sent it. */
+export interface VersionInfo {
+  readonly major: string;
+  readonly minor: string;
+  readonly gitVersion: string;
+  readonly gitCommit?: string;
+  readonly gitTreeState?: string;
+  readonly buildDate?: string;
+  readonly goVersion?: string;
+  readonly compiler?: string;
+  readonly platform?: string;
+}
 
 /** Output formats of `crowsnest version --output`. */
 export const versionOutputs = ['text', 'json'] as const;
@@ -47,10 +60,9 @@ async function serverVersion(
   env: Readonly<Record<string, string | undefined>>,
   clock: Clock,
 ): Promise<ServerVersionResult> {
-  // Loaded here, not at the top: client-node takes longer to import than the rest of the CLI
-  // takes to run, and `crowsnest --help` must not pay for it.
+  // Loaded here, not at the top: the YAML parser and HTTP client are not needed by `--help`.
   const { loadKubeConfig, KubeConfigNotFoundError } = await import('../kube/config.ts');
-  let kc: KubeConfig;
+  let kc: ConnectionSource;
   try {
     kc = loadKubeConfig({ kubeconfig: globals.kubeconfig, context: globals.context }, { env });
   } catch (err) {
@@ -71,47 +83,35 @@ export interface FetchServerVersionOptions {
 }
 
 /** `GET /version` on the current context's API server, aborted after `timeoutMs`. */
-export async function fetchServerVersion(kc: KubeConfig, options: FetchServerVersionOptions): Promise<VersionInfo> {
-  const { VersionApi, Observable } = await import('@kubernetes/client-node');
+export async function fetchServerVersion(kc: ConnectionSource, options: FetchServerVersionOptions): Promise<VersionInfo> {
+  const { KubeClient } = await import('../kube/client.ts');
+  const client = new KubeClient(kc);
   const controller = new AbortController();
   const timer = options.clock.setTimer(
     () => controller.abort(new Error(`no answer within ${options.timeoutMs / 1_000}s`)),
     options.timeoutMs,
   );
   try {
-    // The generated client has no timeout option; a middleware attaches our abort signal.
-    return await kc.makeApiClient(VersionApi).getCode(
-      {},
-      {
-        middleware: [
-          {
-            pre: (context) => {
-              context.setSignal(controller.signal);
-              return new Observable(Promise.resolve(context));
-            },
-            post: (context) => new Observable(Promise.resolve(context)),
-          },
-        ],
-        middlewareMergeStrategy: 'append',
-      },
-    );
+    // Our own timer (on the injected clock), not the client's default request timeout.
+    return await client.json<VersionInfo>('/version', { signal: controller.signal, timeoutMs: 0 });
   } catch (err) {
     // The fetch rejects with a generic AbortError; the reason we gave is the useful part.
     if (controller.signal.aborted) throw controller.signal.reason;
     throw err;
   } finally {
     options.clock.clearTimer(timer);
+    // Not awaited: closing waits for the aborted request's socket, which a silent server keeps open.
+    void client.close().catch(() => {});
   }
 }
 
 /**
- * A one-line reason: client-node's ApiException message embeds headers and body, and undici's
- * "fetch failed" hides the socket error in `cause`, so both are unwrapped.
+ * A one-line reason: an HTTP error is named by its status (its message embeds the body), and
+ * undici's "fetch failed" hides the socket error in `cause`, so that is unwrapped.
  */
 function describeError(err: unknown): string {
-  if (typeof err === 'object' && err !== null && 'code' in err && typeof err.code === 'number') {
-    return `HTTP ${err.code}`;
-  }
+  // KubeApiError, recognised by shape so this module does not load the HTTP client up front.
+  if (err instanceof Error && 'status' in err && typeof err.status === 'number') return `HTTP ${err.status}`;
   let current: unknown = err;
   while (current instanceof Error && current.cause instanceof Error) current = current.cause;
   const message = current instanceof Error ? current.message : String(current);

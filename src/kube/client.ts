@@ -1,14 +1,14 @@
 /**
- * A small HTTP client for the Kubernetes API on top of a client-node `KubeConfig`: the
- * kubeconfig decides auth and TLS, we decide transport. Two reasons for not using client-node's
- * generated clients on the hot paths: its fetch layer builds a new connection pool per request
- * (no keep-alive reuse across calls), and its `Watch` gives up after 30 s of silence and drops
- * lines it cannot parse. Here one pooled undici Agent serves every request and watches are
- * streamed line by line with bad lines counted, not hidden.
+ * A small HTTP client for the Kubernetes API on top of a {@link ConnectionSource} (normally our
+ * kubeconfig loader's {@link ClientConfig}): the configuration decides server, auth and TLS, we
+ * decide transport. Reasons for not using client-node's generated clients: its fetch layer builds
+ * a new connection pool per request (no keep-alive reuse across calls), its `Watch` gives up after
+ * 30 s of silence and drops lines it cannot parse, and loading it costs ~85 MB of memory. Here one
+ * pooled undici Agent serves every request and watches are streamed line by line with bad lines
+ * counted, not hidden.
  */
-import type { KubeConfig } from '@kubernetes/client-node';
-import type { RequestOptions as HttpsRequestOptions } from 'node:https';
 import { Agent, type Dispatcher, fetch } from 'undici';
+import { toConnectionSource, type AnyConnectionSource, type ConnectionSource, type TlsMaterial } from './connection.ts';
 
 /** A non-2xx answer from the API server, with the `Status` it sent when there was one. */
 export class KubeApiError extends Error {
@@ -60,23 +60,21 @@ export interface WatchStreamStats {
 
 const DEFAULT_TIMEOUT_MS = 30_000;
 const USER_AGENT = 'crowsnest';
+const HTTP_UNAUTHORIZED = 401;
 
 export class KubeClient {
-  readonly kubeConfig: KubeConfig;
+  private readonly source: ConnectionSource;
   private dispatcher: Dispatcher | undefined;
   private dispatcherKey = '';
   /** Total malformed watch lines seen by this client (for metrics). */
   malformedWatchLines = 0;
 
-  constructor(kubeConfig: KubeConfig) {
-    this.kubeConfig = kubeConfig;
-  }
-
-  /** The API server URL of the current context, without a trailing slash. */
-  get server(): string {
-    const cluster = this.kubeConfig.getCurrentCluster();
-    if (!cluster) throw new Error('kubeconfig has no current cluster');
-    return cluster.server.replace(/\/$/, '');
+  /**
+   * @param source where server and credentials come from: our {@link ClientConfig}, or (tests,
+   *   benchmarks) a client-node `KubeConfig`, accepted by shape.
+   */
+  constructor(source: AnyConnectionSource) {
+    this.source = toConnectionSource(source);
   }
 
   /** Sends a request and returns the parsed JSON body; throws {@link KubeApiError} on non-2xx. */
@@ -169,11 +167,11 @@ export class KubeClient {
    */
   async send(path: string, init: RequestInit & { readonly dedicatedConnection?: boolean } = {}): Promise<Response & { dispatcher?: Dispatcher }> {
     const method = init.method ?? 'GET';
-    const url = new URL(this.server + path);
+    const { server, headers, dispatcher: pooled, tls } = await this.auth();
+    const url = new URL(server + path);
     for (const [key, value] of Object.entries(init.query ?? {})) {
       if (value !== undefined) url.searchParams.set(key, String(value));
     }
-    const { headers, dispatcher: pooled, tls } = await this.auth();
     const dispatcher = init.dedicatedConnection ? newAgent(tls, 1) : pooled;
     headers['user-agent'] = USER_AGENT;
     headers.accept = init.accept ?? 'application/json';
@@ -196,6 +194,8 @@ export class KubeClient {
     }
     const text = await res.text();
     if (init.dedicatedConnection) void dispatcher?.destroy().catch(() => {});
+    // Cached credentials (an exec plugin's token without expiry) may have been revoked: ask anew next time.
+    if (res.status === HTTP_UNAUTHORIZED) this.source.credentialsRejected?.();
     const retryAfter = res.headers.get('retry-after');
     const retryAfterSeconds = retryAfter !== null ? Number(retryAfter) : NaN;
     throw new KubeApiError({
@@ -213,40 +213,27 @@ export class KubeClient {
   }
 
   /**
-   * Headers and a pooled dispatcher for the current credentials. Asked of the kubeconfig on each
-   * request because tokens rotate (projected SA tokens, exec plugins); the TLS material rarely
-   * changes, and when it does a new pool replaces the old one.
+   * Server, headers and a pooled dispatcher for the current credentials. Asked of the source on
+   * each request because tokens rotate (projected SA tokens, exec plugins); the TLS material
+   * rarely changes, and when it does a new pool replaces the old one.
    */
-  private async auth(): Promise<{ headers: Record<string, string>; dispatcher: Dispatcher; tls: TlsOptions }> {
-    const opts: HttpsRequestOptions = {};
-    await this.kubeConfig.applyToHTTPSOptions(opts);
-    const headers: Record<string, string> = {};
-    for (const [k, v] of Object.entries(opts.headers ?? {})) if (v !== undefined) headers[k.toLowerCase()] = String(v);
-    if (opts.auth) headers.authorization = `Basic ${Buffer.from(opts.auth).toString('base64')}`;
-    const tls: TlsOptions = {
-      ca: opts.ca,
-      cert: opts.cert,
-      key: opts.key,
-      ...(opts.rejectUnauthorized !== undefined ? { rejectUnauthorized: opts.rejectUnauthorized } : {}),
-      ...(opts.servername ? { servername: opts.servername } : {}),
-    };
-    const key = JSON.stringify([String(tls.ca ?? ''), String(tls.cert ?? ''), tls.rejectUnauthorized, tls.servername]);
+  private async auth(): Promise<{ server: string; headers: Record<string, string>; dispatcher: Dispatcher; tls: TlsMaterial }> {
+    const { server, tls, headers } = await this.source.connection();
+    const key = JSON.stringify([String(tls.ca ?? ''), String(tls.cert ?? ''), String(tls.key ?? ''), tls.rejectUnauthorized, tls.servername]);
     if (!this.dispatcher || key !== this.dispatcherKey) {
       const old = this.dispatcher;
       this.dispatcher = newAgent(tls, POOLED_CONNECTIONS);
       this.dispatcherKey = key;
       if (old) void old.close();
     }
-    return { headers, dispatcher: this.dispatcher, tls };
+    return { server, headers: { ...headers }, dispatcher: this.dispatcher, tls };
   }
 }
-
-type TlsOptions = Pick<HttpsRequestOptions, 'ca' | 'cert' | 'key' | 'rejectUnauthorized' | 'servername'>;
 
 /** Connections per API server for ordinary requests (watches use their own). */
 const POOLED_CONNECTIONS = 32;
 
-function newAgent(tls: TlsOptions, connections: number): Agent {
+function newAgent(tls: TlsMaterial, connections: number): Agent {
   // TCP keep-alive probes after 30 s of silence, as client-go does, so dead peers get noticed.
   return new Agent({ connect: { ...tls, keepAlive: true, keepAliveInitialDelay: 30_000 } as Agent.Options['connect'], connections });
 }

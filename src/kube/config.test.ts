@@ -90,10 +90,7 @@ describe('source precedence', () => {
     const kc = resolved.kubeConfig;
     assert.equal(kc.getCurrentCluster()?.server, 'https://10.96.0.1:443');
     assert.equal(kc.getCurrentCluster()?.caFile, join(environment.serviceAccountDir ?? '', 'ca.crt'));
-    assert.deepEqual(kc.getCurrentUser()?.authProvider, {
-      name: 'tokenFile',
-      config: { tokenFile: join(environment.serviceAccountDir ?? '', 'token') },
-    });
+    assert.equal(kc.getCurrentUser()?.tokenFile, join(environment.serviceAccountDir ?? '', 'token'));
   });
 
   test('in-cluster brackets an IPv6 service host', () => {

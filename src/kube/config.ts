@@ -9,12 +9,14 @@
  * The first source that is present is used; a broken one is an error, never a silent fall-through
  * to the next (a typo in `--kubeconfig` must not quietly target another cluster).
  *
- * This module loads @kubernetes/client-node, which is slow to import: commands import it lazily.
+ * The result is our own {@link ClientConfig}, not client-node's `KubeConfig`: loading that one
+ * pulls in client-node's generated API models, ~85 MB of memory for a short CLI run.
  */
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { delimiter, join } from 'node:path';
-import { KubeConfig, type Cluster, type Context, type User } from '@kubernetes/client-node';
+import { ClientConfig, type ClientConfigEntries, type ClientConfigOptions } from './kubeconfig.ts';
+import { mergeKubeconfigs, readKubeconfigFile } from './kubeconfig-file.ts';
 
 export interface LoadKubeConfigOptions {
   /** Explicit kubeconfig file (`--kubeconfig`); wins over every other source. */
@@ -31,6 +33,8 @@ export interface KubeConfigEnvironment {
   readonly homeDir?: string;
   /** Where the kubelet mounts the service account. Default `/var/run/secrets/kubernetes.io/serviceaccount`. */
   readonly serviceAccountDir?: string;
+  /** Where exec credential plugins' stderr goes. Default our stderr. */
+  readonly stderr?: ClientConfigOptions['stderr'];
 }
 
 /** Which source a configuration came from. */
@@ -42,7 +46,7 @@ export type KubeConfigSource =
 
 /** A loaded configuration and where it came from. */
 export interface ResolvedKubeConfig {
-  readonly kubeConfig: KubeConfig;
+  readonly kubeConfig: ClientConfig;
   readonly source: KubeConfigSource;
 }
 
@@ -63,7 +67,7 @@ export class KubeConfigNotFoundError extends Error {
 
 const DEFAULT_SERVICE_ACCOUNT_DIR = '/var/run/secrets/kubernetes.io/serviceaccount';
 
-/** Names client-node's own in-cluster loader uses, kept so logs look the same either way. */
+/** Names client-go and client-node give the in-cluster entries, kept so logs look familiar. */
 const IN_CLUSTER = { cluster: 'inCluster', user: 'inClusterUser', context: 'inClusterContext' } as const;
 
 /** Ports on which the in-cluster API server speaks plain HTTP (client-node's rule). */
@@ -76,7 +80,7 @@ const PLAIN_HTTP_PORTS = new Set(['80', '8080', '8001']);
  * @throws KubeConfigNotFoundError when no source is present; Error naming the source when one is
  *   present but unreadable, invalid, or lacks the requested context.
  */
-export function loadKubeConfig(options: LoadKubeConfigOptions = {}, environment: KubeConfigEnvironment = {}): KubeConfig {
+export function loadKubeConfig(options: LoadKubeConfigOptions = {}, environment: KubeConfigEnvironment = {}): ClientConfig {
   return resolveKubeConfig(options, environment).kubeConfig;
 }
 
@@ -88,6 +92,9 @@ export function resolveKubeConfig(
   const env = environment.env ?? process.env;
   const homeDir = environment.homeDir ?? homedir();
   const serviceAccountDir = environment.serviceAccountDir ?? DEFAULT_SERVICE_ACCOUNT_DIR;
+  // Exec plugins inherit the environment the configuration was found in.
+  const clientOptions: ClientConfigOptions = { env, ...(environment.stderr ? { stderr: environment.stderr } : {}) };
+  const loadFiles = (paths: readonly string[], origin: string): ClientConfig => new ClientConfig(readFiles(paths, origin), clientOptions);
   const tried: string[] = [];
 
   let resolved: ResolvedKubeConfig | undefined;
@@ -110,7 +117,7 @@ export function resolveKubeConfig(
   if (!resolved) {
     const inCluster = inClusterConfig(env, serviceAccountDir);
     if (inCluster.kind === 'found') {
-      resolved = { kubeConfig: inCluster.kubeConfig, source: { kind: 'in-cluster', serviceAccountDir } };
+      resolved = { kubeConfig: new ClientConfig(inCluster.entries, clientOptions), source: { kind: 'in-cluster', serviceAccountDir } };
     } else {
       tried.push(`in-cluster config (${inCluster.reason})`);
     }
@@ -154,7 +161,7 @@ export interface KubeConfigDescription {
 const NONE = '<none>';
 
 /** Describes the current context of `kc` for logs. Never includes credentials. */
-export function describeKubeConfig(kc: KubeConfig): KubeConfigDescription {
+export function describeKubeConfig(kc: ClientConfig): KubeConfigDescription {
   return {
     server: redactServer(kc.getCurrentCluster()?.server),
     context: kc.getCurrentContext() || NONE,
@@ -177,44 +184,26 @@ function redactServer(server: string | undefined): string {
 
 // ---------------------------------------------------------------------------------------------
 
-/**
- * Loads and merges kubeconfig files with kubectl's rules: for clusters, users and contexts of the
- * same name the first file wins, and the first file that sets `current-context` wins.
- */
-function loadFiles(paths: readonly string[], origin: string): KubeConfig {
-  const clusters: Cluster[] = [];
-  const users: User[] = [];
-  const contexts: Context[] = [];
-  let currentContext = '';
-  for (const path of paths) {
-    const file = new KubeConfig();
-    try {
-      // Relative certificate paths are resolved against the file's directory by loadFromFile.
-      file.loadFromFile(path);
-    } catch (err) {
-      const reason = err instanceof Error ? err.message : String(err);
-      throw new Error(`cannot load kubeconfig ${path} (from ${origin}): ${reason}`, { cause: err });
-    }
-    appendNew(clusters, file.clusters ?? []);
-    appendNew(users, file.users ?? []);
-    appendNew(contexts, file.contexts ?? []);
-    if (!currentContext && file.currentContext) currentContext = file.currentContext;
-  }
-  const merged = new KubeConfig();
-  merged.loadFromOptions({ clusters, users, contexts, currentContext });
-  return merged;
+/** Reads and merges kubeconfig files (kubectl's rules, see {@link mergeKubeconfigs}). */
+function readFiles(paths: readonly string[], origin: string): ClientConfigEntries {
+  return mergeKubeconfigs(
+    paths.map((path) => {
+      try {
+        return readKubeconfigFile(path);
+      } catch (err) {
+        const reason = err instanceof Error ? err.message : String(err);
+        throw new Error(`cannot load kubeconfig ${path} (from ${origin}): ${reason}`, { cause: err });
+      }
+    }),
+  );
 }
 
-function appendNew<T extends { readonly name: string }>(into: T[], from: readonly T[]): void {
-  for (const item of from) if (!into.some((existing) => existing.name === item.name)) into.push(item);
-}
-
-type InClusterResult = { readonly kind: 'found'; readonly kubeConfig: KubeConfig } | { readonly kind: 'absent'; readonly reason: string };
+type InClusterResult = { readonly kind: 'found'; readonly entries: ClientConfigEntries } | { readonly kind: 'absent'; readonly reason: string };
 
 /**
- * The in-cluster configuration, built like client-node's `loadFromCluster` but from the injected
- * environment. The token is referenced by file, not copied: client-node re-reads it, so the
- * kubelet's token rotation keeps working.
+ * The in-cluster configuration, built like client-go's `InClusterConfig` but from the injected
+ * environment. The token is referenced by file, not copied: it is re-read for every request, so
+ * the kubelet's token rotation keeps working. The pod's namespace becomes the context's.
  */
 function inClusterConfig(env: Readonly<Record<string, string | undefined>>, serviceAccountDir: string): InClusterResult {
   const host = env['KUBERNETES_SERVICE_HOST'];
@@ -226,22 +215,32 @@ function inClusterConfig(env: Readonly<Record<string, string | undefined>>, serv
 
   const plainHttp = PLAIN_HTTP_PORTS.has(port);
   const serverHost = host.includes(':') ? `[${host}]` : host;
-  const kubeConfig = new KubeConfig();
-  kubeConfig.loadFromOptions({
-    clusters: [
-      {
-        name: IN_CLUSTER.cluster,
-        server: `${plainHttp ? 'http' : 'https'}://${serverHost}:${port}`,
-        caFile: join(serviceAccountDir, 'ca.crt'),
-        // client-node refuses http:// unless verification is off; there is no TLS to verify there.
-        skipTLSVerify: plainHttp,
-      },
-    ],
-    users: [{ name: IN_CLUSTER.user, authProvider: { name: 'tokenFile', config: { tokenFile } } }],
-    contexts: [{ name: IN_CLUSTER.context, cluster: IN_CLUSTER.cluster, user: IN_CLUSTER.user }],
-    currentContext: IN_CLUSTER.context,
-  });
-  return { kind: 'found', kubeConfig };
+  const namespace = readOptional(join(serviceAccountDir, 'namespace'));
+  return {
+    kind: 'found',
+    entries: {
+      clusters: [
+        {
+          name: IN_CLUSTER.cluster,
+          server: `${plainHttp ? 'http' : 'https'}://${serverHost}:${port}`,
+          caFile: join(serviceAccountDir, 'ca.crt'),
+          skipTLSVerify: false,
+        },
+      ],
+      users: [{ name: IN_CLUSTER.user, tokenFile }],
+      contexts: [{ name: IN_CLUSTER.context, cluster: IN_CLUSTER.cluster, user: IN_CLUSTER.user, ...(namespace ? { namespace } : {}) }],
+      currentContext: IN_CLUSTER.context,
+    },
+  };
+}
+
+/** Trimmed contents of `path`, or undefined when it cannot be read. */
+function readOptional(path: string): string | undefined {
+  try {
+    return readFileSync(path, 'utf8').trim() || undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 /** Applies `--context`, then checks the current context leads to a cluster. */
@@ -263,7 +262,11 @@ function selectContext(resolved: ResolvedKubeConfig, context: string | undefined
   if (!contextObject) {
     throw new Error(`current-context "${current}" of ${describeSource(source)} does not exist; available: ${availableText}`);
   }
-  if (!kc.getCluster(contextObject.cluster)) {
+  const cluster = kc.getCluster(contextObject.cluster);
+  if (!cluster) {
     throw new Error(`context "${current}" in ${describeSource(source)} refers to unknown cluster "${contextObject.cluster}"`);
   }
+  if (!cluster.server) throw new Error(`cluster "${cluster.name}" in ${describeSource(source)} has no server`);
+  const unsupported = kc.unsupportedCredentials();
+  if (unsupported) throw new Error(`${unsupported} (in ${describeSource(source)})`);
 }

@@ -1,18 +1,18 @@
 /**
- * Classification of errors thrown by @kubernetes/client-node 2.x, so callers branch on what an
- * error means (gone, conflict, retry later) instead of on how the library happened to shape it.
+ * Classification of Kubernetes API errors, so callers branch on what an error means (gone,
+ * conflict, retry later) instead of on how a client library happened to shape it.
  *
  * The shapes seen in practice:
- * - `ApiException` from every generated API and from `KubernetesObjectApi`: `.code` is the HTTP
- *   status, `.headers` the response headers (lower-cased names), `.body` the raw response text
- *   (a JSON `Status` when the API server produced it) or, for 401, `undefined`.
+ * - `ApiException` of @kubernetes/client-node 2.x (still used by tests and test-only helpers):
+ *   `.code` is the HTTP status, `.headers` the response headers (lower-cased names), `.body` the
+ *   raw response text (a JSON `Status` when the API server produced it) or, for 401, `undefined`.
+ *   Recognised by shape: importing the class would load all of client-node (~85 MB).
  * - `Watch` failures: a plain `Error` with `.statusCode`.
  * - Network failures: undici's `TypeError('fetch failed')` whose `.cause` carries a Node error
  *   `code` such as `ECONNREFUSED`; aborted requests reject with `AbortError` or `TimeoutError`.
  * - The runtime's own `KubeApiError` (client.ts): `.status`, `.reason`, `.retryAfterMs`, raw `.body`.
  *   Recognised by shape, so this module does not depend on the HTTP client.
  */
-import { ApiException } from '@kubernetes/client-node';
 import { realClock, type Clock } from './clock.ts';
 
 const HTTP_FORBIDDEN = 403;
@@ -68,19 +68,25 @@ function isHttpStatus(value: unknown): value is number {
 }
 
 /**
+ * client-node's `ApiException`: a numeric HTTP `code` next to the response `body` or `headers`.
+ * (A string `code` is a Node system error code such as ECONNRESET, never an HTTP status.)
+ */
+function isApiException(err: unknown): err is { readonly code: number } {
+  return isRecord(err) && isHttpStatus(err['code']) && ('body' in err || 'headers' in err);
+}
+
+/**
  * The HTTP status code an error carries, or `undefined` for errors that never got an answer
  * (network failures, aborts, programming errors).
  */
 export function statusCode(err: unknown): number | undefined {
-  if (err instanceof ApiException) return isHttpStatus(err.code) ? err.code : undefined;
+  if (isApiException(err)) return err.code;
   if (!isRecord(err)) return undefined;
-  // Watch errors (and errors from another copy of client-node, where instanceof fails).
+  // client-node Watch errors.
   if (isHttpStatus(err['statusCode'])) return err['statusCode'];
   // KubeApiError, and fetch-style errors that carry the Response's status.
   const status = err['status'];
   if (err instanceof Error && isHttpStatus(status)) return status;
-  // A string `code` is a Node system error code (ECONNRESET), never an HTTP status.
-  if (isHttpStatus(err['code']) && ('body' in err || 'headers' in err)) return err['code'];
   const response = err['response'];
   if (isRecord(response)) {
     if (isHttpStatus(response['status'])) return response['status'];
@@ -90,7 +96,7 @@ export function statusCode(err: unknown): number | undefined {
 }
 
 /**
- * The Kubernetes `Status` returned with the error, parsed from the raw body client-node keeps.
+ * The Kubernetes `Status` returned with the error, parsed from the raw body the error keeps.
  * `undefined` when the body is absent or not a Status (e.g. an HTML page from a proxy).
  */
 export function statusBody(err: unknown): StatusBody | undefined {
@@ -211,7 +217,8 @@ export function describeError(err: unknown): string {
   const code = statusCode(err);
   const status = statusBody(err);
   if (code !== undefined) {
-    const detail = status?.message ?? (err instanceof Error && !(err instanceof ApiException) ? err.message : '');
+    // An ApiException's own message repeats the whole body and headers: not for one log line.
+    const detail = status?.message ?? (err instanceof Error && !isApiException(err) ? err.message : '');
     return [`HTTP ${code}`, status?.reason, detail].filter((part) => part).join(': ');
   }
   if (err instanceof Error) {

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { ApiException, type EventsV1Event } from '@kubernetes/client-node';
+import { ApiException } from '@kubernetes/client-node';
 import { Registry } from 'prom-client';
 import { FakeClock } from './clock.ts';
 import {
@@ -13,6 +13,7 @@ import {
   NOTE_MAX_BYTES,
   seriesKey,
   truncateNote,
+  type EventObject,
   type EventSink,
   type EventsApi,
   type RegardingObject,
@@ -121,7 +122,7 @@ describe('EventSeriesCache', () => {
 // ---------------------------------------------------------------------------------------------
 
 type SinkCall =
-  | { readonly op: 'create'; readonly event: EventsV1Event }
+  | { readonly op: 'create'; readonly event: EventObject }
   | { readonly op: 'update'; readonly namespace: string; readonly name: string; readonly count: number; readonly lastObservedMs: number };
 
 /** Records writes; each call can be held open (`hold`) or made to fail once (`failNext`). */
@@ -144,8 +145,8 @@ class FakeSink implements EventSink {
     this.failures.push(error);
   }
 
-  create(event: EventsV1Event): Promise<unknown> {
-    return this.answer({ op: 'create', event: JSON.parse(JSON.stringify(event)) as EventsV1Event });
+  create(event: EventObject): Promise<unknown> {
+    return this.answer({ op: 'create', event: JSON.parse(JSON.stringify(event)) as EventObject });
   }
 
   updateSeries(namespace: string, name: string, series: { count: number; lastObservedMs: number }): Promise<unknown> {
@@ -312,29 +313,25 @@ describe('EventRecorder', () => {
 
 describe('eventsApiSink', () => {
   it('creates in the Event namespace and updates the series with a JSON patch carrying a MicroTime', async () => {
-    const requests: unknown[] = [];
-    const api = {
-      createNamespacedEvent: async (param: unknown) => {
-        requests.push(param);
-        return {};
+    const requests: Array<{ path: string; init: unknown }> = [];
+    const api: EventsApi = {
+      json: async <T>(path: string, init: unknown): Promise<T> => {
+        requests.push({ path, init });
+        return {} as T;
       },
-      patchNamespacedEvent: async (param: unknown) => {
-        requests.push(param);
-        return {};
-      },
-    } as unknown as EventsApi;
+    };
     const sink = eventsApiSink(api);
-    const event: EventsV1Event = { metadata: { namespace: 'team-a', name: 'web-0.1' }, eventTime: new Date(T0) };
+    const event: EventObject = { metadata: { namespace: 'team-a', name: 'web-0.1' }, eventTime: '2023-11-14T22:13:20.000000Z' };
     await sink.create(event);
     await sink.updateSeries('team-a', 'web-0.1', { count: 5, lastObservedMs: T0 });
-    assert.deepEqual(requests[0], { namespace: 'team-a', body: event });
-    assert.equal(
-      JSON.stringify(requests[1]),
-      JSON.stringify({
-        namespace: 'team-a',
-        name: 'web-0.1',
+    assert.deepEqual(requests[0], { path: '/apis/events.k8s.io/v1/namespaces/team-a/events', init: { method: 'POST', body: event } });
+    assert.deepEqual(requests[1], {
+      path: '/apis/events.k8s.io/v1/namespaces/team-a/events/web-0.1',
+      init: {
+        method: 'PATCH',
+        contentType: 'application/json-patch+json',
         body: [{ op: 'add', path: '/series', value: { count: 5, lastObservedTime: '2023-11-14T22:13:20.000000Z' } }],
-      }),
-    );
+      },
+    });
   });
 });

@@ -13,17 +13,14 @@
  * The aggregation ({@link EventSeriesCache}) is separate from the writes ({@link EventSink}) so both
  * are testable without an API server.
  */
-import {
-  EventsV1Api,
-  V1MicroTime,
-  type EventsV1Event,
-  type KubeConfig,
-} from '@kubernetes/client-node';
 import { Counter, type Registry } from 'prom-client';
+import type { KubeClient } from './client.ts';
 import { realClock, type Clock } from './clock.ts';
 import { silentLogger, type Logger } from './logger-type.ts';
 import { describeError, isNotFound } from './errors.ts';
 import { REPORTING_CONTROLLER } from './labels.ts';
+import { microTime } from './microtime.ts';
+import type { ObjectMeta } from './resources.ts';
 
 /** Occurrences closer than this to the previous one of the same series update it. 10 minutes. */
 export const DEFAULT_SERIES_WINDOW_MS = 10 * 60 * 1000;
@@ -41,6 +38,22 @@ const NANOS_PER_MS = 1_000_000n;
 const MAX_NAME_LENGTH = 253;
 const TRUNCATION_MARK = '...';
 const EVENTS_FAILED_METRIC = 'crowsnest_events_failed_total';
+
+/** An `events.k8s.io/v1` Event, as far as we write it. Times are MicroTime strings. */
+export interface EventObject {
+  apiVersion?: string;
+  kind?: string;
+  metadata?: ObjectMeta;
+  eventTime?: string;
+  series?: { count: number; lastObservedTime: string };
+  reportingController?: string;
+  reportingInstance?: string;
+  regarding?: { apiVersion?: string; kind?: string; namespace?: string; name?: string; uid?: string };
+  type?: string;
+  reason?: string;
+  action?: string;
+  note?: string;
+}
 
 /** The object an Event is about. `namespace` is absent for cluster-scoped objects. */
 export interface RegardingObject {
@@ -196,34 +209,36 @@ export class EventSeriesCache {
 /** Where Events go; {@link eventsApiSink} writes them to the API server, tests pass a fake. */
 export interface EventSink {
   /** Creates `event` (its namespace is in `event.metadata`). */
-  create(event: EventsV1Event): Promise<unknown>;
+  create(event: EventObject): Promise<unknown>;
   /** Sets `series` of the existing Event `namespace/name`. Rejects with a 404 error if it is gone. */
   updateSeries(namespace: string, name: string, series: { readonly count: number; readonly lastObservedMs: number }): Promise<unknown>;
 }
 
-/** The EventsV1Api calls {@link eventsApiSink} makes. */
-export type EventsApi = Pick<EventsV1Api, 'createNamespacedEvent' | 'patchNamespacedEvent'>;
+/** The {@link KubeClient} call {@link eventsApiSink} makes. */
+export type EventsApi = Pick<KubeClient, 'json'>;
+
+const EVENTS_PATH = '/apis/events.k8s.io/v1/namespaces';
 
 /** An {@link EventSink} on the events.k8s.io/v1 API. */
 export function eventsApiSink(api: EventsApi): EventSink {
   return {
-    create: (event) => api.createNamespacedEvent({ namespace: event.metadata?.namespace ?? CLUSTER_SCOPED_EVENT_NAMESPACE, body: event }),
+    create: (event) =>
+      api.json(`${EVENTS_PATH}/${encodeURIComponent(event.metadata?.namespace ?? CLUSTER_SCOPED_EVENT_NAMESPACE)}/events`, { method: 'POST', body: event }),
     updateSeries: (namespace, name, series) =>
-      // The generated client sends patches as JSON Patch; `add` sets /series whether or not it exists.
-      api.patchNamespacedEvent({
-        namespace,
-        name,
-        body: [{ op: 'add', path: '/series', value: { count: series.count, lastObservedTime: new V1MicroTime(series.lastObservedMs) } }],
+      // A JSON Patch: `add` sets /series whether or not it exists.
+      api.json(`${EVENTS_PATH}/${encodeURIComponent(namespace)}/events/${encodeURIComponent(name)}`, {
+        method: 'PATCH',
+        contentType: 'application/json-patch+json',
+        body: [{ op: 'add', path: '/series', value: { count: series.count, lastObservedTime: microTime(series.lastObservedMs) } }],
       }),
   };
 }
 
-/** Options of {@link EventRecorder}. Exactly one of `kubeConfig`, `eventsApi` and `sink`. */
+/** Options of {@link EventRecorder}. Exactly one of `client` and `sink`. */
 export type EventRecorderOptions = EventRecorderCommonOptions &
   (
-    | { readonly kubeConfig: KubeConfig; readonly eventsApi?: undefined; readonly sink?: undefined }
-    | { readonly eventsApi: EventsApi; readonly kubeConfig?: undefined; readonly sink?: undefined }
-    | { readonly sink: EventSink; readonly kubeConfig?: undefined; readonly eventsApi?: undefined }
+    | { readonly client: EventsApi; readonly sink?: undefined }
+    | { readonly sink: EventSink; readonly client?: undefined }
   );
 
 export interface EventRecorderCommonOptions {
@@ -282,9 +297,8 @@ export class EventRecorder {
 
   constructor(options: EventRecorderOptions) {
     if (options.sink) this.sink = options.sink;
-    else if (options.eventsApi) this.sink = eventsApiSink(options.eventsApi);
-    else if (options.kubeConfig) this.sink = eventsApiSink(options.kubeConfig.makeApiClient(EventsV1Api));
-    else throw new Error('EventRecorder: kubeConfig, eventsApi or sink is required');
+    else if (options.client) this.sink = eventsApiSink(options.client);
+    else throw new Error('EventRecorder: client or sink is required');
     if (!options.reportingInstance) throw new Error('EventRecorder: reportingInstance is required');
     this.reportingController = options.reportingController ?? REPORTING_CONTROLLER;
     this.reportingInstance = options.reportingInstance;
@@ -369,15 +383,15 @@ export class EventRecorder {
     }
   }
 
-  private buildEvent(entry: SeriesEntry, content: EventContent): EventsV1Event {
+  private buildEvent(entry: SeriesEntry, content: EventContent): EventObject {
     const { regarding } = content;
     return {
       apiVersion: EVENT_API_VERSION,
       kind: EVENT_KIND,
       metadata: { namespace: entry.namespace, name: entry.name },
       // MicroTime, not Date: the API server rejects timestamps without six fractional digits.
-      eventTime: new V1MicroTime(entry.firstObservedMs),
-      series: entry.count >= 2 ? { count: entry.count, lastObservedTime: new V1MicroTime(entry.lastObservedMs) } : undefined,
+      eventTime: microTime(entry.firstObservedMs),
+      series: entry.count >= 2 ? { count: entry.count, lastObservedTime: microTime(entry.lastObservedMs) } : undefined,
       reportingController: this.reportingController,
       reportingInstance: this.reportingInstance,
       regarding: {

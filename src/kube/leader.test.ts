@@ -1,13 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import {
-  ApiException,
-  V1MicroTime,
-  type CoordinationV1ApiCreateNamespacedLeaseRequest,
-  type CoordinationV1ApiReadNamespacedLeaseRequest,
-  type CoordinationV1ApiReplaceNamespacedLeaseRequest,
-  type V1Lease,
-} from '@kubernetes/client-node';
+import { ApiException } from '@kubernetes/client-node';
 import { Registry } from 'prom-client';
 import { FakeClock } from './clock.ts';
 import {
@@ -21,7 +14,9 @@ import {
   validateLeaderElectionConfig,
   type LeaderCallbacks,
   type LeaderElectionRecord,
+  type Lease,
   type LeaseApi,
+  type LeaseRef,
   type Observation,
 } from './leader.ts';
 import { LABEL_MANAGED_BY } from './labels.ts';
@@ -55,7 +50,7 @@ describe('validateLeaderElectionConfig', () => {
 
   it('is applied by the LeaderElector constructor', () => {
     assert.throws(
-      () => new LeaderElector({ coordinationApi: new FakeLeaseServer(), namespace: 'ns', name: 'l', identity: 'a', leaseDurationMs: 5_000 }),
+      () => new LeaderElector({ leaseApi: new FakeLeaseServer(), namespace: 'ns', name: 'l', identity: 'a', leaseDurationMs: 5_000 }),
       /leaseDurationMs \(5000\) must be greater than renewDeadlineMs \(10000\)/,
     );
   });
@@ -127,7 +122,7 @@ describe('observe', () => {
 });
 
 describe('Lease record conversion', () => {
-  it('reads the RFC 3339 microsecond strings client-node leaves in place of V1MicroTime', () => {
+  it('reads the RFC 3339 microsecond strings the server sends, and Dates', () => {
     const lease = {
       spec: {
         holderIdentity: 'b',
@@ -136,7 +131,7 @@ describe('Lease record conversion', () => {
         renewTime: new Date(T0),
         leaseTransitions: 2,
       },
-    } as unknown as V1Lease;
+    } as unknown as Lease;
     assert.deepEqual(recordFromLease(lease), {
       holderIdentity: 'b',
       leaseDurationSeconds: 15,
@@ -158,8 +153,7 @@ describe('Lease record conversion', () => {
 
   it('writes times with the six fractional digits the API server requires of MicroTime', () => {
     const spec = leaseSpecFromRecord(held('a', { renewTimeMs: Date.parse('2023-11-14T22:13:20.123Z') }));
-    assert.ok(spec.renewTime instanceof V1MicroTime);
-    assert.equal(JSON.stringify(spec.renewTime), '"2023-11-14T22:13:20.123000Z"');
+    assert.equal(spec.renewTime, '2023-11-14T22:13:20.123000Z');
   });
 });
 
@@ -183,13 +177,13 @@ function apiError(code: number, reason: string): ApiException<string> {
 
 /** One Lease with resourceVersion checks, serialized through JSON like the wire would. */
 class FakeLeaseServer implements LeaseApi {
-  lease: V1Lease | undefined;
+  lease: Lease | undefined;
   failure: Failure = 'none';
   readonly calls: string[] = [];
   private version = 0;
 
   /** Overwrites the Lease as another client would (bumps resourceVersion). */
-  write(spec: V1Lease['spec']): void {
+  write(spec: Lease['spec']): void {
     this.lease = this.stored({ apiVersion: 'coordination.k8s.io/v1', kind: 'Lease', metadata: { name: 'operator', namespace: 'ns' }, spec });
   }
 
@@ -197,30 +191,30 @@ class FakeLeaseServer implements LeaseApi {
     return this.lease && recordFromLease(this.lease);
   }
 
-  async readNamespacedLease(_param: CoordinationV1ApiReadNamespacedLeaseRequest): Promise<V1Lease> {
+  async read(_ref: LeaseRef): Promise<Lease> {
     await this.respond('read');
     if (!this.lease) throw apiError(404, 'NotFound');
     return structuredClone(this.lease);
   }
 
-  async createNamespacedLease(param: CoordinationV1ApiCreateNamespacedLeaseRequest): Promise<V1Lease> {
+  async create(_ref: LeaseRef, body: Lease): Promise<Lease> {
     await this.respond('create');
     if (this.lease) throw apiError(409, 'AlreadyExists');
-    this.lease = this.stored(param.body);
+    this.lease = this.stored(body);
     return structuredClone(this.lease);
   }
 
-  async replaceNamespacedLease(param: CoordinationV1ApiReplaceNamespacedLeaseRequest): Promise<V1Lease> {
+  async replace(_ref: LeaseRef, body: Lease): Promise<Lease> {
     await this.respond('replace');
     if (!this.lease) throw apiError(404, 'NotFound');
-    if (param.body.metadata?.resourceVersion !== this.lease.metadata?.resourceVersion) throw apiError(409, 'Conflict');
-    this.lease = this.stored(param.body);
+    if (body.metadata?.resourceVersion !== this.lease.metadata?.resourceVersion) throw apiError(409, 'Conflict');
+    this.lease = this.stored(body);
     if (this.failure === 'lost-response') await new Promise(() => undefined);
     return structuredClone(this.lease);
   }
 
-  private stored(body: V1Lease): V1Lease {
-    const wire = JSON.parse(JSON.stringify(body)) as V1Lease;
+  private stored(body: Lease): Lease {
+    const wire = JSON.parse(JSON.stringify(body)) as Lease;
     return { ...wire, metadata: { ...wire.metadata, resourceVersion: String(++this.version) } };
   }
 
@@ -269,7 +263,7 @@ function start(
   const registry = new Registry();
   const identity = options.identity ?? 'a';
   const elector = new LeaderElector({
-    coordinationApi: server,
+    leaseApi: server,
     namespace: 'ns',
     name: 'operator',
     identity,

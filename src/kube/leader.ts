@@ -17,21 +17,14 @@
  * The decisions are pure functions ({@link observe}, {@link decide}, {@link validateLeaderElectionConfig})
  * so they are tested with numbers; {@link LeaderElector} only sequences them with API calls and timers.
  */
-import {
-  CoordinationV1Api,
-  Observable,
-  V1MicroTime,
-  type ConfigurationOptions,
-  type KubeConfig,
-  type ObservableMiddleware,
-  type V1Lease,
-  type V1LeaseSpec,
-} from '@kubernetes/client-node';
 import { Gauge, type Registry } from 'prom-client';
+import type { KubeClient } from './client.ts';
 import { realClock, sleep, type Clock } from './clock.ts';
 import { silentLogger, type Logger } from './logger-type.ts';
 import { describeError, isAlreadyExists, isConflict, isNotFound } from './errors.ts';
 import { managedLabels } from './labels.ts';
+import { microTime } from './microtime.ts';
+import type { ObjectMeta } from './resources.ts';
 
 /** Default lease duration (client-go's recommended 15 s). */
 export const DEFAULT_LEASE_DURATION_MS = 15_000;
@@ -51,6 +44,28 @@ const MS_PER_SECOND = 1000;
 const LEASE_API_VERSION = 'coordination.k8s.io/v1';
 const LEASE_KIND = 'Lease';
 const MASTER_STATUS_METRIC = 'crowsnest_leader_election_master_status';
+
+// ---------------------------------------------------------------------------------------------
+// The Lease object
+
+/** The election fields of a `coordination.k8s.io/v1` Lease spec; times are MicroTime strings on the wire. */
+export interface LeaseSpec {
+  holderIdentity?: string;
+  leaseDurationSeconds?: number;
+  acquireTime?: string;
+  renewTime?: string;
+  leaseTransitions?: number;
+  /** Fields we do not manage (strategy, preferredHolder) are carried through replaces untouched. */
+  [field: string]: unknown;
+}
+
+/** A `coordination.k8s.io/v1` Lease. */
+export interface Lease {
+  apiVersion?: string;
+  kind?: string;
+  metadata?: ObjectMeta;
+  spec?: LeaseSpec;
+}
 
 // ---------------------------------------------------------------------------------------------
 // Configuration
@@ -123,10 +138,10 @@ export interface LeaderElectionRecord {
 }
 
 /**
- * Reads the record out of a Lease. client-node declares the time fields `V1MicroTime` but leaves
- * them as the RFC 3339 strings the server sent; both forms are accepted.
+ * Reads the record out of a Lease. Times arrive as the RFC 3339 strings the server sent; a `Date`
+ * (what a hand-built Lease may hold) is accepted too.
  */
-export function recordFromLease(lease: V1Lease): LeaderElectionRecord {
+export function recordFromLease(lease: Lease): LeaderElectionRecord {
   const spec = lease.spec ?? {};
   return {
     holderIdentity: spec.holderIdentity ?? '',
@@ -147,15 +162,15 @@ function timeMs(value: unknown): number | undefined {
 }
 
 /**
- * The Lease spec fields for `record`. Times are `V1MicroTime` because the API server parses
+ * The Lease spec fields for `record`. Times are MicroTime strings because the API server parses
  * MicroTime with exactly six fractional digits and rejects the three a plain `Date` serializes to.
  */
-export function leaseSpecFromRecord(record: LeaderElectionRecord): V1LeaseSpec {
+export function leaseSpecFromRecord(record: LeaderElectionRecord): LeaseSpec {
   return {
     holderIdentity: record.holderIdentity,
     leaseDurationSeconds: record.leaseDurationSeconds,
-    acquireTime: record.acquireTimeMs === undefined ? undefined : new V1MicroTime(record.acquireTimeMs),
-    renewTime: record.renewTimeMs === undefined ? undefined : new V1MicroTime(record.renewTimeMs),
+    acquireTime: record.acquireTimeMs === undefined ? undefined : microTime(record.acquireTimeMs),
+    renewTime: record.renewTimeMs === undefined ? undefined : microTime(record.renewTimeMs),
     leaseTransitions: record.leaseTransitions,
   };
 }
@@ -257,12 +272,41 @@ export function releasedRecord(current: LeaderElectionRecord, nowMs: number): Le
 // ---------------------------------------------------------------------------------------------
 // The elector
 
-/** The Lease calls the elector makes; a `CoordinationV1Api` satisfies it. */
-export type LeaseApi = Pick<CoordinationV1Api, 'readNamespacedLease' | 'createNamespacedLease' | 'replaceNamespacedLease'>;
+/** Namespace and name of the Lease. */
+export interface LeaseRef {
+  readonly namespace: string;
+  readonly name: string;
+}
 
-/** Options of {@link LeaderElector}. Exactly one of `kubeConfig` and `coordinationApi`. */
+/**
+ * The Lease calls the elector makes; {@link leaseApi} makes them with a {@link KubeClient}.
+ * Failures reject with an error that errors.ts classifies (404, 409, …). Implementations
+ * should stop when `signal` aborts; the elector stops waiting then either way.
+ */
+export interface LeaseApi {
+  read(ref: LeaseRef, signal: AbortSignal): Promise<Lease>;
+  create(ref: LeaseRef, body: Lease, signal: AbortSignal): Promise<Lease>;
+  /** A replace conditional on `body.metadata.resourceVersion`. */
+  replace(ref: LeaseRef, body: Lease, signal: AbortSignal): Promise<Lease>;
+}
+
+const LEASES_PATH = '/apis/coordination.k8s.io/v1/namespaces';
+
+/** A {@link LeaseApi} on the coordination.k8s.io/v1 API. */
+export function leaseApi(client: Pick<KubeClient, 'json'>): LeaseApi {
+  const collection = (ref: LeaseRef): string => `${LEASES_PATH}/${encodeURIComponent(ref.namespace)}/leases`;
+  const object = (ref: LeaseRef): string => `${collection(ref)}/${encodeURIComponent(ref.name)}`;
+  // The deadline signal bounds each request; no separate client timeout.
+  return {
+    read: (ref, signal) => client.json<Lease>(object(ref), { signal, timeoutMs: 0 }),
+    create: (ref, body, signal) => client.json<Lease>(collection(ref), { method: 'POST', body, signal, timeoutMs: 0 }),
+    replace: (ref, body, signal) => client.json<Lease>(object(ref), { method: 'PUT', body, signal, timeoutMs: 0 }),
+  };
+}
+
+/** Options of {@link LeaderElector}. Exactly one of `client` and `leaseApi`. */
 export type LeaderElectorOptions = LeaderElectorCommonOptions &
-  ({ readonly kubeConfig: KubeConfig; readonly coordinationApi?: undefined } | { readonly coordinationApi: LeaseApi; readonly kubeConfig?: undefined });
+  ({ readonly client: Pick<KubeClient, 'json'>; readonly leaseApi?: undefined } | { readonly leaseApi: LeaseApi; readonly client?: undefined });
 
 export interface LeaderElectorCommonOptions {
   /** Namespace of the Lease. */
@@ -349,7 +393,7 @@ export class LeaderElector {
   /** What we know of the Lease record, and since when; drives expiry as seen by our clock. */
   private observation: Observation | undefined;
   /** The Lease as last read or written, for its resourceVersion (optimistic concurrency). */
-  private lease: V1Lease | undefined;
+  private lease: Lease | undefined;
   /** Start of the last successful acquire/renew request; the renew deadline counts from here. */
   private lastRenewStartMs = 0;
   /** Last holder passed to `onNewLeader`, so each change is reported once. */
@@ -365,9 +409,9 @@ export class LeaderElector {
       retryPeriodMs: options.retryPeriodMs ?? DEFAULT_RETRY_PERIOD_MS,
     };
     validateLeaderElectionConfig(this.config);
-    if (options.coordinationApi) this.api = options.coordinationApi;
-    else if (options.kubeConfig) this.api = options.kubeConfig.makeApiClient(CoordinationV1Api);
-    else throw new Error('leader election: kubeConfig or coordinationApi is required');
+    if (options.leaseApi) this.api = options.leaseApi;
+    else if (options.client) this.api = leaseApi(options.client);
+    else throw new Error('leader election: client or leaseApi is required');
     this.releaseOnCancel = options.releaseOnCancel ?? true;
     this.clock = options.clock ?? realClock;
     this.random = options.random ?? Math.random;
@@ -547,9 +591,9 @@ export class LeaderElector {
         }
       }
 
-      let lease: V1Lease | undefined;
+      let lease: Lease | undefined;
       try {
-        lease = await abortable(this.api.readNamespacedLease(this.leaseRef(), requestOptions(deadline.signal)), deadline.signal);
+        lease = await abortable(this.api.read(this.leaseRef(), deadline.signal), deadline.signal);
       } catch (err) {
         if (!isNotFound(err)) return { kind: 'failed', error: err };
       }
@@ -568,11 +612,11 @@ export class LeaderElector {
           await this.createLease(decision.record, deadline.signal);
           return { kind: 'acquired' };
         case 'renew':
-          await this.replaceLease(lease as V1Lease, decision.record, deadline.signal);
+          await this.replaceLease(lease as Lease, decision.record, deadline.signal);
           return { kind: 'renewed' };
         case 'acquire':
           if (mode === 'renew') return { kind: 'not-ours', holder: decision.previousHolder };
-          await this.replaceLease(lease as V1Lease, decision.record, deadline.signal);
+          await this.replaceLease(lease as Lease, decision.record, deadline.signal);
           this.log.info({ previousHolder: decision.previousHolder || undefined }, 'took over the lease');
           return { kind: 'acquired' };
       }
@@ -585,32 +629,26 @@ export class LeaderElector {
   }
 
   private async createLease(record: LeaderElectionRecord, signal: AbortSignal): Promise<void> {
-    const body: V1Lease = {
+    const body: Lease = {
       apiVersion: LEASE_API_VERSION,
       kind: LEASE_KIND,
       metadata: { name: this.config.name, namespace: this.config.namespace, labels: managedLabels() },
       spec: leaseSpecFromRecord(record),
     };
-    const created = await abortable(
-      this.api.createNamespacedLease({ namespace: this.config.namespace, body }, requestOptions(signal)),
-      signal,
-    );
+    const created = await abortable(this.api.create(this.leaseRef(), body, signal), signal);
     this.remember(created, record);
   }
 
   /** Replaces the Lease's spec; `current.metadata.resourceVersion` makes it conditional. */
-  private async replaceLease(current: V1Lease, record: LeaderElectionRecord, signal: AbortSignal): Promise<void> {
+  private async replaceLease(current: Lease, record: LeaderElectionRecord, signal: AbortSignal): Promise<void> {
     // Keep spec fields we do not manage (strategy, preferredHolder of coordinated election).
-    const body: V1Lease = { ...current, spec: { ...current.spec, ...leaseSpecFromRecord(record) } };
-    const replaced = await abortable(
-      this.api.replaceNamespacedLease({ ...this.leaseRef(), body }, requestOptions(signal)),
-      signal,
-    );
+    const body: Lease = { ...current, spec: { ...current.spec, ...leaseSpecFromRecord(record) } };
+    const replaced = await abortable(this.api.replace(this.leaseRef(), body, signal), signal);
     this.remember(replaced, record);
   }
 
   /** After our own successful write: that record is what everyone now sees, as of now. */
-  private remember(lease: V1Lease, record: LeaderElectionRecord): void {
+  private remember(lease: Lease, record: LeaderElectionRecord): void {
     this.lease = lease;
     this.observation = { record, observedAtMs: this.clock.now() };
   }
@@ -630,7 +668,7 @@ export class LeaderElector {
         await this.replaceLease(this.lease, releasedRecord(this.observation.record, this.clock.now()), deadline.signal);
       } catch (err) {
         if (!isConflict(err)) throw err;
-        const fresh = await abortable(this.api.readNamespacedLease(this.leaseRef(), requestOptions(deadline.signal)), deadline.signal);
+        const fresh = await abortable(this.api.read(this.leaseRef(), deadline.signal), deadline.signal);
         const record = recordFromLease(fresh);
         if (record.holderIdentity !== this.config.identity) {
           this.log.info({ holder: record.holderIdentity || undefined }, 'lease already changed hands; nothing to release');
@@ -658,7 +696,7 @@ export class LeaderElector {
     }
   }
 
-  private leaseRef(): { name: string; namespace: string } {
+  private leaseRef(): LeaseRef {
     return { name: this.config.name, namespace: this.config.namespace };
   }
 }
@@ -714,18 +752,6 @@ function deadlineSignal(clock: Clock, timeoutMs: number, parent: AbortSignal): {
       parent.removeEventListener('abort', onParentAbort);
     },
   };
-}
-
-/** Per-request options that hand `signal` to the HTTP request, so aborting cancels it on the wire. */
-function requestOptions(signal: AbortSignal): ConfigurationOptions {
-  const middleware: ObservableMiddleware = {
-    pre: (request) => {
-      request.setSignal(signal);
-      return new Observable(Promise.resolve(request));
-    },
-    post: (response) => new Observable(Promise.resolve(response)),
-  };
-  return { middleware: [middleware], middlewareMergeStrategy: 'append' };
 }
 
 /**

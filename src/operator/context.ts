@@ -1,4 +1,3 @@
-import type { KubeConfig } from '@kubernetes/client-node';
 import type { Registry } from 'prom-client';
 import type { KubeClient } from '../kube/client.ts';
 import type { EventRecorder } from '../kube/events.ts';
@@ -7,7 +6,6 @@ import type { HealthCheck } from '../observe/http.ts';
 
 /** What the operator hands each controller it starts. */
 export interface ControllerContext {
-  readonly kubeConfig: KubeConfig;
   /** Pooled API client shared by all controllers (informers, writes). */
   readonly client: KubeClient;
   /** Logger already bound to `controller: <name>`. */

@@ -56,7 +56,7 @@ export async function runOperator(opts: OperatorOptions, deps: OperatorDeps): Pr
     const kubeConfig = loadKubeConfig({ ...(opts.kubeconfig ? { kubeconfig: opts.kubeconfig } : {}), ...(opts.context ? { context: opts.context } : {}) });
     logger.info({ ...describeKubeConfig(kubeConfig), identity: opts.identity, controllers: opts.controllers }, 'starting crowsnest operator');
     client = new KubeClient(kubeConfig);
-    recorder = new EventRecorder({ kubeConfig, reportingInstance: opts.identity, logger, registry });
+    recorder = new EventRecorder({ client, reportingInstance: opts.identity, logger, registry });
     metricsServer = await startMetricsServer({ bindAddress: opts.metricsBindAddress, registry, logger });
     healthServer = await startHealthServer({
       bindAddress: opts.healthProbeBindAddress,
@@ -64,14 +64,14 @@ export async function runOperator(opts: OperatorOptions, deps: OperatorDeps): Pr
       // A standby replica is ready (it will serve webhooks); it just does not run controllers.
       checks: { readiness: [{ name: 'leader-election', check: () => {} }] },
     });
-    const shared: Shared = { kubeConfig, client, recorder, logger, registry, healthServer };
+    const shared: Shared = { client, recorder, logger, registry, healthServer };
 
     if (!opts.leaderElect) {
       leading = true;
       controllersSettled = await runControllers(opts, shared, shutdown.signal, opts.shutdownTimeoutMs);
     } else {
       const elector = new LeaderElector({
-        kubeConfig,
+        client,
         namespace: opts.leaderElectionNamespace,
         name: opts.leaderElectionId,
         identity: opts.identity,
@@ -120,7 +120,6 @@ export async function runOperator(opts: OperatorOptions, deps: OperatorDeps): Pr
 }
 
 interface Shared {
-  readonly kubeConfig: ControllerContext['kubeConfig'];
   readonly client: KubeClient;
   readonly recorder: EventRecorder;
   readonly logger: Logger;
@@ -141,7 +140,6 @@ async function runControllers(opts: OperatorOptions, shared: Shared, signal: Abo
     const logger = shared.logger.child({ controller: definition.name });
     const run = await definition.load();
     const context: ControllerContext = {
-      kubeConfig: shared.kubeConfig,
       client: shared.client,
       logger,
       registry: shared.registry,

@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import type { KubernetesObject } from '@kubernetes/client-node';
 import { describe, it } from 'node:test';
 import { applyObject, deleteIfManaged, ownerReference, withManagedLabels } from '../../src/kube/apply.ts';
+import { KubeClient } from '../../src/kube/client.ts';
 import { EventRecorder } from '../../src/kube/events.ts';
 import { FIELD_MANAGER } from '../../src/kube/labels.ts';
 import { adminKubeConfig, eventually, newNamespace, testbed } from './testbed.ts';
@@ -59,12 +60,14 @@ describe('apply and events on a real apiserver', () => {
     assert.equal((await plane.request('GET', `/api/v1/namespaces/${namespace}/configmaps/ours`)).status, 200);
   });
 
-  it('records Events about an object and folds repeats into one Event series', async () => {
+  it('records Events about an object and folds repeats into one Event series', async (t) => {
     const kc = await adminKubeConfig();
     const plane = await testbed();
     const namespace = await newNamespace('events');
     const cm = await applyObject<ConfigMap>(kc, { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'subject', namespace } });
-    const recorder = new EventRecorder({ kubeConfig: kc, reportingInstance: 'test-instance' });
+    const client = new KubeClient(kc);
+    t.after(() => client.close());
+    const recorder = new EventRecorder({ client, reportingInstance: 'test-instance' });
     const regarding = { apiVersion: 'v1', kind: 'ConfigMap', namespace, name: 'subject', uid: cm.metadata!.uid! };
     recorder.event(regarding, 'Warning', 'ExampleConflict', 'Reconcile', 'a Role of that name is not managed by crowsnest');
     await recorder.flush();

@@ -27,7 +27,7 @@ function startInProcess(kc: KubeConfig): { registry: Registry; stop: () => Promi
   const client = new KubeClient(kc);
   const controller = new AbortController();
   const done = runLogAccess(
-    { kubeConfig: kc, client, logger: silentLogger, registry, recorder: new EventRecorder({ kubeConfig: kc, reportingInstance: 'test' }), workers: 2, addReadinessCheck: () => 0 },
+    { client, logger: silentLogger, registry, recorder: new EventRecorder({ client, reportingInstance: 'test' }), workers: 2, addReadinessCheck: () => 0 },
     DEFAULT_LOGACCESS_OPTIONS,
     controller.signal,
   );

@@ -386,10 +386,10 @@ async function startController(options: LogAccessOptions): Promise<RunningContro
   const kubeConfig = await adminKubeConfig();
   const client = new KubeClient(kubeConfig);
   const registry = new Registry();
-  const recorder = new EventRecorder({ kubeConfig, reportingInstance: 'test' });
+  const recorder = new EventRecorder({ client, reportingInstance: 'test' });
   const readiness: HealthCheck[] = [];
   const context: ControllerContext = {
-    kubeConfig, client, logger: silentLogger, registry, recorder, workers: 2,
+    client, logger: silentLogger, registry, recorder, workers: 2,
     addReadinessCheck: (check) => readiness.push(check),
   };
   const abort = new AbortController();
