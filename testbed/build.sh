@@ -57,6 +57,21 @@ build kwok kwok sigs.k8s.io/kwok/cmd/kwok "-X sigs.k8s.io/kwok/pkg/consts.Versio
 for cmd in kube-apiserver kube-controller-manager kube-scheduler kubectl; do
   build "$cmd" k8s "k8s.io/kubernetes/cmd/$cmd" "$k8s_ldflags"
 done
+# kwok's CRDs from the same module version as the binary, as JSON (kubectl converts them
+# offline), so the control plane can create the ones it enables (Logs, ClusterLogs) with plain
+# API requests. Also fills in a cache whose binaries predate this step: the key stays the same.
+if [[ ! -f "$bindir/kwok-crds/kwok.x-k8s.io_logs.json" ]]; then
+  kwok_src="$(cd "$here/kwok" && "$GO" list -m -f '{{.Dir}}' sigs.k8s.io/kwok)"
+  rm -rf "$bindir/kwok-crds.tmp"
+  mkdir -p "$bindir/kwok-crds.tmp"
+  for yaml in "$kwok_src"/kustomize/crd/bases/*.yaml; do
+    KUBECONFIG=/dev/null "$bindir/kubectl" label --local -o json -f "$yaml" app.kubernetes.io/managed-by=crowsnest-testbed \
+      >"$bindir/kwok-crds.tmp/$(basename "$yaml" .yaml).json"
+  done
+  rm -rf "$bindir/kwok-crds"
+  mv "$bindir/kwok-crds.tmp" "$bindir/kwok-crds"
+  log "converted kwok's CRDs into $bindir/kwok-crds"
+fi
 # helm renders the chart in tests; cached on its own so a helm bump does not rebuild Kubernetes.
 helm_dir="$cache/helm-$HELM_VERSION/bin"
 build helm helm helm.sh/helm/v3/cmd/helm "-X helm.sh/helm/v3/internal/version.version=$HELM_VERSION" "$helm_dir"

@@ -55,6 +55,19 @@ interface Ports {
   readonly kwokServer: number;
 }
 
+/**
+ * kwok CRDs the control plane installs and kwok watches (`--enable-crds`): a `Logs` object named
+ * after a pod (or a `ClusterLogs` with a selector) tells kwok's kubelet server which file holds
+ * a container's log, so `GET pods/<pod>/log` through the apiserver returns it. The definitions
+ * come from kwok's module (`kustomize/crd/bases`), converted to JSON next to the binaries by
+ * `testbed/build.sh` (`<binDir>/kwok-crds/`). `Stage` is deliberately not enabled: with it kwok
+ * would drop its built-in pod and node stages and act only on Stage objects.
+ */
+export const KWOK_CRDS = [
+  { kind: 'Logs', name: 'logs.kwok.x-k8s.io', file: 'kwok.x-k8s.io_logs.json' },
+  { kind: 'ClusterLogs', name: 'clusterlogs.kwok.x-k8s.io', file: 'kwok.x-k8s.io_clusterlogs.json' },
+] as const;
+
 /** Label and annotation that make a Node one of kwok's fakes. */
 export const KWOK_NODE_ANNOTATION = 'kwok.x-k8s.io/node';
 const STATE_FILE = 'testbed-state.json';
@@ -134,9 +147,14 @@ export class ControlPlane {
     try {
       await plane.writeKubeconfigs();
       await plane.startEtcd();
+      // kwok must find its CRDs served when it starts (its informers would back off otherwise).
+      // They are created as soon as the apiserver takes requests, while it finishes starting.
+      const crds = plane.installKwokCrds();
+      crds.catch(() => {}); // awaited below; a failed start stops the plane, which ends this
       await plane.startApiServer();
       await plane.startControllerManager();
       await plane.startScheduler();
+      await crds;
       await plane.startKwok();
       await plane.createNodes();
       await plane.waitForNodesReady();
@@ -340,7 +358,32 @@ export class ControlPlane {
       `--server-address=127.0.0.1:${this.ports.kwokServer}`,
       `--tls-cert-file=${this.pki.servingCert}`,
       `--tls-private-key-file=${this.pki.servingKey}`,
+      `--enable-crds=${KWOK_CRDS.map((c) => c.kind).join(',')}`,
     ]);
+  }
+
+  /**
+   * Creates {@link KWOK_CRDS} (an existing one is left as is: the state dir's etcd may already
+   * hold it), retrying until the apiserver takes requests, and waits until they are Established.
+   */
+  private async installKwokCrds(): Promise<void> {
+    const base = '/apis/apiextensions.k8s.io/v1/customresourcedefinitions';
+    await Promise.all(KWOK_CRDS.map(async (crd) => {
+      const definition = await readFile(join(this.binDir, 'kwok-crds', crd.file), 'utf8');
+      let last = '';
+      await this.waitFor(`CRD ${crd.name} created`, async () => {
+        const res = await this.request('POST', base, definition);
+        last = `${res.status} ${res.body.slice(0, 200)}`;
+        // Until it has finished starting the apiserver may refuse the connection or answer 5xx.
+        return res.status === 201 || res.status === 409;
+      }).catch((err: Error) => { throw new Error(`${err.message} (last answer: ${last})`); });
+      await this.waitFor(`CRD ${crd.name} Established`, async () => {
+        const res = await this.request('GET', `${base}/${crd.name}`);
+        if (res.status !== 200) return false;
+        const conditions = (JSON.parse(res.body) as { status?: { conditions?: Array<{ type: string; status: string }> } }).status?.conditions ?? [];
+        return conditions.some((c) => c.type === 'Established' && c.status === 'True');
+      });
+    }));
   }
 
   private async createNodes(): Promise<void> {
@@ -443,6 +486,7 @@ export class ControlPlane {
     const deadline = Date.now() + READY_TIMEOUT_MS;
     let lastError = '';
     while (Date.now() < deadline) {
+      if (this.stopped) throw new Error(`control plane stopped while waiting for ${what}`);
       for (const [name, pid] of Object.entries(this.pids)) {
         if (pid && !isAlive(pid)) throw new Error(`${name} exited while waiting for ${what}; see ${join(this.dir, 'logs', `${name}.log`)}`);
       }
