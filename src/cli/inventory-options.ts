@@ -156,7 +156,8 @@ export function resolveInventoryCollectOptions(sources: InventorySources): Inven
   };
 
   const dryRun = get('dry-run', parseBool, false);
-  const clusterIdRaw = sources.clusterIdArgument ?? sources.env['CLUSTER_ID'] ?? sources.env['CROWSNEST_CLUSTER_ID'];
+  // Our name wins over the seed's, as for the keys; an empty variable counts as unset.
+  const clusterIdRaw = sources.clusterIdArgument || sources.env['CROWSNEST_CLUSTER_ID'] || sources.env['CLUSTER_ID'];
   let clusterId: string;
   if (clusterIdRaw === undefined || clusterIdRaw === '') {
     if (!dryRun) throw new OptionError('clusterId', 'a cluster id is required: pass it as the argument or set CLUSTER_ID (lowercase letters, digits, "-" and "_")');
@@ -249,7 +250,10 @@ export function readConfigDirectory(dir: string): Record<string, string> | undef
   for (const name of names) {
     if (name.startsWith('.')) continue;
     const path = join(dir, name);
-    if (!statSync(path).isFile()) continue; // statSync follows the ConfigMap's symlinks
+    // statSync follows the ConfigMap's symlinks; one can dangle for a moment while the kubelet
+    // swaps `..data`, so a key that vanished is skipped rather than failing the run.
+    const info = statSync(path, { throwIfNoEntry: false });
+    if (!info?.isFile()) continue;
     values[name] = readFileSync(path, 'utf8').trim();
   }
   return values;

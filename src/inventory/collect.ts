@@ -17,7 +17,7 @@ import type { KubeClient } from '../kube/client.ts';
 import { realClock, type Clock } from '../kube/clock.ts';
 import type { KubeObject } from '../kube/resources.ts';
 import type { Logger } from '../kube/logger-type.ts';
-import { mapConcurrent } from './concurrency.ts';
+import { mapConcurrent } from '../kube/concurrency.ts';
 import { discoverTypes, type FailedGroup } from './discovery.ts';
 import { listType, RequestLimiter, type TypeListResult } from './lister.ts';
 import { redactObject, type RedactionOptions } from './redact.ts';

@@ -6,7 +6,7 @@
  */
 import type { KubeClient } from '../kube/client.ts';
 import { describeError, isNetworkError } from '../kube/errors.ts';
-import { mapConcurrent } from './concurrency.ts';
+import { mapConcurrent } from '../kube/concurrency.ts';
 import type { CollectableType } from './types.ts';
 
 /** A group/version whose discovery failed, and why. */

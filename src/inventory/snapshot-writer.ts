@@ -232,7 +232,9 @@ export async function pruneSnapshots(dir: string, clusterId: string, policy: Ret
     deleted.push(snapshot.name);
   }
   for (const name of names) {
-    if (!name.startsWith(`.${prefix}`) || !name.endsWith('.tmp')) continue;
+    // Exactly `.<snapshot name>.tmp`: a prefix test would also take another cluster's temp files
+    // when one id extends the other (`prod` vs `prod-eu`).
+    if (!name.startsWith('.') || !name.endsWith('.tmp') || !pattern.test(name.slice(1, -'.tmp'.length))) continue;
     const info = await stat(join(dir, name)).catch(() => undefined);
     if (info && now.getTime() - info.mtimeMs > STALE_TEMP_AGE_MS) {
       await rm(join(dir, name), { force: true });

@@ -1,0 +1,288 @@
+import assert from 'node:assert/strict';
+import { mkdir, mkdtemp, readdir, readFile, rm, stat, utimes, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { gunzipSync } from 'node:zlib';
+import type { KubeObject } from '../kube/resources.ts';
+import {
+  fileTimestamp,
+  pruneSnapshots,
+  SnapshotEncoder,
+  SnapshotFileWriter,
+  snapshotFormats,
+  snapshotStem,
+  type SnapshotFormat,
+} from './snapshot-writer.ts';
+
+const objects: KubeObject[] = [
+  { apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'shop' } },
+  { apiVersion: 'apps/v1', kind: 'Deployment', metadata: { name: 'web', namespace: 'shop' }, spec: { replicas: 2 } } as KubeObject,
+  { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'cfg', namespace: 'shop' }, data: { note: 'línea ✓ 日本\n"quoted"' } } as KubeObject,
+];
+
+function encodeAll(format: SnapshotFormat, items: readonly KubeObject[]): string {
+  const encoder = new SnapshotEncoder(format);
+  return encoder.begin() + items.map((item) => encoder.encode(item)).join('') + encoder.end();
+}
+
+let root: string;
+before(async () => {
+  root = await mkdtemp(join(tmpdir(), 'crowsnest-writer-'));
+});
+after(async () => {
+  await rm(root, { recursive: true, force: true });
+});
+
+let dirCount = 0;
+async function freshDir(): Promise<string> {
+  const dir = join(root, `d${dirCount++}`);
+  await mkdir(dir);
+  return dir;
+}
+
+describe('SnapshotEncoder', () => {
+  it('offers exactly the ndjson and json formats', () => {
+    assert.deepEqual([...snapshotFormats], ['ndjson', 'json']);
+  });
+
+  it('writes NDJSON as one object per line, with nothing before or after', () => {
+    const text = encodeAll('ndjson', objects);
+    assert.equal(text, objects.map((o) => `${JSON.stringify(o)}\n`).join(''));
+    assert.deepEqual(text.trimEnd().split('\n').map((line) => JSON.parse(line)), objects);
+  });
+
+  it('writes an empty NDJSON snapshot as an empty string', () => {
+    assert.equal(encodeAll('ndjson', []), '');
+  });
+
+  it('writes the json format as a {"objects":[…]} document that parses back to the objects', () => {
+    const text = encodeAll('json', objects);
+    assert.deepEqual(JSON.parse(text), { objects });
+    assert.ok(text.startsWith('{"objects":[\n'));
+    assert.ok(text.endsWith('\n]}\n'));
+  });
+
+  it('writes an empty json snapshot as a valid document', () => {
+    const text = encodeAll('json', []);
+    assert.equal(text, '{"objects":[]}\n');
+    assert.deepEqual(JSON.parse(text), { objects: [] });
+  });
+
+  it('writes a single-object json snapshot without a stray comma', () => {
+    assert.deepEqual(JSON.parse(encodeAll('json', objects.slice(0, 1))), { objects: objects.slice(0, 1) });
+  });
+});
+
+describe('fileTimestamp and snapshotStem', () => {
+  it('format the time as ISO 8601 basic, UTC, without milliseconds', () => {
+    assert.equal(fileTimestamp(new Date('2026-11-23T14:15:00.789Z')), '20261123T141500Z');
+    assert.equal(fileTimestamp(new Date(Date.UTC(2024, 0, 2, 3, 4, 5))), '20240102T030405Z');
+  });
+
+  it('name the snapshot after the cluster and start time', () => {
+    assert.equal(snapshotStem('prod-eu_1', new Date('2026-11-23T14:15:00Z')), 'inventory-prod-eu_1-20261123T141500Z');
+  });
+
+  it('sort in time order as strings', () => {
+    const times = ['2026-01-01T00:00:00Z', '2025-12-31T23:59:59Z', '2026-01-01T00:00:01Z', '2026-10-01T00:00:00Z'];
+    const stems = times.map((t) => fileTimestamp(new Date(t)));
+    assert.deepEqual([...stems].sort(), ['20251231T235959Z', '20260101T000000Z', '20260101T000001Z', '20261001T000000Z']);
+  });
+});
+
+describe('SnapshotFileWriter', () => {
+  const startedAt = new Date('2026-03-01T10:00:00Z');
+
+  it('writes into a hidden temporary file and shows the final file only after commit (gzip NDJSON)', async () => {
+    const dir = await freshDir();
+    const writer = await SnapshotFileWriter.open({ dir, clusterId: 'prod', startedAt, format: 'ndjson', gzip: true });
+    assert.equal(writer.path, join(dir, 'inventory-prod-20260301T100000Z.ndjson.gz'));
+    for (const object of objects) await writer.write(object);
+    assert.equal(writer.objects, 3);
+    assert.deepEqual(await readdir(dir), ['.inventory-prod-20260301T100000Z.ndjson.gz.tmp']);
+
+    const committed = await writer.commit();
+    assert.deepEqual(await readdir(dir), ['inventory-prod-20260301T100000Z.ndjson.gz']);
+    const raw = gunzipSync(await readFile(committed.path)).toString('utf8');
+    assert.equal(raw, encodeAll('ndjson', objects));
+    assert.deepEqual(raw.trimEnd().split('\n').map((line) => JSON.parse(line)), objects);
+    assert.deepEqual(committed, {
+      path: writer.path,
+      objects: 3,
+      rawBytes: Buffer.byteLength(raw),
+      storedBytes: (await stat(writer.path)).size,
+    });
+    assert.notEqual(committed.storedBytes, committed.rawBytes);
+  });
+
+  it('writes an uncompressed json document', async () => {
+    const dir = await freshDir();
+    const writer = await SnapshotFileWriter.open({ dir, clusterId: 'prod', startedAt, format: 'json', gzip: false });
+    for (const object of objects) await writer.write(object);
+    const committed = await writer.commit();
+    assert.equal(committed.path, join(dir, 'inventory-prod-20260301T100000Z.json'));
+    const text = await readFile(committed.path, 'utf8');
+    assert.deepEqual(JSON.parse(text), { objects });
+    assert.equal(committed.rawBytes, Buffer.byteLength(text));
+    assert.equal(committed.storedBytes, Buffer.byteLength(text));
+  });
+
+  it('writes an empty snapshot as a valid file', async () => {
+    for (const [format, gzip, expected] of [
+      ['json', true, '{"objects":[]}\n'],
+      ['ndjson', true, ''],
+      ['json', false, '{"objects":[]}\n'],
+    ] as const) {
+      const dir = await freshDir();
+      const writer = await SnapshotFileWriter.open({ dir, clusterId: 'empty', startedAt, format, gzip });
+      const committed = await writer.commit();
+      const bytes = await readFile(committed.path);
+      assert.equal((gzip ? gunzipSync(bytes) : bytes).toString('utf8'), expected);
+      assert.equal(committed.objects, 0);
+      assert.equal(committed.rawBytes, Buffer.byteLength(expected));
+      assert.equal(committed.storedBytes, bytes.length);
+    }
+  });
+
+  it('streams many objects across write blocks without losing or reordering any', async () => {
+    const dir = await freshDir();
+    const many = Array.from({ length: 3000 }, (_, i) => ({ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: `cm-${i}` }, data: { v: 'x'.repeat(i % 500) } }));
+    const writer = await SnapshotFileWriter.open({ dir, clusterId: 'big', startedAt, format: 'ndjson', gzip: true });
+    for (const object of many) await writer.write(object);
+    const committed = await writer.commit();
+    const raw = gunzipSync(await readFile(committed.path)).toString('utf8');
+    assert.deepEqual(raw.trimEnd().split('\n').map((line) => JSON.parse(line)), many);
+    assert.equal(committed.objects, 3000);
+    assert.equal(committed.rawBytes, Buffer.byteLength(raw));
+  });
+
+  it('creates a missing report directory', async () => {
+    const dir = join(await freshDir(), 'nested', 'reports');
+    const writer = await SnapshotFileWriter.open({ dir, clusterId: 'c', startedAt, format: 'ndjson', gzip: false });
+    await writer.write(objects[0] as KubeObject);
+    const committed = await writer.commit();
+    assert.equal(await readFile(committed.path, 'utf8'), `${JSON.stringify(objects[0])}\n`);
+  });
+
+  it('removes the temporary file on abort and leaves no snapshot behind', async () => {
+    const dir = await freshDir();
+    const writer = await SnapshotFileWriter.open({ dir, clusterId: 'prod', startedAt, format: 'ndjson', gzip: true });
+    await writer.write(objects[0] as KubeObject);
+    assert.equal((await readdir(dir)).length, 1);
+    await writer.abort();
+    assert.deepEqual(await readdir(dir), []);
+  });
+
+  it('refuses to open a second writer for the same run while the first is in progress', async () => {
+    const dir = await freshDir();
+    const first = await SnapshotFileWriter.open({ dir, clusterId: 'prod', startedAt, format: 'json', gzip: false });
+    await assert.rejects(SnapshotFileWriter.open({ dir, clusterId: 'prod', startedAt, format: 'json', gzip: false }), { code: 'EEXIST' });
+    await first.abort();
+  });
+});
+
+describe('pruneSnapshots', () => {
+  const now = new Date('2026-03-10T12:00:00Z');
+  const hour = 3_600_000;
+  /** Snapshots of cluster prod, newest first: 1 h, 2 h, … old. */
+  const prodStamps = [1, 2, 3, 26, 50].map((hoursAgo) => fileTimestamp(new Date(now.getTime() - hoursAgo * hour)));
+
+  async function layout(): Promise<string> {
+    const dir = await freshDir();
+    const names = [
+      ...prodStamps.flatMap((stamp, i) => [
+        `inventory-prod-${stamp}.${i % 2 === 0 ? 'ndjson.gz' : 'json'}`,
+        `inventory-prod-${stamp}.summary.json`,
+      ]),
+      // other clusters, one of them sharing the prefix
+      `inventory-prod-eu-${prodStamps[4]}.ndjson.gz`,
+      `inventory-prod-eu-${prodStamps[4]}.summary.json`,
+      `inventory-staging-${prodStamps[4]}.ndjson.gz`,
+      // not ours
+      'notes.txt',
+      'inventory-prod-latest.ndjson.gz',
+      `inventory-prod-${prodStamps[4]}.ndjson.gz.bak`,
+      `backup-inventory-prod-${prodStamps[4]}.ndjson.gz`,
+    ];
+    for (const name of names) await writeFile(join(dir, name), name);
+    return dir;
+  }
+
+    const unrelatedNames = [
+    'backup-inventory-prod-20260308T100000Z.ndjson.gz',
+    'inventory-prod-20260308T100000Z.ndjson.gz.bak',
+    'inventory-prod-eu-20260308T100000Z.ndjson.gz',
+    'inventory-prod-eu-20260308T100000Z.summary.json',
+    'inventory-prod-latest.ndjson.gz',
+    'inventory-staging-20260308T100000Z.ndjson.gz',
+    'notes.txt',
+  ];
+  const unrelated = (names: string[]): string[] => names.filter((n) => unrelatedNames.includes(n)).sort();
+  const prodFiles = (names: string[]): string[] => names.filter((n) => !unrelatedNames.includes(n)).sort();
+
+  const cases: { name: string; keepLast: number; maxAgeMs: number; kept: number[] }[] = [
+    { name: 'keepLast keeps the newest n', keepLast: 2, maxAgeMs: 0, kept: [0, 1] },
+    { name: 'maxAge deletes the older ones', keepLast: 0, maxAgeMs: 24 * hour, kept: [0, 1, 2] },
+    { name: 'both apply together: whichever deletes more', keepLast: 4, maxAgeMs: 2.5 * hour, kept: [0, 1] },
+    { name: 'both apply together: keepLast the stricter', keepLast: 1, maxAgeMs: 48 * hour, kept: [0] },
+    { name: '0 and 0 keep everything', keepLast: 0, maxAgeMs: 0, kept: [0, 1, 2, 3, 4] },
+  ];
+  for (const c of cases) {
+    it(`${c.name}, with their summaries, and nothing else`, async () => {
+      const dir = await layout();
+      const deleted = await pruneSnapshots(dir, 'prod', { keepLast: c.keepLast, maxAgeMs: c.maxAgeMs }, now);
+      const expectedDeleted = prodStamps
+        .map((stamp, i) => ({ stamp, i }))
+        .filter(({ i }) => !c.kept.includes(i))
+        .map(({ stamp, i }) => `inventory-prod-${stamp}.${i % 2 === 0 ? 'ndjson.gz' : 'json'}`);
+      assert.deepEqual(deleted, expectedDeleted);
+      const left = await readdir(dir);
+      const expectedLeft = c.kept.flatMap((i) => [
+        `inventory-prod-${prodStamps[i]}.${i % 2 === 0 ? 'ndjson.gz' : 'json'}`,
+        `inventory-prod-${prodStamps[i]}.summary.json`,
+      ]);
+      assert.deepEqual(prodFiles(left), expectedLeft.sort());
+      assert.deepEqual(unrelated(left), unrelatedNames);
+    });
+  }
+
+  it('prunes another cluster without touching prod', async () => {
+    const dir = await layout();
+    const deleted = await pruneSnapshots(dir, 'prod-eu', { keepLast: 0, maxAgeMs: hour }, now);
+    assert.deepEqual(deleted, ['inventory-prod-eu-20260308T100000Z.ndjson.gz']);
+    const left = await readdir(dir);
+    assert.ok(!left.includes('inventory-prod-eu-20260308T100000Z.summary.json'));
+    assert.equal(prodFiles(left).length, 10);
+    assert.deepEqual(unrelated(left), unrelatedNames.filter((n) => !n.startsWith('inventory-prod-eu-')));
+  });
+
+  it('removes temporary files of crashed runs older than 6 h, but not fresh ones or other clusters\'', async () => {
+    const dir = await freshDir();
+    const stale = '.inventory-prod-20260310T040000Z.ndjson.gz.tmp';
+    const fresh = '.inventory-prod-20260310T110000Z.ndjson.gz.tmp';
+    const justUnder = '.inventory-prod-20260310T060100Z.json.tmp';
+    const otherCluster = '.inventory-staging-20260310T040000Z.ndjson.gz.tmp';
+    // cluster "prod-eu" shares the prefix "inventory-prod-" with cluster "prod"
+    const prefixCluster = '.inventory-prod-eu-20260310T040000Z.ndjson.gz.tmp';
+    const notOurs = '.cache.tmp';
+    const notOursWithPrefix = '.inventory-prod-scratch.tmp';
+    const ages: [string, number][] = [
+      [stale, 7 * hour], [fresh, 1 * hour], [justUnder, 6 * hour - 60_000],
+      [otherCluster, 7 * hour], [prefixCluster, 7 * hour], [notOurs, 100 * hour], [notOursWithPrefix, 100 * hour],
+    ];
+    for (const [name, age] of ages) {
+      const path = join(dir, name);
+      await writeFile(path, 'partial');
+      const mtime = new Date(now.getTime() - age);
+      await utimes(path, mtime, mtime);
+    }
+    const deleted = await pruneSnapshots(dir, 'prod', { keepLast: 1, maxAgeMs: 0 }, now);
+    assert.deepEqual(deleted, [stale]);
+    assert.deepEqual((await readdir(dir)).sort(), [notOurs, notOursWithPrefix, otherCluster, prefixCluster, justUnder, fresh].sort());
+  });
+
+  it('returns nothing for a report directory that does not exist', async () => {
+    assert.deepEqual(await pruneSnapshots(join(root, 'no-such-dir'), 'prod', { keepLast: 1, maxAgeMs: hour }, now), []);
+  });
+});

@@ -1,0 +1,405 @@
+import assert from 'node:assert/strict';
+import { once } from 'node:events';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { createServer, type IncomingHttpHeaders, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, afterEach, before, describe, it } from 'node:test';
+import { gunzipSync, gzipSync } from 'node:zlib';
+import { FakeClock } from '../kube/clock.ts';
+import { uploadSnapshot, UploadError, type EndpointOptions, type UploadResult } from './upload.ts';
+
+interface Received {
+  readonly headers: IncomingHttpHeaders;
+  /** Body bytes as they arrived. */
+  readonly size: number;
+  /** The body, gunzipped when it says it is gzip. */
+  readonly json: { objects: unknown[] };
+  readonly text: string;
+}
+
+type Reply = (res: ServerResponse, index: number) => void;
+
+interface Endpoint {
+  url: string;
+  readonly received: Received[];
+  /** Requests that arrived, including those never answered. */
+  arrived: number;
+  close(): Promise<void>;
+}
+
+const servers: Server[] = [];
+
+/** An HTTP endpoint on 127.0.0.1 that answers the n-th request with `reply(res, n)`. */
+async function endpoint(reply: Reply = (res) => res.writeHead(204).end()): Promise<Endpoint> {
+  const state: Endpoint = {
+    url: '',
+    received: [],
+    arrived: 0,
+    close: async () => {
+      server.closeAllConnections();
+      server.close();
+      await once(server, 'close');
+    },
+  };
+  const server = createServer((req, res) => {
+    const index = state.arrived++;
+    const parts: Buffer[] = [];
+    req.on('data', (part: Buffer) => parts.push(part));
+    req.on('end', () => {
+      const raw = Buffer.concat(parts);
+      const text = (req.headers['content-encoding'] === 'gzip' ? gunzipSync(raw) : raw).toString('utf8');
+      state.received.push({ headers: req.headers, size: raw.length, text, json: JSON.parse(text) as { objects: unknown[] } });
+      reply(res, index);
+    });
+  });
+  servers.push(server);
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  state.url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/v1/inventory`;
+  return state;
+}
+
+afterEach(async () => {
+  for (const server of servers.splice(0)) {
+    server.closeAllConnections();
+    if (server.listening) {
+      server.close();
+      await once(server, 'close');
+    }
+  }
+});
+
+let root: string;
+let fileCount = 0;
+before(async () => {
+  root = await mkdtemp(join(tmpdir(), 'crowsnest-upload-'));
+});
+after(async () => {
+  await rm(root, { recursive: true, force: true });
+});
+
+/** Writes `objects` as the spool file the collector leaves: gzip NDJSON. */
+async function spool(objects: readonly unknown[]): Promise<string> {
+  const path = join(root, `spool-${fileCount++}.ndjson.gz`);
+  await writeFile(path, gzipSync(objects.map((o) => `${JSON.stringify(o)}\n`).join('')));
+  return path;
+}
+
+/** An object whose NDJSON line is exactly `bytes` long. */
+function objectOfSize(name: string, bytes: number): Record<string, unknown> {
+  const object = { kind: 'ConfigMap', metadata: { name }, data: { pad: '' } };
+  const base = JSON.stringify(object).length;
+  object.data.pad = 'x'.repeat(bytes - base);
+  assert.equal(JSON.stringify(object).length, bytes);
+  return object;
+}
+
+function options(url: string, overrides: Partial<EndpointOptions> = {}): EndpointOptions {
+  return {
+    url,
+    accessKey: 'ak-123',
+    secretKey: 'sk-456',
+    clusterId: 'prod-eu',
+    runId: 'run-0001',
+    chunkBytes: 4 * 1024 * 1024,
+    timeoutMs: 10_000,
+    maxAttempts: 3,
+    retryInitialMs: 100,
+    userAgent: 'crowsnest/test',
+    signal: new AbortController().signal,
+    clock: new FakeClock(),
+    ...overrides,
+  };
+}
+
+/** Polls (real time, only to notice progress; correctness never depends on it) until `condition` holds. */
+async function until(condition: () => boolean, what: string): Promise<void> {
+  for (let i = 0; i < 2000; i++) {
+    if (condition()) return;
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+  assert.fail(`timed out waiting for ${what}`);
+}
+
+/** Fires every retry delay of `clock` as soon as it is scheduled. Returns the stop function. */
+function autoAdvance(clock: FakeClock): () => void {
+  const interval = setInterval(() => {
+    if (clock.pendingTimers > 0) clock.advance(10 * 60_000);
+  }, 2);
+  return () => clearInterval(interval);
+}
+
+function names(received: readonly Received[]): string[][] {
+  return received.map((r) => r.json.objects.map((o) => (o as { metadata: { name: string } }).metadata.name));
+}
+
+describe('uploadSnapshot: chunking', () => {
+  it('cuts the snapshot into chunks by the byte budget and sends every object once, in order', async () => {
+    const server = await endpoint();
+    const objects = Array.from({ length: 10 }, (_, i) => objectOfSize(`cm-${i}`, 100));
+    // each line counts 101 bytes (with its separator): two fit into 250, a third does not
+    const result = await uploadSnapshot(await spool(objects), options(server.url, { chunkBytes: 250 }));
+
+    assert.deepEqual(names(server.received), [['cm-0', 'cm-1'], ['cm-2', 'cm-3'], ['cm-4', 'cm-5'], ['cm-6', 'cm-7'], ['cm-8', 'cm-9']]);
+    assert.deepEqual(server.received.flatMap((r) => r.json.objects), objects);
+    assert.deepEqual(result, {
+      chunks: 5,
+      objects: 10,
+      rawBytes: server.received.reduce((sum, r) => sum + Buffer.byteLength(r.text), 0),
+      sentBytes: server.received.reduce((sum, r) => sum + r.size, 0),
+      retries: 0,
+    });
+    assert.equal(result.rawBytes, 5 * (2 * 100 + 1 + '{"objects":[]}'.length));
+  });
+
+  it('labels every chunk with the run, its index and whether it is the last', async () => {
+    const server = await endpoint();
+    const objects = Array.from({ length: 3 }, (_, i) => objectOfSize(`cm-${i}`, 100));
+    await uploadSnapshot(await spool(objects), options(server.url, { chunkBytes: 150 }));
+
+    assert.equal(server.received.length, 3);
+    for (const [index, { headers }] of server.received.entries()) {
+      assert.equal(headers['x-crowsnest-run-id'], 'run-0001');
+      assert.equal(headers['x-crowsnest-cluster-id'], 'prod-eu');
+      assert.equal(headers['x-crowsnest-chunk-index'], String(index));
+      assert.equal(headers['x-crowsnest-chunk-final'], index === 2 ? 'true' : 'false');
+      assert.equal(headers['x-crowsnest-access-key'], 'ak-123');
+      assert.equal(headers['x-crowsnest-secret-key'], 'sk-456');
+      assert.equal(headers['content-encoding'], 'gzip');
+      assert.equal(headers['content-type'], 'application/json');
+      assert.equal(headers['user-agent'], 'crowsnest/test');
+    }
+  });
+
+  it('sends no key headers when no keys are configured', async () => {
+    const server = await endpoint();
+    const { accessKey: _a, secretKey: _s, ...withoutKeys } = options(server.url);
+    await uploadSnapshot(await spool([objectOfSize('a', 80)]), withoutKeys);
+    assert.equal(server.received.length, 1);
+    assert.equal(server.received[0]?.headers['x-crowsnest-access-key'], undefined);
+    assert.equal(server.received[0]?.headers['x-crowsnest-secret-key'], undefined);
+  });
+
+  it('sends an object larger than the budget alone', async () => {
+    const server = await endpoint();
+    const objects = [objectOfSize('a', 100), objectOfSize('b', 100), objectOfSize('big', 1000), objectOfSize('c', 100), objectOfSize('d', 100)];
+    const result = await uploadSnapshot(await spool(objects), options(server.url, { chunkBytes: 250 }));
+    assert.deepEqual(names(server.received), [['a', 'b'], ['big'], ['c', 'd']]);
+    assert.equal(result.chunks, 3);
+    assert.equal(result.objects, 5);
+  });
+
+  it('sends a first object larger than the budget alone too', async () => {
+    const server = await endpoint();
+    const objects = [objectOfSize('big', 1000), objectOfSize('a', 100)];
+    await uploadSnapshot(await spool(objects), options(server.url, { chunkBytes: 250 }));
+    assert.deepEqual(names(server.received), [['big'], ['a']]);
+  });
+
+  it('sends one final {"objects":[]} chunk for an empty snapshot', async () => {
+    const server = await endpoint();
+    const result = await uploadSnapshot(await spool([]), options(server.url));
+    assert.equal(server.received.length, 1);
+    assert.equal(server.received[0]?.text, '{"objects":[]}');
+    assert.equal(server.received[0]?.headers['x-crowsnest-chunk-index'], '0');
+    assert.equal(server.received[0]?.headers['x-crowsnest-chunk-final'], 'true');
+    assert.deepEqual(result, { chunks: 1, objects: 0, rawBytes: 14, sentBytes: server.received[0]?.size, retries: 0 });
+  });
+
+  it('accepts any 2xx answer as success', async () => {
+    const server = await endpoint((res) => res.writeHead(200, { 'content-type': 'application/json' }).end('{"ok":true}'));
+    const result = await uploadSnapshot(await spool([objectOfSize('a', 80)]), options(server.url));
+    assert.equal(result.chunks, 1);
+    assert.equal(result.retries, 0);
+  });
+});
+
+describe('uploadSnapshot: retries', () => {
+  it('waits as long as Retry-After asks on 503, on the injected clock, then succeeds', async () => {
+    const server = await endpoint((res, n) => {
+      if (n === 0) res.writeHead(503, { 'retry-after': '1' }).end('busy');
+      else res.writeHead(204).end();
+    });
+    const clock = new FakeClock();
+    const retries: unknown[] = [];
+    let settled = false;
+    const upload = uploadSnapshot(await spool([objectOfSize('a', 80)]), options(server.url, { clock, onRetry: (info) => retries.push(info) }))
+      .finally(() => (settled = true));
+
+    await until(() => clock.pendingTimers === 1, 'the retry delay');
+    assert.deepEqual(retries, [{ chunk: 0, attempt: 1, waitMs: 1000, reason: 'HTTP 503: busy' }]);
+    clock.advance(999);
+    assert.equal(clock.pendingTimers, 1, 'still waiting 1 ms before Retry-After passed');
+    assert.equal(server.arrived, 1);
+    assert.equal(settled, false);
+    clock.advance(1);
+    assert.equal(clock.pendingTimers, 0);
+
+    const result = await upload;
+    assert.equal(server.arrived, 2);
+    assert.equal(result.retries, 1);
+    assert.equal(result.chunks, 1);
+    assert.equal(server.received[1]?.headers['x-crowsnest-chunk-index'], '0', 'the same chunk is sent again');
+    assert.deepEqual(server.received[0]?.json, server.received[1]?.json);
+  });
+
+  it('reads Retry-After as an HTTP date against the injected clock and caps long waits at 2 minutes', async () => {
+    const clock = new FakeClock();
+    const retryAfter = [new Date(clock.now() + 5000).toUTCString(), '3600'];
+    const server = await endpoint((res, n) => {
+      if (n < 2) res.writeHead(429, { 'retry-after': retryAfter[n] }).end();
+      else res.writeHead(204).end();
+    });
+    const waits: number[] = [];
+    const stop = autoAdvance(clock);
+    try {
+      const result = await uploadSnapshot(await spool([objectOfSize('a', 80)]), options(server.url, { clock, onRetry: (info) => waits.push(info.waitMs) }));
+      assert.equal(result.retries, 2);
+    } finally {
+      stop();
+    }
+    assert.deepEqual(waits, [5000, 120_000]);
+  });
+
+  it('backs off exponentially without Retry-After and counts retries across chunks', async () => {
+    const server = await endpoint((res, n) => {
+      // chunk 0: fails once; chunk 1: fails twice
+      if (n === 0 || n === 2 || n === 3) res.writeHead(500).end('oops');
+      else res.writeHead(204).end();
+    });
+    const clock = new FakeClock();
+    const retries: { chunk: number; attempt: number; waitMs: number; reason: string }[] = [];
+    const stop = autoAdvance(clock);
+    let result: UploadResult | undefined;
+    try {
+      const objects = [objectOfSize('a', 100), objectOfSize('b', 100)];
+      result = await uploadSnapshot(await spool(objects), options(server.url, { clock, chunkBytes: 150, maxAttempts: 3, onRetry: (info) => retries.push(info) }));
+    } finally {
+      stop();
+    }
+    assert.equal(result?.retries, 3);
+    assert.equal(result?.chunks, 2);
+    assert.deepEqual(names(server.received), [['a'], ['a'], ['b'], ['b'], ['b']]);
+    assert.deepEqual(retries.map(({ chunk, attempt, reason }) => ({ chunk, attempt, reason })), [
+      { chunk: 0, attempt: 1, reason: 'HTTP 500: oops' },
+      { chunk: 1, attempt: 1, reason: 'HTTP 500: oops' },
+      { chunk: 1, attempt: 2, reason: 'HTTP 500: oops' },
+    ]);
+    // 100 ms, jitter up to 20 %, doubling per attempt of the same chunk
+    const [first, second, third] = retries.map((r) => r.waitMs) as [number, number, number];
+    assert.ok(first >= 100 && first <= 120, `first wait ${first}`);
+    assert.ok(second >= 100 && second <= 120, `a new chunk starts its backoff over, got ${second}`);
+    assert.ok(third >= 200 && third <= 240, `second wait of a chunk doubles, got ${third}`);
+  });
+
+  it('gives up after maxAttempts of 5xx with the last status', async () => {
+    const server = await endpoint((res) => res.writeHead(502).end('bad gateway'));
+    const clock = new FakeClock();
+    const stop = autoAdvance(clock);
+    try {
+      await assert.rejects(uploadSnapshot(await spool([objectOfSize('a', 80)]), options(server.url, { clock, maxAttempts: 2 })), (err: unknown) => {
+        assert.ok(err instanceof UploadError);
+        assert.equal(err.message, 'endpoint unreachable for chunk 0 after 2 attempts: HTTP 502: bad gateway');
+        assert.equal(err.attempts, 2);
+        assert.equal(err.status, 502);
+        assert.equal(err.chunk, 0);
+        return true;
+      });
+    } finally {
+      stop();
+    }
+    assert.equal(server.arrived, 2);
+  });
+
+  it('reports the chunk that failed when earlier chunks were delivered', async () => {
+    const server = await endpoint((res, n) => (n === 0 ? res.writeHead(204).end() : res.writeHead(400).end('bad chunk')));
+    const objects = [objectOfSize('a', 100), objectOfSize('b', 100)];
+    await assert.rejects(uploadSnapshot(await spool(objects), options(server.url, { chunkBytes: 150 })), (err: unknown) => {
+      assert.ok(err instanceof UploadError);
+      assert.equal(err.chunk, 1);
+      assert.equal(err.message, 'endpoint refused chunk 1: HTTP 400: bad chunk');
+      return true;
+    });
+  });
+
+  const refusals: { status: number; hint: string }[] = [
+    { status: 401, hint: ' (check the access and secret keys)' },
+    { status: 403, hint: ' (check the access and secret keys)' },
+    { status: 413, hint: ' (lower --chunk-size)' },
+    { status: 400, hint: '' },
+  ];
+  for (const { status, hint } of refusals) {
+    it(`fails at once on ${status}${hint ? ` with the hint${hint}` : ''}`, async () => {
+      const server = await endpoint((res) => res.writeHead(status).end('denied'));
+      const clock = new FakeClock();
+      await assert.rejects(uploadSnapshot(await spool([objectOfSize('a', 80)]), options(server.url, { clock, maxAttempts: 5 })), (err: unknown) => {
+        assert.ok(err instanceof UploadError);
+        assert.equal(err.message, `endpoint refused chunk 0: HTTP ${status}: denied${hint}`);
+        assert.equal(err.attempts, 1);
+        assert.equal(err.status, status);
+        return true;
+      });
+      assert.equal(server.arrived, 1);
+      assert.equal(clock.pendingTimers, 0);
+    });
+  }
+
+  it('retries a refused connection and fails after maxAttempts without a status', async () => {
+    const closed = await endpoint();
+    const url = closed.url;
+    await closed.close();
+    const clock = new FakeClock();
+    const retries: string[] = [];
+    const stop = autoAdvance(clock);
+    try {
+      await assert.rejects(uploadSnapshot(await spool([objectOfSize('a', 80)]), options(url, { clock, maxAttempts: 3, onRetry: (info) => retries.push(info.reason) })), (err: unknown) => {
+        assert.ok(err instanceof UploadError);
+        assert.equal(err.attempts, 3);
+        assert.equal(err.status, undefined);
+        assert.match(err.message, /^endpoint unreachable for chunk 0 after 3 attempts: /);
+        return true;
+      });
+    } finally {
+      stop();
+    }
+    assert.equal(retries.length, 2);
+  });
+});
+
+describe('uploadSnapshot: cancellation', () => {
+  it('stops waiting for a retry when the signal aborts, without another request', async () => {
+    const server = await endpoint((res) => res.writeHead(503).end());
+    const clock = new FakeClock();
+    const controller = new AbortController();
+    const upload = uploadSnapshot(await spool([objectOfSize('a', 80)]), options(server.url, { clock, signal: controller.signal, maxAttempts: 10 }));
+    await until(() => clock.pendingTimers === 1, 'the retry delay');
+    controller.abort();
+    await assert.rejects(upload, (err: unknown) => {
+      assert.ok(!(err instanceof UploadError), 'an abort is not an endpoint failure');
+      return true;
+    });
+    assert.equal(server.arrived, 1);
+    assert.equal(clock.pendingTimers, 0);
+  });
+
+  it('abandons a request the endpoint does not answer', async () => {
+    const server = await endpoint(() => {
+      // never answers
+    });
+    const controller = new AbortController();
+    const upload = uploadSnapshot(await spool([objectOfSize('a', 80)]), options(server.url, { signal: controller.signal }));
+    await until(() => server.received.length === 1, 'the request');
+    controller.abort();
+    await assert.rejects(upload, (err: unknown) => !(err instanceof UploadError));
+  });
+
+  it('does not start when the signal has already aborted', async () => {
+    const server = await endpoint();
+    const controller = new AbortController();
+    controller.abort();
+    await assert.rejects(uploadSnapshot(await spool([objectOfSize('a', 80)]), options(server.url, { signal: controller.signal })));
+    assert.equal(server.arrived, 0);
+  });
+});
