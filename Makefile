@@ -44,8 +44,8 @@ testbed: ## build the control-plane binaries into the cache (once per machine)
 test: build test-unit test-integration ## all tests: unit, then integration on a real local control plane
 
 .PHONY: test-unit
-test-unit: deps ## unit tests (pure logic, fake clocks)
-	@$(RUN) node --test 'src/**/*.test.ts'
+test-unit: deps ## unit tests (pure logic, fake clocks), and the host port scan compared with ss
+	@$(RUN) node --test 'src/**/*.test.ts' 'test/host/**/*.test.ts'
 
 .PHONY: test-integration
 test-integration: deps testbed ## integration tests against one shared local control plane

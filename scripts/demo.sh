@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # `make demo`: Crowsnest against the local control plane started by `make cluster`.
 # The cluster, `crowsnest version`, then `crowsnest operator` winning its Lease and keeping a
-# log-reader Role for an opted-in Deployment as it scales; then a clean shutdown on SIGTERM.
+# log-reader Role for an opted-in Deployment as it scales; then a clean shutdown on SIGTERM;
+# then inventory snapshots into ./reports and a diff between two of them; then this machine's
+# port scan and a cluster port report.
 set -euo pipefail
 dir="${1:-.cluster}"
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -82,5 +84,32 @@ echo "--- operator log"
 cat "$log"
 echo "--- lease after shutdown (released: no holder)"
 kubectl -n crowsnest-system get lease crowsnest-operator -o jsonpath='{.spec}{"\n"}'
+
+step "inventory: one snapshot of the cluster into ./reports (Secrets included, values redacted)"
+kubectl -n shop create secret generic db --from-literal=password=demo-password-123 --dry-run=client -o yaml | kubectl apply -f - >/dev/null
+reports="$repo/reports"
+"$repo/bin/crowsnest" inventory collect local --add-types secrets --report-dir "$reports" --log-level warn
+first="$(ls -t "$reports"/inventory-local-*.ndjson.gz | head -1)"
+echo "the Secret as collected:"
+zcat "$first" | grep '"name":"db"' | head -1
+if zcat "$first" | grep -q demo-password-123; then echo "LEAK: the secret value is in the snapshot" >&2; exit 1; fi
+
+step "inventory: change something, snapshot again, diff"
+sleep 1 # snapshot names have one-second resolution
+kubectl -n shop scale deployment/api --replicas=1 >/dev/null
+kubectl -n shop create configmap settings --from-literal=mode=fast --dry-run=client -o yaml | kubectl apply -f - >/dev/null
+kubectl -n shop rollout status deployment/api --timeout=60s >/dev/null
+"$repo/bin/crowsnest" inventory collect local --add-types secrets --report-dir "$reports" --log-level warn >/dev/null
+second="$(ls -t "$reports"/inventory-local-*.ndjson.gz | head -1)"
+"$repo/bin/crowsnest" inventory diff "$first" "$second" || true
+
+step "ports: this machine's listening sockets (what ss -ltnup lists), from /proc"
+"$repo/bin/crowsnest" ports scan | head -20
+
+step "ports: a report of every node (a scan pod per node; kwok nodes run nothing, so this script runs each scan locally)"
+node "$repo/scripts/demo-ports.ts" "$dir" "$reports" crowsnest-system
+latest="$(ls -t "$reports"/ports-*.txt | head -1)"
+echo "--- $latest (first lines)"
+head -25 "$latest"
 
 step "done: the cluster keeps running; 'make cluster-down' stops it"

@@ -2,8 +2,9 @@
  * The `crowsnest` command line: one binary, one subcommand per role (see ARCHITECTURE.md).
  *
  * This file only wires commander to the option resolvers (`options.ts`) and to the code that runs
- * each command. Anything heavy — client-node, pino, prom-client, the operator — is imported inside
- * the command that needs it, so `crowsnest --help` starts in well under 300 ms.
+ * each command. Anything heavy — the kubeconfig loader and HTTP client, pino, prom-client, the
+ * operator — is imported inside the command that needs it, so `crowsnest --help` starts in well
+ * under 300 ms.
  */
 import { Command, CommanderError, Option } from 'commander';
 import { version } from '../version.ts';
@@ -22,6 +23,7 @@ import { runVersionCommand, versionOutputs } from './version.ts';
 import { addInventoryCommand } from './inventory.ts';
 import { rewriteSeedFlags } from './inventory-options.ts';
 import { EXIT_OK, EXIT_FAILURE, EXIT_USAGE, processIO, requireGlobals, type CliIO, type RunState } from './command.ts';
+import { addPortsCommand } from './ports.ts';
 
 export { EXIT_OK, EXIT_FAILURE, EXIT_USAGE, type CliIO } from './command.ts';
 
@@ -83,6 +85,7 @@ function buildProgram(io: CliIO, state: RunState): Command {
   });
 
   addOperatorCommand(program, io, state);
+  addPortsCommand(program, io, state);
   addInventoryCommand(program, io, state);
   addVersionCommand(program, io, state);
   program.addHelpText('after', () => rootHelpFooter(program));

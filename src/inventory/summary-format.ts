@@ -20,12 +20,16 @@ export function renderSummaryText(summary: RunSummary): string {
   if (sink.kind === 'stdout') lines.push('  dry run: printed to stdout, nothing written or sent');
   lines.push(`  run id ${summary.runId}, redaction ${summary.redaction.enabled ? 'on' : 'OFF'}`);
 
-  const width = Math.max(4, ...summary.types.map((type) => type.type.length));
+  // Types with nothing in them are counted, not listed: on most clusters they are half the set.
+  const shown = summary.types.filter((type) => type.objects > 0 || type.error);
+  const empty = summary.types.length - shown.length;
+  const width = Math.max(4, ...shown.map((type) => type.type.length));
   lines.push('', `  ${'TYPE'.padEnd(width)}  OBJECTS  PAGES`);
-  for (const type of summary.types) {
+  for (const type of shown) {
     const flag = type.error ? '  (incomplete)' : '';
     lines.push(`  ${type.type.padEnd(width)}  ${String(type.objects).padStart(7)}  ${String(type.pages).padStart(5)}${flag}`);
   }
+  if (empty) lines.push(`  (${empty} more type(s) with no objects)`);
   const problems: string[] = [];
   for (const group of summary.failedGroups) problems.push(`API group ${group.groupVersion} skipped: ${group.reason}`);
   for (const type of summary.skippedTypes) problems.push(`type ${type.type} incomplete: ${type.reason}`);

@@ -11,6 +11,7 @@ import { dirname, join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
+import { standInKubelet } from '../../testbed/scan-pods.ts';
 import { eventually, newNamespace, testbed } from './testbed.ts';
 
 const run = promisify(execFile);
@@ -153,5 +154,41 @@ describe('helm chart', () => {
     assert.equal(secrets.code, 3);
     assert.deepEqual(secrets.summary.skippedTypes.map((t) => t.type), ['secrets']);
     assert.match(secrets.summary.skippedTypes[0]!.reason, /403|forbidden/i);
+  });
+
+  it('runs ports collect with only the chart ServiceAccount: node list, scan pods and their logs in its namespace, nothing else', async () => {
+    const plane = await testbed();
+    const namespace = await newNamespace('chart-ports');
+    const release = `pt-${namespace.slice(-6)}`;
+    const manifests = await helmTemplate(release, namespace, ['--set', 'ports.enabled=true', '--show-only', 'templates/ports.yaml']);
+    assert.match(manifests, /schedule: "0 3 \* \* \*"/);
+    const out = await plane.kubectl(['apply', '-f', '-'], { input: manifests });
+    assert.match(out, /cronjob.batch\/pt-\w+-crowsnest-ports created/);
+    const dir = await mkdtemp(join(tmpdir(), 'crowsnest-chart-ports-'));
+    tempDirs.push(dir);
+    const kubeconfig = await serviceAccountKubeconfig(dir, namespace, `${release}-crowsnest-ports`);
+
+    const other = await newNamespace('chart-ports-other');
+    // `can-i get pods/log` would ask about a pod named "log": subresources go in --subresource.
+    for (const [verb, resource, subresource, ns, expected] of [
+      ['create', 'pods', '', namespace, 'yes'], ['get', 'pods', 'log', namespace, 'yes'], ['list', 'nodes', '', '', 'yes'],
+      ['create', 'pods', '', other, 'no'], ['get', 'secrets', '', namespace, 'no'], ['create', 'pods', 'exec', namespace, 'no'],
+      ['get', 'pods', 'exec', namespace, 'no'], ['get', 'nodes', 'proxy', '', 'no'], ['get', 'pods', 'log', other, 'no'],
+    ] as const) {
+      const answer = await run(join(plane.binDir, 'kubectl'), ['--kubeconfig', kubeconfig, 'auth', 'can-i', verb, resource, ...(subresource ? [`--subresource=${subresource}`] : []), ...(ns ? ['-n', ns] : [])])
+        .then((r) => r.stdout.trim(), (err: { stdout?: string }) => (err.stdout ?? '').trim());
+      assert.equal(answer, expected, `can-i ${verb} ${resource}/${subresource} in ${ns || 'cluster'}`);
+    }
+
+    const kubelet = standInKubelet(await testbed(), namespace, () => 'scan');
+    try {
+      const result = await run(join(repo, 'bin', 'crowsnest'), ['ports', 'collect', '--kubeconfig', kubeconfig, '--namespace', namespace, '--report-dir', join(dir, 'reports'), '--image', 'crowsnest:test', '--log-format', 'json'], { maxBuffer: 64 * 1024 * 1024 })
+        .then((r) => ({ code: 0, stdout: r.stdout, stderr: r.stderr }), (err: { code: number; stdout: string; stderr: string }) => err);
+      assert.equal(result.code, 0, result.stderr + result.stdout);
+      assert.doesNotMatch(result.stderr, /forbidden/i);
+      assert.match(result.stdout, /3 node\(s\) scanned, 0 failed/);
+    } finally {
+      await kubelet.stop();
+    }
   });
 });

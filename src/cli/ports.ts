@@ -1,0 +1,96 @@
+/**
+ * `crowsnest ports`: the sockets hosts listen on. Each subcommand registers itself on the
+ * `ports` command through its own `add…Command` function below; `scan` reads this host's /proc.
+ *
+ * Like every command module, this one stays cheap to import (`crowsnest --help` loads it): the
+ * scanner is imported when a subcommand runs; `ports/format.ts` has no imports but types.
+ */
+import { Option, type Command } from 'commander';
+import { EXIT_OK, requireGlobals, type CliIO, type RunState } from './command.ts';
+import { renderJson, renderTable, scanOutputs, scanWarnings, type ScanOutput } from '../ports/format.ts';
+import { OptionError } from './options.ts';
+import { addPortsCollectCommand } from './ports-collect.ts';
+
+/** Registers `crowsnest ports` and its subcommands on the root command. */
+export function addPortsCommand(program: Command, io: CliIO, state: RunState): void {
+  const ports = program
+    .command('ports')
+    .description('the sockets hosts listen on: TCP listeners and bound UDP sockets, with their processes');
+  addScanCommand(ports, io, state);
+  addPortsCollectCommand(ports, io, state);
+}
+
+function addScanCommand(ports: Command, io: CliIO, state: RunState): void {
+  const command = ports
+    .command('scan')
+    .description(
+      "list this host's listening sockets — what `ss -ltnup` lists — read from /proc: TCP in LISTEN and " +
+        'bound unconnected UDP, IPv4 and IPv6, each with its address, port and the process holding it',
+    )
+    .addOption(new Option('--proc <dir>', 'proc file system to read (default: /proc)'))
+    .addOption(
+      new Option(
+        '--net-pid <pid>',
+        "read the sockets of the network namespace of process <pid> (<dir>/<pid>/net) instead of crowsnest's " +
+          "own (<dir>/net); 1 is the host's from a pod with hostPID: true but without hostNetwork",
+      ),
+    )
+    .addOption(new Option('-o, --output <format>', 'output format').choices(scanOutputs).default('table'))
+    .addHelpText('after', SCAN_HELP);
+
+  command.action(async () => {
+    requireGlobals(state);
+    const procRoot = parseProcRoot(command.getOptionValue('proc'));
+    const netPid = parseNetPid(command.getOptionValue('netPid'));
+    const output = command.getOptionValue('output') as ScanOutput;
+
+    const { scanHost } = await import('../ports/scan.ts');
+    const scan = await scanHost({ procRoot, netPid });
+    io.stdout(output === 'json' ? renderJson(scan) : renderTable(scan));
+    // Warnings go to stderr so `-o json` output stays parseable; what they say is also in the JSON.
+    for (const warning of scanWarnings(scan)) io.stderr(`warning: ${warning}\n`);
+    state.exitCode = EXIT_OK;
+  });
+}
+
+/** `undefined` leaves the default to the scanner. */
+function parseProcRoot(value: unknown): string | undefined {
+  if (value === undefined) return undefined;
+  if (typeof value !== 'string' || value.trim() === '') {
+    throw new OptionError('--proc', `invalid value "${String(value)}" for --proc: must not be empty`);
+  }
+  return value;
+}
+
+function parseNetPid(value: unknown): number | undefined {
+  if (value === undefined) return undefined;
+  const text = String(value);
+  if (!/^\d+$/.test(text) || Number(text) < 1 || !Number.isSafeInteger(Number(text))) {
+    throw new OptionError('--net-pid', `invalid value "${text}" for --net-pid: must be a process id (a whole number of at least 1)`);
+  }
+  return Number(text);
+}
+
+const SCAN_HELP = `
+Sockets are those \`ss -ltnup\` lists, one line per socket (two SO_REUSEPORT listeners on one
+port are two lines). A \`::\` listener is reported as ipv6 even when it also accepts IPv4:
+/proc does not tell whether IPV6_V6ONLY is set. Processes are found through /proc/<pid>/fd;
+other users' processes are visible to root only, and sockets held by processes of another PID
+namespace have none: a warning on stderr says how many sockets lack a process, and why.
+
+Examples:
+  # Listening sockets of this host (as root, with every process)
+  sudo crowsnest ports scan
+
+  # The JSON document (apiVersion crowsnest.io/v1alpha1, kind HostPortScan), e.g. for jq
+  crowsnest ports scan -o json | jq '.sockets[] | select(.port == 22)'
+
+  # In a pod with hostPID: true: the node's sockets, not the pod's
+  crowsnest ports scan --net-pid 1
+
+  # The node's /proc mounted at /host/proc
+  crowsnest ports scan --proc /host/proc --net-pid 1
+
+Exit status: 0 success (even when some processes are unknown), 1 failure (no readable socket
+tables), 2 usage error.
+`;

@@ -1,0 +1,271 @@
+/**
+ * `crowsnest ports collect`: one scan pod per node, in parallel (bounded), results read back from
+ * the pods' logs, pods deleted whatever happens. The seed scanned one node at a time (~35 s
+ * each); here a 100-node cluster takes about as long as its slowest node.
+ *
+ * Per node: create the pod (see `pod.ts`) → wait, through one informer on this run's pods, until
+ * it Succeeded or Failed, or the per-node timeout passes → read its log → delete it. A node whose
+ * scan fails is reported with why (exit code and last log lines, image pull errors, timeout); the
+ * other nodes are not held up by it.
+ */
+import type { KubeClient } from '../kube/client.ts';
+import { mapConcurrent } from '../kube/concurrency.ts';
+import { describeError, isNotFound } from '../kube/errors.ts';
+import { Informer } from '../kube/informer.ts';
+import type { Logger } from '../kube/logger-type.ts';
+import { Resources, type KubeObject } from '../kube/resources.ts';
+import { buildScanPod, SCAN_CONTAINER, SCAN_POD_LABELS, SCAN_POD_COMPONENT, type ScanPodOptions } from './pod.ts';
+import { HOST_SCAN_KIND, type HostScan } from './scan.ts';
+
+export interface PortsCollectOptions {
+  /** Namespace the scan pods run in (the collector's own). */
+  readonly namespace: string;
+  readonly image: string;
+  readonly imagePullPolicy?: ScanPodOptions['imagePullPolicy'];
+  readonly processInfo: boolean;
+  readonly priorityClassName?: string;
+  /** Nodes scanned at once. */
+  readonly concurrency: number;
+  /** Per node, from pod creation to its result, in milliseconds. */
+  readonly nodeTimeoutMs: number;
+  /** Only nodes matching this label selector. */
+  readonly nodeSelector?: string;
+  readonly runId: string;
+  readonly logger: Logger;
+  readonly signal: AbortSignal;
+}
+
+/** What one node's scan produced. */
+export type NodeScanOutcome =
+  | { readonly node: string; readonly ok: true; readonly scan: HostScan; readonly durationMs: number }
+  | { readonly node: string; readonly ok: false; readonly reason: string; readonly durationMs: number };
+
+interface NodeObject extends KubeObject {
+  status?: { conditions?: { type: string; status: string; reason?: string }[] };
+}
+
+interface PodObject extends KubeObject {
+  spec?: { nodeName?: string };
+  status?: {
+    phase?: string;
+    reason?: string;
+    message?: string;
+    containerStatuses?: {
+      name: string;
+      state?: {
+        waiting?: { reason?: string; message?: string };
+        terminated?: { exitCode?: number; reason?: string; message?: string };
+      };
+    }[];
+  };
+}
+
+/** Waiting reasons that will not resolve by themselves: fail the node now instead of at the timeout. */
+const PERMANENT_WAITING_REASONS = new Set(['InvalidImageName', 'CreateContainerConfigError', 'CreateContainerError', 'ErrImageNeverPull']);
+/** Enough for a host with ~100,000 listening sockets; a larger log is cut and fails to parse, loudly. */
+const MAX_LOG_BYTES = 64 * 1024 * 1024;
+/** Last log lines quoted when a scan fails. */
+const FAILURE_LOG_LINES = 5;
+
+/** Lists the nodes to scan (paged). */
+export async function listNodes(client: KubeClient, nodeSelector: string | undefined, signal: AbortSignal): Promise<NodeObject[]> {
+  const nodes: NodeObject[] = [];
+  let continueToken: string | undefined;
+  do {
+    const page = await client.json<{ items: NodeObject[]; metadata?: { continue?: string } }>('/api/v1/nodes', {
+      query: { limit: 500, continue: continueToken, labelSelector: nodeSelector },
+      signal,
+    });
+    nodes.push(...page.items);
+    continueToken = page.metadata?.continue || undefined;
+  } while (continueToken);
+  return nodes.sort((a, b) => (a.metadata?.name ?? '').localeCompare(b.metadata?.name ?? ''));
+}
+
+/** Scans every node; never throws for a node's failure (see the outcomes), only for cluster-level ones. */
+export async function collectPorts(client: KubeClient, options: PortsCollectOptions): Promise<NodeScanOutcome[]> {
+  const { logger } = options;
+  const nodes = await listNodes(client, options.nodeSelector, options.signal);
+  logger.info({ nodes: nodes.length, concurrency: options.concurrency }, 'scanning nodes');
+
+  const stop = new AbortController();
+  const onAbort = (): void => stop.abort();
+  options.signal.addEventListener('abort', onAbort, { once: true });
+  const informer = new Informer<PodObject>({
+    client,
+    type: Resources.pods,
+    name: 'ports-scan-pods',
+    namespace: options.namespace,
+    labelSelector: `${SCAN_POD_LABELS.runId}=${options.runId}`,
+  });
+  const running = informer.run(stop.signal);
+  try {
+    await informer.waitForSync(stop.signal);
+    return await mapConcurrent(nodes, options.concurrency, async (node) => {
+      const name = node.metadata?.name ?? '';
+      const started = Date.now();
+      const notReady = node.status?.conditions?.find((c) => c.type === 'Ready' && c.status !== 'True');
+      if (notReady) {
+        return { node: name, ok: false, reason: `node is not Ready (${notReady.reason ?? notReady.status})`, durationMs: 0 } as const;
+      }
+      try {
+        const scan = await scanNode(client, informer, name, options);
+        logger.info({ node: name, sockets: scan.sockets.length, durationMs: Date.now() - started }, 'node scanned');
+        return { node: name, ok: true, scan, durationMs: Date.now() - started } as const;
+      } catch (err) {
+        if (options.signal.aborted) throw err;
+        const reason = err instanceof Error ? err.message : String(err);
+        logger.warn({ node: name, reason }, 'node scan failed');
+        return { node: name, ok: false, reason, durationMs: Date.now() - started } as const;
+      }
+    });
+  } finally {
+    stop.abort();
+    await running.catch(() => {});
+    options.signal.removeEventListener('abort', onAbort);
+    // A sweep for anything a crash between create and delete left behind.
+    await client
+      .send(`/api/v1/namespaces/${encodeURIComponent(options.namespace)}/pods`, {
+        method: 'DELETE',
+        query: { labelSelector: `${SCAN_POD_LABELS.runId}=${options.runId}`, gracePeriodSeconds: 0 },
+      })
+      .then((res) => res.body?.cancel())
+      .catch((err: unknown) => logger.warn({ reason: describeError(err) }, 'could not sweep scan pods'));
+  }
+}
+
+async function scanNode(client: KubeClient, informer: Informer<PodObject>, node: string, options: PortsCollectOptions): Promise<HostScan> {
+  const manifest = buildScanPod({
+    namespace: options.namespace,
+    node,
+    runId: options.runId,
+    image: options.image,
+    ...(options.imagePullPolicy ? { imagePullPolicy: options.imagePullPolicy } : {}),
+    processInfo: options.processInfo,
+    activeDeadlineSeconds: Math.max(1, Math.ceil(options.nodeTimeoutMs / 1000)),
+    ...(options.priorityClassName ? { priorityClassName: options.priorityClassName } : {}),
+  });
+  const podsPath = `/api/v1/namespaces/${encodeURIComponent(options.namespace)}/pods`;
+  const created = await client.json<PodObject>(podsPath, { method: 'POST', body: manifest, signal: options.signal });
+  const podName = created.metadata?.name ?? '';
+  const podPath = `${podsPath}/${encodeURIComponent(podName)}`;
+  try {
+    const finished = await waitForPod(informer, options.namespace, podName, options.nodeTimeoutMs, options.signal);
+    const log = await readLog(client, podPath, options.signal);
+    if (finished.status?.phase !== 'Succeeded') throw new Error(describeFailure(finished, log));
+    return parseScanOutput(log);
+  } finally {
+    await client
+      .send(podPath, { method: 'DELETE', query: { gracePeriodSeconds: 0 } })
+      .then((res) => res.body?.cancel())
+      .catch((err: unknown) => {
+        if (!isNotFound(err)) options.logger.warn({ pod: podName, reason: describeError(err) }, 'could not delete scan pod; the end-of-run sweep retries');
+      });
+  }
+}
+
+/** Resolves with the pod once it is Succeeded or Failed; rejects on timeout, permanent errors or deletion. */
+function waitForPod(informer: Informer<PodObject>, namespace: string, name: string, timeoutMs: number, signal: AbortSignal): Promise<PodObject> {
+  return new Promise((resolve, reject) => {
+    let lastWaiting = '';
+    let seen = false;
+    const finish = (fn: () => void): void => {
+      clearTimeout(timer);
+      unsubscribe();
+      signal.removeEventListener('abort', onAbort);
+      fn();
+    };
+    const check = (): void => {
+      const pod = informer.store.getByName(namespace, name);
+      if (!pod) {
+        if (seen) finish(() => reject(new Error('scan pod was deleted before it finished')));
+        return;
+      }
+      seen = true;
+      const phase = pod.status?.phase;
+      if (phase === 'Succeeded' || phase === 'Failed') return finish(() => resolve(pod));
+      const waiting = pod.status?.containerStatuses?.find((c) => c.name === SCAN_CONTAINER)?.state?.waiting;
+      if (waiting?.reason) {
+        lastWaiting = `${waiting.reason}${waiting.message ? `: ${waiting.message}` : ''}`;
+        if (PERMANENT_WAITING_REASONS.has(waiting.reason)) finish(() => reject(new Error(`scan pod cannot start: ${lastWaiting}`)));
+      }
+    };
+    const onAbort = (): void => finish(() => reject(signal.reason ?? new Error('aborted')));
+    const timer = setTimeout(() => {
+      const pod = informer.store.getByName(namespace, name);
+      const state = pod ? `phase ${pod.status?.phase ?? 'unknown'}${lastWaiting ? `, ${lastWaiting}` : ''}` : 'pod not seen';
+      finish(() => reject(new Error(`timed out after ${Math.round(timeoutMs / 1000)}s (${state})`)));
+    }, timeoutMs);
+    const unsubscribe = informer.on({
+      onAdd: (pod) => pod.metadata?.name === name && check(),
+      onUpdate: (_old, pod) => pod.metadata?.name === name && check(),
+      onDelete: (pod) => pod.metadata?.name === name && check(),
+    });
+    signal.addEventListener('abort', onAbort, { once: true });
+    check();
+  });
+}
+
+async function readLog(client: KubeClient, podPath: string, signal: AbortSignal): Promise<string> {
+  try {
+    const res = await client.send(`${podPath}/log`, { query: { container: SCAN_CONTAINER, limitBytes: MAX_LOG_BYTES }, signal, accept: '*/*' });
+    return await res.text();
+  } catch (err) {
+    if (signal.aborted) throw err;
+    return `(log unavailable: ${describeError(err)})`;
+  }
+}
+
+function describeFailure(pod: PodObject, log: string): string {
+  const terminated = pod.status?.containerStatuses?.find((c) => c.name === SCAN_CONTAINER)?.state?.terminated;
+  const parts = [`scan pod ${pod.status?.phase ?? 'failed'}`];
+  if (terminated?.exitCode !== undefined) parts.push(`exit code ${terminated.exitCode}`);
+  if (terminated?.reason) parts.push(terminated.reason);
+  if (pod.status?.reason) parts.push(pod.status.reason); // e.g. DeadlineExceeded, Evicted
+  const tail = log.trim().split('\n').slice(-FAILURE_LOG_LINES).join(' | ');
+  return `${parts.join(', ')}${tail ? `; log: ${tail}` : ''}`;
+}
+
+/**
+ * The scan's JSON from a container log, which interleaves stdout and stderr: warning lines that
+ * the scanner and Node print on stderr are set aside first.
+ */
+export function parseScanOutput(log: string): HostScan {
+  const kept = log.split('\n').filter((line) => !/^(warning: |\(node:\d+\) )/.test(line)).join('\n').trim();
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(kept);
+  } catch {
+    throw new Error(`scan output is not JSON: ${kept.slice(0, 200)}`);
+  }
+  const scan = parsed as Partial<HostScan>;
+  if (scan.kind !== HOST_SCAN_KIND || !Array.isArray(scan.sockets)) {
+    throw new Error(`scan output is not a ${HOST_SCAN_KIND} document (kind ${String(scan.kind)})`);
+  }
+  return scan as HostScan;
+}
+
+/** Scan pods older than this belong to a collector that died: no run waits that long for a node. */
+const STALE_POD_AGE_MS = 3_600_000;
+
+/**
+ * Deletes scan pods that a killed collector left behind: those of other runs older than an hour
+ * (a concurrent run's pods are younger and left alone).
+ */
+export async function sweepStalePods(client: KubeClient, namespace: string, runId: string, logger: Logger, nowMs = Date.now()): Promise<number> {
+  const podsPath = `/api/v1/namespaces/${encodeURIComponent(namespace)}/pods`;
+  try {
+    const list = await client.json<{ items: PodObject[] }>(podsPath, {
+      query: { labelSelector: `${SCAN_POD_LABELS.component}=${SCAN_POD_COMPONENT},${SCAN_POD_LABELS.runId}!=${runId}` },
+    });
+    const stale = list.items.filter((pod) => nowMs - Date.parse(pod.metadata?.creationTimestamp ?? '') > STALE_POD_AGE_MS);
+    for (const pod of stale) {
+      await client.send(`${podsPath}/${encodeURIComponent(pod.metadata?.name ?? '')}`, { method: 'DELETE', query: { gracePeriodSeconds: 0 } }).then((res) => res.body?.cancel());
+    }
+    if (stale.length) logger.info({ pods: stale.length }, 'removed scan pods left by earlier runs');
+    return stale.length;
+  } catch (err) {
+    logger.warn({ reason: describeError(err) }, 'could not remove scan pods of earlier runs');
+    return 0;
+  }
+}

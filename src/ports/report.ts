@@ -1,0 +1,252 @@
+/**
+ * The cluster port report: one per `ports collect` run, in the report directory
+ * (`PATH_REPORTS`, the seed's `PATH_REPORT`, default `./reports`), named by UTC time:
+ * `ports-<YYYYMMDDTHHMMSSZ>.json` (the data, with the diff against the previous report) and
+ * `ports-<…>.txt` (the same for people: per node its ports, the failed nodes and why, what
+ * opened and closed). Files are written to a temporary name and renamed, so the newest report is
+ * always a whole one — it is what the next run diffs against.
+ */
+import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { NodeScanOutcome } from './collect.ts';
+import type { Family, HostSocket, Protocol, ProcessInfo } from './scan.ts';
+
+export const CLUSTER_PORT_REPORT_KIND = 'ClusterPortReport';
+
+/** One listening socket in a report; like {@link HostSocket} without the per-host inode and uid. */
+export interface ReportedPort {
+  readonly protocol: Protocol;
+  readonly family: Family;
+  readonly address: string;
+  readonly port: number;
+  readonly pid?: number;
+  readonly process?: string;
+}
+
+export interface NodePorts {
+  readonly node: string;
+  readonly scannedAt: string;
+  readonly ports: readonly ReportedPort[];
+  readonly processInfo: ProcessInfo;
+  readonly malformedLines: number;
+}
+
+export interface NodePortsDiff {
+  readonly node: string;
+  readonly opened: readonly ReportedPort[];
+  readonly closed: readonly ReportedPort[];
+}
+
+export interface PortsDiff {
+  /** File name of the report compared with. */
+  readonly previousReport: string;
+  readonly previousRunAt: string;
+  /** Nodes with ports opened or closed; nodes without changes are left out. */
+  readonly nodes: readonly NodePortsDiff[];
+  /** Scanned now, absent from the previous report. */
+  readonly newNodes: readonly string[];
+  /** In the previous report, absent now (gone from the cluster or not selected). */
+  readonly goneNodes: readonly string[];
+  /** Nodes that failed now or then: no comparison possible. */
+  readonly notCompared: readonly string[];
+}
+
+export interface ClusterPortReport {
+  readonly apiVersion: 'crowsnest.io/v1alpha1';
+  readonly kind: typeof CLUSTER_PORT_REPORT_KIND;
+  readonly runId: string;
+  readonly startedAt: string;
+  readonly finishedAt: string;
+  readonly durationMs: number;
+  readonly nodes: readonly NodePorts[];
+  readonly failed: readonly { readonly node: string; readonly reason: string }[];
+  /** Absent on the first run (no previous report). */
+  readonly diff?: PortsDiff;
+}
+
+/** Builds the report from the per-node outcomes and, when there is one, the previous report. */
+export function buildReport(input: {
+  readonly runId: string;
+  readonly startedAt: Date;
+  readonly finishedAt: Date;
+  readonly outcomes: readonly NodeScanOutcome[];
+  readonly previous?: { readonly name: string; readonly report: ClusterPortReport };
+}): ClusterPortReport {
+  const nodes: NodePorts[] = [];
+  const failed: { node: string; reason: string }[] = [];
+  for (const outcome of input.outcomes) {
+    if (!outcome.ok) {
+      failed.push({ node: outcome.node, reason: outcome.reason });
+      continue;
+    }
+    nodes.push({
+      node: outcome.node,
+      scannedAt: outcome.scan.scannedAt,
+      ports: outcome.scan.sockets.map(toReportedPort),
+      processInfo: outcome.scan.processInfo,
+      malformedLines: outcome.scan.malformedLines,
+    });
+  }
+  nodes.sort((a, b) => a.node.localeCompare(b.node));
+  failed.sort((a, b) => a.node.localeCompare(b.node));
+  const report: ClusterPortReport = {
+    apiVersion: 'crowsnest.io/v1alpha1',
+    kind: CLUSTER_PORT_REPORT_KIND,
+    runId: input.runId,
+    startedAt: input.startedAt.toISOString(),
+    finishedAt: input.finishedAt.toISOString(),
+    durationMs: input.finishedAt.getTime() - input.startedAt.getTime(),
+    nodes,
+    failed,
+  };
+  return input.previous ? { ...report, diff: diffReports(input.previous.name, input.previous.report, report) } : report;
+}
+
+function toReportedPort(socket: HostSocket): ReportedPort {
+  return {
+    protocol: socket.protocol,
+    family: socket.family,
+    address: socket.address,
+    port: socket.port,
+    ...(socket.pid !== undefined ? { pid: socket.pid } : {}),
+    ...(socket.process !== undefined ? { process: socket.process } : {}),
+  };
+}
+
+/**
+ * A port's identity across runs: protocol, family, address, port and the program holding it (a
+ * port taken over by another program is a close and an open). The pid is left out: a restart
+ * is not a change. SO_REUSEPORT siblings collapse into one.
+ */
+function portKey(port: ReportedPort): string {
+  return `${port.protocol}|${port.family}|${port.address}|${port.port}|${port.process ?? ''}`;
+}
+
+/** Ports opened and closed per node between two reports. */
+export function diffReports(previousName: string, previous: ClusterPortReport, current: Pick<ClusterPortReport, 'nodes' | 'failed'>): PortsDiff {
+  const before = new Map(previous.nodes.map((node) => [node.node, node]));
+  const now = new Map(current.nodes.map((node) => [node.node, node]));
+  const failedBefore = new Set(previous.failed.map((f) => f.node));
+  const failedNow = new Set(current.failed.map((f) => f.node));
+  const nodes: NodePortsDiff[] = [];
+  const newNodes: string[] = [];
+  const notCompared = new Set<string>();
+  for (const [name, node] of now) {
+    const old = before.get(name);
+    if (!old) {
+      if (failedBefore.has(name)) notCompared.add(name);
+      else newNodes.push(name);
+      continue;
+    }
+    const oldKeys = new Map(old.ports.map((port) => [portKey(port), port]));
+    const newKeys = new Map(node.ports.map((port) => [portKey(port), port]));
+    const opened = [...newKeys].filter(([key]) => !oldKeys.has(key)).map(([, port]) => port);
+    const closed = [...oldKeys].filter(([key]) => !newKeys.has(key)).map(([, port]) => port);
+    if (opened.length || closed.length) nodes.push({ node: name, opened, closed });
+  }
+  for (const name of failedNow) if (before.has(name) || failedBefore.has(name)) notCompared.add(name);
+  const goneNodes = [...before.keys()].filter((name) => !now.has(name) && !failedNow.has(name));
+  return {
+    previousReport: previousName,
+    previousRunAt: previous.startedAt,
+    nodes: nodes.sort((a, b) => a.node.localeCompare(b.node)),
+    newNodes: newNodes.sort(),
+    goneNodes: goneNodes.sort(),
+    notCompared: [...notCompared].sort(),
+  };
+}
+
+const REPORT_PATTERN = /^ports-(\d{8}T\d{6}Z)\.json$/;
+
+/** `20261123T030000Z`. */
+function stamp(date: Date): string {
+  return date.toISOString().replace(/\.\d{3}Z$/, 'Z').replaceAll('-', '').replaceAll(':', '');
+}
+
+/** The newest complete report in `dir`, if any; an unreadable one is skipped with `onSkip`. */
+export async function readPreviousReport(dir: string, onSkip: (name: string, reason: string) => void = () => {}): Promise<{ name: string; report: ClusterPortReport } | undefined> {
+  const names = (await readdir(dir).catch(() => [] as string[])).filter((name) => REPORT_PATTERN.test(name)).sort().reverse();
+  for (const name of names) {
+    try {
+      const report = JSON.parse(await readFile(join(dir, name), 'utf8')) as ClusterPortReport;
+      if (report.kind === CLUSTER_PORT_REPORT_KIND && Array.isArray(report.nodes)) return { name, report };
+      onSkip(name, `not a ${CLUSTER_PORT_REPORT_KIND}`);
+    } catch (err) {
+      onSkip(name, err instanceof Error ? err.message : String(err));
+    }
+  }
+  return undefined;
+}
+
+/**
+ * Writes the report's JSON and text files (temp + rename) and removes reports beyond `keepLast`
+ * (0 keeps all). @returns the paths written.
+ */
+export async function writeReport(dir: string, report: ClusterPortReport, keepLast: number): Promise<{ json: string; text: string }> {
+  await mkdir(dir, { recursive: true });
+  const base = `ports-${stamp(new Date(report.startedAt))}`;
+  const json = join(dir, `${base}.json`);
+  const text = join(dir, `${base}.txt`);
+  // The text first: the JSON's arrival is what marks the report complete for the next run.
+  await atomicWrite(text, renderReportText(report));
+  await atomicWrite(json, `${JSON.stringify(report, null, 2)}\n`);
+  if (keepLast > 0) {
+    const names = (await readdir(dir)).filter((name) => REPORT_PATTERN.test(name)).sort().reverse();
+    for (const name of names.slice(keepLast)) {
+      await rm(join(dir, name), { force: true });
+      await rm(join(dir, name.replace(/\.json$/, '.txt')), { force: true });
+    }
+  }
+  return { json, text };
+}
+
+async function atomicWrite(path: string, content: string): Promise<void> {
+  const temp = `${path}.tmp`;
+  await writeFile(temp, content, { mode: 0o644 });
+  await rename(temp, path);
+}
+
+function formatPort(port: ReportedPort): string {
+  const address = port.family === 'ipv6' ? `[${port.address}]` : port.address;
+  const owner = port.process ? `  ${port.process}${port.pid !== undefined ? ` (pid ${port.pid})` : ''}` : '';
+  return `${port.protocol.padEnd(3)} ${address}:${port.port}${owner}`;
+}
+
+/** The report for people: per node its ports, then failed nodes, then the changes. */
+export function renderReportText(report: ClusterPortReport): string {
+  const lines: string[] = [
+    `Listening ports of ${report.nodes.length + report.failed.length} node(s), run ${report.runId}`,
+    `started ${report.startedAt}, took ${(report.durationMs / 1000).toFixed(1)}s; ${report.failed.length} node(s) failed`,
+    '',
+  ];
+  for (const node of report.nodes) {
+    lines.push(`== ${node.node} (${node.ports.length} ports, scanned ${node.scannedAt})`);
+    for (const port of node.ports) lines.push(`  ${formatPort(port)}`);
+    if (!node.processInfo.available) lines.push(`  (processes unknown for ${node.processInfo.unavailableSockets} socket(s)${node.processInfo.reason ? `: ${node.processInfo.reason}` : ''})`);
+    if (node.malformedLines) lines.push(`  (${node.malformedLines} malformed /proc line(s) skipped)`);
+    lines.push('');
+  }
+  if (report.failed.length) {
+    lines.push('== failed nodes');
+    for (const failure of report.failed) lines.push(`  ${failure.node}: ${failure.reason}`);
+    lines.push('');
+  }
+  lines.push(...renderDiffText(report.diff));
+  return `${lines.join('\n')}\n`;
+}
+
+/** The diff part of the text report (also printed by `ports collect`). */
+export function renderDiffText(diff: PortsDiff | undefined): string[] {
+  if (!diff) return ['== changes: none to show (first report in this directory)'];
+  const lines = [`== changes since ${diff.previousReport} (${diff.previousRunAt})`];
+  if (!diff.nodes.length && !diff.newNodes.length && !diff.goneNodes.length) lines.push('  no ports opened or closed');
+  for (const node of diff.nodes) {
+    lines.push(`  ${node.node}:`);
+    for (const port of node.opened) lines.push(`    + ${formatPort(port)}`);
+    for (const port of node.closed) lines.push(`    - ${formatPort(port)}`);
+  }
+  if (diff.newNodes.length) lines.push(`  new nodes: ${diff.newNodes.join(', ')}`);
+  if (diff.goneNodes.length) lines.push(`  nodes gone: ${diff.goneNodes.join(', ')}`);
+  if (diff.notCompared.length) lines.push(`  not compared (a scan failed): ${diff.notCompared.join(', ')}`);
+  return lines;
+}

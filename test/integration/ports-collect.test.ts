@@ -1,0 +1,161 @@
+/**
+ * `crowsnest ports collect` on the testbed. Nodes are kwok fakes, so this test plays the kubelet
+ * for the scan pods: for each pod the collector creates, it runs the real scanner
+ * (`bin/crowsnest ports scan --output json`) as a local process, serves its output as the pod's
+ * container log through kwok (the collector reads it via the real apiserver → kubelet path) and
+ * marks the pod finished. Everything else — node list, pod spec accepted by the apiserver,
+ * waiting, log read, merge, report, diff, cleanup — is the collector's own code path.
+ */
+import assert from 'node:assert/strict';
+import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
+import { createServer, type Server } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, describe, it } from 'node:test';
+import { main, type CliIO } from '../../src/cli/main.ts';
+import { buildScanPod } from '../../src/ports/pod.ts';
+import { standInKubelet } from '../../testbed/scan-pods.ts';
+import { newNamespace, testbed } from './testbed.ts';
+
+
+async function runCli(args: readonly string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  const plane = await testbed();
+  let stdout = '';
+  let stderr = '';
+  const io: CliIO = { stdout: (t) => void (stdout += t), stderr: (t) => void (stderr += t), env: { KUBECONFIG: plane.kubeconfigPath }, stderrIsTTY: false };
+  const code = await main([...args, '--log-level', 'error'], io);
+  return { code, stdout, stderr };
+}
+
+async function listen(): Promise<{ server: Server; port: number }> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return { server, port: (server.address() as { port: number }).port };
+}
+
+interface Report {
+  nodes: { node: string; ports: { protocol: string; address: string; port: number; process?: string }[] }[];
+  failed: { node: string; reason: string }[];
+  diff?: { nodes: { node: string; opened: { port: number }[]; closed: { port: number }[] }[]; previousReport: string };
+}
+
+async function reports(dir: string): Promise<string[]> {
+  return (await readdir(dir)).filter((name) => /^ports-\d{8}T\d{6}Z\.json$/.test(name)).sort();
+}
+
+async function scanPodsLeft(namespace: string): Promise<number> {
+  const plane = await testbed();
+  const res = await plane.request('GET', `/api/v1/namespaces/${namespace}/pods?labelSelector=app.kubernetes.io/component%3Dports-scan`);
+  return (JSON.parse(res.body) as { items: unknown[] }).items.length;
+}
+
+async function nodeNames(): Promise<string[]> {
+  const plane = await testbed();
+  const res = await plane.request('GET', '/api/v1/nodes');
+  return (JSON.parse(res.body) as { items: { metadata: { name: string } }[] }).items.map((n) => n.metadata.name).sort();
+}
+
+describe('ports collect', () => {
+  const dirs: string[] = [];
+  const servers: Server[] = [];
+  after(async () => {
+    for (const server of servers) server.close();
+    await Promise.all(dirs.map((dir) => rm(dir, { recursive: true, force: true })));
+  });
+
+  it('scans every node in parallel, merges the results into a JSON and a text report, diffs the next run, and deletes its pods', async () => {
+    const namespace = await newNamespace('ports');
+    const dir = await mkdtemp(join(tmpdir(), 'crowsnest-ports-'));
+    dirs.push(dir);
+    const nodes = await nodeNames();
+    const first = await listen();
+    servers.push(first.server);
+
+    const kubelet = standInKubelet(await testbed(), namespace, () => 'scan');
+    try {
+      const run1 = await runCli(['ports', 'collect', '--namespace', namespace, '--report-dir', dir, '--image', 'crowsnest:test']);
+      assert.equal(run1.code, 0, run1.stderr + run1.stdout);
+      assert.match(run1.stdout, /first report/);
+      const [name1] = await reports(dir);
+      const report1 = JSON.parse(await readFile(join(dir, name1!), 'utf8')) as Report;
+      assert.deepEqual(report1.nodes.map((n) => n.node), nodes);
+      assert.deepEqual(report1.failed, []);
+      for (const node of report1.nodes) {
+        const mine = node.ports.find((p) => p.protocol === 'tcp' && p.address === '127.0.0.1' && p.port === first.port);
+        assert.ok(mine, `${node.node} lacks the listener on ${first.port}`);
+      }
+      const text1 = await readFile(join(dir, name1!.replace(/\.json$/, '.txt')), 'utf8');
+      for (const node of nodes) assert.match(text1, new RegExp(`== ${node} \\(\\d+ ports`));
+      assert.ok(text1.includes(`127.0.0.1:${first.port}`));
+      assert.equal(await scanPodsLeft(namespace), 0, 'scan pods are deleted');
+      assert.equal(kubelet.handled.size, nodes.length, 'one pod per node');
+      assert.deepEqual([...new Set(kubelet.handled.values())].sort(), nodes);
+
+      // Between runs: one port closes, another opens.
+      first.server.close();
+      const second = await listen();
+      servers.push(second.server);
+      await new Promise((resolve) => setTimeout(resolve, 1_100)); // report names have one-second resolution
+      const run2 = await runCli(['ports', 'collect', '--namespace', namespace, '--report-dir', dir, '--image', 'crowsnest:test', '--output', 'json']);
+      assert.equal(run2.code, 0, run2.stderr);
+      const report2 = JSON.parse(run2.stdout) as Report;
+      assert.equal(report2.diff?.previousReport, name1);
+      assert.deepEqual(report2.diff?.nodes.map((n) => n.node), nodes);
+      for (const change of report2.diff!.nodes) {
+        assert.ok(change.opened.some((p) => p.port === second.port), `${change.node}: ${second.port} not reported opened`);
+        assert.ok(change.closed.some((p) => p.port === first.port), `${change.node}: ${first.port} not reported closed`);
+      }
+      assert.equal((await reports(dir)).length, 2);
+      const text2 = await readFile(join(dir, (await reports(dir))[1]!.replace(/\.json$/, '.txt')), 'utf8');
+      assert.match(text2, new RegExp(`\\+ tcp 127\\.0\\.0\\.1:${second.port}`));
+      assert.match(text2, new RegExp(`- tcp 127\\.0\\.0\\.1:${first.port}`));
+    } finally {
+      await kubelet.stop();
+    }
+  });
+
+  it('reports a node whose scan fails and one that never finishes, keeps the others, deletes every pod, exits 3', async () => {
+    const namespace = await newNamespace('ports-fail');
+    const dir = await mkdtemp(join(tmpdir(), 'crowsnest-ports-fail-'));
+    dirs.push(dir);
+    const nodes = await nodeNames();
+    const [failing, hanging] = [nodes[1]!, nodes[2]!];
+    const kubelet = standInKubelet(await testbed(), namespace, (node) => (node === failing ? 'fail' : node === hanging ? 'hang' : 'scan'));
+    try {
+      const result = await runCli(['ports', 'collect', '--namespace', namespace, '--report-dir', dir, '--image', 'crowsnest:test', '--timeout', '4s']);
+      assert.equal(result.code, 3, result.stderr + result.stdout);
+      const report = JSON.parse(await readFile(join(dir, (await reports(dir))[0]!), 'utf8')) as Report;
+      assert.deepEqual(report.nodes.map((n) => n.node), [nodes[0]]);
+      const reasons = Object.fromEntries(report.failed.map((f) => [f.node, f.reason]));
+      assert.match(reasons[failing] ?? '', /Failed, exit code 1.*permission denied/);
+      assert.match(reasons[hanging] ?? '', /timed out after 4s \(phase Running/);
+      assert.match(result.stdout, new RegExp(`! ${failing}: `));
+      assert.equal(await scanPodsLeft(namespace), 0, 'failed and timed-out scan pods are deleted too');
+    } finally {
+      await kubelet.stop();
+    }
+  });
+
+  it('builds a scan pod the apiserver accepts: pinned to its node, hostPID, no token, tolerating every taint', async () => {
+    const plane = await testbed();
+    const namespace = await newNamespace('ports-pod');
+    for (const processInfo of [true, false]) {
+      const pod = buildScanPod({ namespace, node: 'kwok-node-0', runId: 'abc', image: 'crowsnest:test', processInfo, activeDeadlineSeconds: 120 });
+      const out = await plane.kubectl(['create', '--dry-run=server', '-o', 'json', '-f', '-'], { input: JSON.stringify(pod) });
+      const accepted = JSON.parse(out) as { spec: Record<string, any> };
+      assert.equal(accepted.spec['nodeName'], 'kwok-node-0');
+      assert.equal(accepted.spec['hostPID'], true);
+      assert.equal(accepted.spec['hostNetwork'], undefined);
+      assert.equal(accepted.spec['automountServiceAccountToken'], false);
+      assert.deepEqual(accepted.spec['tolerations'], [{ operator: 'Exists' }]);
+      const container = accepted.spec['containers'][0];
+      assert.equal(container.securityContext.readOnlyRootFilesystem, true);
+      assert.equal(container.securityContext.allowPrivilegeEscalation, false);
+      assert.deepEqual(container.securityContext.capabilities.drop, ['ALL']);
+      assert.equal(container.securityContext.runAsNonRoot, !processInfo);
+      assert.ok(container.resources.limits.memory, 'memory limit set');
+      assert.deepEqual(container.args.slice(0, 4), ['ports', 'scan', '--output', 'json']);
+      assert.equal(accepted.spec['volumes']?.some((v: { name: string }) => v.name.startsWith('kube-api-access')) ?? false, false, 'no token volume');
+    }
+  });
+});
