@@ -38,3 +38,32 @@ export function requireGlobals(state: RunState): GlobalOptions {
   if (!state.globals) throw new Error('internal error: global options not resolved');
   return state.globals;
 }
+
+/**
+ * Turns SIGTERM/SIGINT into an abort of the returned signal (logging `message`), for commands that
+ * must clean up before exiting (delete their pods, drop a partial file). `dispose` removes the
+ * handlers again.
+ */
+export function abortOnTermination(logger: { warn(obj: object, msg?: string): void }, message: string): { signal: AbortSignal; dispose: () => void } {
+  const shutdown = new AbortController();
+  const onSignal = (signal: NodeJS.Signals): void => {
+    logger.warn({ signal }, message);
+    shutdown.abort(new Error(`interrupted by ${signal}`));
+  };
+  process.once('SIGTERM', onSignal);
+  process.once('SIGINT', onSignal);
+  return {
+    signal: shutdown.signal,
+    dispose: () => {
+      process.off('SIGTERM', onSignal);
+      process.off('SIGINT', onSignal);
+    },
+  };
+}
+
+/** A KubeClient for the global `--kubeconfig`/`--context`; loads the runtime lazily (it is not needed for --help). */
+export async function kubeClientFor(globals: GlobalOptions, env: Readonly<Record<string, string | undefined>>): Promise<import('../kube/client.ts').KubeClient> {
+  const [{ loadKubeConfig }, { KubeClient }] = await Promise.all([import('../kube/config.ts'), import('../kube/client.ts')]);
+  const kubeConfig = loadKubeConfig({ ...(globals.kubeconfig ? { kubeconfig: globals.kubeconfig } : {}), ...(globals.context ? { context: globals.context } : {}) }, { env });
+  return new KubeClient(kubeConfig);
+}

@@ -3,7 +3,7 @@
  * Heavy modules (the kubeconfig loader and HTTP client, pino, the collector) load inside the actions.
  */
 import { Command, Option } from 'commander';
-import { EXIT_FAILURE, processIO, requireGlobals, type CliIO, type RunState } from './command.ts';
+import { abortOnTermination, EXIT_FAILURE, kubeClientFor, processIO, requireGlobals, type CliIO, type RunState } from './command.ts';
 import { inventoryCollectFlags, resolveInventoryCollectOptions, DEFAULT_CONFIG_DIR } from './inventory-options.ts';
 import { describeFlag, OptionError } from './options.ts';
 
@@ -40,10 +40,8 @@ function addCollectCommand(parent: Command, io: CliIO, state: RunState): void {
     for (const [name, attribute] of attributeNames) flags[name] = command.getOptionValue(attribute);
     const options = resolveInventoryCollectOptions({ flags, env: io.env, ...(clusterIdArgument !== undefined ? { clusterIdArgument } : {}) });
 
-    const [{ createLogger }, { loadKubeConfig }, { KubeClient }, collect, { renderSummaryText }, { buildInfo }] = await Promise.all([
+    const [{ createLogger }, collect, { renderSummaryText }, { buildInfo }] = await Promise.all([
       import('../observe/logger.ts'),
-      import('../kube/config.ts'),
-      import('../kube/client.ts'),
       import('../inventory/collect.ts'),
       import('../inventory/summary-format.ts'),
       import('../version.ts'),
@@ -51,15 +49,8 @@ function addCollectCommand(parent: Command, io: CliIO, state: RunState): void {
     const logger = createLogger({ level: options.debug ? 'debug' : globals.logLevel, format: globals.logFormat });
     for (const warning of options.warnings) logger.warn({}, warning);
 
-    const kubeConfig = loadKubeConfig({ ...(globals.kubeconfig ? { kubeconfig: globals.kubeconfig } : {}), ...(globals.context ? { context: globals.context } : {}) }, { env: io.env });
-    const client = new KubeClient(kubeConfig);
-    const shutdown = new AbortController();
-    const onSignal = (signal: NodeJS.Signals): void => {
-      logger.warn({ signal }, 'interrupted: the partial snapshot is discarded');
-      shutdown.abort(new Error(`interrupted by ${signal}`));
-    };
-    process.once('SIGTERM', onSignal);
-    process.once('SIGINT', onSignal);
+    const client = await kubeClientFor(globals, io.env);
+    const shutdown = abortOnTermination(logger, 'interrupted: the partial snapshot is discarded');
 
     const runId = (await import('node:crypto')).randomUUID();
     const sink: import('../inventory/collect.ts').SinkOptions = options.dryRun
@@ -113,8 +104,7 @@ function addCollectCommand(parent: Command, io: CliIO, state: RunState): void {
       }
       throw err;
     } finally {
-      process.off('SIGTERM', onSignal);
-      process.off('SIGINT', onSignal);
+      shutdown.dispose();
       await client.close();
     }
   });

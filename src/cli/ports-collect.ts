@@ -3,7 +3,7 @@
  * its diff against the previous one into the report directory.
  */
 import { Option, type Command } from 'commander';
-import { requireGlobals, type CliIO, type RunState } from './command.ts';
+import { abortOnTermination, kubeClientFor, requireGlobals, type CliIO, type RunState } from './command.ts';
 import { asString, OptionError, parseNamespace, parsePositiveDurationMs, parsePositiveInteger } from './options.ts';
 import { version } from '../version.ts';
 
@@ -91,24 +91,15 @@ export function addPortsCollectCommand(ports: Command, io: CliIO, state: RunStat
   command.action(async () => {
     const globals = requireGlobals(state);
     const options = resolvePortsCollectOptions(command.opts(), io.env);
-    const [{ createLogger }, { loadKubeConfig }, { KubeClient }, collect, report, { randomUUID }] = await Promise.all([
+    const [{ createLogger }, collect, report, { randomUUID }] = await Promise.all([
       import('../observe/logger.ts'),
-      import('../kube/config.ts'),
-      import('../kube/client.ts'),
       import('../ports/collect.ts'),
       import('../ports/report.ts'),
       import('node:crypto'),
     ]);
     const logger = createLogger({ level: globals.logLevel, format: globals.logFormat });
-    const kubeConfig = loadKubeConfig({ ...(globals.kubeconfig ? { kubeconfig: globals.kubeconfig } : {}), ...(globals.context ? { context: globals.context } : {}) }, { env: io.env });
-    const client = new KubeClient(kubeConfig);
-    const shutdown = new AbortController();
-    const onSignal = (signal: NodeJS.Signals): void => {
-      logger.warn({ signal }, 'interrupted: deleting scan pods');
-      shutdown.abort(new Error(`interrupted by ${signal}`));
-    };
-    process.once('SIGTERM', onSignal);
-    process.once('SIGINT', onSignal);
+    const client = await kubeClientFor(globals, io.env);
+    const shutdown = abortOnTermination(logger, 'interrupted: deleting scan pods');
     const runId = randomUUID().slice(0, 8);
     const startedAt = new Date();
     try {
@@ -142,8 +133,7 @@ export function addPortsCollectCommand(ports: Command, io: CliIO, state: RunStat
       }
       state.exitCode = built.nodes.length === 0 && built.failed.length > 0 ? PORTS_EXIT.failed : built.failed.length ? PORTS_EXIT.partial : PORTS_EXIT.complete;
     } finally {
-      process.off('SIGTERM', onSignal);
-      process.off('SIGINT', onSignal);
+      shutdown.dispose();
       await client.close();
     }
   });

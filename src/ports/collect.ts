@@ -228,10 +228,11 @@ function describeFailure(pod: PodObject, log: string): string {
 
 /**
  * The scan's JSON from a container log, which interleaves stdout and stderr: warning lines that
- * the scanner and Node print on stderr are set aside first.
+ * the scanner and Node print on stderr are set aside first — Node follows its first warning with a
+ * "(Use `node --trace-warnings ...` to show where the warning was created)" line, dropped as well.
  */
 export function parseScanOutput(log: string): HostScan {
-  const kept = log.split('\n').filter((line) => !/^(warning: |\(node:\d+\) )/.test(line)).join('\n').trim();
+  const kept = log.split('\n').filter((line) => !/^(warning: |\(node:\d+\) |\(Use `node --trace-warnings )/.test(line)).join('\n').trim();
   let parsed: unknown;
   try {
     parsed = JSON.parse(kept);

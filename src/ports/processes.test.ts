@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { failing } from './testdata/failing-fs.ts';
 import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -26,19 +27,6 @@ function makeProcRoot(): string {
   return root;
 }
 
-/** The real file system, except for the paths given, which throw a Node-style error with that code. */
-function failing(failures: Record<string, string>): ProcFs {
-  const check = (path: string): void => {
-    for (const [suffix, code] of Object.entries(failures)) {
-      if (path.endsWith(suffix)) throw Object.assign(new Error(`${code}: ${path}`), { code });
-    }
-  };
-  return {
-    readdir: (path) => (check(path), nodeProcFs.readdir(path)),
-    readlink: (path) => (check(path), nodeProcFs.readlink(path)),
-    readFile: (path) => (check(path), nodeProcFs.readFile(path)),
-  };
-}
 
 describe('finding the processes that hold sockets', () => {
   let root = '';

@@ -1,0 +1,143 @@
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import { OptionError } from './options.ts';
+import { resolvePortsCollectOptions } from './ports-collect.ts';
+import { version } from '../version.ts';
+
+/** What commander hands over when no flag is given: `--no-process-info` defaults processInfo to true, `--output` to text. */
+const NO_FLAGS = { processInfo: true, output: 'text' } as const;
+
+describe('resolvePortsCollectOptions', () => {
+  test('without flags or environment the defaults apply', () => {
+    assert.deepEqual(resolvePortsCollectOptions(NO_FLAGS, {}), {
+      namespace: 'default',
+      image: `ghcr.io/crowsnest/crowsnest:${version}`,
+      processInfo: true,
+      concurrency: 10,
+      nodeTimeoutMs: 120_000,
+      reportDir: './reports',
+      keepLast: 30,
+      output: 'text',
+    });
+    assert.match(version, /^\d+\.\d+\.\d+/);
+  });
+
+  test('every flag is taken, keyed by commander attribute name', () => {
+    const options = resolvePortsCollectOptions(
+      {
+        namespace: 'crowsnest',
+        image: 'registry.example/crowsnest:dev',
+        imagePullPolicy: 'Never',
+        processInfo: true,
+        concurrency: '25',
+        timeout: '1m30s',
+        nodeSelector: 'node-role.kubernetes.io/worker',
+        priorityClassName: 'system-node-critical',
+        reportDir: '/var/lib/crowsnest/reports',
+        keepLast: '7',
+        output: 'json',
+      },
+      {},
+    );
+    assert.deepEqual(options, {
+      namespace: 'crowsnest',
+      image: 'registry.example/crowsnest:dev',
+      imagePullPolicy: 'Never',
+      processInfo: true,
+      concurrency: 25,
+      nodeTimeoutMs: 90_000,
+      nodeSelector: 'node-role.kubernetes.io/worker',
+      reportDir: '/var/lib/crowsnest/reports',
+      keepLast: 7,
+      priorityClassName: 'system-node-critical',
+      output: 'json',
+    });
+  });
+
+  test('the namespace comes from POD_NAMESPACE, CROWSNEST_NAMESPACE before it, the flag before both', () => {
+    assert.equal(resolvePortsCollectOptions(NO_FLAGS, { POD_NAMESPACE: 'from-pod' }).namespace, 'from-pod');
+    assert.equal(resolvePortsCollectOptions(NO_FLAGS, { POD_NAMESPACE: 'from-pod', CROWSNEST_NAMESPACE: 'from-crowsnest' }).namespace, 'from-crowsnest');
+    assert.equal(resolvePortsCollectOptions({ ...NO_FLAGS, namespace: 'from-flag' }, { POD_NAMESPACE: 'from-pod', CROWSNEST_NAMESPACE: 'from-crowsnest' }).namespace, 'from-flag');
+  });
+
+  test('an empty environment variable counts as unset', () => {
+    assert.equal(resolvePortsCollectOptions(NO_FLAGS, { CROWSNEST_NAMESPACE: '', POD_NAMESPACE: 'from-pod' }).namespace, 'from-pod');
+    assert.equal(resolvePortsCollectOptions(NO_FLAGS, { PATH_REPORTS: '' }).reportDir, './reports');
+  });
+
+  test('the report directory is PATH_REPORTS before PATH_REPORT, the flag before both', () => {
+    assert.equal(resolvePortsCollectOptions(NO_FLAGS, { PATH_REPORT: '/seed/reports' }).reportDir, '/seed/reports');
+    assert.equal(resolvePortsCollectOptions(NO_FLAGS, { PATH_REPORT: '/seed/reports', PATH_REPORTS: '/chart/reports' }).reportDir, '/chart/reports');
+    assert.equal(resolvePortsCollectOptions(NO_FLAGS, { PATH_REPORTS: '/chart/reports', CROWSNEST_REPORT_DIR: '/crowsnest/reports' }).reportDir, '/crowsnest/reports');
+    assert.equal(resolvePortsCollectOptions({ ...NO_FLAGS, reportDir: './mine' }, { PATH_REPORT: '/seed/reports', PATH_REPORTS: '/chart/reports' }).reportDir, './mine');
+  });
+
+  test('CROWSNEST_* variables set the other options', () => {
+    const options = resolvePortsCollectOptions(NO_FLAGS, {
+      CROWSNEST_IMAGE: 'mirror.example/crowsnest:1',
+      CROWSNEST_IMAGE_PULL_POLICY: 'Always',
+      CROWSNEST_CONCURRENCY: '3',
+      CROWSNEST_TIMEOUT: '45s',
+      CROWSNEST_NODE_SELECTOR: 'pool=edge',
+      CROWSNEST_PRIORITY_CLASS_NAME: 'high',
+      CROWSNEST_KEEP_LAST: '0',
+    });
+    assert.equal(options.image, 'mirror.example/crowsnest:1');
+    assert.equal(options.imagePullPolicy, 'Always');
+    assert.equal(options.concurrency, 3);
+    assert.equal(options.nodeTimeoutMs, 45_000);
+    assert.equal(options.nodeSelector, 'pool=edge');
+    assert.equal(options.priorityClassName, 'high');
+    assert.equal(options.keepLast, 0);
+  });
+
+  test('a flag wins over its environment variable', () => {
+    const options = resolvePortsCollectOptions({ ...NO_FLAGS, concurrency: '4', timeout: '10s', keepLast: '2' }, { CROWSNEST_CONCURRENCY: '3', CROWSNEST_TIMEOUT: '45s', CROWSNEST_KEEP_LAST: '9' });
+    assert.equal(options.concurrency, 4);
+    assert.equal(options.nodeTimeoutMs, 10_000);
+    assert.equal(options.keepLast, 2);
+  });
+
+  test('--no-process-info turns process info off', () => {
+    assert.equal(resolvePortsCollectOptions({ ...NO_FLAGS, processInfo: false }, {}).processInfo, false);
+  });
+
+  test('CROWSNEST_PROCESS_INFO=false turns process info off', () => {
+    assert.equal(resolvePortsCollectOptions(NO_FLAGS, { CROWSNEST_PROCESS_INFO: 'false' }).processInfo, false);
+    assert.equal(resolvePortsCollectOptions(NO_FLAGS, { CROWSNEST_PROCESS_INFO: 'true' }).processInfo, true);
+  });
+
+  test('--keep-last 0 keeps every report', () => {
+    assert.equal(resolvePortsCollectOptions({ ...NO_FLAGS, keepLast: '0' }, {}).keepLast, 0);
+  });
+
+  const invalid: readonly [string, Record<string, unknown>, Record<string, string>, string, string][] = [
+    ['a namespace that is not a DNS label', { namespace: 'Team_A' }, {}, '--namespace', 'Team_A'],
+    ['an invalid POD_NAMESPACE', {}, { POD_NAMESPACE: 'bad namespace' }, '--namespace', 'bad namespace'],
+    ['a concurrency of 0', { concurrency: '0' }, {}, '--concurrency', '0'],
+    ['a concurrency that is not a number', { concurrency: 'many' }, {}, '--concurrency', 'many'],
+    ['a timeout without unit', { timeout: '30' }, {}, '--timeout', '30'],
+    ['a zero timeout', { timeout: '0s' }, {}, '--timeout', '0s'],
+    ['an invalid CROWSNEST_TIMEOUT', {}, { CROWSNEST_TIMEOUT: 'soon' }, '--timeout', 'soon'],
+    ['a negative keep-last', { keepLast: '-1' }, {}, '--keep-last', '-1'],
+    ['a fractional keep-last', { keepLast: '2.5' }, {}, '--keep-last', '2.5'],
+    ['an unknown image pull policy', { imagePullPolicy: 'Sometimes' }, {}, '--image-pull-policy', 'Sometimes'],
+    ['a lowercase image pull policy', { imagePullPolicy: 'always' }, {}, '--image-pull-policy', 'always'],
+  ];
+  for (const [what, flags, env, flag, value] of invalid) {
+    test(`${what} is an OptionError naming ${flag} and the value`, () => {
+      assert.throws(
+        () => resolvePortsCollectOptions({ ...NO_FLAGS, ...flags }, env),
+        (err: unknown) => err instanceof OptionError && err.flag === flag && err.message.includes(flag) && err.message.includes(`"${value}"`) && !err.message.includes('\n'),
+      );
+    });
+  }
+
+  test('an invalid value says what is wrong with it', () => {
+    assert.throws(() => resolvePortsCollectOptions({ ...NO_FLAGS, keepLast: 'all' }, {}), { message: 'invalid value "all" for --keep-last: must be a whole number (0 keeps all)' });
+    assert.throws(() => resolvePortsCollectOptions({ ...NO_FLAGS, imagePullPolicy: 'Sometimes' }, {}), {
+      message: 'invalid value "Sometimes" for --image-pull-policy: must be Always, IfNotPresent or Never',
+    });
+    assert.throws(() => resolvePortsCollectOptions({ ...NO_FLAGS, concurrency: '0' }, {}), { message: 'invalid value "0" for --concurrency: must be a whole number of at least 1' });
+  });
+});
