@@ -209,6 +209,40 @@ describe('resolveInventoryCollectOptions: endpoint keys', () => {
     });
   }
 
+  it('rejects an endpoint with credentials in the URL, without repeating them', () => {
+    for (const [init, from] of [
+      [{ flags: { endpoint: 'https://user:pw-123@inventory.example/api' } }, ''],
+      [{ env: { CROWSNEST_ENDPOINT: 'https://user:pw-123@inventory.example/api' } }, ' (from CROWSNEST_ENDPOINT)'],
+      [{ flags: { endpoint: 'http://token-only@inventory.example/' } }, ''],
+    ] as const) {
+      const err = optionError(() => resolveInventoryCollectOptions(sources({ clusterIdArgument: 'c', ...init })));
+      assert.equal(err.flag, '--endpoint');
+      assert.match(err.message, new RegExp(`^invalid value "https?://\\*\\*\\*@inventory\\.example/(api)?" for --endpoint${from.replace(/[()]/g, '\\$&')}: credentials in the URL are not sent; use CROWSNEST_ACCESS_KEY/CROWSNEST_SECRET_KEY$`));
+      assert.ok(!err.message.includes('pw-123') && !err.message.includes('token-only'), err.message);
+    }
+  });
+
+  const clearText: { name: string; endpoint: string; env: Record<string, string>; dryRun?: boolean; warns: boolean }[] = [
+    { name: 'warns when keys go to a plain http:// endpoint on another host', endpoint: 'http://inventory.example:8080/api?x=1', env: { CROWSNEST_ACCESS_KEY: 'a', CROWSNEST_SECRET_KEY: 's' }, warns: true },
+    { name: 'warns for the secret key alone', endpoint: 'http://10.0.0.7/api', env: { INFRALIGHT_SECRET_KEY: 's' }, warns: true },
+    { name: 'does not warn for https://', endpoint: 'https://inventory.example/api', env: { CROWSNEST_ACCESS_KEY: 'a', CROWSNEST_SECRET_KEY: 's' }, warns: false },
+    { name: 'does not warn for 127.0.0.1', endpoint: 'http://127.0.0.1:9000/api', env: { CROWSNEST_ACCESS_KEY: 'a' }, warns: false },
+    { name: 'does not warn for localhost', endpoint: 'http://localhost:9000/api', env: { CROWSNEST_ACCESS_KEY: 'a' }, warns: false },
+    { name: 'does not warn for [::1]', endpoint: 'http://[::1]:9000/api', env: { CROWSNEST_ACCESS_KEY: 'a' }, warns: false },
+    { name: 'does not warn without keys', endpoint: 'http://inventory.example/api', env: {}, warns: false },
+    { name: 'does not warn in a dry run (nothing is sent)', endpoint: 'http://inventory.example/api', env: { CROWSNEST_ACCESS_KEY: 'a' }, dryRun: true, warns: false },
+  ];
+  for (const c of clearText) {
+    it(c.name, () => {
+      const options = resolveInventoryCollectOptions(sources({ clusterIdArgument: 'c', flags: { endpoint: c.endpoint, ...(c.dryRun ? { 'dry-run': true } : {}) }, env: c.env }));
+      assert.equal(options.endpoint, c.endpoint);
+      const host = new URL(c.endpoint).host;
+      assert.deepEqual(options.warnings, c.warns
+        ? [`--endpoint http://${host} is plain http:// to a host that is not this machine: the access and secret keys are sent unencrypted; use https://`]
+        : []);
+    });
+  }
+
   it('does not read the keys from the config directory', () => {
     const options = resolveInventoryCollectOptions(sources({ clusterIdArgument: 'c', config: { accessKey: 'x', secretKey: 'y' } }));
     assert.equal(options.accessKey, undefined);

@@ -52,8 +52,8 @@ export const inventoryCollectFlags: readonly InventoryFlag[] = [
   { name: 'report-dir', valueName: '<dir>', description: 'report directory: snapshots, run summaries, and the fallback when the endpoint is down', defaultText: '$PATH_REPORTS, else ./reports', configKey: 'reportDir', envAliases: ['PATH_REPORTS', 'PATH_REPORT'] },
   { name: 'format', valueName: '<format>', description: `snapshot file format: ${snapshotFormats.join(' (one object per line) or ')} ({"objects":[…]})`, defaultText: 'ndjson', configKey: 'format' },
   { name: 'gzip', valueName: '[bool]', description: 'gzip snapshot files', defaultText: 'true', configKey: 'gzip', negatable: true },
-  { name: 'keep-last', valueName: '<n>', description: 'snapshots of this cluster kept in the report directory; 0 keeps all', defaultText: '96 (one day at every 15 minutes)', configKey: 'keepLast' },
-  { name: 'max-age', valueName: '<duration>', description: 'delete snapshots older than this, e.g. 168h; 0 keeps them regardless of age', defaultText: '0', configKey: 'maxAge' },
+  { name: 'keep-last', valueName: '<n>', description: 'runs of this cluster kept in the report directory (a run = its snapshot and/or summary file); 0 keeps all', defaultText: '96 (one day at every 15 minutes)', configKey: 'keepLast' },
+  { name: 'max-age', valueName: '<duration>', description: 'delete runs (snapshot and summary) older than this, e.g. 168h; 0 keeps them regardless of age', defaultText: '0', configKey: 'maxAge' },
   { name: 'chunk-size', valueName: '<bytes>', description: 'uncompressed JSON per endpoint request, e.g. 4Mi; a larger object is sent alone', defaultText: '4Mi', configKey: 'chunkSize' },
   { name: 'max-object-size', valueName: '<bytes>', description: 'drop (and report) objects larger than this; 0 = no limit', defaultText: '0', configKey: 'maxObjectSize' },
   { name: 'timeout', valueName: '<duration>', description: 'timeout of each endpoint request', defaultText: '30s', configKey: 'timeout' },
@@ -143,7 +143,8 @@ export function resolveInventoryCollectOptions(sources: InventorySources): Inven
     }
     return undefined;
   };
-  const get = <T>(name: string, parse: (value: string | boolean) => T, fallback: T): T => {
+  /** `show` renders a bad value for the error message (the endpoint hides credentials). */
+  const get = <T>(name: string, parse: (value: string | boolean) => T, fallback: T, show: (text: string) => string = (text) => text): T => {
     const raw = lookup(name);
     if (raw === undefined) return fallback;
     try {
@@ -151,7 +152,7 @@ export function resolveInventoryCollectOptions(sources: InventorySources): Inven
     } catch (err) {
       const reason = err instanceof Error ? err.message : String(err);
       const where = raw.from.startsWith('--') ? '' : ` (from ${raw.from})`;
-      throw new OptionError(`--${name}`, `invalid value "${String(raw.value).trim()}" for --${name}${where}: ${reason}`);
+      throw new OptionError(`--${name}`, `invalid value "${show(String(raw.value).trim())}" for --${name}${where}: ${reason}`);
     }
   };
 
@@ -168,18 +169,27 @@ export function resolveInventoryCollectOptions(sources: InventorySources): Inven
     clusterId = clusterIdRaw;
   }
 
-  const endpoint = get('endpoint', parseEndpoint, undefined);
+  const endpoint = get('endpoint', parseEndpoint, undefined, hideUserinfo);
   const base = get('resources', (v) => parseTypeSelectors(parseList(v)), [...DEFAULT_TYPE_SELECTORS]);
   const redactEnabled = get('redact', parseBool, true);
   if (!redactEnabled) warnings.push('redaction is off (--no-redact): Secret values and Helm release values will be written as they are');
   const namespaces = get('namespaces', (v) => parseList(v).map((ns) => parseNamespace(ns)), undefined);
+  const accessKey = sources.env['CROWSNEST_ACCESS_KEY'] || sources.env['INFRALIGHT_ACCESS_KEY'];
+  const secretKey = sources.env['CROWSNEST_SECRET_KEY'] || sources.env['INFRALIGHT_SECRET_KEY'];
+  if (endpoint !== undefined && !dryRun && (accessKey || secretKey) && sendsInClear(endpoint)) {
+    const url = new URL(endpoint);
+    warnings.push(
+      `--endpoint ${url.protocol}//${url.host} is plain http:// to a host that is not this machine: ` +
+        'the access and secret keys are sent unencrypted; use https://',
+    );
+  }
 
   return {
     clusterId,
     ...(config !== undefined ? { configDir } : {}),
     ...(endpoint !== undefined ? { endpoint } : {}),
-    ...optionalKey('accessKey', sources.env['CROWSNEST_ACCESS_KEY'] || sources.env['INFRALIGHT_ACCESS_KEY']),
-    ...optionalKey('secretKey', sources.env['CROWSNEST_SECRET_KEY'] || sources.env['INFRALIGHT_SECRET_KEY']),
+    ...optionalKey('accessKey', accessKey),
+    ...optionalKey('secretKey', secretKey),
     selectors: {
       base,
       add: get('add-types', (v) => parseTypeSelectors(parseList(v)), []),
@@ -279,7 +289,24 @@ function parseEndpoint(value: string | boolean): string {
     throw new Error('must be an http:// or https:// URL');
   }
   if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new Error('must be an http:// or https:// URL');
+  if (url.username || url.password) {
+    throw new Error('credentials in the URL are not sent; use CROWSNEST_ACCESS_KEY/CROWSNEST_SECRET_KEY');
+  }
   return text;
+}
+
+/** `https://user:pw@host/` → `https://***@host/`, for error messages. */
+function hideUserinfo(text: string): string {
+  return text.replace(/^([a-z][a-z0-9+.-]*:\/\/)[^/?#]*@/i, '$1***@');
+}
+
+/** Whether `endpoint` is plain http:// to anything but loopback (where nobody else can listen in). */
+function sendsInClear(endpoint: string): boolean {
+  const url = new URL(endpoint);
+  if (url.protocol !== 'http:') return false;
+  const host = url.hostname.toLowerCase();
+  const loopback = host === 'localhost' || host.endsWith('.localhost') || host === '[::1]' || /^127\.\d+\.\d+\.\d+$/.test(host);
+  return !loopback;
 }
 
 function parseFormat(value: string | boolean): SnapshotFormat {

@@ -50,7 +50,6 @@ function addCollectCommand(parent: Command, io: CliIO, state: RunState): void {
     for (const warning of options.warnings) logger.warn({}, warning);
 
     const client = await kubeClientFor(globals, io.env);
-    const shutdown = abortOnTermination(logger, 'interrupted: the partial snapshot is discarded');
 
     const runId = (await import('node:crypto')).randomUUID();
     const sink: import('../inventory/collect.ts').SinkOptions = options.dryRun
@@ -73,6 +72,9 @@ function addCollectCommand(parent: Command, io: CliIO, state: RunState): void {
           }
         : { kind: 'dir', dir: options.reportDir, format: options.format, gzip: options.gzip, retention: options.retention };
     if (options.endpoint && !options.accessKey) logger.warn({}, 'no access key set (CROWSNEST_ACCESS_KEY or INFRALIGHT_ACCESS_KEY): sending without one');
+    // What an interruption does depends on how far the run got: say what is really kept.
+    let phase: import('../inventory/collect.ts').RunPhase = 'collecting';
+    const shutdown = abortOnTermination({ warn: (fields) => logger.warn(fields, collect.interruptMessage(phase, sink.kind)) }, 'interrupted');
 
     try {
       const summary = await collect.collectInventory(client, {
@@ -91,6 +93,7 @@ function addCollectCommand(parent: Command, io: CliIO, state: RunState): void {
         sink,
         logger,
         signal: shutdown.signal,
+        onPhase: (next) => (phase = next),
       });
       // In a dry run stdout carries the snapshot; the summary goes to stderr.
       const print = options.dryRun ? io.stderr : io.stdout;

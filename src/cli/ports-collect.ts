@@ -99,7 +99,7 @@ export function addPortsCollectCommand(ports: Command, io: CliIO, state: RunStat
     ]);
     const logger = createLogger({ level: globals.logLevel, format: globals.logFormat });
     const client = await kubeClientFor(globals, io.env);
-    const shutdown = abortOnTermination(logger, 'interrupted: deleting scan pods');
+    const shutdown = abortOnTermination(logger, 'interrupted: deleting scan pods, then writing what was scanned');
     const runId = randomUUID().slice(0, 8);
     const startedAt = new Date();
     try {
@@ -123,15 +123,20 @@ export function addPortsCollectCommand(ports: Command, io: CliIO, state: RunStat
       if (options.output === 'json') {
         io.stdout(`${JSON.stringify(built, null, 2)}\n`);
       } else {
+        const skipped = built.skipped ?? [];
         const lines = [
-          `ports: ${built.nodes.length} node(s) scanned, ${built.failed.length} failed, in ${(built.durationMs / 1000).toFixed(1)}s`,
+          `ports: ${built.nodes.length} node(s) scanned, ${built.failed.length} failed${skipped.length ? `, ${skipped.length} not scanned` : ''}, in ${(built.durationMs / 1000).toFixed(1)}s`,
           `  report: ${written.text}`,
           ...built.failed.map((failure) => `  ! ${failure.node}: ${failure.reason}`),
+          ...skipped.map((skip) => `  - ${skip.node}: ${skip.reason}`),
           ...report.renderDiffText(built.diff),
         ];
         io.stdout(`${lines.join('\n')}\n`);
       }
-      state.exitCode = built.nodes.length === 0 && built.failed.length > 0 ? PORTS_EXIT.failed : built.failed.length ? PORTS_EXIT.partial : PORTS_EXIT.complete;
+      // An interrupted run still wrote what it had (the nodes not reached are listed as failed).
+      state.exitCode = shutdown.signal.aborted || (built.nodes.length === 0 && built.failed.length > 0)
+        ? PORTS_EXIT.failed
+        : built.failed.length ? PORTS_EXIT.partial : PORTS_EXIT.complete;
     } finally {
       shutdown.dispose();
       await client.close();
@@ -149,6 +154,9 @@ with only CAP_SYS_PTRACE and CAP_DAC_READ_SEARCH; --no-process-info runs it as n
 Reports: ports-<UTC time>.json and .txt in the report directory, with the ports opened and closed
 per node since the previous report there.
 
+Nodes that cannot run the scan pod (kubernetes.io/os other than linux, virtual kubelets) are
+listed as not scanned, not as failures.
+
 Exit status: 0 every node scanned, 3 some nodes failed (listed in the report), 1 none could be
-scanned, 2 usage error.
+scanned or the run was interrupted (the report is still written), 2 usage error.
 `;

@@ -18,6 +18,7 @@ import { realClock, type Clock } from '../kube/clock.ts';
 import type { KubeObject } from '../kube/resources.ts';
 import type { Logger } from '../kube/logger-type.ts';
 import { mapConcurrent } from '../kube/concurrency.ts';
+import { describeError } from '../kube/errors.ts';
 import { discoverTypes, type FailedGroup } from './discovery.ts';
 import { listType, RequestLimiter, type TypeListResult } from './lister.ts';
 import { redactObject, type RedactionOptions } from './redact.ts';
@@ -29,7 +30,7 @@ import {
   type RetentionPolicy,
   type SnapshotFormat,
 } from './snapshot-writer.ts';
-import { selectTypes, typeName, type CollectableType } from './types.ts';
+import { CUSTOM_RESOURCES_SELECTOR, selectTypes, typeName, type CollectableType } from './types.ts';
 import { uploadSnapshot, UploadError, type EndpointOptions } from './upload.ts';
 
 /** Where a run's objects go. */
@@ -65,6 +66,48 @@ export interface CollectOptions {
   readonly clock?: Clock;
   /** Test seam, see `ListOptions.afterPage`. */
   readonly afterPage?: (type: CollectableType, pageNumber: number) => Promise<void>;
+  /** Called as the run enters each phase, so an interruption can be reported accurately. */
+  readonly onPhase?: (phase: RunPhase) => void;
+}
+
+/**
+ * Where a run is: `collecting` (discovery and listing: an interruption leaves no snapshot),
+ * `delivering` (the snapshot is complete and is being committed or uploaded), `finishing`
+ * (delivered, or kept after a failed upload; the summary is written and old runs pruned).
+ */
+export type RunPhase = 'collecting' | 'delivering' | 'finishing';
+
+/** What SIGTERM/SIGINT does to a run in `phase`, for the log line written when it arrives. */
+export function interruptMessage(phase: RunPhase, sink: SinkOptions['kind']): string {
+  switch (phase) {
+    case 'collecting':
+      return sink === 'stdout'
+        ? 'interrupted: stopping; the dry-run output is incomplete'
+        : 'interrupted: stopping; an incomplete snapshot is not kept';
+    case 'delivering':
+      return sink === 'endpoint'
+        ? 'interrupted: stopping the upload; the complete snapshot is kept in the report directory'
+        : 'interrupted: the snapshot is complete; finishing it, then stopping';
+    case 'finishing':
+      return 'interrupted: the snapshot is already written or sent; writing the run summary, then stopping';
+  }
+}
+
+/**
+ * The `skippedTypes` entry for custom resources that could not be collected: they were asked for
+ * by the `customresources` keyword, but listing CustomResourceDefinitions failed, so no type is
+ * known to be CRD-served and the keyword matched nothing. `*` collects them anyway (it needs no
+ * CRD list), and a removal means they were not wanted.
+ */
+export function customResourcesSkip(
+  selectors: CollectOptions['selectors'],
+  customResourcesUnknown: string | undefined,
+): { type: string; reason: string } | undefined {
+  if (customResourcesUnknown === undefined) return undefined;
+  const wanted = [...selectors.base, ...selectors.add];
+  if (!wanted.includes(CUSTOM_RESOURCES_SELECTOR) || wanted.includes('*')) return undefined;
+  if (selectors.remove.includes(CUSTOM_RESOURCES_SELECTOR) || selectors.remove.includes('*')) return undefined;
+  return { type: CUSTOM_RESOURCES_SELECTOR, reason: customResourcesUnknown };
 }
 
 /** How a run went: `partial` = delivered, but something was skipped or dropped. */
@@ -151,10 +194,17 @@ export async function collectInventory(client: KubeClient, options: CollectOptio
     warnings: [],
   };
 
+  options.onPhase?.('collecting');
   const discovery = await discoverTypes(client, options.signal);
   summary.failedGroups.push(...discovery.failedGroups);
   for (const group of discovery.failedGroups) logger.warn({ groupVersion: group.groupVersion, reason: group.reason }, 'API group skipped: discovery failed');
-  if (discovery.customResourcesUnknown) summary.warnings.push(discovery.customResourcesUnknown);
+  const customSkip = customResourcesSkip(options.selectors, discovery.customResourcesUnknown);
+  if (customSkip) {
+    summary.skippedTypes.push(customSkip);
+    logger.warn({ type: customSkip.type, reason: customSkip.reason }, 'custom resources not collected');
+  } else if (discovery.customResourcesUnknown) {
+    summary.warnings.push(discovery.customResourcesUnknown);
+  }
   const selection = selectTypes(discovery.types, options.selectors);
   summary.unmatchedSelectors.push(...selection.unmatched);
   if (selection.unmatched.length) logger.info({ selectors: selection.unmatched }, 'resource type selectors matched no served type');
@@ -225,6 +275,7 @@ export async function collectInventory(client: KubeClient, options: CollectOptio
   }
 
   summary.objects = summary.types.reduce((sum, type) => sum + type.objects, 0);
+  options.onPhase?.('delivering');
   await sink.finish(summary);
   summary.skippedTypes.sort((a, b) => a.type.localeCompare(b.type));
 
@@ -236,7 +287,28 @@ export async function collectInventory(client: KubeClient, options: CollectOptio
     : summary.skippedTypes.length || summary.failedGroups.length || summary.dropped.count
       ? 'partial'
       : 'success';
-  await sink.writeSummary(summary);
+  // The snapshot is delivered (or kept): whatever goes wrong from here is reported, and changes
+  // neither the result nor the exit code.
+  options.onPhase?.('finishing');
+  let summaryWritten = false;
+  try {
+    await sink.writeSummary(summary);
+    summaryWritten = true;
+  } catch (err) {
+    const reason = describeError(err);
+    summary.warnings.push(`the run summary could not be written: ${reason}`);
+    logger.error({ reason }, 'run summary not written (the run itself is not affected)');
+  }
+  try {
+    const deleted = await sink.prune();
+    if (deleted.length) logger.info({ deleted }, 'retention: old snapshots removed');
+  } catch (err) {
+    const reason = describeError(err);
+    summary.warnings.push(`retention: removing old snapshots failed: ${reason}`);
+    logger.error({ reason }, 'retention: removing old snapshots failed (the run itself is not affected)');
+    // Best effort: let the summary on disk say so too.
+    if (summaryWritten) await sink.writeSummary(summary).catch(() => {});
+  }
   return summary;
 }
 
@@ -245,6 +317,8 @@ interface Sink {
   /** Completes delivery and fills `summary.sink`, `summary.rawBytes`; never throws for delivery failures. */
   finish(summary: RunSummary): Promise<void>;
   writeSummary(summary: RunSummary): Promise<void>;
+  /** Applies the retention policy; returns the names deleted. */
+  prune(): Promise<string[]>;
   abort(): Promise<void>;
 }
 
@@ -281,19 +355,28 @@ async function openSink(options: CollectOptions, started: Date): Promise<Sink> {
           onRetry: (info) => options.logger.warn(info, 'endpoint: retrying chunk'),
         });
         Object.assign(summary.sink, { delivered: true, chunks: upload.chunks, retries: upload.retries, storedBytes: upload.sentBytes });
-        await rm(committed.path, { force: true });
       } catch (err) {
-        if (options.signal.aborted && !(err instanceof UploadError)) throw err;
-        const reason = err instanceof Error ? err.message : String(err);
+        // Interrupted mid-upload: the snapshot is complete, so it is kept like any undelivered one.
+        const reason = options.signal.aborted && !(err instanceof UploadError)
+          ? `upload interrupted${options.signal.reason instanceof Error ? ` (${options.signal.reason.message})` : ''}`
+          : err instanceof Error ? err.message : String(err);
         Object.assign(summary.sink, { delivered: false, path: committed.path, storedBytes: committed.storedBytes, error: reason });
         options.logger.error({ reason, keptAt: committed.path }, 'endpoint: upload failed; the snapshot is kept in the report directory');
+        return;
+      }
+      // Delivered: a spool that cannot be removed is worth a warning, not a failed run.
+      try {
+        await rm(committed.path, { force: true });
+      } catch (err) {
+        const reason = describeError(err);
+        summary.warnings.push(`the uploaded snapshot's spool file ${committed.path} could not be removed: ${reason}`);
+        options.logger.warn({ path: committed.path, reason }, 'endpoint: spool file not removed after the upload');
       }
     },
     async writeSummary(summary) {
       await writeFile(summaryPath, `${JSON.stringify(summary, null, 2)}\n`, { mode: 0o640 });
-      const deleted = await pruneSnapshots(sink.dir, options.clusterId, sink.retention, new Date());
-      if (deleted.length) options.logger.info({ deleted }, 'retention: old snapshots removed');
     },
+    prune: () => pruneSnapshots(sink.dir, options.clusterId, sink.retention, new Date()),
   };
 }
 
@@ -320,6 +403,9 @@ function stdoutSink(write: (text: string) => void | Promise<void>): Sink {
       summary.sink.delivered = true;
     },
     async writeSummary() {},
+    async prune() {
+      return [];
+    },
     async abort() {},
   };
 }

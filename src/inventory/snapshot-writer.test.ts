@@ -1,7 +1,10 @@
 import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { createWriteStream, writeFileSync } from 'node:fs';
 import { mkdir, mkdtemp, readdir, readFile, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { Writable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
 import { gunzipSync } from 'node:zlib';
 import type { KubeObject } from '../kube/resources.ts';
@@ -12,6 +15,7 @@ import {
   SnapshotFileWriter,
   snapshotFormats,
   snapshotStem,
+  SnapshotWriteError,
   type SnapshotFormat,
 } from './snapshot-writer.ts';
 
@@ -174,6 +178,56 @@ describe('SnapshotFileWriter', () => {
     assert.deepEqual(await readdir(dir), []);
   });
 
+  /** Opens the temporary file as usual, but writes go to /dev/full: every write fails with ENOSPC. */
+  const diskFull = (tempPath: string): Writable => {
+    writeFileSync(tempPath, '', { flag: 'wx' });
+    return createWriteStream('/dev/full');
+  };
+  const noisyObject = (i: number): KubeObject => ({ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: `cm-${i}` }, data: { v: randomBytes(600).toString('base64') } }) as KubeObject;
+
+  for (const gzip of [true, false]) {
+    it(`fails a write with a clear error when the disk is full, instead of waiting forever (gzip ${gzip})`, { timeout: 10_000 }, async () => {
+      const dir = await freshDir();
+      const writer = await SnapshotFileWriter.open({ dir, clusterId: 'full', startedAt, format: 'ndjson', gzip, openFile: diskFull });
+      assert.equal((await readdir(dir)).length, 1);
+      const writeAll = async (): Promise<void> => {
+        for (let i = 0; i < 5_000; i++) await writer.write(noisyObject(i));
+        await writer.commit();
+      };
+      await assert.rejects(writeAll(), (err: unknown) => {
+        assert.ok(err instanceof SnapshotWriteError, String(err));
+        assert.equal(err.code, 'ENOSPC');
+        assert.match(err.message, /^cannot write the snapshot .*inventory-full-20260301T100000Z\.ndjson.*: ENOSPC/);
+        return true;
+      });
+      // Every later call fails the same way rather than hanging.
+      await assert.rejects(writer.write(noisyObject(0)), SnapshotWriteError);
+      await writer.abort();
+      assert.deepEqual(await readdir(dir), []);
+    });
+
+    it(`removes the temporary file when commit fails (gzip ${gzip})`, { timeout: 10_000 }, async () => {
+      const dir = await freshDir();
+      const writer = await SnapshotFileWriter.open({ dir, clusterId: 'full', startedAt, format: 'json', gzip, openFile: diskFull });
+      // Small enough to stay in the write buffer: the failure only shows when commit flushes.
+      await writer.write(objects[0] as KubeObject);
+      await assert.rejects(writer.commit(), { name: 'SnapshotWriteError', code: 'ENOSPC' });
+      assert.deepEqual(await readdir(dir), []);
+      await writer.abort(); // harmless afterwards
+    });
+  }
+
+  it('fails when the report directory disappears under a run, and leaves nothing behind', { timeout: 10_000 }, async () => {
+    const parent = await freshDir();
+    const dir = join(parent, 'reports');
+    const writer = await SnapshotFileWriter.open({ dir, clusterId: 'gone', startedAt, format: 'ndjson', gzip: true });
+    await writer.write(objects[0] as KubeObject);
+    await rm(dir, { recursive: true });
+    // The open file still takes writes; the rename into the vanished directory is what fails.
+    await assert.rejects(writer.commit(), { name: 'SnapshotWriteError', code: 'ENOENT', message: /^cannot write the snapshot .*inventory-gone-20260301T100000Z\.ndjson\.gz: ENOENT/ });
+    assert.deepEqual(await readdir(parent), []);
+  });
+
   it('refuses to open a second writer for the same run while the first is in progress', async () => {
     const dir = await freshDir();
     const first = await SnapshotFileWriter.open({ dir, clusterId: 'prod', startedAt, format: 'json', gzip: false });
@@ -209,7 +263,7 @@ describe('pruneSnapshots', () => {
     return dir;
   }
 
-    const unrelatedNames = [
+  const unrelatedNames = [
     'backup-inventory-prod-20260308T100000Z.ndjson.gz',
     'inventory-prod-20260308T100000Z.ndjson.gz.bak',
     'inventory-prod-eu-20260308T100000Z.ndjson.gz',
@@ -235,7 +289,7 @@ describe('pruneSnapshots', () => {
       const expectedDeleted = prodStamps
         .map((stamp, i) => ({ stamp, i }))
         .filter(({ i }) => !c.kept.includes(i))
-        .map(({ stamp, i }) => `inventory-prod-${stamp}.${i % 2 === 0 ? 'ndjson.gz' : 'json'}`);
+        .flatMap(({ stamp, i }) => [`inventory-prod-${stamp}.${i % 2 === 0 ? 'ndjson.gz' : 'json'}`, `inventory-prod-${stamp}.summary.json`]);
       assert.deepEqual(deleted, expectedDeleted);
       const left = await readdir(dir);
       const expectedLeft = c.kept.flatMap((i) => [
@@ -250,11 +304,35 @@ describe('pruneSnapshots', () => {
   it('prunes another cluster without touching prod', async () => {
     const dir = await layout();
     const deleted = await pruneSnapshots(dir, 'prod-eu', { keepLast: 0, maxAgeMs: hour }, now);
-    assert.deepEqual(deleted, ['inventory-prod-eu-20260308T100000Z.ndjson.gz']);
+    assert.deepEqual(deleted, ['inventory-prod-eu-20260308T100000Z.ndjson.gz', 'inventory-prod-eu-20260308T100000Z.summary.json']);
     const left = await readdir(dir);
     assert.ok(!left.includes('inventory-prod-eu-20260308T100000Z.summary.json'));
     assert.equal(prodFiles(left).length, 10);
     assert.deepEqual(unrelated(left), unrelatedNames.filter((n) => !n.startsWith('inventory-prod-eu-')));
+  });
+
+  it('counts a run with only a summary (the endpoint removed its snapshot) and prunes it like any other', async () => {
+    const dir = await freshDir();
+    const stamps = [1, 2, 3, 26, 50].map((hoursAgo) => fileTimestamp(new Date(now.getTime() - hoursAgo * hour)));
+    // Runs 0, 2, 3 and 4 were uploaded: only their summaries are left. Run 1 kept its snapshot.
+    const runs = stamps.map((stamp, i) => (i === 1 ? [`inventory-prod-${stamp}.ndjson.gz`, `inventory-prod-${stamp}.summary.json`] : [`inventory-prod-${stamp}.summary.json`]));
+    const notOurs = [
+      `inventory-prod-${stamps[4]}.summary.json.bak`,
+      `inventory-prod-${stamps[4]}.summary.txt`,
+      `inventory-prod-${stamps[4]}.summary.json~`,
+      `inventory-prod-eu-${stamps[4]}.summary.json`,
+      `old-inventory-prod-${stamps[4]}.summary.json`,
+      'inventory-prod-latest.summary.json',
+    ];
+    for (const name of [...runs.flat(), ...notOurs]) await writeFile(join(dir, name), name);
+
+    const byCount = await pruneSnapshots(dir, 'prod', { keepLast: 3, maxAgeMs: 0 }, now);
+    assert.deepEqual(byCount, [...runs[3]!, ...runs[4]!]);
+    assert.deepEqual((await readdir(dir)).sort(), [...runs[0]!, ...runs[1]!, ...runs[2]!, ...notOurs].sort());
+
+    const byAge = await pruneSnapshots(dir, 'prod', { keepLast: 0, maxAgeMs: 90 * 60_000 }, now);
+    assert.deepEqual(byAge, [...runs[1]!, ...runs[2]!]);
+    assert.deepEqual((await readdir(dir)).sort(), [...runs[0]!, ...notOurs].sort());
   });
 
   it('removes temporary files of crashed runs older than 6 h, but not fresh ones or other clusters\'', async () => {

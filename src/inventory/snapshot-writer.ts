@@ -12,6 +12,8 @@ import { once } from 'node:events';
 import { createWriteStream, type WriteStream } from 'node:fs';
 import { mkdir, open, readdir, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
+import type { Writable } from 'node:stream';
+import { finished, pipeline } from 'node:stream/promises';
 import { createGzip, type Gzip } from 'node:zlib';
 import type { KubeObject } from '../kube/resources.ts';
 
@@ -65,6 +67,11 @@ export interface SnapshotFileOptions {
   readonly startedAt: Date;
   readonly format: SnapshotFormat;
   readonly gzip: boolean;
+  /**
+   * Test seam: opens the stream the temporary file is written through (default: a new file at
+   * `tempPath`, failing if it exists). Lets tests write to `/dev/full`.
+   */
+  readonly openFile?: (tempPath: string) => Writable;
 }
 
 /** A finished snapshot file. */
@@ -80,36 +87,59 @@ export interface CommittedSnapshot {
 /** Encoded text is handed to zlib in blocks of about this size: one write per object is slow. */
 const WRITE_BLOCK_BYTES = 256 * 1024;
 
+/** A snapshot file could not be written (disk full, file too large, I/O error, directory gone). */
+export class SnapshotWriteError extends Error {
+  /** The system error code (`ENOSPC`, `EFBIG`, `EIO`, …), when there was one. */
+  readonly code: string | undefined;
+
+  constructor(path: string, cause: Error) {
+    super(`cannot write the snapshot ${path}: ${cause.message}`, { cause });
+    this.name = 'SnapshotWriteError';
+    this.code = (cause as NodeJS.ErrnoException).code;
+  }
+}
+
 /** Streams one snapshot into `<dir>/.<name>.tmp`, renamed to `<dir>/<name>` by {@link commit}. */
 export class SnapshotFileWriter {
   /** Where the snapshot will be once committed. */
   readonly path: string;
   private readonly tempPath: string;
   private readonly encoder: SnapshotEncoder;
-  private readonly file: WriteStream;
+  private readonly file: Writable;
   private readonly gzip: Gzip | undefined;
+  /** Settles once every stream has finished and closed; rejects on the first stream error. */
   private readonly done: Promise<void>;
+  /** Rejects with the first stream error, so nothing waits on a stream that will never move again. */
+  private readonly failed: Promise<never>;
   private pending: string[] = [];
   private pendingBytes = 0;
   private objectCount = 0;
   private rawByteCount = 0;
-  private failure: Error | undefined;
+  private failure: SnapshotWriteError | undefined;
+  private discarded = false;
 
   private constructor(options: SnapshotFileOptions, path: string, tempPath: string) {
     this.path = path;
     this.tempPath = tempPath;
     this.encoder = new SnapshotEncoder(options.format);
-    this.file = createWriteStream(tempPath, { flags: 'wx', mode: 0o640 });
+    this.file = (options.openFile ?? openTempFile)(tempPath);
     this.gzip = options.gzip ? createGzip({ level: 6 }) : undefined;
-    const ends: Promise<unknown>[] = [once(this.file, 'close')];
-    if (this.gzip) {
-      this.gzip.pipe(this.file);
-      ends.push(once(this.gzip, 'end'));
-      this.gzip.on('error', (err: Error) => (this.failure ??= err));
-    }
-    this.file.on('error', (err: Error) => (this.failure ??= err));
-    this.done = Promise.all(ends).then(() => undefined);
-    this.done.catch(() => {});
+    let rejectFailed: (err: Error) => void = () => {};
+    this.failed = new Promise<never>((_, reject) => (rejectFailed = reject));
+    this.failed.catch(() => {});
+    const fail = (err: Error): void => {
+      this.failure ??= err instanceof SnapshotWriteError ? err : new SnapshotWriteError(this.path, err);
+      rejectFailed(this.failure);
+    };
+    // pipeline, not pipe: when the file fails (ENOSPC, EFBIG, EIO), pipe only unpipes and the
+    // gzip stream, never drained, would keep every writer waiting forever; pipeline destroys both.
+    const finishedWriting = this.gzip ? pipeline(this.gzip, this.file) : finished(this.file);
+    this.done = finishedWriting.then(async () => {
+      if (!this.file.closed) await once(this.file, 'close');
+    });
+    this.done.catch(fail);
+    this.file.on('error', fail);
+    this.gzip?.on('error', fail);
     this.append(this.encoder.begin());
   }
 
@@ -118,7 +148,7 @@ export class SnapshotFileWriter {
     await mkdir(options.dir, { recursive: true });
     const name = `${snapshotStem(options.clusterId, options.startedAt)}.${options.format}${options.gzip ? '.gz' : ''}`;
     const writer = new SnapshotFileWriter(options, join(options.dir, name), join(options.dir, `.${name}.tmp`));
-    await once(writer.file, 'open');
+    if ((writer.file as Partial<WriteStream>).pending) await once(writer.file, 'open');
     return writer;
   }
 
@@ -130,35 +160,48 @@ export class SnapshotFileWriter {
   /** Adds one object; resolves when the stream can take more (backpressure). */
   async write(object: KubeObject): Promise<void> {
     if (this.failure) throw this.failure;
+    if (this.discarded) throw new Error(`the snapshot ${this.path} was discarded`);
     this.objectCount++;
     this.append(this.encoder.encode(object));
     if (this.pendingBytes >= WRITE_BLOCK_BYTES) await this.flush();
   }
 
-  /** Finishes the file, syncs it to disk and renames it into place. */
+  /**
+   * Finishes the file, syncs it to disk and renames it into place. On failure the temporary
+   * file is removed and a {@link SnapshotWriteError} is thrown.
+   */
   async commit(): Promise<CommittedSnapshot> {
-    this.append(this.encoder.end());
-    await this.flush();
-    (this.gzip ?? this.file).end();
-    await this.done;
-    if (this.failure) throw this.failure;
-    const handle = await open(this.tempPath, 'r');
     try {
-      await handle.sync();
-    } finally {
-      await handle.close();
+      if (this.failure) throw this.failure;
+      this.append(this.encoder.end());
+      await this.flush();
+      (this.gzip ?? this.file).end();
+      await Promise.race([this.done, this.failed]);
+      if (this.failure) throw this.failure;
+      const handle = await open(this.tempPath, 'r');
+      try {
+        await handle.sync();
+      } finally {
+        await handle.close();
+      }
+      await rename(this.tempPath, this.path);
+    } catch (err) {
+      await this.abort();
+      throw err instanceof SnapshotWriteError || !(err instanceof Error) ? err : new SnapshotWriteError(this.path, err);
     }
-    await rename(this.tempPath, this.path);
     await syncDirectory(join(this.path, '..'));
     const { size } = await stat(this.path);
     return { path: this.path, objects: this.objectCount, rawBytes: this.rawByteCount, storedBytes: size };
   }
 
-  /** Drops the temporary file (the run failed before anything worth keeping was written). */
+  /** Drops the temporary file (the run failed before anything worth keeping was written). Never throws. */
   async abort(): Promise<void> {
-    (this.gzip ?? this.file).destroy();
+    if (this.discarded) return;
+    this.discarded = true;
+    this.gzip?.destroy();
     this.file.destroy();
-    await rm(this.tempPath, { force: true });
+    await waitForClose(this.file).catch(() => {});
+    await rm(this.tempPath, { force: true }).catch(() => {});
   }
 
   private append(text: string): void {
@@ -170,14 +213,26 @@ export class SnapshotFileWriter {
   }
 
   private async flush(): Promise<void> {
+    if (this.failure) throw this.failure;
     if (this.pending.length === 0) return;
     const block = this.pending.join('');
     this.pending = [];
     this.pendingBytes = 0;
     const target = this.gzip ?? this.file;
-    if (!target.write(block)) await once(target, 'drain');
+    // A failed stream never emits 'drain': wait for whichever comes first.
+    if (!target.write(block)) await Promise.race([once(target, 'drain'), this.failed]);
     if (this.failure) throw this.failure;
   }
+}
+
+function openTempFile(path: string): WriteStream {
+  return createWriteStream(path, { flags: 'wx', mode: 0o640 });
+}
+
+/** Resolves once `stream` has ended or failed and released its file descriptor; never rejects. */
+async function waitForClose(stream: Writable): Promise<void> {
+  if (stream.closed) return;
+  await finished(stream).catch(() => {});
 }
 
 /** Makes a rename durable: without it a power loss can forget the new directory entry. */
@@ -193,9 +248,9 @@ async function syncDirectory(dir: string): Promise<void> {
 }
 
 export interface RetentionPolicy {
-  /** Snapshots of this cluster to keep, newest first; 0 keeps all. */
+  /** Runs of this cluster to keep, newest first; 0 keeps all. */
   readonly keepLast: number;
-  /** Snapshots older than this are deleted, in milliseconds; 0 keeps them regardless of age. */
+  /** Runs older than this are deleted, in milliseconds; 0 keeps them regardless of age. */
   readonly maxAgeMs: number;
 }
 
@@ -203,38 +258,44 @@ export interface RetentionPolicy {
 const STALE_TEMP_AGE_MS = 6 * 3_600_000;
 
 /**
- * Deletes snapshots of `clusterId` (and their summaries) beyond the retention policy, and
- * temporary files left by crashed runs. Files that do not look like ours are never touched.
+ * Deletes runs of `clusterId` beyond the retention policy, and temporary files left by crashed
+ * runs. A run is every file of one start time: its snapshot, its summary, or both — after a
+ * successful upload only the summary is left, and it ages out like any other run. Files that do
+ * not look like ours are never touched.
  * @returns the names deleted.
  */
 export async function pruneSnapshots(dir: string, clusterId: string, policy: RetentionPolicy, now: Date): Promise<string[]> {
   const prefix = `inventory-${clusterId}-`;
-  const pattern = new RegExp(`^${escapeRegExp(prefix)}(\\d{8}T\\d{6}Z)\\.(ndjson|json)(\\.gz)?$`);
+  const snapshotPattern = new RegExp(`^${escapeRegExp(prefix)}(\\d{8}T\\d{6}Z)\\.(ndjson|json)(\\.gz)?$`);
+  const summaryPattern = new RegExp(`^${escapeRegExp(prefix)}(\\d{8}T\\d{6}Z)\\.summary\\.json$`);
   let names: string[];
   try {
     names = await readdir(dir);
   } catch {
     return [];
   }
-  const snapshots = names
-    .map((name) => ({ name, match: pattern.exec(name) }))
-    .filter((entry): entry is { name: string; match: RegExpExecArray } => entry.match !== null)
-    .map(({ name, match }) => ({ name, stamp: match[1] as string, time: parseFileTimestamp(match[1] as string) }))
-    .sort((a, b) => b.stamp.localeCompare(a.stamp));
+  /** File names of each run, by start time stamp. */
+  const runs = new Map<string, string[]>();
+  for (const name of [...names].sort()) {
+    const stamp = (snapshotPattern.exec(name) ?? summaryPattern.exec(name))?.[1];
+    if (stamp === undefined) continue;
+    runs.set(stamp, [...(runs.get(stamp) ?? []), name]);
+  }
+  const newestFirst = [...runs.keys()].sort((a, b) => b.localeCompare(a));
   const deleted: string[] = [];
-  for (const [index, snapshot] of snapshots.entries()) {
+  for (const [index, stamp] of newestFirst.entries()) {
     const tooMany = policy.keepLast > 0 && index >= policy.keepLast;
-    const tooOld = policy.maxAgeMs > 0 && now.getTime() - snapshot.time > policy.maxAgeMs;
+    const tooOld = policy.maxAgeMs > 0 && now.getTime() - parseFileTimestamp(stamp) > policy.maxAgeMs;
     if (!tooMany && !tooOld) continue;
-    const summary = `${prefix}${snapshot.stamp}.summary.json`;
-    await rm(join(dir, snapshot.name), { force: true });
-    await rm(join(dir, summary), { force: true });
-    deleted.push(snapshot.name);
+    for (const name of runs.get(stamp) ?? []) {
+      await rm(join(dir, name), { force: true });
+      deleted.push(name);
+    }
   }
   for (const name of names) {
     // Exactly `.<snapshot name>.tmp`: a prefix test would also take another cluster's temp files
     // when one id extends the other (`prod` vs `prod-eu`).
-    if (!name.startsWith('.') || !name.endsWith('.tmp') || !pattern.test(name.slice(1, -'.tmp'.length))) continue;
+    if (!name.startsWith('.') || !name.endsWith('.tmp') || !snapshotPattern.test(name.slice(1, -'.tmp'.length))) continue;
     const info = await stat(join(dir, name)).catch(() => undefined);
     if (info && now.getTime() - info.mtimeMs > STALE_TEMP_AGE_MS) {
       await rm(join(dir, name), { force: true });

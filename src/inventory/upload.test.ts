@@ -1,5 +1,7 @@
 import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
+import { readdirSync, readlinkSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createServer, type IncomingHttpHeaders, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -401,5 +403,60 @@ describe('uploadSnapshot: cancellation', () => {
     controller.abort();
     await assert.rejects(uploadSnapshot(await spool([objectOfSize('a', 80)]), options(server.url, { signal: controller.signal })));
     assert.equal(server.arrived, 0);
+  });
+});
+
+describe('uploadSnapshot: file handles', () => {
+  /** Whether this process holds `path` open (Linux: /proc/self/fd). */
+  const isOpen = (path: string): boolean =>
+    readdirSync('/proc/self/fd').some((fd) => {
+      try {
+        return readlinkSync(`/proc/self/fd/${fd}`) === path;
+      } catch {
+        return false; // closed meanwhile (readdir's own descriptor, for one)
+      }
+    });
+  /** A spool far larger than the streams buffer, so reading is still under way when a chunk fails. */
+  const bigSpool = async (): Promise<string> => {
+    const path = join(root, `spool-${fileCount++}.ndjson.gz`);
+    const lines = Array.from({ length: 4000 }, (_, i) => `${JSON.stringify({ kind: 'ConfigMap', metadata: { name: `cm-${i}` }, data: { v: randomBytes(300).toString('base64') } })}\n`);
+    await writeFile(path, gzipSync(lines.join('')));
+    return path;
+  };
+
+  it('releases the spool file when a chunk is refused early', async () => {
+    const server = await endpoint((res) => res.writeHead(400).end('no'));
+    const path = await bigSpool();
+    await assert.rejects(uploadSnapshot(path, options(server.url, { chunkBytes: 4096 })), UploadError);
+    await until(() => !isOpen(path), 'the spool file to be closed');
+  });
+
+  it('releases the spool file when the upload is aborted', async () => {
+    const server = await endpoint(() => {
+      // never answers
+    });
+    const path = await bigSpool();
+    const controller = new AbortController();
+    const upload = uploadSnapshot(path, options(server.url, { chunkBytes: 4096, signal: controller.signal }));
+    await until(() => server.received.length === 1, 'the first request');
+    assert.ok(isOpen(path), 'the spool is being read');
+    controller.abort();
+    await assert.rejects(upload, (err: unknown) => !(err instanceof UploadError));
+    await until(() => !isOpen(path), 'the spool file to be closed');
+  });
+
+  it('fails with the read error for a spool that is not there, instead of crashing', async () => {
+    const server = await endpoint();
+    await assert.rejects(uploadSnapshot(join(root, 'no-such-spool.ndjson.gz'), options(server.url)), { code: 'ENOENT' });
+    assert.equal(server.arrived, 0);
+  });
+
+  it('fails for a spool that is not gzip, and releases it', async () => {
+    const server = await endpoint();
+    const path = join(root, `spool-${fileCount++}.ndjson.gz`);
+    await writeFile(path, 'not gzip\n'.repeat(100_000));
+    await assert.rejects(uploadSnapshot(path, options(server.url)), { code: 'Z_DATA_ERROR' });
+    assert.equal(server.arrived, 0);
+    await until(() => !isOpen(path), 'the spool file to be closed');
   });
 });

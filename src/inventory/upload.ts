@@ -14,6 +14,7 @@
  */
 import { createReadStream } from 'node:fs';
 import { createInterface } from 'node:readline';
+import { pipeline } from 'node:stream';
 import { promisify } from 'node:util';
 import { createGunzip, gzip as gzipCallback } from 'node:zlib';
 import { request } from 'undici';
@@ -75,7 +76,12 @@ const MAX_RETRY_AFTER_MS = 120_000;
 /** Uploads the gzip NDJSON snapshot at `path`. */
 export async function uploadSnapshot(path: string, options: EndpointOptions): Promise<UploadResult> {
   const clock = options.clock ?? realClock;
-  const lines = createInterface({ input: createReadStream(path).pipe(createGunzip()), crlfDelay: Infinity });
+  const file = createReadStream(path);
+  const gunzip = createGunzip();
+  // pipeline, not pipe: a read error reaches the lines loop instead of leaving it waiting; the
+  // callback only keeps a destroy on early exit from being reported as an unhandled error.
+  pipeline(file, gunzip, () => {});
+  const lines = createInterface({ input: gunzip, crlfDelay: Infinity });
   let chunk: string[] = [];
   let chunkBytes = 0;
   let index = 0;
@@ -106,7 +112,11 @@ export async function uploadSnapshot(path: string, options: EndpointOptions): Pr
       chunkBytes += bytes;
     }
   } finally {
+    // Closing readline only stops reading: on an early exit (a refused chunk, an abort) the
+    // streams must be destroyed too, or the spool file's descriptor stays open.
     lines.close();
+    gunzip.destroy();
+    file.destroy();
   }
   await send(true); // also sends `{"objects":[]}` for an empty snapshot: the run still happened
   return { chunks: index, objects, rawBytes, sentBytes, retries };

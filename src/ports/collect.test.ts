@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { parseScanOutput } from './collect.ts';
+import { parseScanOutput, skipReason } from './collect.ts';
 import { buildScanPod, SCAN_CONTAINER, SCAN_POD_NODE_ANNOTATION, type ScanPodOptions } from './pod.ts';
 import type { HostScan } from './scan.ts';
 
@@ -90,18 +90,20 @@ describe('buildScanPod', () => {
     return first;
   };
 
-  test('with process info the scan runs as root with only SYS_PTRACE and DAC_READ_SEARCH after dropping ALL', () => {
+  test('with process info the scan runs as root with only SYS_PTRACE and DAC_READ_SEARCH after dropping ALL, outside AppArmor', () => {
     assert.deepEqual(container(build({ processInfo: true })).securityContext, {
       runAsUser: 0,
       runAsNonRoot: false,
       allowPrivilegeEscalation: false,
       readOnlyRootFilesystem: true,
       capabilities: { drop: ['ALL'], add: ['SYS_PTRACE', 'DAC_READ_SEARCH'] },
+      appArmorProfile: { type: 'Unconfined' },
     });
   });
 
-  test('without process info the scan runs as non-root 65532 with no capability added', () => {
+  test('without process info the scan runs as non-root 65532 with no capability added, under the default AppArmor profile', () => {
     const securityContext = container(build({ processInfo: false })).securityContext;
+    assert.equal(securityContext['appArmorProfile'], undefined);
     assert.equal(securityContext['runAsUser'], 65532);
     assert.equal(securityContext['runAsGroup'], 65532);
     assert.equal(securityContext['runAsNonRoot'], true);
@@ -155,5 +157,14 @@ describe('buildScanPod', () => {
     assert.equal(full.spec['priorityClassName'], 'system-node-critical');
     assert.deepEqual(full.spec['imagePullSecrets'], [{ name: 'ghcr' }, { name: 'mirror' }]);
     assert.equal(container(full).imagePullPolicy, 'IfNotPresent');
+  });
+});
+
+describe('skipReason', () => {
+  test('Windows nodes and virtual kubelets are not scanned; Linux nodes and unlabelled ones are', () => {
+    assert.match(skipReason({ metadata: { name: 'w', labels: { 'kubernetes.io/os': 'windows' } } }) ?? '', /not a Linux node \(kubernetes.io\/os=windows\)/);
+    assert.match(skipReason({ metadata: { name: 'v', labels: { type: 'virtual-kubelet', 'kubernetes.io/os': 'linux' } } }) ?? '', /virtual kubelet/);
+    assert.equal(skipReason({ metadata: { name: 'l', labels: { 'kubernetes.io/os': 'linux' } } }), undefined);
+    assert.equal(skipReason({ metadata: { name: 'bare' } }), undefined);
   });
 });

@@ -38,10 +38,23 @@ export interface PortsCollectOptions {
 /** What one node's scan produced. */
 export type NodeScanOutcome =
   | { readonly node: string; readonly ok: true; readonly scan: HostScan; readonly durationMs: number }
-  | { readonly node: string; readonly ok: false; readonly reason: string; readonly durationMs: number };
+  | { readonly node: string; readonly ok: false; readonly reason: string; readonly durationMs: number; readonly skipped?: true };
 
 interface NodeObject extends KubeObject {
   status?: { conditions?: { type: string; status: string; reason?: string }[] };
+}
+
+/**
+ * Why a node is not scanned at all, or `undefined` to scan it. The scan pod is a Linux container
+ * sharing the host's PID namespace: Windows nodes and virtual kubelets (Fargate, ACI, …) cannot
+ * run it, and `nodeName` + tolerate-all would otherwise send it there to fail at the timeout.
+ */
+export function skipReason(node: NodeObject): string | undefined {
+  const labels = node.metadata?.labels ?? {};
+  const os = labels['kubernetes.io/os'];
+  if (os !== undefined && os !== 'linux') return `not a Linux node (kubernetes.io/os=${os})`;
+  if (labels['type'] === 'virtual-kubelet') return 'virtual kubelet (type=virtual-kubelet): no host to scan';
+  return undefined;
 }
 
 interface PodObject extends KubeObject {
@@ -58,6 +71,16 @@ interface PodObject extends KubeObject {
       };
     }[];
   };
+}
+
+/** Rejects with `message` if `promise` has not settled after `ms`. */
+async function withTimeout<T>(promise: Promise<T>, ms: number, message: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    return await Promise.race([promise, new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(message)), ms)))]);
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 /** Waiting reasons that will not resolve by themselves: fail the node now instead of at the timeout. */
@@ -91,43 +114,51 @@ export async function collectPorts(client: KubeClient, options: PortsCollectOpti
   const stop = new AbortController();
   const onAbort = (): void => stop.abort();
   options.signal.addEventListener('abort', onAbort, { once: true });
+  const podsPath = `/api/v1/namespaces/${encodeURIComponent(options.namespace)}/pods`;
+  const runSelector = `${SCAN_POD_LABELS.runId}=${options.runId}`;
   const informer = new Informer<PodObject>({
     client,
     type: Resources.pods,
     name: 'ports-scan-pods',
     namespace: options.namespace,
-    labelSelector: `${SCAN_POD_LABELS.runId}=${options.runId}`,
+    labelSelector: runSelector,
+    logger,
   });
-  const running = informer.run(stop.signal);
+  let running: Promise<void> | undefined;
   try {
-    await informer.waitForSync(stop.signal);
-    return await mapConcurrent(nodes, options.concurrency, async (node) => {
+    // One plain list first: a missing permission or namespace fails the run now, with the API's
+    // words, instead of an informer retrying it in the background until the Job's deadline.
+    await client.json(podsPath, { query: { labelSelector: runSelector, limit: 1 }, signal: options.signal });
+    running = informer.run(stop.signal);
+    await withTimeout(informer.waitForSync(stop.signal), options.nodeTimeoutMs, `pods in ${options.namespace} could not be listed and watched within ${Math.round(options.nodeTimeoutMs / 1000)}s`);
+    return await mapConcurrent(nodes, options.concurrency, async (node): Promise<NodeScanOutcome> => {
       const name = node.metadata?.name ?? '';
       const started = Date.now();
+      const skip = skipReason(node);
+      if (skip) return { node: name, ok: false, skipped: true, reason: skip, durationMs: 0 };
       const notReady = node.status?.conditions?.find((c) => c.type === 'Ready' && c.status !== 'True');
-      if (notReady) {
-        return { node: name, ok: false, reason: `node is not Ready (${notReady.reason ?? notReady.status})`, durationMs: 0 } as const;
-      }
+      if (notReady) return { node: name, ok: false, reason: `node is not Ready (${notReady.reason ?? notReady.status})`, durationMs: 0 };
+      // Interrupted: the nodes not yet scanned are reported as such, so the report still gets written.
+      if (options.signal.aborted) return { node: name, ok: false, reason: 'not scanned: the run was interrupted', durationMs: 0 };
       try {
         const scan = await scanNode(client, informer, name, options);
         logger.info({ node: name, sockets: scan.sockets.length, durationMs: Date.now() - started }, 'node scanned');
-        return { node: name, ok: true, scan, durationMs: Date.now() - started } as const;
+        return { node: name, ok: true, scan, durationMs: Date.now() - started };
       } catch (err) {
-        if (options.signal.aborted) throw err;
-        const reason = err instanceof Error ? err.message : String(err);
+        const reason = options.signal.aborted ? 'interrupted before its scan finished' : err instanceof Error ? err.message : String(err);
         logger.warn({ node: name, reason }, 'node scan failed');
-        return { node: name, ok: false, reason, durationMs: Date.now() - started } as const;
+        return { node: name, ok: false, reason, durationMs: Date.now() - started };
       }
     });
   } finally {
     stop.abort();
-    await running.catch(() => {});
+    await running?.catch(() => {});
     options.signal.removeEventListener('abort', onAbort);
     // A sweep for anything a crash between create and delete left behind.
     await client
       .send(`/api/v1/namespaces/${encodeURIComponent(options.namespace)}/pods`, {
         method: 'DELETE',
-        query: { labelSelector: `${SCAN_POD_LABELS.runId}=${options.runId}`, gracePeriodSeconds: 0 },
+        query: { labelSelector: runSelector },
       })
       .then((res) => res.body?.cancel())
       .catch((err: unknown) => logger.warn({ reason: describeError(err) }, 'could not sweep scan pods'));
@@ -156,7 +187,7 @@ async function scanNode(client: KubeClient, informer: Informer<PodObject>, node:
     return parseScanOutput(log);
   } finally {
     await client
-      .send(podPath, { method: 'DELETE', query: { gracePeriodSeconds: 0 } })
+      .send(podPath, { method: 'DELETE' })
       .then((res) => res.body?.cancel())
       .catch((err: unknown) => {
         if (!isNotFound(err)) options.logger.warn({ pod: podName, reason: describeError(err) }, 'could not delete scan pod; the end-of-run sweep retries');
@@ -261,7 +292,12 @@ export async function sweepStalePods(client: KubeClient, namespace: string, runI
     });
     const stale = list.items.filter((pod) => nowMs - Date.parse(pod.metadata?.creationTimestamp ?? '') > STALE_POD_AGE_MS);
     for (const pod of stale) {
-      await client.send(`${podsPath}/${encodeURIComponent(pod.metadata?.name ?? '')}`, { method: 'DELETE', query: { gracePeriodSeconds: 0 } }).then((res) => res.body?.cancel());
+      await client
+        .send(`${podsPath}/${encodeURIComponent(pod.metadata?.name ?? '')}`, { method: 'DELETE' })
+        .then((res) => res.body?.cancel())
+        .catch((err: unknown) => {
+          if (!isNotFound(err)) throw err; // gone already (another sweep, the GC): fine
+        });
     }
     if (stale.length) logger.info({ pods: stale.length }, 'removed scan pods left by earlier runs');
     return stale.length;

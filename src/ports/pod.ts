@@ -51,6 +51,10 @@ export function buildScanPod(options: ScanPodOptions): KubeObject & Record<strin
         allowPrivilegeEscalation: false,
         readOnlyRootFilesystem: true,
         capabilities: { drop: ['ALL'], add: ['SYS_PTRACE', 'DAC_READ_SEARCH'] },
+        // The runtime's default AppArmor profile only lets a container ptrace-read peers under
+        // that same profile: host processes' /proc/<pid>/fd would stay unreadable despite the
+        // capability. Unconfined is what reading every process needs, and only in this mode.
+        appArmorProfile: { type: 'Unconfined' },
       }
     : {
         runAsUser: 65532,

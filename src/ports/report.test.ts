@@ -393,3 +393,31 @@ describe('readPreviousReport and writeReport', () => {
     ]);
   });
 });
+
+describe('a node whose scan fails for a while', () => {
+  test('keeps its last known ports in the report, and the first good scan afterwards is compared with them', () => {
+    const port22 = { protocol: 'tcp' as const, family: 'ipv4' as const, address: '0.0.0.0', port: 22 };
+    const port4444 = { protocol: 'tcp' as const, family: 'ipv4' as const, address: '0.0.0.0', port: 4444 };
+    const scanOf = (ports: typeof port22[]): NodeScanOutcome => ({
+      node: 'n1', ok: true, durationMs: 1,
+      scan: { apiVersion: 'crowsnest.io/v1alpha1', kind: 'HostPortScan', hostname: 'n1', scannedAt: '2026-11-20T03:00:00.000Z', sockets: ports.map((p, i) => ({ ...p, state: 'LISTEN' as const, inode: i + 1, uid: 0 })), processInfo: { available: true, unavailableSockets: 0, processesDenied: 0 }, malformedLines: 0, sources: [] },
+    });
+    const at = (day: number): Date => new Date(`2026-11-${day}T03:00:00.000Z`);
+    const run1 = buildReport({ runId: 'r1', startedAt: at(20), finishedAt: at(20), outcomes: [scanOf([port22])] });
+    const run2 = buildReport({ runId: 'r2', startedAt: at(21), finishedAt: at(21), outcomes: [{ node: 'n1', ok: false, reason: 'timed out', durationMs: 1 }], previous: { name: 'r1.json', report: run1 } });
+    assert.deepEqual(run2.failed[0]?.lastKnown?.ports.map((p) => p.port), [22]);
+    assert.deepEqual(run2.diff?.notCompared, ['n1']);
+    const run3 = buildReport({ runId: 'r3', startedAt: at(22), finishedAt: at(22), outcomes: [{ node: 'n1', ok: false, reason: 'timed out', durationMs: 1 }], previous: { name: 'r2.json', report: run2 } });
+    assert.deepEqual(run3.failed[0]?.lastKnown?.ports.map((p) => p.port), [22], 'carried over a second failure');
+    const run4 = buildReport({ runId: 'r4', startedAt: at(23), finishedAt: at(23), outcomes: [scanOf([port22, port4444])], previous: { name: 'r3.json', report: run3 } });
+    assert.deepEqual(run4.diff?.nodes, [{ node: 'n1', opened: [port4444], closed: [] }]);
+    assert.deepEqual(run4.diff?.notCompared, []);
+  });
+
+  test('skipped nodes are listed apart from failures', () => {
+    const report = buildReport({ runId: 'r', startedAt: new Date(0), finishedAt: new Date(0), outcomes: [{ node: 'win-1', ok: false, skipped: true, reason: 'not a Linux node (kubernetes.io/os=windows)', durationMs: 0 }] });
+    assert.deepEqual(report.failed, []);
+    assert.deepEqual(report.skipped, [{ node: 'win-1', reason: 'not a Linux node (kubernetes.io/os=windows)' }]);
+    assert.match(renderReportText(report), /== nodes not scanned\n {2}win-1: not a Linux node/);
+  });
+});

@@ -31,6 +31,17 @@ export interface NodePorts {
   readonly malformedLines: number;
 }
 
+/** A node whose scan failed, with its ports from the last report that had them. */
+export interface FailedNode {
+  readonly node: string;
+  readonly reason: string;
+  /**
+   * The node's ports as last seen, carried from report to report while it keeps failing, so the
+   * first successful scan afterwards is compared with them: a port opened meanwhile still shows.
+   */
+  readonly lastKnown?: { readonly scannedAt: string; readonly ports: readonly ReportedPort[] };
+}
+
 export interface NodePortsDiff {
   readonly node: string;
   readonly opened: readonly ReportedPort[];
@@ -59,7 +70,9 @@ export interface ClusterPortReport {
   readonly finishedAt: string;
   readonly durationMs: number;
   readonly nodes: readonly NodePorts[];
-  readonly failed: readonly { readonly node: string; readonly reason: string }[];
+  readonly failed: readonly FailedNode[];
+  /** Nodes not scanned on purpose (Windows, virtual kubelets), with why; absent in reports of older versions. */
+  readonly skipped?: readonly { readonly node: string; readonly reason: string }[];
   /** Absent on the first run (no previous report). */
   readonly diff?: PortsDiff;
 }
@@ -73,10 +86,16 @@ export function buildReport(input: {
   readonly previous?: { readonly name: string; readonly report: ClusterPortReport };
 }): ClusterPortReport {
   const nodes: NodePorts[] = [];
-  const failed: { node: string; reason: string }[] = [];
+  const failed: FailedNode[] = [];
+  const skipped: { node: string; reason: string }[] = [];
   for (const outcome of input.outcomes) {
+    if (!outcome.ok && outcome.skipped) {
+      skipped.push({ node: outcome.node, reason: outcome.reason });
+      continue;
+    }
     if (!outcome.ok) {
-      failed.push({ node: outcome.node, reason: outcome.reason });
+      const lastKnown = input.previous ? lastKnownPorts(input.previous.report, outcome.node) : undefined;
+      failed.push({ node: outcome.node, reason: outcome.reason, ...(lastKnown ? { lastKnown } : {}) });
       continue;
     }
     nodes.push({
@@ -89,6 +108,7 @@ export function buildReport(input: {
   }
   nodes.sort((a, b) => a.node.localeCompare(b.node));
   failed.sort((a, b) => a.node.localeCompare(b.node));
+  skipped.sort((a, b) => a.node.localeCompare(b.node));
   const report: ClusterPortReport = {
     apiVersion: 'crowsnest.io/v1alpha1',
     kind: CLUSTER_PORT_REPORT_KIND,
@@ -98,8 +118,16 @@ export function buildReport(input: {
     durationMs: input.finishedAt.getTime() - input.startedAt.getTime(),
     nodes,
     failed,
+    skipped,
   };
   return input.previous ? { ...report, diff: diffReports(input.previous.name, input.previous.report, report) } : report;
+}
+
+/** A node's ports in `report`: scanned there, or carried there from an earlier report while failing. */
+function lastKnownPorts(report: ClusterPortReport, node: string): FailedNode['lastKnown'] {
+  const scanned = report.nodes.find((n) => n.node === node);
+  if (scanned) return { scannedAt: scanned.scannedAt, ports: scanned.ports };
+  return report.failed.find((f) => f.node === node)?.lastKnown;
 }
 
 function toReportedPort(socket: HostSocket): ReportedPort {
@@ -124,28 +152,30 @@ function portKey(port: ReportedPort): string {
 
 /** Ports opened and closed per node between two reports. */
 export function diffReports(previousName: string, previous: ClusterPortReport, current: Pick<ClusterPortReport, 'nodes' | 'failed'>): PortsDiff {
-  const before = new Map(previous.nodes.map((node) => [node.node, node]));
+  const before = new Map(previous.nodes.map((node) => [node.node, node.ports]));
+  // A node that failed last time is compared with its ports from before it failed.
+  for (const failure of previous.failed) if (failure.lastKnown) before.set(failure.node, failure.lastKnown.ports);
+  const knownBefore = new Set([...previous.nodes.map((n) => n.node), ...previous.failed.map((f) => f.node)]);
   const now = new Map(current.nodes.map((node) => [node.node, node]));
-  const failedBefore = new Set(previous.failed.map((f) => f.node));
   const failedNow = new Set(current.failed.map((f) => f.node));
   const nodes: NodePortsDiff[] = [];
   const newNodes: string[] = [];
   const notCompared = new Set<string>();
   for (const [name, node] of now) {
-    const old = before.get(name);
-    if (!old) {
-      if (failedBefore.has(name)) notCompared.add(name);
+    const oldPorts = before.get(name);
+    if (!oldPorts) {
+      if (knownBefore.has(name)) notCompared.add(name); // failed every time we have seen it
       else newNodes.push(name);
       continue;
     }
-    const oldKeys = new Map(old.ports.map((port) => [portKey(port), port]));
+    const oldKeys = new Map(oldPorts.map((port) => [portKey(port), port]));
     const newKeys = new Map(node.ports.map((port) => [portKey(port), port]));
     const opened = [...newKeys].filter(([key]) => !oldKeys.has(key)).map(([, port]) => port);
     const closed = [...oldKeys].filter(([key]) => !newKeys.has(key)).map(([, port]) => port);
     if (opened.length || closed.length) nodes.push({ node: name, opened, closed });
   }
-  for (const name of failedNow) if (before.has(name) || failedBefore.has(name)) notCompared.add(name);
-  const goneNodes = [...before.keys()].filter((name) => !now.has(name) && !failedNow.has(name));
+  for (const name of failedNow) notCompared.add(name);
+  const goneNodes = [...knownBefore].filter((name) => !now.has(name) && !failedNow.has(name));
   return {
     previousReport: previousName,
     previousRunAt: previous.startedAt,
@@ -215,7 +245,7 @@ function formatPort(port: ReportedPort): string {
 /** The report for people: per node its ports, then failed nodes, then the changes. */
 export function renderReportText(report: ClusterPortReport): string {
   const lines: string[] = [
-    `Listening ports of ${report.nodes.length + report.failed.length} node(s), run ${report.runId}`,
+    `Listening ports of ${report.nodes.length + report.failed.length + (report.skipped?.length ?? 0)} node(s), run ${report.runId}`,
     `started ${report.startedAt}, took ${(report.durationMs / 1000).toFixed(1)}s; ${report.failed.length} node(s) failed`,
     '',
   ];
@@ -229,6 +259,11 @@ export function renderReportText(report: ClusterPortReport): string {
   if (report.failed.length) {
     lines.push('== failed nodes');
     for (const failure of report.failed) lines.push(`  ${failure.node}: ${failure.reason}`);
+    lines.push('');
+  }
+  if (report.skipped?.length) {
+    lines.push('== nodes not scanned');
+    for (const skip of report.skipped) lines.push(`  ${skip.node}: ${skip.reason}`);
     lines.push('');
   }
   lines.push(...renderDiffText(report.diff));

@@ -248,7 +248,7 @@ async function lookUpOwners(
 
 function unavailableReason(procRoot: string, processesDenied: number): string {
   if (processesDenied > 0) {
-    return `not permitted to read the open files of ${processesDenied} process${processesDenied === 1 ? '' : 'es'}; run as root to see them`;
+    return `not permitted to read the open files of ${processesDenied} process${processesDenied === 1 ? '' : 'es'}; run as root with CAP_SYS_PTRACE, outside AppArmor/SELinux confinement, to see them`;
   }
   // Nothing was refused, so no process in sight holds them.
   return `no process in ${procRoot} holds them: kernel sockets, or processes of another PID namespace (in a pod: hostPID)`;

@@ -12,6 +12,7 @@ import { after, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { standInKubelet } from '../../testbed/scan-pods.ts';
+import { buildScanPod } from '../../src/ports/pod.ts';
 import { eventually, newNamespace, testbed } from './testbed.ts';
 
 const run = promisify(execFile);
@@ -156,36 +157,63 @@ describe('helm chart', () => {
     assert.match(secrets.summary.skippedTypes[0]!.reason, /403|forbidden/i);
   });
 
-  it('runs ports collect with only the chart ServiceAccount: node list, scan pods and their logs in its namespace, nothing else', async () => {
+  it('runs ports collect with only the chart ServiceAccount: nodes, and nothing but scan pods in a namespace of their own', async () => {
     const plane = await testbed();
     const namespace = await newNamespace('chart-ports');
+    const scanNamespace = `${namespace}-ports-scan`;
     const release = `pt-${namespace.slice(-6)}`;
-    const manifests = await helmTemplate(release, namespace, ['--set', 'ports.enabled=true', '--show-only', 'templates/ports.yaml']);
+    const manifests = await helmTemplate(release, namespace, ['--set', 'ports.enabled=true', '--set', 'image.repository=crowsnest', '--set', 'image.tag=test', '--show-only', 'templates/ports.yaml']);
     assert.match(manifests, /schedule: "0 3 \* \* \*"/);
     const out = await plane.kubectl(['apply', '-f', '-'], { input: manifests });
     assert.match(out, /cronjob.batch\/pt-\w+-crowsnest-ports created/);
+    assert.match(out, /validatingadmissionpolicy.admissionregistration.k8s.io\/pt-\w+-crowsnest-ports-scan-pods created/);
     const dir = await mkdtemp(join(tmpdir(), 'crowsnest-chart-ports-'));
     tempDirs.push(dir);
     const kubeconfig = await serviceAccountKubeconfig(dir, namespace, `${release}-crowsnest-ports`);
+    const asCollector = (args: string[], input?: string): Promise<{ ok: boolean; out: string }> =>
+      new Promise((resolve) => {
+        const child = execFile(join(plane.binDir, 'kubectl'), ['--kubeconfig', kubeconfig, ...args], (err, stdout, stderr) => resolve({ ok: !err, out: `${stdout}${stderr}` }));
+        if (input !== undefined) child.stdin!.end(input);
+      });
 
-    const other = await newNamespace('chart-ports-other');
     // `can-i get pods/log` would ask about a pod named "log": subresources go in --subresource.
     for (const [verb, resource, subresource, ns, expected] of [
-      ['create', 'pods', '', namespace, 'yes'], ['get', 'pods', 'log', namespace, 'yes'], ['list', 'nodes', '', '', 'yes'],
-      ['create', 'pods', '', other, 'no'], ['get', 'secrets', '', namespace, 'no'], ['create', 'pods', 'exec', namespace, 'no'],
-      ['get', 'pods', 'exec', namespace, 'no'], ['get', 'nodes', 'proxy', '', 'no'], ['get', 'pods', 'log', other, 'no'],
+      ['create', 'pods', '', scanNamespace, 'yes'], ['get', 'pods', 'log', scanNamespace, 'yes'], ['list', 'nodes', '', '', 'yes'],
+      ['create', 'pods', '', namespace, 'no'], ['get', 'secrets', '', scanNamespace, 'no'], ['create', 'pods', 'exec', scanNamespace, 'no'],
+      ['get', 'pods', 'exec', scanNamespace, 'no'], ['get', 'nodes', 'proxy', '', 'no'], ['get', 'pods', 'log', namespace, 'no'],
     ] as const) {
-      const answer = await run(join(plane.binDir, 'kubectl'), ['--kubeconfig', kubeconfig, 'auth', 'can-i', verb, resource, ...(subresource ? [`--subresource=${subresource}`] : []), ...(ns ? ['-n', ns] : [])])
-        .then((r) => r.stdout.trim(), (err: { stdout?: string }) => (err.stdout ?? '').trim());
-      assert.equal(answer, expected, `can-i ${verb} ${resource}/${subresource} in ${ns || 'cluster'}`);
+      const answer = await asCollector(['auth', 'can-i', verb, resource, ...(subresource ? [`--subresource=${subresource}`] : []), ...(ns ? ['-n', ns] : [])]);
+      assert.equal(answer.out.trim().split('\n')[0], expected, `can-i ${verb} ${resource}/${subresource} in ${ns || 'cluster'}`);
     }
 
-    const kubelet = standInKubelet(await testbed(), namespace, () => 'scan');
+    // The admission policy: the collector's own scan pod is allowed, anything else is not.
+    const scanPod = buildScanPod({ namespace: scanNamespace, node: 'kwok-node-0', runId: 'x', image: 'crowsnest:test', processInfo: true, activeDeadlineSeconds: 60 });
+    const allowed = await asCollector(['create', '--dry-run=server', '-f', '-'], JSON.stringify(scanPod));
+    assert.ok(allowed.ok, allowed.out);
+    const escapes: [string, (pod: any) => void][] = [
+      ['privileged with a hostPath', (pod) => {
+        pod.spec.containers[0].securityContext = { privileged: true, allowPrivilegeEscalation: true };
+        pod.spec.volumes = [{ name: 'root', hostPath: { path: '/' } }];
+      }],
+      ['another image', (pod) => (pod.spec.containers[0].image = 'attacker/shell:latest')],
+      ['a ServiceAccount token', (pod) => (pod.spec.automountServiceAccountToken = true)],
+      ['SYS_ADMIN', (pod) => pod.spec.containers[0].securityContext.capabilities.add.push('SYS_ADMIN')],
+      ['host network', (pod) => (pod.spec.hostNetwork = true)],
+    ];
+    for (const [what, change] of escapes) {
+      const pod = structuredClone(scanPod) as any;
+      change(pod);
+      const denied = await asCollector(['create', '--dry-run=server', '-f', '-'], JSON.stringify(pod));
+      assert.ok(!denied.ok, `${what} was allowed`);
+      assert.match(denied.out, /ValidatingAdmissionPolicy .*-scan-pods.* denied request/, `${what}: ${denied.out}`);
+    }
+
+    const kubelet = standInKubelet(plane, scanNamespace, () => 'scan');
     try {
-      const result = await run(join(repo, 'bin', 'crowsnest'), ['ports', 'collect', '--kubeconfig', kubeconfig, '--namespace', namespace, '--report-dir', join(dir, 'reports'), '--image', 'crowsnest:test', '--log-format', 'json'], { maxBuffer: 64 * 1024 * 1024 })
+      const result = await run(join(repo, 'bin', 'crowsnest'), ['ports', 'collect', '--kubeconfig', kubeconfig, '--namespace', scanNamespace, '--report-dir', join(dir, 'reports'), '--image', 'crowsnest:test', '--log-format', 'json'], { maxBuffer: 64 * 1024 * 1024 })
         .then((r) => ({ code: 0, stdout: r.stdout, stderr: r.stderr }), (err: { code: number; stdout: string; stderr: string }) => err);
       assert.equal(result.code, 0, result.stderr + result.stdout);
-      assert.doesNotMatch(result.stderr, /forbidden/i);
+      assert.doesNotMatch(result.stderr, /forbidden|denied/i);
       assert.match(result.stdout, /3 node\(s\) scanned, 0 failed/);
     } finally {
       await kubelet.stop();

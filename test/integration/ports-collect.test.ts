@@ -15,7 +15,7 @@ import { after, describe, it } from 'node:test';
 import { main, type CliIO } from '../../src/cli/main.ts';
 import { buildScanPod } from '../../src/ports/pod.ts';
 import { standInKubelet } from '../../testbed/scan-pods.ts';
-import { newNamespace, testbed } from './testbed.ts';
+import { eventually, newNamespace, testbed } from './testbed.ts';
 
 
 async function runCli(args: readonly string[]): Promise<{ code: number; stdout: string; stderr: string }> {
@@ -87,7 +87,7 @@ describe('ports collect', () => {
       const text1 = await readFile(join(dir, name1!.replace(/\.json$/, '.txt')), 'utf8');
       for (const node of nodes) assert.match(text1, new RegExp(`== ${node} \\(\\d+ ports`));
       assert.ok(text1.includes(`127.0.0.1:${first.port}`));
-      assert.equal(await scanPodsLeft(namespace), 0, 'scan pods are deleted');
+      await eventually('scan pods to be deleted', async () => (await scanPodsLeft(namespace)) === 0, 20_000);
       assert.equal(kubelet.handled.size, nodes.length, 'one pod per node');
       assert.deepEqual([...new Set(kubelet.handled.values())].sort(), nodes);
 
@@ -130,7 +130,7 @@ describe('ports collect', () => {
       assert.match(reasons[failing] ?? '', /Failed, exit code 1.*permission denied/);
       assert.match(reasons[hanging] ?? '', /timed out after 4s \(phase Running/);
       assert.match(result.stdout, new RegExp(`! ${failing}: `));
-      assert.equal(await scanPodsLeft(namespace), 0, 'failed and timed-out scan pods are deleted too');
+      await eventually('failed and timed-out scan pods to be deleted too', async () => (await scanPodsLeft(namespace)) === 0, 20_000);
     } finally {
       await kubelet.stop();
     }
