@@ -330,7 +330,7 @@ export class ControlPlane {
       '--concurrent-deployment-syncs=10',
       '--concurrent-replicaset-syncs=10',
       // kwok renews node leases from the same 2 busy cores as everything else; a missed
-      // heartbeat under load must not mark every node and pod NotReady (kwok does not set pods
+      // renewal under load must not mark every node and pod NotReady (kwok does not set pods
       // Ready again afterwards).
       '--node-monitor-grace-period=10m',
       '--v=1',
@@ -359,6 +359,10 @@ export class ControlPlane {
       `--tls-cert-file=${this.pki.servingCert}`,
       `--tls-private-key-file=${this.pki.servingKey}`,
       `--enable-crds=${KWOK_CRDS.map((c) => c.kind).join(',')}`,
+      // Node heartbeats: without leases kwok patches node status only when something changes it,
+      // so after node-monitor-grace-period every node (and its pods) went NotReady in a cluster
+      // left running (make cluster, long benchmarks).
+      '--node-lease-duration-seconds=40',
     ]);
   }
 
