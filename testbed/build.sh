@@ -61,7 +61,10 @@ done
 # offline), so the control plane can create the ones it enables (Logs, ClusterLogs) with plain
 # API requests. Also fills in a cache whose binaries predate this step: the key stays the same.
 if [[ ! -f "$bindir/kwok-crds/kwok.x-k8s.io_logs.json" ]]; then
-  kwok_src="$(cd "$here/kwok" && "$GO" list -m -f '{{.Dir}}' sigs.k8s.io/kwok)"
+  # `go mod download` (unlike `go list -m`) fetches the module when the Go module cache was
+  # emptied after the binaries were built, and prints where it is.
+  kwok_src="$(cd "$here/kwok" && "$GO" mod download -json sigs.k8s.io/kwok | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')"
+  [[ -d "$kwok_src/kustomize/crd/bases" ]] || { log "cannot find kwok's CRDs (module dir: '${kwok_src}')"; exit 1; }
   rm -rf "$bindir/kwok-crds.tmp"
   mkdir -p "$bindir/kwok-crds.tmp"
   for yaml in "$kwok_src"/kustomize/crd/bases/*.yaml; do
