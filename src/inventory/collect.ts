@@ -22,6 +22,7 @@ import { describeError } from '../kube/errors.ts';
 import { discoverTypes, type FailedGroup } from './discovery.ts';
 import { listType, RequestLimiter, type TypeListResult } from './lister.ts';
 import { redactObject, type RedactionOptions } from './redact.ts';
+import { resendKeptSnapshots, type ResendResult } from './resend.ts';
 import {
   pruneSnapshots,
   SnapshotEncoder,
@@ -130,6 +131,8 @@ export interface SinkSummary {
   /** Endpoint URL without credentials or query. */
   url?: string;
   delivered: boolean;
+  /** When a later run delivered this kept snapshot (see `resend.ts`). */
+  resentAt?: string;
   chunks?: number;
   retries?: number;
   /** Bytes after compression: on disk, or request bodies as sent. */
@@ -159,6 +162,8 @@ export interface RunSummary {
   readonly dropped: { count: number; objects: DroppedObject[] };
   readonly redaction: { enabled: boolean; notes: number };
   readonly sink: SinkSummary;
+  /** Snapshots kept by earlier runs (endpoint down) that this run sent, or tried to. */
+  resent?: ResendResult[];
   readonly warnings: string[];
 }
 
@@ -193,6 +198,18 @@ export async function collectInventory(client: KubeClient, options: CollectOptio
     sink: { kind: options.sink.kind, delivered: false },
     warnings: [],
   };
+
+  if (options.sink.kind === 'endpoint') {
+    // Before this run's own snapshot joins them: what earlier runs could not deliver goes first.
+    summary.resent = await resendKeptSnapshots({
+      dir: options.sink.dir,
+      clusterId: options.clusterId,
+      endpoint: options.sink.endpoint,
+      signal: options.signal,
+      logger,
+      ...(options.clock ? { clock: options.clock } : {}),
+    });
+  }
 
   options.onPhase?.('collecting');
   const discovery = await discoverTypes(client, options.signal);

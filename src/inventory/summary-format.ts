@@ -19,6 +19,11 @@ export function renderSummaryText(summary: RunSummary): string {
   }
   if (sink.kind === 'stdout') lines.push('  dry run: printed to stdout, nothing written or sent');
   lines.push(`  run id ${summary.runId}, redaction ${summary.redaction.enabled ? 'on' : 'OFF'}`);
+  for (const resent of summary.resent ?? []) {
+    lines.push(resent.delivered
+      ? `  re-sent the snapshot kept by run ${resent.runId}`
+      : `  ! the snapshot kept by run ${resent.runId} is still not delivered: ${resent.error ?? 'unknown error'}`);
+  }
 
   // Types with nothing in them are counted, not listed: on most clusters they are half the set.
   const shown = summary.types.filter((type) => type.objects > 0 || type.error);

@@ -271,6 +271,36 @@ describe('inventory collect', () => {
     assert.match(summary['sink'].error, /unreachable/);
   });
 
+  it('sends a snapshot kept while the endpoint was down with the next run, under its own run id', async () => {
+    const dir = await reportDir();
+    const down = new Receiver();
+    await down.start();
+    await down.stop();
+    const failed = await runCli([...baseArgs(), '--endpoint', down.url, '--report-dir', dir, '--upload-attempts', '1']);
+    assert.equal(failed.code, 1, failed.stderr);
+    const keptSummary = await summaryOf(dir);
+    const keptRunId = keptSummary['runId'] as string;
+    const keptPath = keptSummary['sink'].path as string;
+
+    await new Promise((resolve) => setTimeout(resolve, 1_100)); // file names have one-second resolution
+    receiver.requests.length = 0;
+    const next = await runCli([...baseArgs(), '--endpoint', receiver.url, '--report-dir', dir, '--output', 'json']);
+    assert.equal(next.code, 0, next.stderr);
+    const summary = JSON.parse(next.stdout) as Record<string, any>;
+    assert.deepEqual(summary['resent'].map((r: { runId: string; delivered: boolean }) => [r.runId, r.delivered]), [[keptRunId, true]]);
+    const runIds = receiver.requests.map((r) => r.headers['x-crowsnest-run-id']);
+    assert.equal(runIds[0], keptRunId, 'the kept snapshot goes first');
+    assert.deepEqual(new Set(runIds), new Set([keptRunId, summary['runId']]));
+    const keptObjects = receiver.requests.filter((r) => r.headers['x-crowsnest-run-id'] === keptRunId).flatMap((r) => (JSON.parse(r.text) as { objects: Record<string, any>[] }).objects);
+    assert.deepEqual(new Set(keptObjects.map((o) => o['metadata'].uid)), new Set(expected.keys()));
+    await assert.rejects(readFile(keptPath), /ENOENT/, 'the delivered snapshot file is removed');
+    const summaries = await Promise.all((await readdir(dir)).filter((n) => n.endsWith('.summary.json')).map(async (n) => JSON.parse(await readFile(join(dir, n), 'utf8')) as Record<string, any>));
+    const old = summaries.find((s) => s['runId'] === keptRunId)!;
+    assert.equal(old['sink'].delivered, true);
+    assert.ok(old['sink'].resentAt, 'the old summary says when it was re-sent');
+    assert.equal(old['result'], 'success');
+  });
+
   it('writes one snapshot file in the chosen format and a summary, atomically named by time and cluster', async () => {
     for (const [format, gzip, pattern] of [['ndjson', true, /^inventory-itest-\d{8}T\d{6}Z\.ndjson\.gz$/], ['json', false, /^inventory-itest-\d{8}T\d{6}Z\.json$/]] as const) {
       const dir = await reportDir();

@@ -1,0 +1,98 @@
+/**
+ * Snapshots kept because the endpoint was down are sent again by the next endpoint run, oldest
+ * first, under their own run ids (a receiver that already has a run by that id can drop it).
+ * A kept snapshot is found through its run summary (`sink.kind: endpoint`, `delivered: false`,
+ * `sink.path` still there). After delivery the file is removed and the summary says so.
+ *
+ * The first failure stops the round: an endpoint that is still down is not asked again per file,
+ * and the new run's own upload will tell.
+ */
+import { readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { basename, dirname, join, resolve } from 'node:path';
+import type { Clock } from '../kube/clock.ts';
+import type { Logger } from '../kube/logger-type.ts';
+import type { RunSummary } from './collect.ts';
+import { uploadSnapshot, type EndpointOptions } from './upload.ts';
+
+/** What happened to one kept snapshot. */
+export interface ResendResult {
+  readonly runId: string;
+  readonly path: string;
+  readonly delivered: boolean;
+  readonly chunks?: number;
+  readonly error?: string;
+}
+
+export interface ResendOptions {
+  readonly dir: string;
+  readonly clusterId: string;
+  readonly endpoint: Omit<EndpointOptions, 'clusterId' | 'runId' | 'signal' | 'clock' | 'onRetry'>;
+  readonly signal: AbortSignal;
+  readonly logger: Logger;
+  readonly clock?: Clock;
+  /** Kept snapshots sent per run at most, oldest first. Default 5. */
+  readonly maxRuns?: number;
+}
+
+const DEFAULT_MAX_RUNS = 5;
+
+/** Sends kept snapshots of `clusterId` found in `dir`; see the module comment. */
+export async function resendKeptSnapshots(options: ResendOptions): Promise<ResendResult[]> {
+  const pattern = new RegExp(`^inventory-${escapeRegExp(options.clusterId)}-\\d{8}T\\d{6}Z\\.summary\\.json$`);
+  const snapshotName = new RegExp(`^inventory-${escapeRegExp(options.clusterId)}-\\d{8}T\\d{6}Z\\.ndjson\\.gz$`);
+  const names = (await readdir(options.dir).catch(() => [] as string[])).filter((name) => pattern.test(name)).sort();
+  const kept: { summaryPath: string; summary: RunSummary; path: string }[] = [];
+  for (const name of names) {
+    const summaryPath = join(options.dir, name);
+    let summary: RunSummary;
+    try {
+      summary = JSON.parse(await readFile(summaryPath, 'utf8')) as RunSummary;
+    } catch {
+      continue; // a summary we cannot read is left to retention
+    }
+    const path = summary.sink?.path;
+    if (summary.kind !== 'InventoryRunSummary' || summary.sink.kind !== 'endpoint' || summary.sink.delivered || !path) continue;
+    // Only this cluster's snapshot files in this directory: a summary is not a licence to send any file.
+    if (resolve(dirname(path)) !== resolve(options.dir) || !snapshotName.test(basename(path))) continue;
+    if (!(await stat(path).then((info) => info.isFile(), () => false))) continue;
+    kept.push({ summaryPath, summary, path });
+  }
+
+  const results: ResendResult[] = [];
+  for (const { summaryPath, summary, path } of kept.slice(0, options.maxRuns ?? DEFAULT_MAX_RUNS)) {
+    try {
+      const upload = await uploadSnapshot(path, {
+        ...options.endpoint,
+        clusterId: options.clusterId,
+        runId: summary.runId,
+        signal: options.signal,
+        ...(options.clock ? { clock: options.clock } : {}),
+      });
+      await rm(path, { force: true });
+      Object.assign(summary.sink, { delivered: true, chunks: upload.chunks, retries: upload.retries, resentAt: new Date().toISOString() });
+      delete summary.sink.path;
+      delete summary.sink.error;
+      summary.result = summary.skippedTypes.length || summary.failedGroups.length || summary.dropped.count ? 'partial' : 'success';
+      await writeAtomically(summaryPath, `${JSON.stringify(summary, null, 2)}\n`);
+      options.logger.info({ runId: summary.runId, chunks: upload.chunks }, 'endpoint: kept snapshot re-sent');
+      results.push({ runId: summary.runId, path, delivered: true, chunks: upload.chunks });
+    } catch (err) {
+      if (options.signal.aborted) throw err;
+      const error = err instanceof Error ? err.message : String(err);
+      options.logger.warn({ runId: summary.runId, reason: error }, 'endpoint: kept snapshot not re-sent; trying again next run');
+      results.push({ runId: summary.runId, path, delivered: false, error });
+      break;
+    }
+  }
+  return results;
+}
+
+async function writeAtomically(path: string, content: string): Promise<void> {
+  const temp = `${path}.tmp`;
+  await writeFile(temp, content, { mode: 0o640 });
+  await rename(temp, path);
+}
+
+function escapeRegExp(text: string): string {
+  return text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+}
