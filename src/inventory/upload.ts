@@ -19,6 +19,7 @@ import { promisify } from 'node:util';
 import { createGunzip, gzip as gzipCallback } from 'node:zlib';
 import { request } from 'undici';
 import { realClock, sleep, type Clock } from '../kube/clock.ts';
+import { parseRetryAfter } from '../kube/errors.ts';
 import { ExponentialBackoff } from '../kube/ratelimiter.ts';
 
 const gzip = promisify(gzipCallback);
@@ -198,12 +199,4 @@ function hintFor(status: number): string {
   if (status === 401 || status === 403) return ' (check the access and secret keys)';
   if (status === 413) return ' (lower --chunk-size)';
   return '';
-}
-
-function parseRetryAfter(value: string | string[] | undefined, clock: Clock): number | undefined {
-  const text = Array.isArray(value) ? value[0] : value;
-  if (text === undefined) return undefined;
-  if (/^\d+$/.test(text.trim())) return Number(text.trim()) * 1000;
-  const at = Date.parse(text);
-  return Number.isNaN(at) ? undefined : Math.max(0, at - clock.now());
 }

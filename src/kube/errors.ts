@@ -160,15 +160,22 @@ export function isForbidden(err: unknown): boolean {
  */
 export function retryAfterMs(err: unknown, clock: Clock = realClock): number | undefined {
   if (isRecord(err) && typeof err['retryAfterMs'] === 'number' && err['retryAfterMs'] >= 0) return err['retryAfterMs'];
-  const header = retryAfterHeader(err);
-  if (header !== undefined) {
-    const trimmed = header.trim();
-    if (/^\d+$/.test(trimmed)) return Number(trimmed) * MS_PER_SECOND;
-    const at = Date.parse(trimmed);
-    if (!Number.isNaN(at)) return Math.max(0, at - clock.now());
-  }
+  const fromHeader = parseRetryAfter(retryAfterHeader(err), clock);
+  if (fromHeader !== undefined) return fromHeader;
   const seconds = statusBody(err)?.details?.retryAfterSeconds;
   return typeof seconds === 'number' && seconds >= 0 ? seconds * MS_PER_SECOND : undefined;
+}
+
+/**
+ * A `Retry-After` header value (delta-seconds or an HTTP date, read against `clock`) in
+ * milliseconds; `undefined` when absent or unreadable. Takes the first of repeated headers.
+ */
+export function parseRetryAfter(value: string | readonly string[] | undefined, clock: Clock = realClock): number | undefined {
+  const text = (typeof value === 'string' ? value : value?.[0])?.trim();
+  if (text === undefined) return undefined;
+  if (/^\d+$/.test(text)) return Number(text) * MS_PER_SECOND;
+  const at = Date.parse(text);
+  return Number.isNaN(at) ? undefined : Math.max(0, at - clock.now());
 }
 
 function retryAfterHeader(err: unknown): string | undefined {
