@@ -7,10 +7,11 @@
  * The first failure stops the round: an endpoint that is still down is not asked again per file,
  * and the new run's own upload will tell.
  */
-import { readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { readdir, readFile, rm, stat } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import type { Clock } from '../kube/clock.ts';
 import type { Logger } from '../kube/logger-type.ts';
+import { escapeRegExp, writeFileAtomically } from '../report-files.ts';
 import type { RunSummary } from './collect.ts';
 import { uploadSnapshot, type EndpointOptions } from './upload.ts';
 
@@ -73,7 +74,7 @@ export async function resendKeptSnapshots(options: ResendOptions): Promise<Resen
       delete summary.sink.path;
       delete summary.sink.error;
       summary.result = summary.skippedTypes.length || summary.failedGroups.length || summary.dropped.count ? 'partial' : 'success';
-      await writeAtomically(summaryPath, `${JSON.stringify(summary, null, 2)}\n`);
+      await writeFileAtomically(summaryPath, `${JSON.stringify(summary, null, 2)}\n`, 0o640);
       options.logger.info({ runId: summary.runId, chunks: upload.chunks }, 'endpoint: kept snapshot re-sent');
       results.push({ runId: summary.runId, path, delivered: true, chunks: upload.chunks });
     } catch (err) {
@@ -87,12 +88,3 @@ export async function resendKeptSnapshots(options: ResendOptions): Promise<Resen
   return results;
 }
 
-async function writeAtomically(path: string, content: string): Promise<void> {
-  const temp = `${path}.tmp`;
-  await writeFile(temp, content, { mode: 0o640 });
-  await rename(temp, path);
-}
-
-function escapeRegExp(text: string): string {
-  return text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
-}

@@ -8,8 +8,8 @@ import type { Writable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
 import { gunzipSync } from 'node:zlib';
 import type { KubeObject } from '../kube/resources.ts';
+import { fileTimestamp } from '../report-files.ts';
 import {
-  fileTimestamp,
   pruneSnapshots,
   SnapshotEncoder,
   SnapshotFileWriter,

@@ -16,6 +16,7 @@ import type { Writable } from 'node:stream';
 import { finished, pipeline } from 'node:stream/promises';
 import { createGzip, type Gzip } from 'node:zlib';
 import type { KubeObject } from '../kube/resources.ts';
+import { escapeRegExp, fileTimestamp, parseFileTimestamp } from '../report-files.ts';
 
 /** How objects are laid out in a snapshot. */
 export const snapshotFormats = ['ndjson', 'json'] as const;
@@ -49,11 +50,6 @@ export class SnapshotEncoder {
   end(): string {
     return this.format === 'json' ? `${this.first ? '' : '\n'}]}\n` : '';
   }
-}
-
-/** `20261123T141500Z`: ISO 8601 basic format, sortable and safe in file names. */
-export function fileTimestamp(date: Date): string {
-  return date.toISOString().replace(/\.\d{3}Z$/, 'Z').replaceAll('-', '').replaceAll(':', '');
 }
 
 /** The file name stem of a snapshot: `inventory-<clusterId>-<time>`. */
@@ -305,11 +301,3 @@ export async function pruneSnapshots(dir: string, clusterId: string, policy: Ret
   return deleted;
 }
 
-function parseFileTimestamp(stamp: string): number {
-  const iso = `${stamp.slice(0, 4)}-${stamp.slice(4, 6)}-${stamp.slice(6, 8)}T${stamp.slice(9, 11)}:${stamp.slice(11, 13)}:${stamp.slice(13, 15)}Z`;
-  return Date.parse(iso);
-}
-
-function escapeRegExp(text: string): string {
-  return text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
-}

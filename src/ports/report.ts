@@ -6,8 +6,9 @@
  * opened and closed). Files are written to a temporary name and renamed, so the newest report is
  * always a whole one — it is what the next run diffs against.
  */
-import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
+import { fileTimestamp, writeFileAtomically } from '../report-files.ts';
 import type { NodeScanOutcome } from './collect.ts';
 import type { Family, HostSocket, Protocol, ProcessInfo } from './scan.ts';
 
@@ -188,11 +189,6 @@ export function diffReports(previousName: string, previous: ClusterPortReport, c
 
 const REPORT_PATTERN = /^ports-(\d{8}T\d{6}Z)\.json$/;
 
-/** `20261123T030000Z`. */
-function stamp(date: Date): string {
-  return date.toISOString().replace(/\.\d{3}Z$/, 'Z').replaceAll('-', '').replaceAll(':', '');
-}
-
 /** The newest complete report in `dir`, if any; an unreadable one is skipped with `onSkip`. */
 export async function readPreviousReport(dir: string, onSkip: (name: string, reason: string) => void = () => {}): Promise<{ name: string; report: ClusterPortReport } | undefined> {
   const names = (await readdir(dir).catch(() => [] as string[])).filter((name) => REPORT_PATTERN.test(name)).sort().reverse();
@@ -214,12 +210,12 @@ export async function readPreviousReport(dir: string, onSkip: (name: string, rea
  */
 export async function writeReport(dir: string, report: ClusterPortReport, keepLast: number): Promise<{ json: string; text: string }> {
   await mkdir(dir, { recursive: true });
-  const base = `ports-${stamp(new Date(report.startedAt))}`;
+  const base = `ports-${fileTimestamp(new Date(report.startedAt))}`;
   const json = join(dir, `${base}.json`);
   const text = join(dir, `${base}.txt`);
   // The text first: the JSON's arrival is what marks the report complete for the next run.
-  await atomicWrite(text, renderReportText(report));
-  await atomicWrite(json, `${JSON.stringify(report, null, 2)}\n`);
+  await writeFileAtomically(text, renderReportText(report), 0o644);
+  await writeFileAtomically(json, `${JSON.stringify(report, null, 2)}\n`, 0o644);
   if (keepLast > 0) {
     const names = (await readdir(dir)).filter((name) => REPORT_PATTERN.test(name)).sort().reverse();
     for (const name of names.slice(keepLast)) {
@@ -228,12 +224,6 @@ export async function writeReport(dir: string, report: ClusterPortReport, keepLa
     }
   }
   return { json, text };
-}
-
-async function atomicWrite(path: string, content: string): Promise<void> {
-  const temp = `${path}.tmp`;
-  await writeFile(temp, content, { mode: 0o644 });
-  await rename(temp, path);
 }
 
 function formatPort(port: ReportedPort): string {
