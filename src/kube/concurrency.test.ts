@@ -1,6 +1,6 @@
 import { strict as assert } from 'node:assert';
 import { describe, it } from 'node:test';
-import { mapConcurrent } from './concurrency.ts';
+import { mapConcurrent, withTimeout } from './concurrency.ts';
 
 describe('mapConcurrent', () => {
   it('never runs more than the limit at once and keeps input order', async () => {
@@ -33,5 +33,17 @@ describe('mapConcurrent', () => {
   it('handles an empty list and refuses a zero limit', async () => {
     assert.deepEqual(await mapConcurrent([], 3, async () => 1), []);
     await assert.rejects(mapConcurrent([1], 0, async () => 1), RangeError);
+  });
+});
+
+describe('withTimeout', () => {
+  it('passes a result through and rejects with the message once the time is up', async () => {
+    assert.equal(await withTimeout(Promise.resolve(7), 1_000), 7);
+    await assert.rejects(withTimeout(new Promise(() => {}), 10, 'pods not synced'), /^Error: pods not synced$/);
+    await assert.rejects(withTimeout(new Promise(() => {}), 10), /timed out after 10 ms/);
+  });
+
+  it('waits as long as it takes for an infinite timeout', async () => {
+    assert.equal(await withTimeout(new Promise((resolve) => setTimeout(() => resolve('late'), 20)), Infinity), 'late');
   });
 });

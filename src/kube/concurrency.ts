@@ -22,3 +22,17 @@ export async function mapConcurrent<T, R>(items: readonly T[], limit: number, fn
   await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
   return results;
 }
+
+/**
+ * Resolves like `promise`, or rejects with `message` after `timeoutMs` milliseconds (never, for
+ * an infinite timeout). The timer is cleared either way.
+ */
+export async function withTimeout<T>(promise: Promise<T>, timeoutMs: number, message = `timed out after ${timeoutMs} ms`): Promise<T> {
+  if (!Number.isFinite(timeoutMs)) return await promise;
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    return await Promise.race([promise, new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(message)), timeoutMs)))]);
+  } finally {
+    clearTimeout(timer);
+  }
+}

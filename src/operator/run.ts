@@ -13,6 +13,7 @@ import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
 import type { OperatorOptions } from '../cli/options.ts';
 import { KubeClient } from '../kube/client.ts';
+import { withTimeout } from '../kube/concurrency.ts';
 import { describeKubeConfig, loadKubeConfig } from '../kube/config.ts';
 import { EventRecorder } from '../kube/events.ts';
 import { LeaderElector } from '../kube/leader.ts';
@@ -168,22 +169,6 @@ async function runControllers(opts: OperatorOptions, shared: Shared, signal: Abo
   const drained = await withTimeout(all, drainTimeoutMs).then(() => true, () => false);
   if (failed.happened) throw failed.error;
   return drained;
-}
-
-/** Resolves like `promise`, or rejects after `timeoutMs` (never, for an infinite timeout). */
-async function withTimeout<T>(promise: Promise<T>, timeoutMs: number): Promise<T> {
-  if (!Number.isFinite(timeoutMs)) return await promise;
-  let timer: NodeJS.Timeout | undefined;
-  try {
-    return await Promise.race([
-      promise,
-      new Promise<never>((_, reject) => {
-        timer = setTimeout(() => reject(new Error(`timed out after ${timeoutMs} ms`)), timeoutMs);
-      }),
-    ]);
-  } finally {
-    clearTimeout(timer);
-  }
 }
 
 function onTerminationSignals(shutdown: AbortController, logger: Logger): () => void {

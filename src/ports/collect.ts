@@ -9,7 +9,7 @@
  * other nodes are not held up by it.
  */
 import type { KubeClient } from '../kube/client.ts';
-import { mapConcurrent } from '../kube/concurrency.ts';
+import { mapConcurrent, withTimeout } from '../kube/concurrency.ts';
 import { describeError, isNotFound } from '../kube/errors.ts';
 import { Informer } from '../kube/informer.ts';
 import type { Logger } from '../kube/logger-type.ts';
@@ -71,16 +71,6 @@ interface PodObject extends KubeObject {
       };
     }[];
   };
-}
-
-/** Rejects with `message` if `promise` has not settled after `ms`. */
-async function withTimeout<T>(promise: Promise<T>, ms: number, message: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  try {
-    return await Promise.race([promise, new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(message)), ms)))]);
-  } finally {
-    clearTimeout(timer);
-  }
 }
 
 /** Waiting reasons that will not resolve by themselves: fail the node now instead of at the timeout. */
