@@ -105,16 +105,12 @@ export async function discoverTypes(client: KubeClient, signal?: AbortSignal): P
  */
 async function customResourceNames(client: KubeClient, signal?: AbortSignal): Promise<{ names: Set<string>; unknown?: string }> {
   const names = new Set<string>();
-  let continueToken: string | undefined;
   try {
-    do {
-      const page = await client.json<{ items?: { metadata?: { name?: string } }[]; metadata?: { continue?: string } }>(
-        '/apis/apiextensions.k8s.io/v1/customresourcedefinitions',
-        { query: { limit: 500, continue: continueToken }, accept: PARTIAL_METADATA_LIST, signal },
-      );
-      for (const item of page.items ?? []) if (item.metadata?.name) names.add(item.metadata.name);
-      continueToken = page.metadata?.continue || undefined;
-    } while (continueToken);
+    const pages = client.listPages<{ metadata?: { name?: string } }>('/apis/apiextensions.k8s.io/v1/customresourcedefinitions', {
+      accept: PARTIAL_METADATA_LIST,
+      ...(signal ? { signal } : {}),
+    });
+    for await (const items of pages) for (const item of items) if (item.metadata?.name) names.add(item.metadata.name);
     return { names };
   } catch (err) {
     if (signal?.aborted) throw err;

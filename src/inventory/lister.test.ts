@@ -427,3 +427,26 @@ describe('RequestLimiter', () => {
     assert.equal(third, true);
   });
 });
+
+describe('KubeClient.listPages (the pager behind node and CRD lists)', () => {
+  it('follows continue tokens with limit 500 and the caller\'s query, yielding each page', async () => {
+    const { client, seen } = await apiServer((request) =>
+      request.continue === null ? list([item('a'), item('b')], 'tok-1') : request.continue === 'tok-1' ? list([item('c')], 'tok-2') : list([]),
+    );
+    const pages: string[][] = [];
+    for await (const items of client.listPages<{ metadata: { name: string } }>('/api/v1/nodes', { query: { labelSelector: 'pool=a' } })) {
+      pages.push(items.map((i) => i.metadata.name));
+    }
+    assert.deepEqual(pages, [['a', 'b'], ['c'], []]);
+    assert.deepEqual(seen.map((r) => [r.limit, r.continue, r.labelSelector]), [['500', null, 'pool=a'], ['500', 'tok-1', 'pool=a'], ['500', 'tok-2', 'pool=a']]);
+  });
+
+  it('throws the API error of a failing page (a 410 included), after yielding the pages before it', async () => {
+    const { client } = await apiServer((request) => (request.continue === null ? list([item('a')], 'tok') : status(410, 'Expired', 'continue token expired')));
+    const pages: unknown[][] = [];
+    await assert.rejects(async () => {
+      for await (const items of client.listPages('/api/v1/nodes')) pages.push(items);
+    }, /410/);
+    assert.equal(pages.length, 1);
+  });
+});

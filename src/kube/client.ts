@@ -59,6 +59,8 @@ export interface WatchStreamStats {
 }
 
 const DEFAULT_TIMEOUT_MS = 30_000;
+/** Objects per list page, as client-go's and kubectl's pagers use. */
+const DEFAULT_PAGE_SIZE = 500;
 const USER_AGENT = 'crowsnest';
 const HTTP_UNAUTHORIZED = 401;
 
@@ -82,6 +84,27 @@ export class KubeClient {
     const res = await this.send(path, init);
     const text = await res.text();
     return (text ? JSON.parse(text) : undefined) as T;
+  }
+
+  /**
+   * Lists the collection at `path` page by page (`limit` = `pageSize`, default 500, then each
+   * page's `continue` token), yielding each page's items as it arrives. Errors are thrown as by
+   * {@link json}, a 410 on an expired continue token included: callers that can restart decide how.
+   */
+  async *listPages<T>(
+    path: string,
+    init: Pick<RequestInit, 'query' | 'accept' | 'signal'> & { readonly pageSize?: number } = {},
+  ): AsyncGenerator<T[], void, undefined> {
+    let continueToken: string | undefined;
+    do {
+      const page = await this.json<{ items?: T[]; metadata?: { continue?: string } }>(path, {
+        ...(init.accept !== undefined ? { accept: init.accept } : {}),
+        ...(init.signal !== undefined ? { signal: init.signal } : {}),
+        query: { ...init.query, limit: init.pageSize ?? DEFAULT_PAGE_SIZE, continue: continueToken },
+      });
+      yield page.items ?? [];
+      continueToken = page.metadata?.continue || undefined;
+    } while (continueToken);
   }
 
   /**

@@ -83,15 +83,7 @@ const FAILURE_LOG_LINES = 5;
 /** Lists the nodes to scan (paged). */
 export async function listNodes(client: KubeClient, nodeSelector: string | undefined, signal: AbortSignal): Promise<NodeObject[]> {
   const nodes: NodeObject[] = [];
-  let continueToken: string | undefined;
-  do {
-    const page = await client.json<{ items: NodeObject[]; metadata?: { continue?: string } }>('/api/v1/nodes', {
-      query: { limit: 500, continue: continueToken, labelSelector: nodeSelector },
-      signal,
-    });
-    nodes.push(...page.items);
-    continueToken = page.metadata?.continue || undefined;
-  } while (continueToken);
+  for await (const items of client.listPages<NodeObject>('/api/v1/nodes', { query: { labelSelector: nodeSelector }, signal })) nodes.push(...items);
   return nodes.sort((a, b) => (a.metadata?.name ?? '').localeCompare(b.metadata?.name ?? ''));
 }
 
