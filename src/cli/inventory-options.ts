@@ -22,7 +22,7 @@ import {
   type FlagDefinition,
 } from './options.ts';
 import { DEFAULT_TYPE_SELECTORS, parseTypeSelectors } from '../inventory/types.ts';
-import { snapshotFormats, type SnapshotFormat } from '../inventory/snapshot-writer.ts';
+import { snapshotFormats, type SnapshotFormat } from '../inventory/snapshot-format.ts';
 
 /** A flag of `inventory collect`; `configKey` is its file name in the config directory. */
 export interface InventoryFlag extends FlagDefinition {

@@ -29,8 +29,8 @@ import {
   SnapshotFileWriter,
   snapshotStem,
   type RetentionPolicy,
-  type SnapshotFormat,
 } from './snapshot-writer.ts';
+import type { SnapshotFormat } from './snapshot-format.ts';
 import { CUSTOM_RESOURCES_SELECTOR, selectTypes, typeName, type CollectableType } from './types.ts';
 import { uploadSnapshot, UploadError, type EndpointOptions } from './upload.ts';
 

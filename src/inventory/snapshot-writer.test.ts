@@ -9,14 +9,13 @@ import { after, before, describe, it } from 'node:test';
 import { gunzipSync } from 'node:zlib';
 import type { KubeObject } from '../kube/resources.ts';
 import { fileTimestamp } from '../report-files.ts';
+import { snapshotFormats, type SnapshotFormat } from './snapshot-format.ts';
 import {
   pruneSnapshots,
   SnapshotEncoder,
   SnapshotFileWriter,
-  snapshotFormats,
   snapshotStem,
   SnapshotWriteError,
-  type SnapshotFormat,
 } from './snapshot-writer.ts';
 
 const objects: KubeObject[] = [

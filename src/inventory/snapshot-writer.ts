@@ -17,10 +17,7 @@ import { finished, pipeline } from 'node:stream/promises';
 import { createGzip, type Gzip } from 'node:zlib';
 import type { KubeObject } from '../kube/resources.ts';
 import { escapeRegExp, fileTimestamp, parseFileTimestamp } from '../report-files.ts';
-
-/** How objects are laid out in a snapshot. */
-export const snapshotFormats = ['ndjson', 'json'] as const;
-export type SnapshotFormat = (typeof snapshotFormats)[number];
+import type { SnapshotFormat } from './snapshot-format.ts';
 
 /**
  * Encodes objects as NDJSON (one object per line) or as the seed's wire document
