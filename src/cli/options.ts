@@ -8,7 +8,6 @@
  * This module must stay cheap to import: `crowsnest --help` loads it. Only Node built-ins, type-only
  * imports and modules that are themselves cheap (`observe/http.ts` loads `node:http` lazily).
  */
-import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
 import { parseBindAddress } from '../observe/http.ts';
 import type { LogFormat, LogLevel } from '../observe/logger.ts';
@@ -552,7 +551,8 @@ export function resolveOperatorOptions(
   defaults: OperatorDefaultsSource = {},
 ): OperatorOptions {
   const getHostname = defaults.hostname ?? hostname;
-  const getRandomSuffix = defaults.randomSuffix ?? randomUUID;
+  // The global Web Crypto loads on first use: importing node:crypto here cost every command ~6 ms.
+  const getRandomSuffix = defaults.randomSuffix ?? (() => crypto.randomUUID());
 
   // The downward API conventionally exposes the pod's namespace as POD_NAMESPACE; running the
   // Lease there needs no extra configuration in the Helm chart.
