@@ -12,6 +12,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { ControlPlane } from '../../testbed/controlplane.ts';
+import { median } from './stats.ts';
 
 const run = promisify(execFile);
 const repo = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -60,10 +61,6 @@ async function runningPods(plane: ControlPlane, namespace: string): Promise<numb
   return stdout.split('\n').filter(Boolean).length;
 }
 
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.floor(sorted.length / 2)]!;
-}
 
 /** Runs both sizes; `log` gets progress lines. */
 export async function benchInventory(log: (line: string) => void, sizes: readonly number[] = [5_000, 50_000], repeats = 3): Promise<InventoryBenchRow[]> {

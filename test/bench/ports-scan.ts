@@ -15,6 +15,7 @@ import { promisify } from 'node:util';
 import { isListeningState, parseProcNet, type Family } from '../../src/ports/procnet.ts';
 import type { HostScan } from '../../src/ports/scan.ts';
 import { parseSs } from '../../src/ports/testdata/ss.ts';
+import { median } from './stats.ts';
 
 const run = promisify(execFile);
 const repo = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -110,10 +111,6 @@ async function ss(holderPid: number, args: readonly string[]): Promise<Sample> {
   return { wallMs, sockets, held };
 }
 
-function median(values: readonly number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.floor(sorted.length / 2)]!;
-}
 
 function markdownTable(header: readonly string[], rows: readonly (readonly string[])[]): string {
   const line = (cells: readonly string[]): string => `| ${cells.join(' | ')} |`;

@@ -19,6 +19,7 @@ import { ControlPlane } from '../../testbed/controlplane.ts';
 import { benchInventory } from './inventory.ts';
 import { benchLogAccess, type LogAccessResult } from './logaccess.ts';
 import { benchPortsScan } from './ports-scan.ts';
+import { median } from './stats.ts';
 
 const run = promisify(execFile);
 const repo = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -57,10 +58,6 @@ async function kubectl(plane: ControlPlane): Promise<Sample> {
   return { wallMs, maxRssBytes: rssKb * 1024, objects: (JSON.parse(stdout) as { items: unknown[] }).items.length };
 }
 
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.floor(sorted.length / 2)]!;
-}
 
 function table(header: string[], rows: string[][]): void {
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));

@@ -17,7 +17,8 @@ import { KubeClient } from '../../src/kube/client.ts';
 import { silentLogger } from '../../src/kube/logger-type.ts';
 import { collectInventory } from '../../src/inventory/collect.ts';
 import { UNCACHED_RESOURCE } from '../../testbed/controlplane.ts';
-import { adminKubeConfig, eventually, inParallel, newNamespace, testbed } from './testbed.ts';
+import { mapConcurrent } from '../../src/kube/concurrency.ts';
+import { adminKubeConfig, eventually, newNamespace, testbed } from './testbed.ts';
 
 interface Received {
   headers: IncomingHttpHeaders;
@@ -404,7 +405,7 @@ describe('inventory paging', () => {
     // PodTemplates: the testbed serves them without the watch cache, so lists page through etcd
     // and a compaction really expires the continue token (cached lists would not notice).
     const template = (name: string): unknown => ({ metadata: { name }, template: { spec: { containers: [{ name: 'c', image: 'busybox' }] } } });
-    await inParallel(Array.from({ length: count }, (_, i) => i), 32, async (i) => {
+    await mapConcurrent(Array.from({ length: count }, (_, i) => i), 32, async (i) => {
       await client.json(`/api/v1/namespaces/${namespace}/${UNCACHED_RESOURCE}`, { method: 'POST', body: template(`pt-${i}`) });
     });
     const dir = await mkdtemp(join(tmpdir(), 'crowsnest-inventory-paging-'));

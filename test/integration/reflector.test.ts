@@ -8,7 +8,8 @@ import { KubeClient } from '../../src/kube/client.ts';
 import { Informer } from '../../src/kube/informer.ts';
 import { collectionPath, type KubeObject, objectKey, type ResourceType, Resources } from '../../src/kube/resources.ts';
 import { TcpProxy } from './tcp-proxy.ts';
-import { adminKubeConfig, eventually, inParallel, newNamespace, testbed } from './testbed.ts';
+import { mapConcurrent } from '../../src/kube/concurrency.ts';
+import { adminKubeConfig, eventually, newNamespace, testbed } from './testbed.ts';
 
 interface Recorded {
   readonly op: 'add' | 'update' | 'delete';
@@ -73,7 +74,7 @@ describe('reflector on a real apiserver', () => {
   it('lists more than 1,000 objects across several pages, then sees adds, updates and deletes in order', async () => {
     const namespace = await newNamespace('reflector-paging');
     const names = Array.from({ length: 1_200 }, (_, i) => `cm-${String(i).padStart(4, '0')}`);
-    await inParallel(names, 16, (name) => create(admin, Resources.configMaps, namespace, name, { i: name }));
+    await mapConcurrent(names, 16, (name) => create(admin, Resources.configMaps, namespace, name, { i: name }));
 
     const controller = new AbortController();
     const informer = new Informer({ client: admin, type: Resources.configMaps, namespace, pageSize: 500 });
@@ -113,7 +114,7 @@ describe('reflector on a real apiserver', () => {
     const plane = await testbed();
     const namespace = await newNamespace('reflector-crash');
     const names = Array.from({ length: 60 }, (_, i) => `cm-${i}`);
-    await inParallel(names, 8, (name) => create(admin, Resources.configMaps, namespace, name));
+    await mapConcurrent(names, 8, (name) => create(admin, Resources.configMaps, namespace, name));
 
     const watcher = new KubeClient(await adminKubeConfig());
     const controller = new AbortController();
@@ -126,9 +127,9 @@ describe('reflector on a real apiserver', () => {
       await plane.startApiServer();
       // Changes made right after the restart, while the reflector is still reconnecting.
       const deleted = names.slice(0, 20);
-      await inParallel(deleted, 8, (name) => remove(admin, Resources.configMaps, namespace, name));
-      await inParallel(names.slice(20, 30), 8, (name) => patchLabel(admin, Resources.configMaps, namespace, name, 'after-restart'));
-      await inParallel(['new-1', 'new-2', 'new-3'], 3, (name) => create(admin, Resources.configMaps, namespace, name));
+      await mapConcurrent(deleted, 8, (name) => remove(admin, Resources.configMaps, namespace, name));
+      await mapConcurrent(names.slice(20, 30), 8, (name) => patchLabel(admin, Resources.configMaps, namespace, name, 'after-restart'));
+      await mapConcurrent(['new-1', 'new-2', 'new-3'], 3, (name) => create(admin, Resources.configMaps, namespace, name));
 
       await eventually('cache equals server state', () => converged(informer, watcher, Resources.configMaps, namespace), 60_000);
       for (const name of deleted) {
@@ -147,7 +148,7 @@ describe('reflector on a real apiserver', () => {
     const namespace = await newNamespace('reflector-gone');
     const type = Resources.podTemplates; // served without the watch cache: watches read etcd
     const names = Array.from({ length: 20 }, (_, i) => `pt-${i}`);
-    await inParallel(names, 8, (name) => create(admin, type, namespace, name));
+    await mapConcurrent(names, 8, (name) => create(admin, type, namespace, name));
 
     const proxy = await TcpProxy.start(plane.ports.apiserver);
     const watcher = new KubeClient(await adminKubeConfig({ port: proxy.port }));
@@ -159,7 +160,7 @@ describe('reflector on a real apiserver', () => {
       await informer.waitForSync(controller.signal);
       const relistsBefore = informer.reflector.stats.relists;
       proxy.cut();
-      await inParallel(names.slice(0, 5), 5, (name) => remove(admin, type, namespace, name));
+      await mapConcurrent(names.slice(0, 5), 5, (name) => remove(admin, type, namespace, name));
       for (let i = 0; i < 10; i++) await patchLabel(admin, type, namespace, 'pt-10', String(i));
       await create(admin, type, namespace, 'pt-new');
       await plane.compactEtcd();

@@ -48,15 +48,6 @@ export async function adminKubeConfig(options: { port?: number } = {}): Promise<
 
 export { eventually } from '../../testbed/kubelet.ts';
 
-/** Runs `fn` over `items` with at most `concurrency` in flight. */
-export async function inParallel<T>(items: readonly T[], concurrency: number, fn: (item: T) => Promise<void>): Promise<void> {
-  let next = 0;
-  const worker = async (): Promise<void> => {
-    while (next < items.length) await fn(items[next++]!);
-  };
-  await Promise.all(Array.from({ length: Math.min(concurrency, items.length) }, worker));
-}
-
 /**
  * A request to the testbed's apiserver authenticated only by a bearer token (no client
  * certificate), so RBAC decides as it would for that ServiceAccount. `body` objects go as JSON.
