@@ -25,12 +25,10 @@ export interface SocketOwners {
   readonly processesGone: number;
 }
 
-/** Options of {@link findSocketOwners}. */
-export interface FindSocketOwnersOptions {
+/** Options of {@link walkSocketFds}. */
+export interface WalkSocketFdsOptions {
   /** The proc root whose processes are walked, e.g. `/proc` or a host's procfs mounted elsewhere. */
   readonly procRoot: string;
-  /** Inodes to report; links to other sockets are skipped. Default: every socket. */
-  readonly wanted?: ReadonlySet<number>;
   /** Default: the real file system. */
   readonly fs?: ProcFs;
   /**
@@ -41,14 +39,43 @@ export interface FindSocketOwnersOptions {
   readonly batchSize?: number;
 }
 
-/** Default of {@link FindSocketOwnersOptions.batchSize}. */
+/** Options of {@link findSocketOwners} and {@link nameSocketOwners}. */
+export interface FindSocketOwnersOptions extends WalkSocketFdsOptions {
+  /** Inodes to report; other sockets are left out. Default: every socket. */
+  readonly wanted?: ReadonlySet<number>;
+}
+
+/** Default of {@link WalkSocketFdsOptions.batchSize}. */
 export const DEFAULT_BATCH_SIZE = 1_000;
+
+/** What {@link walkSocketFds} saw: which processes hold which sockets, before their names are read. */
+export interface SocketFdWalk {
+  /** Socket inode → the pids holding it, each once, in walk order. */
+  readonly pidsByInode: ReadonlyMap<number, readonly number[]>;
+  /** Processes whose open files were read. */
+  readonly processesRead: number;
+  /** Processes whose open files this user may not read (EACCES/EPERM). */
+  readonly processesDenied: number;
+  /** Processes that exited while being read, or whose entries were unreadable for another reason. */
+  readonly processesGone: number;
+}
 
 const SOCKET_LINK_PREFIX = 'socket:[';
 const CHAR_CLOSING_BRACKET = 0x5d;
 
 /**
- * Maps socket inodes to the processes holding them, for every process of `procRoot`.
+ * Maps socket inodes to the processes holding them, for every process of `procRoot`:
+ * {@link walkSocketFds}, then {@link nameSocketOwners}.
+ *
+ * @throws only when `procRoot` itself cannot be listed.
+ */
+export async function findSocketOwners(options: FindSocketOwnersOptions): Promise<SocketOwners> {
+  return nameSocketOwners(await walkSocketFds(options), options);
+}
+
+/**
+ * Reads the fd links of every process of `procRoot` and keeps those to sockets. Knows nothing of
+ * the socket tables, so it can run while they are read.
  *
  * Sequential, one file-system call at a time, yielding every `batchSize` calls: the calls are
  * answered from kernel memory, and running them through the thread pool measured slower (see
@@ -56,22 +83,14 @@ const CHAR_CLOSING_BRACKET = 0x5d;
  *
  * @throws only when `procRoot` itself cannot be listed.
  */
-export async function findSocketOwners(options: FindSocketOwnersOptions): Promise<SocketOwners> {
+export async function walkSocketFds(options: WalkSocketFdsOptions): Promise<SocketFdWalk> {
   const fs = options.fs ?? nodeProcFs;
   const root = options.procRoot;
-  const wanted = options.wanted;
-  const batchSize = Math.max(1, options.batchSize ?? DEFAULT_BATCH_SIZE);
+  const yields = yieldCounter(options.batchSize);
   const pidsByInode = new Map<number, number[]>();
   const denied = new Set<number>();
   let processesRead = 0;
   let processesGone = 0;
-  let callsSinceYield = 0;
-  // Checked inline before each call: awaiting a helper on every call would cost a microtask each.
-  const timeToYield = (): boolean => {
-    if (++callsSinceYield < batchSize) return false;
-    callsSinceYield = 0;
-    return true;
-  };
 
   for (const name of fs.readdir(root)) {
     if (!isPid(name)) continue;
@@ -83,11 +102,11 @@ export async function findSocketOwners(options: FindSocketOwnersOptions): Promis
     } catch (err) {
       if (isPermissionError(err)) denied.add(pid);
       else processesGone++;
-      if (timeToYield()) await yieldToEventLoop();
+      if (yields.due()) await yieldToEventLoop();
       continue;
     }
     for (const fd of fds) {
-      if (timeToYield()) await yieldToEventLoop();
+      if (yields.due()) await yieldToEventLoop();
       let target: string;
       try {
         target = fs.readlink(`${fdDir}/${fd}`);
@@ -99,32 +118,80 @@ export async function findSocketOwners(options: FindSocketOwnersOptions): Promis
         break;
       }
       const inode = socketInode(target);
-      if (inode === undefined || (wanted !== undefined && !wanted.has(inode))) continue;
+      if (inode === undefined) continue;
       const pids = pidsByInode.get(inode);
       if (pids === undefined) pidsByInode.set(inode, [pid]);
       else if (!pids.includes(pid)) pids.push(pid); // a process may hold one socket under several fds
     }
     if (!denied.has(pid)) processesRead++;
   }
+  return { pidsByInode, processesRead, processesDenied: denied.size, processesGone };
+}
 
-  const commands = new Map<number, string | null | undefined>();
-  const byInode = new Map<number, SocketOwner[]>();
-  for (const [inode, pids] of pidsByInode) {
-    const owners: SocketOwner[] = [];
-    for (const pid of pids.sort((a, b) => a - b)) {
-      if (!commands.has(pid)) {
-        if (timeToYield()) await yieldToEventLoop();
-        commands.set(pid, readCommand(fs, `${root}/${pid}/comm`));
-      }
-      const command = commands.get(pid);
+/**
+ * The owners of the `wanted` sockets (all when absent) that a walk found, named from
+ * `<proc>/<pid>/comm`, read once per process. A process that exited since the walk holds nothing.
+ */
+export async function nameSocketOwners(walk: SocketFdWalk, options: FindSocketOwnersOptions): Promise<SocketOwners> {
+  const fs = options.fs ?? nodeProcFs;
+  const wanted = options.wanted;
+  const yields = yieldCounter(options.batchSize);
+  // Owners are shared: one object per process, and one list per process for the sockets it holds
+  // alone (most of them), rather than two new objects per socket.
+  const owners = new Map<number, SocketOwner | null>();
+  const soleOwnerLists = new Map<number, readonly SocketOwner[]>();
+  const byInode = new Map<number, readonly SocketOwner[]>();
+  const ownerOf = (pid: number): SocketOwner | null => {
+    let owner = owners.get(pid);
+    if (owner === undefined) {
+      const command = readCommand(fs, `${options.procRoot}/${pid}/comm`);
       // null: the process exited after its fds were read; it holds nothing any more.
-      if (command === null) continue;
-      owners.push(command === undefined ? { pid } : { pid, command });
+      owner = command === null ? null : command === undefined ? { pid } : { pid, command };
+      owners.set(pid, owner);
     }
-    if (owners.length > 0) byInode.set(inode, owners);
+    return owner;
+  };
+  for (const [inode, pids] of walk.pidsByInode) {
+    if (wanted !== undefined && !wanted.has(inode)) continue;
+    if (pids.length === 1) {
+      const pid = pids[0]!;
+      if (!owners.has(pid) && yields.due()) await yieldToEventLoop();
+      let list = soleOwnerLists.get(pid);
+      if (list === undefined) {
+        const owner = ownerOf(pid);
+        list = owner === null ? [] : [owner];
+        soleOwnerLists.set(pid, list);
+      }
+      if (list.length > 0) byInode.set(inode, list);
+      continue;
+    }
+    const list: SocketOwner[] = [];
+    for (const pid of [...pids].sort((a, b) => a - b)) {
+      if (!owners.has(pid) && yields.due()) await yieldToEventLoop();
+      const owner = ownerOf(pid);
+      if (owner !== null) list.push(owner);
+    }
+    if (list.length > 0) byInode.set(inode, list);
   }
-  for (const command of commands.values()) if (command === null) processesGone++;
-  return { byInode, processesRead, processesDenied: denied.size, processesGone };
+  let processesGone = walk.processesGone;
+  for (const owner of owners.values()) if (owner === null) processesGone++;
+  return { byInode, processesRead: walk.processesRead, processesDenied: walk.processesDenied, processesGone };
+}
+
+/**
+ * Counts file-system calls and says when `batchSize` have passed since the last yield. Checked
+ * inline before each call: awaiting a helper on every call would cost a microtask each.
+ */
+function yieldCounter(batchSize = DEFAULT_BATCH_SIZE): { due(): boolean } {
+  const size = Math.max(1, batchSize);
+  let calls = 0;
+  return {
+    due: () => {
+      if (++calls < size) return false;
+      calls = 0;
+      return true;
+    },
+  };
 }
 
 /**

@@ -7,8 +7,15 @@
  * Measured on 10,000 socket fds, `readlinkSync` took ~75 ms where `fs.promises.readlink` took
  * 100–150 ms at any concurrency: the cost is the promise and thread-pool round trip, not I/O.
  * Callers that must stay responsive yield between batches instead (see `processes.ts`).
+ *
+ * The socket tables are the other kind of work: four large files whose text the kernel writes as
+ * they are read, one 4 KiB page per read call (~50 ms for 10,000 sockets). The thread pool would
+ * pay a round trip per page (measured: twice as slow), so {@link readFilesInBackground} reads them
+ * in one worker thread, on another core, while the main thread walks the processes' fds.
  */
 import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
+import { Worker } from 'node:worker_threads';
 
 /** Read-only access to a proc root. Methods throw Node's errors (with `code`, e.g. `ENOENT`). */
 export interface ProcFs {
@@ -18,14 +25,121 @@ export interface ProcFs {
   readlink(path: string): string;
   /** A whole file as UTF-8 text. */
   readFile(path: string): string;
+  /**
+   * Starts reading whole files as UTF-8 text on another thread, so the caller can do other work
+   * meanwhile; {@link BackgroundReads.finish} collects them.
+   */
+  readFilesInBackground(paths: readonly string[]): BackgroundReads;
 }
+
+/** Files being read by {@link ProcFs.readFilesInBackground}. */
+export interface BackgroundReads {
+  /**
+   * Reads on the calling thread the files the other thread has not started yet, waits for the
+   * others, and returns one result per path, in order. Never rejects: a file that cannot be read
+   * has its error in its result.
+   */
+  finish(): Promise<FileRead[]>;
+}
+
+/** One file of {@link BackgroundReads.finish}: its text, or why it could not be read. */
+export type FileRead = { readonly text: string } | { readonly error: FileReadError };
+
+/** A file-system error: `code` as Node sets it (`ENOENT`, `EACCES`…). */
+export type FileReadError = Error & { readonly code?: string };
 
 /** The real file system. */
 export const nodeProcFs: ProcFs = {
   readdir: (path) => readdirSync(path),
   readlink: (path) => readlinkSync(path),
   readFile: (path) => readFileSync(path, 'utf8'),
+  readFilesInBackground: (paths) => readFilesInBackground(paths),
 };
+
+/**
+ * The reader thread: plain JavaScript run with `eval`, so it starts without the module loader or
+ * the TypeScript stripper (~35 ms to its first read here, most of it Node's own thread start-up).
+ * It and the main thread take files from a shared counter, so whichever is free reads the next.
+ */
+const READER_SOURCE = `
+const { parentPort, workerData } = require('node:worker_threads');
+const { readFileSync } = require('node:fs');
+const { paths, next } = workerData;
+for (let index = Atomics.add(next, 0, 1); index < paths.length; index = Atomics.add(next, 0, 1)) {
+  let read;
+  try {
+    read = { text: readFileSync(paths[index], 'utf8') };
+  } catch (err) {
+    read = { error: { message: String(err && err.message), code: err && err.code } };
+  }
+  parentPort.postMessage({ index, read });
+}
+`;
+
+/**
+ * {@link ProcFs.readFilesInBackground} of the real file system: one worker thread when there is a
+ * second CPU to run it on (`thread` overrides that guess). Without one, or when the thread cannot
+ * be started or fails, the files are read on the calling thread by {@link BackgroundReads.finish}.
+ */
+export function readFilesInBackground(paths: readonly string[], options: { readonly thread?: boolean } = {}): BackgroundReads {
+  const count = paths.length;
+  const next = new Int32Array(new SharedArrayBuffer(Int32Array.BYTES_PER_ELEMENT));
+  const results = new Array<FileRead | undefined>(count).fill(undefined);
+  let delivered = 0;
+  const worker = count > 0 && (options.thread ?? availableParallelism() >= 2) ? startReader(paths, next) : undefined;
+  // Settles once the worker has delivered every file or can deliver no more (failed, exited).
+  const workerDone = new Promise<void>((resolve) => {
+    if (worker === undefined) return resolve();
+    worker.on('message', ({ index, read }: { index: number; read: WorkerRead }) => {
+      results[index] = fromWorker(read);
+      if (++delivered === count) resolve();
+    });
+    // A thread that fails (out of memory, resource limits) costs only time: what it claimed but
+    // did not deliver is read on the calling thread below.
+    worker.once('error', () => resolve());
+    worker.once('exit', () => resolve());
+  });
+
+  return {
+    async finish() {
+      for (let index = Atomics.add(next, 0, 1); index < count; index = Atomics.add(next, 0, 1)) {
+        results[index] = readFileHere(paths[index]!);
+        delivered++;
+      }
+      if (delivered < count) await workerDone;
+      // Everything is claimed, so the thread is about to end: the process need not wait for it.
+      worker?.unref();
+      return results.map((read, index) => read ?? readFileHere(paths[index]!));
+    },
+  };
+}
+
+/** The reader thread, or `undefined` when none can be started. */
+function startReader(paths: readonly string[], next: Int32Array): Worker | undefined {
+  try {
+    return new Worker(READER_SOURCE, { eval: true, workerData: { paths: [...paths], next } });
+  } catch {
+    return undefined;
+  }
+}
+
+/** Reads one file on the calling thread. */
+function readFileHere(path: string): FileRead {
+  try {
+    return { text: readFileSync(path, 'utf8') };
+  } catch (err) {
+    return { error: err instanceof Error ? err : new Error(String(err)) };
+  }
+}
+
+/** A result as the reader thread posts it: errors as plain data, since `code` does not survive cloning. */
+type WorkerRead = { readonly text: string } | { readonly error: { readonly message: string; readonly code?: string } };
+
+function fromWorker(read: WorkerRead): FileRead {
+  if ('text' in read) return read;
+  const { message, code } = read.error;
+  return { error: code === undefined ? new Error(message) : Object.assign(new Error(message), { code }) };
+}
 
 /** The `code` of a Node file-system error (`ENOENT`, `EACCES`…), or `undefined`. */
 export function errorCode(err: unknown): string | undefined {

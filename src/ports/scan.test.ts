@@ -112,6 +112,23 @@ describe('scanning a proc root', () => {
     assert.match(result.processInfo.reason ?? '', /^not permitted to read the open files of 1 process; run as root/);
   });
 
+  test('the socket tables are started in the background before the processes are walked, and collected after', async () => {
+    const calls: string[] = [];
+    const recording: ProcFs = {
+      readdir: (path) => (calls.push(`readdir ${path.slice(root.length)}`), nodeProcFs.readdir(path)),
+      readlink: (path) => nodeProcFs.readlink(path),
+      readFile: (path) => nodeProcFs.readFile(path),
+      readFilesInBackground: (paths) => {
+        calls.push('tables started');
+        const reads = nodeProcFs.readFilesInBackground(paths);
+        return { finish: () => (calls.push('tables collected'), reads.finish()) };
+      },
+    };
+    const result = await scan(root, { fs: recording });
+    assert.deepEqual(calls, ['tables started', 'readdir ', 'readdir /5586/fd', 'tables collected']);
+    assert.equal(result.sockets.find((socket) => socket.inode === APISERVER_INODE)?.process, 'kube-apiserver');
+  });
+
   test('with every socket held, process info is available and no reason is given', async () => {
     const only = mkdtempSync(join(tmpdir(), 'crowsnest-scan-'));
     try {

@@ -12,5 +12,19 @@ export function failing(failures: Record<string, string>): ProcFs {
     readdir: (path) => (check(path), nodeProcFs.readdir(path)),
     readlink: (path) => (check(path), nodeProcFs.readlink(path)),
     readFile: (path) => (check(path), nodeProcFs.readFile(path)),
+    readFilesInBackground: (paths) => {
+      const reads = nodeProcFs.readFilesInBackground(paths);
+      return {
+        finish: async () =>
+          (await reads.finish()).map((read, i) => {
+            try {
+              check(paths[i]!);
+              return read;
+            } catch (err) {
+              return { error: err as Error };
+            }
+          }),
+      };
+    },
   };
 }
