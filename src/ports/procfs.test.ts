@@ -3,7 +3,17 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { readFilesInBackground, type FileRead } from './procfs.ts';
+import { readFilesInBackground, type BackgroundReads, type FileRead } from './procfs.ts';
+
+/** Every result, by index; fails if one comes twice or is missing. */
+async function inOrder(reads: BackgroundReads): Promise<FileRead[]> {
+  const results: FileRead[] = [];
+  for await (const { index, read } of reads) {
+    assert.equal(results[index], undefined, `file ${index} came twice`);
+    results[index] = read;
+  }
+  return results;
+}
 
 /** A result as plain data: the text, or the error's code. */
 function outcome(read: FileRead): string {
@@ -33,7 +43,7 @@ describe('reading files in the background', () => {
   for (const thread of [true, false]) {
     test(`${thread ? 'with' : 'without'} a reader thread: one result per path, in order, errors with their codes`, async () => {
       const reads = readFilesInBackground(paths(), { thread });
-      assert.deepEqual((await reads.finish()).map(outcome), expected());
+      assert.deepEqual((await inOrder(reads)).map(outcome), expected());
     });
   }
 
@@ -41,16 +51,16 @@ describe('reading files in the background', () => {
     const reads = readFilesInBackground(paths());
     // Gives the thread time to start and claim files, so both threads read some.
     await new Promise((resolve) => setTimeout(resolve, 100));
-    assert.deepEqual((await reads.finish()).map(outcome), expected());
+    assert.deepEqual((await inOrder(reads)).map(outcome), expected());
   });
 
   test('a read error carries its message as Node wrote it', async () => {
-    const [read] = await readFilesInBackground([join(dir, 'missing')]).finish();
+    const [read] = await inOrder(readFilesInBackground([join(dir, 'missing')]));
     assert.ok(read !== undefined && 'error' in read);
     assert.match(read.error.message, /^ENOENT: no such file or directory, open '.*missing'$/);
   });
 
   test('no paths, no thread, no results', async () => {
-    assert.deepEqual(await readFilesInBackground([]).finish(), []);
+    assert.deepEqual(await inOrder(readFilesInBackground([])), []);
   });
 });

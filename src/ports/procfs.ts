@@ -27,7 +27,7 @@ export interface ProcFs {
   readFile(path: string): string;
   /**
    * Starts reading whole files as UTF-8 text on another thread, so the caller can do other work
-   * meanwhile; {@link BackgroundReads.finish} collects them.
+   * meanwhile, and hands each over as soon as it can ({@link BackgroundReads}).
    */
   readFilesInBackground(paths: readonly string[]): BackgroundReads;
 }
@@ -35,14 +35,20 @@ export interface ProcFs {
 /** Files being read by {@link ProcFs.readFilesInBackground}. */
 export interface BackgroundReads {
   /**
-   * Reads on the calling thread the files the other thread has not started yet, waits for the
-   * others, and returns one result per path, in order. Never rejects: a file that cannot be read
-   * has its error in its result.
+   * Each file once, as soon as it can be had: those the other thread has delivered first, then
+   * those nobody has started, read on the calling thread, then those the other thread is still
+   * reading. Never throws: a file that cannot be read has its error in its result.
    */
-  finish(): Promise<FileRead[]>;
+  [Symbol.asyncIterator](): AsyncIterator<FileReadAt>;
 }
 
-/** One file of {@link BackgroundReads.finish}: its text, or why it could not be read. */
+/** One file of {@link BackgroundReads}: its position in the paths given, and what reading it gave. */
+export interface FileReadAt {
+  readonly index: number;
+  readonly read: FileRead;
+}
+
+/** A file's text, or why it could not be read. */
 export type FileRead = { readonly text: string } | { readonly error: FileReadError };
 
 /** A file-system error: `code` as Node sets it (`ENOENT`, `EACCES`…). */
@@ -79,37 +85,64 @@ for (let index = Atomics.add(next, 0, 1); index < paths.length; index = Atomics.
 /**
  * {@link ProcFs.readFilesInBackground} of the real file system: one worker thread when there is a
  * second CPU to run it on (`thread` overrides that guess). Without one, or when the thread cannot
- * be started or fails, the files are read on the calling thread by {@link BackgroundReads.finish}.
+ * be started or fails, the files are read on the calling thread as they are iterated.
  */
 export function readFilesInBackground(paths: readonly string[], options: { readonly thread?: boolean } = {}): BackgroundReads {
   const count = paths.length;
   const next = new Int32Array(new SharedArrayBuffer(Int32Array.BYTES_PER_ELEMENT));
-  const results = new Array<FileRead | undefined>(count).fill(undefined);
-  let delivered = 0;
   const worker = count > 0 && (options.thread ?? availableParallelism() >= 2) ? startReader(paths, next) : undefined;
-  // Settles once the worker has delivered every file or can deliver no more (failed, exited).
-  const workerDone = new Promise<void>((resolve) => {
-    if (worker === undefined) return resolve();
+  const delivered: FileReadAt[] = [];
+  let workerEnded = worker === undefined;
+  let wakeUp: (() => void) | undefined;
+  const wake = (): void => {
+    wakeUp?.();
+    wakeUp = undefined;
+  };
+  if (worker !== undefined) {
     worker.on('message', ({ index, read }: { index: number; read: WorkerRead }) => {
-      results[index] = fromWorker(read);
-      if (++delivered === count) resolve();
+      delivered.push({ index, read: fromWorker(read) });
+      wake();
     });
     // A thread that fails (out of memory, resource limits) costs only time: what it claimed but
-    // did not deliver is read on the calling thread below.
-    worker.once('error', () => resolve());
-    worker.once('exit', () => resolve());
-  });
+    // did not deliver is read on the calling thread.
+    const end = (): void => {
+      workerEnded = true;
+      wake();
+    };
+    worker.once('error', end);
+    worker.once('exit', end);
+  }
 
   return {
-    async finish() {
-      for (let index = Atomics.add(next, 0, 1); index < count; index = Atomics.add(next, 0, 1)) {
-        results[index] = readFileHere(paths[index]!);
-        delivered++;
+    async *[Symbol.asyncIterator]() {
+      const done = new Array<boolean>(count).fill(false);
+      let remaining = count;
+      const take = (at: FileReadAt): FileReadAt => {
+        done[at.index] = true;
+        remaining--;
+        return at;
+      };
+      while (remaining > 0) {
+        const ready = delivered.shift();
+        if (ready !== undefined) {
+          yield take(ready);
+          continue;
+        }
+        const index = Atomics.add(next, 0, 1);
+        if (index < count) {
+          yield take({ index, read: readFileHere(paths[index]!) });
+          continue;
+        }
+        if (workerEnded) {
+          for (let missing = done.indexOf(false); missing !== -1; missing = done.indexOf(false)) {
+            yield take({ index: missing, read: readFileHere(paths[missing]!) });
+          }
+          break;
+        }
+        await new Promise<void>((resolve) => (wakeUp = resolve));
       }
-      if (delivered < count) await workerDone;
       // Everything is claimed, so the thread is about to end: the process need not wait for it.
       worker?.unref();
-      return results.map((read, index) => read ?? readFileHere(paths[index]!));
     },
   };
 }

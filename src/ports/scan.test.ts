@@ -121,7 +121,12 @@ describe('scanning a proc root', () => {
       readFilesInBackground: (paths) => {
         calls.push('tables started');
         const reads = nodeProcFs.readFilesInBackground(paths);
-        return { finish: () => (calls.push('tables collected'), reads.finish()) };
+        return {
+          [Symbol.asyncIterator]: () => {
+            calls.push('tables collected');
+            return reads[Symbol.asyncIterator]();
+          },
+        };
       },
     };
     const result = await scan(root, { fs: recording });

@@ -13,7 +13,7 @@
  */
 import { hostname as osHostname } from 'node:os';
 import { nameSocketOwners, walkSocketFds, type SocketFdWalk, type SocketOwner } from './processes.ts';
-import { errorCode, nodeProcFs, type ProcFs } from './procfs.ts';
+import { errorCode, nodeProcFs, type FileReadError, type ProcFs } from './procfs.ts';
 import {
   STATE_LISTEN,
   isListeningState,
@@ -22,6 +22,7 @@ import {
   type Family,
   type MalformedLine,
   type ProcNetSocket,
+  type ProcNetTable,
   type Protocol,
 } from './procnet.ts';
 
@@ -165,21 +166,27 @@ export async function scanHost(options: ScanHostOptions = {}): Promise<HostScan>
     walkFailure = `cannot list the processes in ${procRoot}: ${describe(err)}`;
   }
 
+  // Each table is parsed as it arrives; most arrive while the walk runs, read by the other thread.
+  const tables = new Array<{ readonly parsed: ProcNetTable } | { readonly error: FileReadError }>(TABLES.length);
+  for await (const { index, read } of tableReads) {
+    tables[index] =
+      'error' in read ? read : { parsed: parseProcNet(read.text, { family: TABLES[index]!.family, keep: isListeningState, byteOrder: options.byteOrder }) };
+  }
+
   // Rows are kept as parsed, with their protocol alongside, until their owners are known: each
   // socket object is then built once (a busy host has tens of thousands).
   const rows: ProcNetSocket[] = [];
   const rowProtocols: Protocol[] = [];
   const sources: ScanSource[] = [];
-  const reads = await tableReads.finish();
   for (const [index, table] of TABLES.entries()) {
     const path = paths[index]!;
-    const read = reads[index]!;
-    if ('error' in read) {
-      if (errorCode(read.error) !== 'ENOENT') throw new Error(`cannot read ${path}: ${describe(read.error)}`);
+    const result = tables[index]!;
+    if ('error' in result) {
+      if (errorCode(result.error) !== 'ENOENT') throw new Error(`cannot read ${path}: ${describe(result.error)}`);
       sources.push({ path, protocol: table.protocol, family: table.family, present: false, lines: 0, sockets: 0, malformedLines: 0, malformed: [] });
       continue;
     }
-    const parsed = parseProcNet(read.text, { family: table.family, keep: isListeningState, byteOrder: options.byteOrder });
+    const parsed = result.parsed;
     // A socket can appear twice when the table changes between the kernel's page-sized reads.
     const seen = new Set<number>();
     let found = 0;

@@ -15,15 +15,16 @@ export function failing(failures: Record<string, string>): ProcFs {
     readFilesInBackground: (paths) => {
       const reads = nodeProcFs.readFilesInBackground(paths);
       return {
-        finish: async () =>
-          (await reads.finish()).map((read, i) => {
+        async *[Symbol.asyncIterator]() {
+          for await (const { index, read } of reads) {
             try {
-              check(paths[i]!);
-              return read;
+              check(paths[index]!);
+              yield { index, read };
             } catch (err) {
-              return { error: err as Error };
+              yield { index, read: { error: err as Error } };
             }
-          }),
+          }
+        },
       };
     },
   };
