@@ -8,6 +8,7 @@
  * count as ss, in at most 2× its wall time.
  */
 import { execFile, spawn } from 'node:child_process';
+import { availableParallelism } from 'node:os';
 import { dirname, join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
@@ -201,7 +202,9 @@ export async function benchPortsScan(log: (line: string) => void): Promise<void>
   const allHeld = samples.ours.every((s) => s.held === SOCKETS) && samples.ss.every((s) => s.held === SOCKETS);
 
   console.log(`\nports scan: ${SOCKETS.toLocaleString('en-US')} sockets held by one child process (TCP and UDP, 127.0.0.1 and ::1), whole processes, median of ${RUNS}`);
-  console.log(`'sockets found' is the whole host (other programs' sockets included); 'held by child' those owned by the benchmark's process\n`);
+  console.log(`'sockets found' is the whole host (other programs' sockets included); 'held by child' those owned by the benchmark's process`);
+  const cpus = availableParallelism();
+  console.log(`CPUs available: ${cpus} (${cpus >= 2 ? 'the scan reads the socket tables on a second thread' : 'one: the scan reads the socket tables and walks the fds one after the other'})\n`);
   console.log(
     markdownTable(
       ['tool', 'sockets found', 'held by child', 'wall median ms', 'ratio vs ss'],

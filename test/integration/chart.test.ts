@@ -188,8 +188,6 @@ describe('helm chart', () => {
 
     // The admission policy: the collector's own scan pod is allowed, anything else is not.
     const scanPod = buildScanPod({ namespace: scanNamespace, node: 'kwok-node-0', runId: 'x', image: 'crowsnest:test', processInfo: true, activeDeadlineSeconds: 60 });
-    const allowed = await asCollector(['create', '--dry-run=server', '-f', '-'], JSON.stringify(scanPod));
-    assert.ok(allowed.ok, allowed.out);
     const escapes: [string, (pod: any) => void][] = [
       ['privileged with a hostPath', (pod) => {
         pod.spec.containers[0].securityContext = { privileged: true, allowPrivilegeEscalation: true };
@@ -200,10 +198,18 @@ describe('helm chart', () => {
       ['SYS_ADMIN', (pod) => pod.spec.containers[0].securityContext.capabilities.add.push('SYS_ADMIN')],
       ['host network', (pod) => (pod.spec.hostNetwork = true)],
     ];
-    for (const [what, change] of escapes) {
+    const dryRunScanPod = (change: (pod: any) => void): Promise<{ ok: boolean; out: string }> => {
       const pod = structuredClone(scanPod) as any;
       change(pod);
-      const denied = await asCollector(['create', '--dry-run=server', '-f', '-'], JSON.stringify(pod));
+      return asCollector(['create', '--dry-run=server', '-f', '-'], JSON.stringify(pod));
+    };
+    // A new policy takes effect once the API server's admission plugin has seen it and its
+    // binding (eventually consistent, usually well under a second); from then on it must hold.
+    await eventually('the scan-pod admission policy is in effect', async () => !(await dryRunScanPod(escapes[0]![1])).ok);
+    const allowed = await dryRunScanPod(() => {});
+    assert.ok(allowed.ok, allowed.out);
+    for (const [what, change] of escapes) {
+      const denied = await dryRunScanPod(change);
       assert.ok(!denied.ok, `${what} was allowed`);
       assert.match(denied.out, /ValidatingAdmissionPolicy .*-scan-pods.* denied request/, `${what}: ${denied.out}`);
     }
