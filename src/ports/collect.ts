@@ -79,6 +79,11 @@ const PERMANENT_WAITING_REASONS = new Set(['InvalidImageName', 'CreateContainerC
 const MAX_LOG_BYTES = 64 * 1024 * 1024;
 /** Last log lines quoted when a scan fails. */
 const FAILURE_LOG_LINES = 5;
+/**
+ * Deleting a scan pod, and the end-of-run sweep: an interrupted run deletes (in parallel), sweeps,
+ * then writes its report, all within the 30 s a Job's pod gets between SIGTERM and SIGKILL.
+ */
+const CLEANUP_TIMEOUT_MS = 10_000;
 
 /** Lists the nodes to scan (paged). */
 export async function listNodes(client: KubeClient, nodeSelector: string | undefined, signal: AbortSignal): Promise<NodeObject[]> {
@@ -141,6 +146,7 @@ export async function collectPorts(client: KubeClient, options: PortsCollectOpti
       .send(`/api/v1/namespaces/${encodeURIComponent(options.namespace)}/pods`, {
         method: 'DELETE',
         query: { labelSelector: runSelector },
+        timeoutMs: CLEANUP_TIMEOUT_MS,
       })
       .then((res) => res.body?.cancel())
       .catch((err: unknown) => logger.warn({ reason: describeError(err) }, 'could not sweep scan pods'));
@@ -159,6 +165,9 @@ async function scanNode(client: KubeClient, informer: Informer<PodObject>, node:
     ...(options.priorityClassName ? { priorityClassName: options.priorityClassName } : {}),
   });
   const podsPath = `/api/v1/namespaces/${encodeURIComponent(options.namespace)}/pods`;
+  // Cut short by the run's signal: the API server abandons a create whose client went away
+  // (admission included, as a slow webhook in the tests shows), and the end-of-run sweep deletes
+  // one that was already being stored.
   const created = await client.json<PodObject>(podsPath, { method: 'POST', body: manifest, signal: options.signal });
   const podName = created.metadata?.name ?? '';
   const podPath = `${podsPath}/${encodeURIComponent(podName)}`;
@@ -169,7 +178,7 @@ async function scanNode(client: KubeClient, informer: Informer<PodObject>, node:
     return parseScanOutput(log);
   } finally {
     await client
-      .send(podPath, { method: 'DELETE' })
+      .send(podPath, { method: 'DELETE', timeoutMs: CLEANUP_TIMEOUT_MS })
       .then((res) => res.body?.cancel())
       .catch((err: unknown) => {
         if (!isNotFound(err)) options.logger.warn({ pod: podName, reason: describeError(err) }, 'could not delete scan pod; the end-of-run sweep retries');
@@ -180,6 +189,8 @@ async function scanNode(client: KubeClient, informer: Informer<PodObject>, node:
 /** Resolves with the pod once it is Succeeded or Failed; rejects on timeout, permanent errors or deletion. */
 function waitForPod(informer: Informer<PodObject>, namespace: string, name: string, timeoutMs: number, signal: AbortSignal): Promise<PodObject> {
   return new Promise((resolve, reject) => {
+    // An abort listener added to an aborted signal never fires.
+    if (signal.aborted) return reject(signal.reason ?? new Error('aborted'));
     let lastWaiting = '';
     let seen = false;
     const finish = (fn: () => void): void => {

@@ -7,16 +7,21 @@
  * waiting, log read, merge, report, diff, cleanup — is the collector's own code path.
  */
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { after, describe, it } from 'node:test';
 import { main, type CliIO } from '../../src/cli/main.ts';
 import { buildScanPod } from '../../src/ports/pod.ts';
 import { standInKubelet } from '../../testbed/scan-pods.ts';
+import { serveValidatingWebhook } from '../../testbed/webhook.ts';
 import { eventually, newNamespace, testbed } from './testbed.ts';
 
+
+const repo = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 
 async function runCli(args: readonly string[]): Promise<{ code: number; stdout: string; stderr: string }> {
   const plane = await testbed();
@@ -133,6 +138,62 @@ describe('ports collect', () => {
       await eventually('failed and timed-out scan pods to be deleted too', async () => (await scanPodsLeft(namespace)) === 0, 20_000);
     } finally {
       await kubelet.stop();
+    }
+  });
+
+  it('stops on SIGTERM while its pod creates are held in admission: no scan pod is left, the report names the interrupted nodes, exits 1', async () => {
+    const plane = await testbed();
+    const namespace = await newNamespace('ports-term');
+    const dir = await mkdtemp(join(tmpdir(), 'crowsnest-ports-term-'));
+    dirs.push(dir);
+    // A slow admission webhook (a policy engine having a bad day) holds every scan pod's create
+    // for 3 s, and the signal comes while they are held: none of them may become a pod that
+    // outlives the run. No stand-in kubelet either, so no scan would finish.
+    const heldMs = 3_000;
+    const webhook = await serveValidatingWebhook(
+      plane,
+      {
+        name: `slow-${namespace}`,
+        namespace,
+        rule: { apiGroups: [''], apiVersions: ['v1'], resources: ['pods'], operations: ['CREATE'] },
+        review: async (request) => {
+          if (!request.dryRun) await new Promise((resolve) => setTimeout(resolve, heldMs));
+          return { allowed: true };
+        },
+      },
+      { path: `/api/v1/namespaces/${namespace}/pods`, object: { apiVersion: 'v1', kind: 'Pod', spec: { containers: [{ name: 'c', image: 'x' }] } } },
+    );
+    try {
+      const child = spawn(join(repo, 'bin', 'crowsnest'), ['ports', 'collect', '--namespace', namespace, '--report-dir', dir, '--image', 'crowsnest:test', '--timeout', '60s', '--log-format', 'json'], {
+        env: { ...process.env, KUBECONFIG: plane.kubeconfigPath },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      let stdout = '';
+      let stderr = '';
+      child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
+      child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+      const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+      const nodes = await nodeNames();
+      await eventually('every scan pod create to be held in admission', () => webhook.requests.length === nodes.length, 20_000);
+      const heldUntil = Date.now() + heldMs;
+      const signalled = Date.now();
+      child.kill('SIGTERM');
+      const code = await exited;
+      const stoppedInMs = Date.now() - signalled;
+
+      assert.equal(code, 1, stderr + stdout);
+      assert.ok(stoppedInMs < 15_000, `took ${stoppedInMs} ms to stop; the node timeout is 60 s`);
+      assert.match(stderr, /interrupted: deleting scan pods/);
+      const report = JSON.parse(await readFile(join(dir, (await reports(dir))[0]!), 'utf8')) as Report;
+      assert.deepEqual(report.nodes, []);
+      assert.deepEqual(report.failed.map((f) => f.node).sort(), nodes);
+      for (const failure of report.failed) assert.match(failure.reason, /interrupted/);
+      // Once admission would have let the creates through, no pod may exist: not left for the
+      // next run's sweep of pods over an hour old.
+      await new Promise((resolve) => setTimeout(resolve, Math.max(0, heldUntil - Date.now()) + 1_000));
+      assert.equal(await scanPodsLeft(namespace), 0, 'scan pods outlived the interrupted run');
+    } finally {
+      await webhook.stop();
     }
   });
 
