@@ -1,7 +1,7 @@
 /**
  * What every command module shares: the process surroundings, the exit codes, and the state the
- * root command hands to its subcommands. Each command lives in its own file and registers itself
- * on the root `Command` in `main.ts`.
+ * root command hands to its subcommands. Each command lives in its own file, which `main.ts`
+ * imports when the command line names that command.
  */
 import type { GlobalOptions } from './options.ts';
 

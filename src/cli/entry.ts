@@ -10,5 +10,17 @@ import { enableCompileCache } from 'node:module';
 // dynamic import below. NODE_DISABLE_COMPILE_CACHE=1 turns it off.
 enableCompileCache();
 
+// A reader that stops early (`crowsnest ports scan | head`) closes the pipe. End as a Unix tool
+// that SIGPIPE ends does, quietly and with 128 + 13, rather than with an unhandled EPIPE's stack.
+// A closed stderr only loses messages nobody can read any more: the command goes on.
+const EXIT_BROKEN_PIPE = 141;
+process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+  if (err.code !== 'EPIPE') throw err;
+  process.exit(EXIT_BROKEN_PIPE);
+});
+process.stderr.on('error', (err: NodeJS.ErrnoException) => {
+  if (err.code !== 'EPIPE') throw err;
+});
+
 const { main } = await import('./main.ts');
 process.exitCode = await main(process.argv.slice(2));

@@ -7,10 +7,8 @@ import { abortOnTermination, EXIT_FAILURE, kubeClientFor, processIO, requireGlob
 import { inventoryCollectFlags, resolveInventoryCollectOptions, DEFAULT_CONFIG_DIR } from './inventory-options.ts';
 import { describeFlag, OptionError } from './options.ts';
 
-export function addInventoryCommand(program: Command, io: CliIO, state: RunState): void {
-  const inventory = program
-    .command('inventory')
-    .description('snapshot the cluster\'s objects, redacted, into a report directory or to an HTTP endpoint');
+/** Adds `collect` and `diff` to the `inventory` command (named and described by `main.ts`). */
+export function defineInventoryCommand(inventory: Command, io: CliIO, state: RunState): void {
   addCollectCommand(inventory, io, state);
   addDiffCommand(inventory, io, state);
 }

@@ -54,6 +54,24 @@ describe('help', () => {
     assert.match(stdout, /Global Options:/);
   });
 
+  test("help <command> and <command> --help show that command's own help", async () => {
+    for (const argv of [['help', 'ports'], ['ports', '--help']]) {
+      const { code, stdout } = await run(argv);
+      assert.equal(code, EXIT_OK, argv.join(' '));
+      assert.match(stdout, /^Usage: crowsnest ports/);
+      assert.match(stdout, /^  scan \[options\] +list this host's listening sockets/m);
+      assert.match(stdout, /^  collect \[options\] +scan every node/m);
+    }
+  });
+
+  test('the root help lists every command with what it does', async () => {
+    const { stdout } = await run(['--help']);
+    const commands = stdout.slice(stdout.indexOf('Commands:'), stdout.indexOf('Capabilities:'));
+    for (const [name, summary] of [['inventory', 'snapshot the cluster'], ['operator', 'run the Crowsnest controllers'], ['ports', 'the sockets hosts listen on'], ['version', 'print the crowsnest and Node.js versions']]) {
+      assert.match(commands, new RegExp(`^  ${name} +${summary}`, 'm'));
+    }
+  });
+
   test('--version prints the package version', async () => {
     const { code, stdout } = await run(['--version']);
     assert.equal(code, EXIT_OK);

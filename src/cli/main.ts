@@ -1,29 +1,15 @@
 /**
  * The `crowsnest` command line: one binary, one subcommand per role (see ARCHITECTURE.md).
  *
- * This file only wires commander to the option resolvers (`options.ts`) and to the code that runs
- * each command. Anything heavy — the kubeconfig loader and HTTP client, pino, prom-client, the
- * operator — is imported inside the command that needs it, so `crowsnest --help` starts in well
- * under 300 ms.
+ * This file only wires commander to the global options (`options.ts`) and to the command modules.
+ * A command's module is imported only when the command line names it (see {@link COMMANDS}), and
+ * anything heavy — the kubeconfig loader and HTTP client, pino, prom-client, the operator — only
+ * inside the action that needs it: `crowsnest --help` loads no command module at all.
  */
-import { Command, CommanderError, Option } from 'commander';
+import { Command, CommanderError, Help, Option } from 'commander';
 import { version } from '../version.ts';
-import {
-  describeFlag,
-  globalFlags,
-  knownControllers,
-  OptionError,
-  operatorFlags,
-  resolveGlobalOptions,
-  resolveOperatorOptions,
-  type FlagDefinition,
-  type GlobalOptions,
-} from './options.ts';
-import { runVersionCommand, versionOutputs } from './version.ts';
-import { addInventoryCommand } from './inventory.ts';
-import { rewriteSeedFlags } from './inventory-options.ts';
-import { EXIT_OK, EXIT_FAILURE, EXIT_USAGE, processIO, requireGlobals, type CliIO, type RunState } from './command.ts';
-import { addPortsCommand } from './ports.ts';
+import { describeFlag, globalFlags, knownControllers, OptionError, resolveGlobalOptions, type FlagDefinition } from './options.ts';
+import { EXIT_OK, EXIT_FAILURE, EXIT_USAGE, processIO, type CliIO, type RunState } from './command.ts';
 
 export { EXIT_OK, EXIT_FAILURE, EXIT_USAGE, type CliIO } from './command.ts';
 
@@ -35,9 +21,10 @@ export { EXIT_OK, EXIT_FAILURE, EXIT_USAGE, type CliIO } from './command.ts';
  */
 export async function main(argv: readonly string[], io: CliIO = processIO): Promise<number> {
   const state: RunState = { exitCode: EXIT_OK };
-  const program = buildProgram(io, state);
   try {
-    await program.parseAsync(argv.includes('inventory') ? rewriteSeedFlags(argv) : [...argv], { from: 'user' });
+    const program = await buildProgram(argv, io, state);
+    const args = argv.includes('inventory') ? (await import('./inventory-options.ts')).rewriteSeedFlags(argv) : [...argv];
+    await program.parseAsync(args, { from: 'user' });
     return state.exitCode;
   } catch (err) {
     // Commander already printed its message (or the help / version it was asked for).
@@ -54,7 +41,43 @@ export async function main(argv: readonly string[], io: CliIO = processIO): Prom
   }
 }
 
-function buildProgram(io: CliIO, state: RunState): Command {
+/**
+ * The commands. Every one is on the root command, named and described, so help and "did you
+ * mean" suggestions know them all; the module that adds its flags, subcommands and action is
+ * imported only when the command line names the command (e.g. `crowsnest ports scan`, `crowsnest
+ * help ports`). A value that happens to equal a command's name only costs that module's import.
+ */
+interface CommandEntry {
+  readonly name: string;
+  /** What the root help says of it. */
+  readonly description: string;
+  readonly define: () => Promise<(command: Command, io: CliIO, state: RunState) => void>;
+}
+
+const COMMANDS: readonly CommandEntry[] = [
+  {
+    name: 'inventory',
+    description: "snapshot the cluster's objects, redacted, into a report directory or to an HTTP endpoint",
+    define: async () => (await import('./inventory.ts')).defineInventoryCommand,
+  },
+  {
+    name: 'operator',
+    description: 'run the Crowsnest controllers, leader-elected, with /metrics and /healthz, /readyz endpoints',
+    define: async () => (await import('./operator.ts')).defineOperatorCommand,
+  },
+  {
+    name: 'ports',
+    description: 'the sockets hosts listen on: TCP listeners and bound UDP sockets, with their processes',
+    define: async () => (await import('./ports.ts')).definePortsCommand,
+  },
+  {
+    name: 'version',
+    description: 'print the crowsnest and Node.js versions, and the API server version when a cluster is configured',
+    define: async () => (await import('./version.ts')).defineVersionCommand,
+  },
+];
+
+async function buildProgram(argv: readonly string[], io: CliIO, state: RunState): Promise<Command> {
   const program = new Command('crowsnest');
   // Settings below are inherited by the subcommands created after them.
   program
@@ -84,66 +107,19 @@ function buildProgram(io: CliIO, state: RunState): Command {
     );
   });
 
-  addOperatorCommand(program, io, state);
-  addPortsCommand(program, io, state);
-  addInventoryCommand(program, io, state);
-  addVersionCommand(program, io, state);
+  const named = COMMANDS.filter((entry) => argv.includes(entry.name));
+  const definitions = await Promise.all(named.map((entry) => entry.define()));
+  for (const entry of COMMANDS) {
+    const command = program.command(entry.name).description(entry.description);
+    const index = named.indexOf(entry);
+    if (index !== -1) definitions[index]!(command, io, state);
+  }
+  // The root help lists commands without commander's "[options]": a command not named on the
+  // command line has no flags defined, so the suffix would depend on how help was asked for.
+  program.configureHelp({ ...program.configureHelp(), subcommandTerm: (command) => new Help().subcommandTerm(command).replace(' [options]', '') });
   program.addHelpText('after', () => rootHelpFooter(program));
   return program;
 }
-
-// ---------------------------------------------------------------------------------------------
-// Commands
-
-function addOperatorCommand(program: Command, io: CliIO, state: RunState): void {
-  const command = program
-    .command('operator')
-    .description('run the Crowsnest controllers, leader-elected, with /metrics and /healthz, /readyz endpoints')
-    .addHelpText('after', `\nDurations are Go-style: 500ms, 15s, 1m30s, 1h.\n`);
-
-  const attributeNames = new Map<string, string>();
-  for (const definition of operatorFlags) {
-    const option = new Option(`--${definition.name} ${definition.valueName}`, describeFlag(definition));
-    attributeNames.set(definition.name, option.attributeName());
-    command.addOption(option);
-    if (definition.negatable) {
-      command.addOption(new Option(`--no-${definition.name}`, `same as --${definition.name}=false`));
-    }
-  }
-
-  command.action(async () => {
-    const globals = requireGlobals(state);
-    const flags: Record<string, string | boolean | undefined> = {};
-    for (const [name, attribute] of attributeNames) flags[name] = command.getOptionValue(attribute);
-    const options = resolveOperatorOptions({ flags, env: io.env }, globals);
-
-    const [{ createLogger }, { createRegistry }, { runOperator }] = await Promise.all([
-      import('../observe/logger.ts'),
-      import('../observe/metrics.ts'),
-      import('../operator/run.ts'),
-    ]);
-    const logger = createLogger({ level: globals.logLevel, format: globals.logFormat });
-    state.exitCode = await runOperator(options, { logger, registry: createRegistry() });
-  });
-}
-
-function addVersionCommand(program: Command, io: CliIO, state: RunState): void {
-  const command = program
-    .command('version')
-    .description('print the crowsnest and Node.js versions, and the API server version when a cluster is configured')
-    .addOption(new Option('-o, --output <format>', 'output format').choices(versionOutputs).default('text'));
-
-  command.action(async () => {
-    const globals = requireGlobals(state);
-    state.exitCode = await runVersionCommand({
-      output: command.getOptionValue('output'),
-      globals,
-      env: io.env,
-      stdout: io.stdout,
-    });
-  });
-}
-
 
 // ---------------------------------------------------------------------------------------------
 // Help text
@@ -196,6 +172,7 @@ Environment:
   CROWSNEST_LEASE_DURATION=30s; a flag on the command line wins.
   KUBECONFIG works as in kubectl.
 
-Exit status: 0 success, 1 failure, 2 usage error (unknown command, bad flag or value).
+Exit status: 0 success, 1 failure, 2 usage error (unknown command, bad flag or value),
+141 when the reader of the output stops early (\`crowsnest ... | head\`), as SIGPIPE ends Unix tools.
 `;
 }

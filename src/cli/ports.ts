@@ -2,8 +2,8 @@
  * `crowsnest ports`: the sockets hosts listen on. Each subcommand registers itself on the
  * `ports` command through its own `add…Command` function below; `scan` reads this host's /proc.
  *
- * Like every command module, this one stays cheap to import (`crowsnest --help` loads it): the
- * scanner is imported when a subcommand runs; `ports/format.ts` has no imports but types.
+ * Imported only when the command line names `ports` (see `main.ts`); the scanner is imported when
+ * a subcommand runs. `ports/format.ts` has no imports but types.
  */
 import { Option, type Command } from 'commander';
 import { EXIT_OK, requireGlobals, type CliIO, type RunState } from './command.ts';
@@ -11,11 +11,8 @@ import { renderJson, renderTable, scanOutputs, scanWarnings, type ScanOutput } f
 import { OptionError } from './options.ts';
 import { addPortsCollectCommand } from './ports-collect.ts';
 
-/** Registers `crowsnest ports` and its subcommands on the root command. */
-export function addPortsCommand(program: Command, io: CliIO, state: RunState): void {
-  const ports = program
-    .command('ports')
-    .description('the sockets hosts listen on: TCP listeners and bound UDP sockets, with their processes');
+/** Adds `scan` and `collect` to the `ports` command (named and described by `main.ts`). */
+export function definePortsCommand(ports: Command, io: CliIO, state: RunState): void {
   addScanCommand(ports, io, state);
   addPortsCollectCommand(ports, io, state);
 }

@@ -3,9 +3,11 @@
  * the API server's version. The server part is best effort: an unreachable cluster is reported,
  * never turned into a failing exit code, so `version` stays usable for bug reports.
  */
+import { Option, type Command } from 'commander';
 import { realClock, type Clock } from '../kube/clock.ts';
 import type { ConnectionSource } from '../kube/connection.ts';
 import { buildInfo, type BuildInfo } from '../version.ts';
+import { requireGlobals, type CliIO, type RunState } from './command.ts';
 import type { GlobalOptions } from './options.ts';
 
 /** How long to wait for the API server's `/version`. */
@@ -41,6 +43,20 @@ export interface VersionCommandInput {
   readonly stdout: (text: string) => void;
   /** Default: the real clock. */
   readonly clock?: Clock;
+}
+
+/** Adds the `--output` flag and the action to `command` (named and described by `main.ts`). */
+export function defineVersionCommand(command: Command, io: CliIO, state: RunState): void {
+  command.addOption(new Option('-o, --output <format>', 'output format').choices(versionOutputs).default('text'));
+  command.action(async () => {
+    const globals = requireGlobals(state);
+    state.exitCode = await runVersionCommand({
+      output: command.getOptionValue('output'),
+      globals,
+      env: io.env,
+      stdout: io.stdout,
+    });
+  });
 }
 
 /** Runs `crowsnest version`. Always exits 0: the report itself says what could not be found. */
