@@ -8,24 +8,17 @@ import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
-import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { readdir, readFile, writeFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
-import { after, afterEach, before, describe, it } from 'node:test';
+import { afterEach, describe, it } from 'node:test';
+import { useScratchDir } from '../../test/helpers/scratch.ts';
 import { fileURLToPath } from 'node:url';
 
 const ENTRY = join(dirname(fileURLToPath(import.meta.url)), 'entry.ts');
 
-let root: string;
-let dirCount = 0;
-before(async () => {
-  root = await mkdtemp(join(tmpdir(), 'crowsnest-inventory-cli-'));
-});
-after(async () => {
-  await rm(root, { recursive: true, force: true });
-});
+const scratch = useScratchDir('crowsnest-inventory-cli-');
 
 const cleanups: (() => Promise<void>)[] = [];
 afterEach(async () => {
@@ -64,7 +57,7 @@ async function fakeApiServer(configMaps: () => unknown): Promise<{ kubeconfig: s
     reply({ kind: 'Status', code: 404, reason: 'NotFound' }, 404);
   });
   const url = await listen(server);
-  const kubeconfig = join(root, `kubeconfig-${dirCount++}`);
+  const kubeconfig = scratch.path('kubeconfig');
   await writeFile(kubeconfig, [
     'apiVersion: v1',
     'kind: Config',
@@ -102,7 +95,7 @@ function startCli(kubeconfig: string, args: readonly string[], shell?: string): 
 }
 
 function childEnv(kubeconfig: string): NodeJS.ProcessEnv {
-  return { PATH: process.env['PATH'] ?? '/usr/bin:/bin', HOME: root, KUBECONFIG: kubeconfig, NODE_DISABLE_COMPILE_CACHE: '1' };
+  return { PATH: process.env['PATH'] ?? '/usr/bin:/bin', HOME: scratch.root, KUBECONFIG: kubeconfig, NODE_DISABLE_COMPILE_CACHE: '1' };
 }
 
 /** The `msg` of every JSON log line. */
@@ -129,7 +122,7 @@ describe('inventory collect: the report directory fails', () => {
     // ~600 KiB of incompressible data: well over the 200 KiB limit even after gzip.
     const items = Array.from({ length: 600 }, (_, i) => ({ metadata: { name: `cm-${i}`, namespace: 'x', uid: `u-${i}` }, data: { v: randomBytes(768).toString('base64') } }));
     const api = await fakeApiServer(() => ({ kind: 'ConfigMapList', metadata: {}, items }));
-    const dir = join(root, `reports-${dirCount++}`);
+    const dir = scratch.path('reports');
     const { exit } = startCli(api.kubeconfig, ['itest', '--report-dir', dir], 'ulimit -f 200');
     const result = await exit;
     assert.equal(result.code, 1, result.stderr);
@@ -141,7 +134,7 @@ describe('inventory collect: the report directory fails', () => {
 describe('inventory collect: interrupted', () => {
   it('while listing: says the incomplete snapshot is not kept, exits 1 and leaves nothing', { timeout: 60_000 }, async () => {
     const api = await fakeApiServer(() => undefined); // the list never answers
-    const dir = join(root, `reports-${dirCount++}`);
+    const dir = scratch.path('reports');
     const { child, exit } = startCli(api.kubeconfig, ['itest', '--report-dir', dir]);
     await until(() => api.listRequests() === 1, 'the list request');
     child.kill('SIGTERM');
@@ -158,7 +151,7 @@ describe('inventory collect: interrupted', () => {
       uploads++;
       req.resume(); // and never answer
     }));
-    const dir = join(root, `reports-${dirCount++}`);
+    const dir = scratch.path('reports');
     const { child, exit } = startCli(api.kubeconfig, ['itest', '--report-dir', dir, '--endpoint', `${endpoint}/inventory`]);
     await until(() => uploads === 1, 'the upload');
     child.kill('SIGTERM');

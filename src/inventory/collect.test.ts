@@ -1,12 +1,12 @@
 import { KubeConfig } from '@kubernetes/client-node';
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
-import { mkdir, mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rm } from 'node:fs/promises';
 import { createServer, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { after, afterEach, before, describe, it } from 'node:test';
+import { afterEach, describe, it } from 'node:test';
+import { useScratchDir } from '../../test/helpers/scratch.ts';
 import { KubeClient } from '../kube/client.ts';
 import { FakeClock } from '../kube/clock.ts';
 import { silentLogger, type Logger } from '../kube/logger-type.ts';
@@ -35,19 +35,7 @@ afterEach(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
 });
 
-let root: string;
-let dirCount = 0;
-before(async () => {
-  root = await mkdtemp(join(tmpdir(), 'crowsnest-collect-'));
-});
-after(async () => {
-  await rm(root, { recursive: true, force: true });
-});
-async function freshDir(): Promise<string> {
-  const dir = join(root, `d${dirCount++}`);
-  await mkdir(dir);
-  return dir;
-}
+const scratch = useScratchDir('crowsnest-collect-');
 
 function json(res: ServerResponse, status: number, body: unknown): void {
   res.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify(body));
@@ -157,7 +145,7 @@ async function summaryOnDisk(dir: string): Promise<RunSummary> {
 describe('collectInventory: custom resources when CRDs cannot be listed', () => {
   it('collects CRD-served types by the customresources keyword when CRDs can be listed', async () => {
     const client = await fakeCluster({ crdStatus: 200 });
-    const summary = await collectInventory(client, collectOptions(dirSink(await freshDir())));
+    const summary = await collectInventory(client, collectOptions(dirSink(await scratch.fresh())));
     assert.equal(summary.result, 'success');
     assert.deepEqual(summary.types.map((t) => [t.type, t.objects]), [['configmaps', 2], ['widgets.example.test', 1]]);
     assert.deepEqual(summary.skippedTypes, []);
@@ -166,7 +154,7 @@ describe('collectInventory: custom resources when CRDs cannot be listed', () => 
 
   it('reports custom resources as skipped, and the run as partial, when listing CRDs is refused', async () => {
     const client = await fakeCluster({ crdStatus: 403 });
-    const dir = await freshDir();
+    const dir = await scratch.fresh();
     const summary = await collectInventory(client, collectOptions(dirSink(dir)));
     assert.deepEqual(summary.types.map((t) => t.type), ['configmaps'], 'widgets are not known to be custom');
     assert.equal(summary.skippedTypes.length, 1);
@@ -179,7 +167,7 @@ describe('collectInventory: custom resources when CRDs cannot be listed', () => 
 
   it('stays a success when custom resources were not asked for', async () => {
     const client = await fakeCluster({ crdStatus: 403 });
-    const summary = await collectInventory(client, collectOptions(dirSink(await freshDir()), {
+    const summary = await collectInventory(client, collectOptions(dirSink(await scratch.fresh()), {
       selectors: { base: [...DEFAULT_TYPE_SELECTORS], add: [], remove: ['customresources'] },
     }));
     assert.equal(summary.result, 'success');
@@ -211,7 +199,7 @@ describe('customResourcesSkip', () => {
 describe('collectInventory: after delivery', () => {
   it('keeps the result when the summary cannot be written, and says so in the warnings', async () => {
     const client = await fakeCluster({ crdStatus: 200 });
-    const dir = await freshDir();
+    const dir = await scratch.fresh();
     await mkdir(join(dir, `${STEM}.summary.json`)); // a directory where the summary file goes
     const logger = recordingLogger();
     const summary = await collectInventory(client, collectOptions(dirSink(dir), { logger }));
@@ -225,7 +213,7 @@ describe('collectInventory: after delivery', () => {
 
   it('keeps the result when pruning fails, and records it in the summary on disk too', async () => {
     const client = await fakeCluster({ crdStatus: 200 });
-    const dir = await freshDir();
+    const dir = await scratch.fresh();
     // An old "snapshot" that is a directory: removing it fails.
     await mkdir(join(dir, 'inventory-c-20200101T000000Z.ndjson'));
     const summary = await collectInventory(client, collectOptions(dirSink(dir, 1)));
@@ -239,7 +227,7 @@ describe('collectInventory: after delivery', () => {
 describe('collectInventory: endpoint', () => {
   it('counts a delivered upload as delivered even when its spool file cannot be removed', async () => {
     const client = await fakeCluster({ crdStatus: 200 });
-    const dir = await freshDir();
+    const dir = await scratch.fresh();
     const spool = join(dir, `${STEM}.ndjson.gz`);
     // Answers the (only, so final) chunk after putting a directory where the spool file was.
     const server = createServer((req, res) => {
@@ -274,7 +262,7 @@ describe('collectInventory: endpoint', () => {
 describe('collectInventory: interruption', () => {
   it('leaves nothing behind when interrupted while listing, and reports the phase', async () => {
     const client = await fakeCluster({ crdStatus: 200 });
-    const dir = await freshDir();
+    const dir = await scratch.fresh();
     const controller = new AbortController();
     const phases: RunPhase[] = [];
     const run = collectInventory(client, collectOptions(dirSink(dir), {
@@ -292,7 +280,7 @@ describe('collectInventory: interruption', () => {
   it('keeps the complete snapshot and writes the summary when interrupted during the upload', async () => {
     const client = await fakeCluster({ crdStatus: 200 });
     const endpoint = await silentEndpoint();
-    const dir = await freshDir();
+    const dir = await scratch.fresh();
     const controller = new AbortController();
     const phases: RunPhase[] = [];
     const run = collectInventory(client, collectOptions({

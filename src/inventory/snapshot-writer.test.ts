@@ -1,11 +1,11 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { createWriteStream, writeFileSync } from 'node:fs';
-import { mkdir, mkdtemp, readdir, readFile, rm, stat, utimes, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readdir, readFile, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Writable } from 'node:stream';
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
+import { useScratchDir } from '../../test/helpers/scratch.ts';
 import { gunzipSync } from 'node:zlib';
 import type { KubeObject } from '../kube/resources.ts';
 import { fileTimestamp } from '../report-files.ts';
@@ -29,20 +29,8 @@ function encodeAll(format: SnapshotFormat, items: readonly KubeObject[]): string
   return encoder.begin() + items.map((item) => encoder.encode(item)).join('') + encoder.end();
 }
 
-let root: string;
-before(async () => {
-  root = await mkdtemp(join(tmpdir(), 'crowsnest-writer-'));
-});
-after(async () => {
-  await rm(root, { recursive: true, force: true });
-});
+const scratch = useScratchDir('crowsnest-writer-');
 
-let dirCount = 0;
-async function freshDir(): Promise<string> {
-  const dir = join(root, `d${dirCount++}`);
-  await mkdir(dir);
-  return dir;
-}
 
 describe('SnapshotEncoder', () => {
   it('offers exactly the ndjson and json formats', () => {
@@ -98,7 +86,7 @@ describe('SnapshotFileWriter', () => {
   const startedAt = new Date('2026-03-01T10:00:00Z');
 
   it('writes into a hidden temporary file and shows the final file only after commit (gzip NDJSON)', async () => {
-    const dir = await freshDir();
+    const dir = await scratch.fresh();
     const writer = await SnapshotFileWriter.open({ dir, clusterId: 'prod', startedAt, format: 'ndjson', gzip: true });
     assert.equal(writer.path, join(dir, 'inventory-prod-20260301T100000Z.ndjson.gz'));
     for (const object of objects) await writer.write(object);
@@ -120,7 +108,7 @@ describe('SnapshotFileWriter', () => {
   });
 
   it('writes an uncompressed json document', async () => {
-    const dir = await freshDir();
+    const dir = await scratch.fresh();
     const writer = await SnapshotFileWriter.open({ dir, clusterId: 'prod', startedAt, format: 'json', gzip: false });
     for (const object of objects) await writer.write(object);
     const committed = await writer.commit();
@@ -137,7 +125,7 @@ describe('SnapshotFileWriter', () => {
       ['ndjson', true, ''],
       ['json', false, '{"objects":[]}\n'],
     ] as const) {
-      const dir = await freshDir();
+      const dir = await scratch.fresh();
       const writer = await SnapshotFileWriter.open({ dir, clusterId: 'empty', startedAt, format, gzip });
       const committed = await writer.commit();
       const bytes = await readFile(committed.path);
@@ -149,7 +137,7 @@ describe('SnapshotFileWriter', () => {
   });
 
   it('streams many objects across write blocks without losing or reordering any', async () => {
-    const dir = await freshDir();
+    const dir = await scratch.fresh();
     const many = Array.from({ length: 3000 }, (_, i) => ({ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: `cm-${i}` }, data: { v: 'x'.repeat(i % 500) } }));
     const writer = await SnapshotFileWriter.open({ dir, clusterId: 'big', startedAt, format: 'ndjson', gzip: true });
     for (const object of many) await writer.write(object);
@@ -161,7 +149,7 @@ describe('SnapshotFileWriter', () => {
   });
 
   it('creates a missing report directory', async () => {
-    const dir = join(await freshDir(), 'nested', 'reports');
+    const dir = join(await scratch.fresh(), 'nested', 'reports');
     const writer = await SnapshotFileWriter.open({ dir, clusterId: 'c', startedAt, format: 'ndjson', gzip: false });
     await writer.write(objects[0] as KubeObject);
     const committed = await writer.commit();
@@ -169,7 +157,7 @@ describe('SnapshotFileWriter', () => {
   });
 
   it('removes the temporary file on abort and leaves no snapshot behind', async () => {
-    const dir = await freshDir();
+    const dir = await scratch.fresh();
     const writer = await SnapshotFileWriter.open({ dir, clusterId: 'prod', startedAt, format: 'ndjson', gzip: true });
     await writer.write(objects[0] as KubeObject);
     assert.equal((await readdir(dir)).length, 1);
@@ -186,7 +174,7 @@ describe('SnapshotFileWriter', () => {
 
   for (const gzip of [true, false]) {
     it(`fails a write with a clear error when the disk is full, instead of waiting forever (gzip ${gzip})`, { timeout: 10_000 }, async () => {
-      const dir = await freshDir();
+      const dir = await scratch.fresh();
       const writer = await SnapshotFileWriter.open({ dir, clusterId: 'full', startedAt, format: 'ndjson', gzip, openFile: diskFull });
       assert.equal((await readdir(dir)).length, 1);
       const writeAll = async (): Promise<void> => {
@@ -206,7 +194,7 @@ describe('SnapshotFileWriter', () => {
     });
 
     it(`removes the temporary file when commit fails (gzip ${gzip})`, { timeout: 10_000 }, async () => {
-      const dir = await freshDir();
+      const dir = await scratch.fresh();
       const writer = await SnapshotFileWriter.open({ dir, clusterId: 'full', startedAt, format: 'json', gzip, openFile: diskFull });
       // Small enough to stay in the write buffer: the failure only shows when commit flushes.
       await writer.write(objects[0] as KubeObject);
@@ -217,7 +205,7 @@ describe('SnapshotFileWriter', () => {
   }
 
   it('fails when the report directory disappears under a run, and leaves nothing behind', { timeout: 10_000 }, async () => {
-    const parent = await freshDir();
+    const parent = await scratch.fresh();
     const dir = join(parent, 'reports');
     const writer = await SnapshotFileWriter.open({ dir, clusterId: 'gone', startedAt, format: 'ndjson', gzip: true });
     await writer.write(objects[0] as KubeObject);
@@ -228,7 +216,7 @@ describe('SnapshotFileWriter', () => {
   });
 
   it('refuses to open a second writer for the same run while the first is in progress', async () => {
-    const dir = await freshDir();
+    const dir = await scratch.fresh();
     const first = await SnapshotFileWriter.open({ dir, clusterId: 'prod', startedAt, format: 'json', gzip: false });
     await assert.rejects(SnapshotFileWriter.open({ dir, clusterId: 'prod', startedAt, format: 'json', gzip: false }), { code: 'EEXIST' });
     await first.abort();
@@ -242,7 +230,7 @@ describe('pruneSnapshots', () => {
   const prodStamps = [1, 2, 3, 26, 50].map((hoursAgo) => fileTimestamp(new Date(now.getTime() - hoursAgo * hour)));
 
   async function layout(): Promise<string> {
-    const dir = await freshDir();
+    const dir = await scratch.fresh();
     const names = [
       ...prodStamps.flatMap((stamp, i) => [
         `inventory-prod-${stamp}.${i % 2 === 0 ? 'ndjson.gz' : 'json'}`,
@@ -311,7 +299,7 @@ describe('pruneSnapshots', () => {
   });
 
   it('counts a run with only a summary (the endpoint removed its snapshot) and prunes it like any other', async () => {
-    const dir = await freshDir();
+    const dir = await scratch.fresh();
     const stamps = [1, 2, 3, 26, 50].map((hoursAgo) => fileTimestamp(new Date(now.getTime() - hoursAgo * hour)));
     // Runs 0, 2, 3 and 4 were uploaded: only their summaries are left. Run 1 kept its snapshot.
     const runs = stamps.map((stamp, i) => (i === 1 ? [`inventory-prod-${stamp}.ndjson.gz`, `inventory-prod-${stamp}.summary.json`] : [`inventory-prod-${stamp}.summary.json`]));
@@ -335,7 +323,7 @@ describe('pruneSnapshots', () => {
   });
 
   it('removes temporary files of crashed runs older than 6 h, but not fresh ones or other clusters\'', async () => {
-    const dir = await freshDir();
+    const dir = await scratch.fresh();
     const stale = '.inventory-prod-20260310T040000Z.ndjson.gz.tmp';
     const fresh = '.inventory-prod-20260310T110000Z.ndjson.gz.tmp';
     const justUnder = '.inventory-prod-20260310T060100Z.json.tmp';
@@ -360,6 +348,6 @@ describe('pruneSnapshots', () => {
   });
 
   it('returns nothing for a report directory that does not exist', async () => {
-    assert.deepEqual(await pruneSnapshots(join(root, 'no-such-dir'), 'prod', { keepLast: 1, maxAgeMs: hour }, now), []);
+    assert.deepEqual(await pruneSnapshots(join(scratch.root, 'no-such-dir'), 'prod', { keepLast: 1, maxAgeMs: hour }, now), []);
   });
 });

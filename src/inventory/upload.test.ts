@@ -2,12 +2,12 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { readdirSync, readlinkSync } from 'node:fs';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { writeFile } from 'node:fs/promises';
 import { createServer, type IncomingHttpHeaders, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { after, afterEach, before, describe, it } from 'node:test';
+import { afterEach, describe, it } from 'node:test';
+import { useScratchDir } from '../../test/helpers/scratch.ts';
 import { gunzipSync, gzipSync } from 'node:zlib';
 import { FakeClock } from '../kube/clock.ts';
 import { uploadSnapshot, UploadError, type EndpointOptions, type UploadResult } from './upload.ts';
@@ -73,18 +73,11 @@ afterEach(async () => {
   }
 });
 
-let root: string;
-let fileCount = 0;
-before(async () => {
-  root = await mkdtemp(join(tmpdir(), 'crowsnest-upload-'));
-});
-after(async () => {
-  await rm(root, { recursive: true, force: true });
-});
+const scratch = useScratchDir('crowsnest-upload-');
 
 /** Writes `objects` as the spool file the collector leaves: gzip NDJSON. */
 async function spool(objects: readonly unknown[]): Promise<string> {
-  const path = join(root, `spool-${fileCount++}.ndjson.gz`);
+  const path = scratch.path('spool', '.ndjson.gz');
   await writeFile(path, gzipSync(objects.map((o) => `${JSON.stringify(o)}\n`).join('')));
   return path;
 }
@@ -418,7 +411,7 @@ describe('uploadSnapshot: file handles', () => {
     });
   /** A spool far larger than the streams buffer, so reading is still under way when a chunk fails. */
   const bigSpool = async (): Promise<string> => {
-    const path = join(root, `spool-${fileCount++}.ndjson.gz`);
+    const path = scratch.path('spool', '.ndjson.gz');
     const lines = Array.from({ length: 4000 }, (_, i) => `${JSON.stringify({ kind: 'ConfigMap', metadata: { name: `cm-${i}` }, data: { v: randomBytes(300).toString('base64') } })}\n`);
     await writeFile(path, gzipSync(lines.join('')));
     return path;
@@ -447,13 +440,13 @@ describe('uploadSnapshot: file handles', () => {
 
   it('fails with the read error for a spool that is not there, instead of crashing', async () => {
     const server = await endpoint();
-    await assert.rejects(uploadSnapshot(join(root, 'no-such-spool.ndjson.gz'), options(server.url)), { code: 'ENOENT' });
+    await assert.rejects(uploadSnapshot(join(scratch.root, 'no-such-spool.ndjson.gz'), options(server.url)), { code: 'ENOENT' });
     assert.equal(server.arrived, 0);
   });
 
   it('fails for a spool that is not gzip, and releases it', async () => {
     const server = await endpoint();
-    const path = join(root, `spool-${fileCount++}.ndjson.gz`);
+    const path = scratch.path('spool', '.ndjson.gz');
     await writeFile(path, 'not gzip\n'.repeat(100_000));
     await assert.rejects(uploadSnapshot(path, options(server.url)), { code: 'Z_DATA_ERROR' });
     assert.equal(server.arrived, 0);
