@@ -21,7 +21,8 @@ import {
   parsePositiveInteger,
   type FlagDefinition,
 } from './options.ts';
-import { DEFAULT_TYPE_SELECTORS, parseTypeSelectors } from '../inventory/types.ts';
+import type { RedactionOptions } from '../inventory/redact.ts';
+import { DEFAULT_TYPE_SELECTORS, parseTypeSelectors, type TypeSelectors } from '../inventory/types.ts';
 import { snapshotFormats, type SnapshotFormat } from '../inventory/snapshot-format.ts';
 
 /** A flag of `inventory collect`; `configKey` is its file name in the config directory. */
@@ -71,7 +72,7 @@ export interface InventoryCollectOptions {
   readonly endpoint?: string;
   readonly accessKey?: string;
   readonly secretKey?: string;
-  readonly selectors: { readonly base: readonly string[]; readonly add: readonly string[]; readonly remove: readonly string[] };
+  readonly selectors: TypeSelectors;
   readonly namespaces?: readonly string[];
   readonly ignoreNamespaces: readonly string[];
   readonly labelSelector?: string;
@@ -79,7 +80,7 @@ export interface InventoryCollectOptions {
   readonly concurrency: number;
   readonly qps: number;
   readonly burst: number;
-  readonly redaction: { readonly enabled: boolean; readonly secretValueDigest: boolean };
+  readonly redaction: RedactionOptions;
   readonly reportDir: string;
   readonly format: SnapshotFormat;
   readonly gzip: boolean;

@@ -31,7 +31,7 @@ import {
   type RetentionPolicy,
 } from './snapshot-writer.ts';
 import type { SnapshotFormat } from './snapshot-format.ts';
-import { CUSTOM_RESOURCES_SELECTOR, selectTypes, typeName, type CollectableType } from './types.ts';
+import { CUSTOM_RESOURCES_SELECTOR, selectTypes, typeName, type CollectableType, type TypeSelectors } from './types.ts';
 import { uploadSnapshot, UploadError, type EndpointOptions } from './upload.ts';
 
 /** Where a run's objects go. */
@@ -49,7 +49,7 @@ export type SinkOptions =
 export interface CollectOptions {
   readonly clusterId: string;
   readonly runId: string;
-  readonly selectors: { readonly base: readonly string[]; readonly add: readonly string[]; readonly remove: readonly string[] };
+  readonly selectors: TypeSelectors;
   readonly namespaces?: readonly string[];
   readonly ignoreNamespaces: readonly string[];
   readonly labelSelector?: string;
@@ -101,7 +101,7 @@ export function interruptMessage(phase: RunPhase, sink: SinkOptions['kind']): st
  * CRD list), and a removal means they were not wanted.
  */
 export function customResourcesSkip(
-  selectors: CollectOptions['selectors'],
+  selectors: TypeSelectors,
   customResourcesUnknown: string | undefined,
 ): { type: string; reason: string } | undefined {
   if (customResourcesUnknown === undefined) return undefined;

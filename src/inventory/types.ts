@@ -117,13 +117,21 @@ export interface TypeSelection {
   readonly unmatched: readonly string[];
 }
 
+/** Which types a run collects, as selectors (`pods`, `apps/*`, `customresources`…); see {@link selectTypes}. */
+export interface TypeSelectors {
+  /** The default set, or `resources` when given. */
+  readonly base: readonly string[];
+  readonly add: readonly string[];
+  readonly remove: readonly string[];
+}
+
 /**
  * Picks the types to collect: `base` (the default set, or `resources` when given), plus
  * `add`, minus `remove`. A removal always wins over an addition.
  */
 export function selectTypes(
   discovered: readonly CollectableType[],
-  selectors: { readonly base: readonly string[]; readonly add: readonly string[]; readonly remove: readonly string[] },
+  selectors: TypeSelectors,
 ): TypeSelection {
   const wanted = [...selectors.base, ...selectors.add];
   const unmatched = wanted.filter(
