@@ -31,7 +31,12 @@ deps: node_modules/.installed ## install npm packages
 .PHONY: build
 build: deps ## type-check the project (Node 24 runs the .ts sources directly)
 	@$(RUN) npx tsc --noEmit -p .
+	@$(RUN) node scripts/crds.ts --check
 	@echo "[build] type check passed; run ./bin/crowsnest --help"
+
+.PHONY: crds
+crds: deps ## write the chart's CRDs (deploy/helm/crowsnest/crds) from the API definitions
+	@$(RUN) node scripts/crds.ts
 
 .PHONY: lint
 lint: build ## type check (strict) — the project's only lint for now
