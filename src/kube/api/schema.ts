@@ -68,7 +68,8 @@ interface Described {
 
 /** A value that is an integer or a string (`x-kubernetes-int-or-string`); rules say which ones. */
 export function intOrString(options: Described & { readonly default?: number | string }) {
-  return Type.Union([Type.Integer(), Type.String()], { 'x-kubernetes-int-or-string': true, ...options });
+  // maxLength bounds the cost the API server estimates for CEL rules on the string form.
+  return Type.Union([Type.Integer(), Type.String()], { 'x-kubernetes-int-or-string': true, maxLength: 64, ...options });
 }
 
 /** Port numbers as strings: digits without a leading zero, so equal ports are equal strings. */
