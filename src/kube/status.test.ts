@@ -33,7 +33,7 @@ const prober = (status?: Status, resourceVersion = '5'): WithStatus<Status> => (
 });
 
 describe('StatusWriter', () => {
-  it('applies to /status as the capability\'s manager, with the uid as precondition', async () => {
+  it('applies to /status as the capability\'s manager, with the resourceVersion read as precondition', async () => {
     const client = recording((_p, init) => ({ ...prober((init.body as { status: Status }).status, '6') }));
     const writer = new StatusWriter<Status>({ client, type: probers, fieldManager: FIELD_MANAGERS.prober });
     const result = await writer.write(prober(), { observedGeneration: 2, injectedPods: 3 });
@@ -45,7 +45,7 @@ describe('StatusWriter', () => {
     assert.deepEqual(init.query, { fieldManager: 'crowsnest-prober', force: true, dryRun: undefined });
     assert.deepEqual(init.body, {
       apiVersion: 'crowsnest.dev/v1alpha1', kind: 'NetworkProber',
-      metadata: { name: 'p', namespace: 'team-a', uid: 'u1' }, status: { observedGeneration: 2, injectedPods: 3 },
+      metadata: { name: 'p', namespace: 'team-a', uid: 'u1', resourceVersion: '5' }, status: { observedGeneration: 2, injectedPods: 3 },
     });
   });
 

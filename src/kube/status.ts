@@ -9,9 +9,14 @@
  *   objects;
  * - fields we stop setting disappear (a condition type we no longer report), while fields another
  *   manager owns (a second controller's condition, with `x-kubernetes-list-type: map` keyed by
- *   `type`) stay — a PUT would overwrite them;
- * - the uid in the body is a precondition, so a status never lands on an object deleted and
- *   recreated under the same name.
+ *   `type`) stay — a PUT would overwrite them.
+ *
+ * The apply carries the resourceVersion the caller read: a status computed from an object that
+ * has changed since (a spec edit, or deleted and recreated under the same name) is refused with
+ * 409 instead of landing on the newer object. The change that caused it is on its way to the
+ * caller's informer, which enqueues the object again; callers treat the 409 as "requeue". (The
+ * uid alone is no guard here: the status subresource takes metadata from the stored object, so a
+ * uid in the body is ignored.)
  *
  * "Only when changed": the desired status is compared with the status of the object the caller
  * read (normally from the informer cache) and with what this writer last wrote for that uid, so a
@@ -58,9 +63,9 @@ export class StatusWriter<S> {
   }
 
   /**
-   * Writes `status` for `current` (name, namespace, uid and the status it has now) unless it is
-   * already there. Throws the API server's error (404 when the object is gone, 409 when it was
-   * replaced under the same name) for the caller's queue to handle.
+   * Writes `status` for `current` (name, namespace, uid, resourceVersion and the status it has
+   * now, as read) unless it is already there. Throws the API server's error for the caller's
+   * queue: 404 when the object is gone, 409 when it changed since it was read.
    */
   async write<T extends WithStatus<S>>(current: T, status: S, options: Pick<WriteOptions, 'signal' | 'dryRun'> = {}): Promise<StatusWriteResult<T>> {
     const meta = current.metadata ?? {};
@@ -78,7 +83,12 @@ export class StatusWriter<S> {
       body: {
         apiVersion: apiVersionOf(this.type),
         kind: this.type.kind,
-        metadata: { name: meta.name, ...(meta.namespace ? { namespace: meta.namespace } : {}), uid },
+        metadata: {
+          name: meta.name,
+          ...(meta.namespace ? { namespace: meta.namespace } : {}),
+          uid,
+          ...(meta.resourceVersion ? { resourceVersion: meta.resourceVersion } : {}),
+        },
         status,
       },
       ...(options.signal ? { signal: options.signal } : {}),

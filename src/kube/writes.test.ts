@@ -68,19 +68,21 @@ describe('createOrGet', () => {
 describe('write options reach the request', () => {
   const signal = new AbortController().signal;
   const options = { fieldManager: manager, dryRun: true, signal } as const;
-  const cases: Array<[string, (c: KubeRequester) => Promise<unknown>, string | undefined]> = [
+  /** name, call, field manager sent, dryRun in the DeleteOptions body (instead of the query). */
+  const cases: Array<[string, (c: KubeRequester) => Promise<unknown>, string | undefined, string[]?]> = [
     ['createObject', (c) => createObject(c, Resources.configMaps, cm(), options), manager],
     ['serverSideApply', (c) => serverSideApply(c, Resources.configMaps, cm(), options), manager],
-    ['deleteObject', (c) => deleteObject(c, Resources.configMaps, { namespace: 'ns', name: 'c', uid: 'u1' }, options), undefined],
+    ['deleteObject', (c) => deleteObject(c, Resources.configMaps, { namespace: 'ns', name: 'c', uid: 'u1' }, options), undefined, ['All']],
     ['addFinalizer', (c) => addFinalizer(c, Resources.configMaps, cm(), 'crowsnest.dev/test', options), manager],
     ['removeFinalizer', (c) => removeFinalizer(c, Resources.configMaps, cm(['crowsnest.dev/test']), 'crowsnest.dev/test', options), manager],
   ];
-  for (const [name, write, fieldManager] of cases) {
+  for (const [name, write, fieldManager, bodyDryRun] of cases) {
     it(`${name}: dryRun=All, the signal, and the field manager`, async () => {
       const client = scripted(cm());
       await write(client);
       const { init } = client.calls[0]!;
-      assert.equal(init.query?.['dryRun'], 'All');
+      if (bodyDryRun) assert.deepEqual((init.body as { dryRun?: string[] }).dryRun, bodyDryRun);
+      else assert.equal(init.query?.['dryRun'], 'All');
       assert.equal(init.query?.['fieldManager'], fieldManager);
       assert.equal(init.signal, signal);
     });
@@ -163,19 +165,27 @@ describe('field manager migration', () => {
   const newApply: ManagedFieldsEntry = { manager, operation: 'Apply', apiVersion: 'v1', time: '2026-02-01T00:00:00Z', fieldsType: 'FieldsV1', fieldsV1: { 'f:metadata': { 'f:labels': { 'f:new': {} } } } };
   const kubectl: ManagedFieldsEntry = { manager: 'kubectl', operation: 'Update', apiVersion: 'v1', fieldsV1: { 'f:data': {} } };
 
-  it('renames the old manager\'s entries', () => {
+  it('turns the old manager\'s apply entry into the new manager\'s', () => {
     assert.deepEqual(transferFieldOwnership([legacyApply, kubectl], 'crowsnest', manager), [{ ...legacyApply, manager }, kubectl]);
   });
 
-  it('merges into the new manager\'s entry of the same operation: the union of both field sets', () => {
+  it('merges into the new manager\'s apply entry: the union of both field sets', () => {
     assert.deepEqual(transferFieldOwnership([legacyApply, newApply], 'crowsnest', manager), [
       { ...legacyApply, manager, time: newApply.time, fieldsV1: { 'f:metadata': { 'f:labels': { 'f:old': {}, 'f:new': {} } } } },
     ]);
   });
 
-  it('keeps entries of different operations apart (create = Update, apply = Apply)', () => {
-    const legacyCreate: ManagedFieldsEntry = { ...legacyApply, operation: 'Update' };
-    assert.deepEqual(transferFieldOwnership([legacyCreate, newApply], 'crowsnest', manager), [{ ...legacyCreate, manager }, newApply]);
+  it('folds the old manager\'s create (an Update entry) into the apply entry too, so apply can drop those fields', () => {
+    const legacyCreate: ManagedFieldsEntry = { ...legacyApply, operation: 'Update', fieldsV1: { 'f:data': { 'f:x': {} } } };
+    assert.deepEqual(transferFieldOwnership([legacyCreate, legacyApply], 'crowsnest', manager), [
+      { ...legacyCreate, manager, operation: 'Apply', fieldsV1: { 'f:data': { 'f:x': {} }, 'f:metadata': { 'f:labels': { 'f:old': {} } } } },
+    ]);
+  });
+
+  it('leaves the new manager\'s own updates (its finalizers) and the status subresource alone', () => {
+    const ownUpdate: ManagedFieldsEntry = { manager, operation: 'Update', apiVersion: 'v1', fieldsV1: { 'f:metadata': { 'f:finalizers': {} } } };
+    const legacyStatus: ManagedFieldsEntry = { ...legacyApply, subresource: 'status' };
+    assert.deepEqual(transferFieldOwnership([ownUpdate, legacyStatus, legacyApply], 'crowsnest', manager), [ownUpdate, legacyStatus, { ...legacyApply, manager }]);
   });
 
   it('nothing to move: undefined, and migrateFieldManager writes nothing', async () => {

@@ -96,11 +96,12 @@ export async function deleteObject(
   try {
     await client.json(objectPath(type, ref.name, ref.namespace), {
       method: 'DELETE',
-      query: writeQuery({ ...(options.dryRun ? { dryRun: true } : {}) }),
+      // With a DeleteOptions body the API server reads dryRun from the body, not the query.
       body: {
         apiVersion: 'v1',
         kind: 'DeleteOptions',
         propagationPolicy: 'Background',
+        ...(options.dryRun ? { dryRun: ['All'] } : {}),
         preconditions: { uid: ref.uid, ...(ref.resourceVersion ? { resourceVersion: ref.resourceVersion } : {}) },
       },
       ...signalOf(options),
@@ -225,31 +226,37 @@ export function hasFieldManager(obj: KubeObject, manager: string): boolean {
 }
 
 /**
- * `managedFields` with every entry of manager `from` handed to `to`: renamed, or merged into `to`'s
- * entry of the same operation, subresource and apiVersion (the union of both field sets).
+ * `managedFields` with every field `from` owns on the main resource — through applies and through
+ * plain updates (its creates) alike — folded into `to`'s Apply entry of the same apiVersion (the
+ * union of the field sets; the entry is made if `to` has none). Apply removes a field only when no
+ * other entry owns it, so a field still owned by the old name, even by its create, would survive
+ * every later apply that stops setting it. Entries of other managers and of subresources stay.
  * Returns undefined when `from` owns nothing.
+ *
+ * `to`'s own Update entries are left alone on purpose: they hold what its non-apply writes set,
+ * finalizers among them, which its applies do not list and must not remove.
  */
 export function transferFieldOwnership(entries: readonly ManagedFieldsEntry[], from: string, to: string): ManagedFieldsEntry[] | undefined {
-  if (!entries.some((e) => e.manager === from)) return undefined;
+  const moves = (e: ManagedFieldsEntry): boolean => e.manager === from && !e.subresource;
+  if (!entries.some(moves)) return undefined;
+  const isTarget = (e: ManagedFieldsEntry, apiVersion: string | undefined): boolean =>
+    e.manager === to && e.operation === 'Apply' && !e.subresource && e.apiVersion === apiVersion;
   const result: ManagedFieldsEntry[] = [];
-  const sameSlot = (a: ManagedFieldsEntry, b: ManagedFieldsEntry): boolean =>
-    a.operation === b.operation && (a.subresource ?? '') === (b.subresource ?? '') && a.apiVersion === b.apiVersion;
   for (const entry of entries) {
-    const moved = entry.manager === from ? { ...entry, manager: to } : entry;
-    if (moved.manager !== to) {
-      result.push(moved);
+    if (!moves(entry) && !isTarget(entry, entry.apiVersion)) {
+      result.push(entry);
       continue;
     }
-    const index = result.findIndex((e) => e.manager === to && sameSlot(e, moved));
+    const index = result.findIndex((e) => isTarget(e, entry.apiVersion));
     if (index < 0) {
-      result.push(moved);
+      result.push({ ...entry, manager: to, operation: 'Apply' });
       continue;
     }
-    const existing = result[index]!;
+    const target = result[index]!;
     result[index] = {
-      ...existing,
-      fieldsV1: unionFieldSets(existing.fieldsV1 ?? {}, moved.fieldsV1 ?? {}),
-      time: [existing.time, moved.time].filter((t): t is string => !!t).sort().at(-1) ?? existing.time,
+      ...target,
+      fieldsV1: unionFieldSets(target.fieldsV1 ?? {}, entry.fieldsV1 ?? {}),
+      time: [target.time, entry.time].filter((t): t is string => !!t).sort().at(-1) ?? target.time,
     } as ManagedFieldsEntry;
   }
   return result;
@@ -269,7 +276,7 @@ function unionFieldSets(a: Record<string, unknown>, b: Record<string, unknown>):
 
 /**
  * Hands the fields `from` owns in an object to the capability's own manager (`options.fieldManager`),
- * before that manager applies to it. Without this, an object applied by an older version under a
+ * before that manager applies to it (see {@link transferFieldOwnership}). Without this, an object applied by an older version under a
  * shared manager name keeps fields the new manager stops setting (they stay owned by the old
  * name, and server-side apply only removes fields that no manager owns any more).
  *
