@@ -12,7 +12,7 @@
  *   generation with the path of the node, instead of producing a CRD the API server refuses.
  */
 import { dump } from 'js-yaml';
-import type { PrinterColumn } from './define.ts';
+import type { ApiDefinition } from './define.ts';
 
 export type JsonSchemaProps = Record<string, unknown>;
 
@@ -83,20 +83,11 @@ export function structuralSchema(schema: unknown, path = ''): JsonSchemaProps {
   return { ...(type !== undefined ? { type } : {}), ...(description !== undefined ? { description } : {}), ...rest };
 }
 
-/** One version of a CRD, as {@link customResourceDefinition} needs it (an ApiDefinition fits). */
-export interface CrdVersionSource {
-  readonly group: string;
-  readonly version: string;
-  readonly kind: string;
-  readonly plural: string;
-  readonly singular: string;
-  readonly shortNames: readonly string[];
-  readonly categories: readonly string[];
-  readonly scope: 'Namespaced' | 'Cluster';
-  readonly schema: unknown;
-  readonly printerColumns: readonly PrinterColumn[];
+/** One version of a CRD, as {@link customResourceDefinition} needs it: an API definition's names and schema. */
+export type CrdVersionSource = Pick<ApiDefinition, 'group' | 'version' | 'kind' | 'plural' | 'singular' | 'shortNames' | 'categories' | 'scope' | 'schema' | 'printerColumns'> & {
+  /** The version objects are stored in; default the first. */
   readonly storage?: boolean;
-}
+};
 
 /**
  * The CRD serving `versions` (all of one group and kind; the first is stored unless one says
