@@ -109,13 +109,19 @@ export class WebhookServer {
     // No certificate yet: handshakes fail until one loads, and readiness says so.
     this.server = server;
     await this.certificates.start();
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(this.options.port, this.options.host ?? '', () => {
-        server.off('error', reject);
-        resolve();
+    try {
+      await new Promise<void>((resolve, reject) => {
+        server.once('error', reject);
+        server.listen(this.options.port, this.options.host ?? '', () => {
+          server.off('error', reject);
+          resolve();
+        });
       });
-    });
+    } catch (err) {
+      this.certificates.stop();
+      this.server = undefined;
+      throw err;
+    }
     this.logger.info({ port: this.port, handlers: [...this.handlers.keys()] }, 'webhook server listening');
   }
 
