@@ -7,7 +7,7 @@ import { intOrString, Type } from './schema.ts';
 describe('structuralSchema', () => {
   it('writes int-or-string the one way Kubernetes accepts', () => {
     assert.deepEqual(structuralSchema(intOrString({ description: 'a port' })), {
-      description: 'a port', 'x-kubernetes-int-or-string': true, anyOf: [{ type: 'integer' }, { type: 'string' }],
+      description: 'a port', 'x-kubernetes-int-or-string': true, maxLength: 64, anyOf: [{ type: 'integer' }, { type: 'string' }],
     });
   });
 
