@@ -48,6 +48,14 @@ const spec = withRules(Type.Object({
   },
 ]);
 
+/** The condition types of a NetworkProber's status. */
+export const NetworkProberConditions = {
+  /** True while the selected pods carry the agent and it probes. */
+  ready: 'Ready',
+  /** True while some probed pairs cannot reach each other. */
+  degraded: 'Degraded',
+} as const;
+
 const count = (description: string) => Type.Optional(Type.Integer({ description, minimum: 0, format: 'int64' }));
 
 const status = Type.Object({
