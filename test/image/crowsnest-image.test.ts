@@ -8,7 +8,7 @@
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { lstat, readdir, readFile } from 'node:fs/promises';
+import { readdir, readFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:net';
 import { join } from 'node:path';
 import { before, describe, it } from 'node:test';
@@ -16,7 +16,7 @@ import { promisify } from 'node:util';
 import { APP_DIR, buildCrowsnestImage, type CrowsnestImage, DEBIAN_PACKAGES, excludedFromDebian, SBOM_PATH } from '../../image/crowsnest.ts';
 import { packageFiles } from '../../image/debian.ts';
 import { readLayout, unpackLayout } from '../../image/oci.ts';
-import { repoDir } from '../../image/paths.ts';
+import { pathExists, repoDir } from '../../image/paths.ts';
 import { LoopbackRegistry, remoteDigest, remoteManifest } from '../../testbed/registry.ts';
 import { useScratchDir } from '../helpers/scratch.ts';
 import { containerdAvailable, PrivateContainerd, rootSkipReason, runInRootfs } from './runtimes.ts';
@@ -98,7 +98,7 @@ describe('the Crowsnest image', () => {
     assert.deepEqual(installed.map((p) => p.split('@')[0]).sort(), [...DEBIAN_PACKAGES].sort());
     for (const pkg of first.debian) {
       for (const file of await packageFiles(pkg.debPath)) {
-        if (!excludedFromDebian(file)) assert.ok(await lexists(join(rootfs, file)), `${pkg.name}: /${file} is in the image`);
+        if (!excludedFromDebian(file)) assert.ok(await pathExists(join(rootfs, file)), `${pkg.name}: /${file} is in the image`);
       }
     }
 
@@ -202,21 +202,13 @@ async function npmPackagesIn(nodeModules: string): Promise<string[]> {
       const pkgDir = join(dir, entry.name);
       const manifest = JSON.parse(await readFile(join(pkgDir, 'package.json'), 'utf8')) as { name: string; version: string };
       found.push(`${manifest.name}@${manifest.version}`);
-      if (await lexists(join(pkgDir, 'node_modules'))) await visit(join(pkgDir, 'node_modules'));
+      if (await pathExists(join(pkgDir, 'node_modules'))) await visit(join(pkgDir, 'node_modules'));
     }
   };
   await visit(nodeModules);
   return found;
 }
 
-async function lexists(path: string): Promise<boolean> {
-  try {
-    await lstat(path);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 function listen(): Promise<Server> {
   return new Promise((resolve, reject) => {

@@ -12,6 +12,8 @@ import { promisify } from 'node:util';
 import type { BuiltImage } from '../../image/oci.ts';
 import { unpackLayout } from '../../image/oci.ts';
 import { buildPauseImage, buildTestboxImage, PAUSE_REPOSITORY, registryReference, TESTBOX_REPOSITORY } from '../../image/testbed-images.ts';
+import { freePort } from '../../testbed/controlplane.ts';
+import { eventually } from '../../testbed/kubelet.ts';
 import { buildImageTools, LoopbackRegistry, pushOciLayout, remoteDigest } from '../../testbed/registry.ts';
 import { useScratchDir } from '../helpers/scratch.ts';
 import { childProcesses, containerdAvailable, hostPidOfCommand, killInRootfs, PrivateContainerd, rootSkipReason, runInRootfs, spawnInRootfs } from './runtimes.ts';
@@ -138,22 +140,3 @@ describe('testbed images', () => {
     }
   });
 });
-
-async function eventually(what: string, check: () => boolean | Promise<boolean>, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting until ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.on('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const port = (server.address() as { port: number }).port;
-      server.close(() => resolve(port));
-    });
-  });
-}
