@@ -127,13 +127,31 @@ describe('testbed images', () => {
     }
   });
 
-  it('are pushed to the loopback registry under their digests', async () => {
+  it('are pushed to the loopback registry under their digests, and containerd pulls them from it over plain HTTP', async (t) => {
     const registry = await LoopbackRegistry.start({ dir: join(scratch.root, 'registry'), binDir, log: () => {} });
     try {
+      const references: string[] = [];
       for (const image of [pause, testbox]) {
         const reference = registryReference(registry.host, image.name);
         await pushOciLayout(registry.crane, image.layoutDir, reference);
         assert.equal(await remoteDigest(registry.crane, reference), image.manifest.digest);
+        references.push(reference);
+      }
+      const skip = rootSkipReason() || (!containerdAvailable() && 'containerd, ctr or runc not installed');
+      if (skip) {
+        t.diagnostic(`containerd pull not tried: ${skip}`);
+        return;
+      }
+      const containerd = await PrivateContainerd.start(join(scratch.root, 'containerd-pull'));
+      try {
+        for (const [i, reference] of references.entries()) {
+          const pulled = await containerd.ctr(['images', 'pull', '--plain-http', reference]);
+          assert.equal(pulled.code, 0, pulled.stderr);
+          const listed = await containerd.ctr(['images', 'ls']);
+          assert.match(listed.stdout, new RegExp(`${reference.replace(/[.]/g, '\\.')}\\s+\\S+\\s+${[pause, testbox][i]?.manifest.digest}`));
+        }
+      } finally {
+        await containerd.stop();
       }
     } finally {
       await registry.stop();
