@@ -77,7 +77,11 @@ export async function buildCrowsnestImage(options: CrowsnestImageOptions): Promi
   const started = Date.now();
   const packageJson = await readFile(join(repoDir, 'package.json'));
   const version = (JSON.parse(packageJson.toString()) as { version: string }).version;
-  const gitCommit = await git(['rev-parse', 'HEAD']) ?? 'unknown';
+  // A build from a changed tree says so, as Kubernetes' gitTreeState does: its commit alone does
+  // not describe what is in the image.
+  const head = await git(['rev-parse', 'HEAD']);
+  const dirty = head !== undefined && (await git(['status', '--porcelain', '--untracked-files=no'])) !== '';
+  const gitCommit = head === undefined ? 'unknown' : dirty ? `${head}-dirty` : head;
   const createdSeconds = sourceDateEpoch() ?? Number(await git(['log', '-1', '--format=%ct']) ?? 0);
   const nodeVersion = await projectNodeVersion();
 
