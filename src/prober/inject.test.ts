@@ -50,6 +50,7 @@ describe('decideInjection: which pods get the agent', () => {
     const result = injected(decideInjection(pod({ app: 'net-prober' }), 'shop', [seed], settings));
     assert.equal(result.metadata?.annotations?.['netprober-container-deployed'], 'true');
     assert.equal(result.metadata?.annotations?.['prober.crowsnest.dev/network-prober'], 'networkprober-sample');
+    assert.deepEqual(result.metadata?.labels, { app: 'net-prober', 'prober.crowsnest.dev/injected': 'true' }, 'labelled for the operator\'s pod cache');
   });
 
   it('does not inject a pod of another namespace, even with matching labels (the seed did)', () => {

@@ -28,6 +28,7 @@ import {
   AGENT_CONTAINER, ENV, METRICS_PORT_NAME, PING_PORT_NAME, PROBER_ANNOTATION, SEED_INJECTED_ANNOTATION, SEED_INJECTED_VALUE,
   TOKEN_AUDIENCE, TOKEN_EXPIRATION_SECONDS, TOKEN_FILE, TOKEN_MOUNT_PATH, TOKEN_VOLUME,
 } from './contract.ts';
+import { INJECTED_LABEL, INJECTED_LABEL_VALUE } from './members.ts';
 
 /** CPU and memory of a container, as the Pod API writes them. */
 export interface ResourceRequirements {
@@ -139,6 +140,7 @@ export function decideInjection(pod: PodObject, namespace: string, probers: read
   const injected = structuredClone(pod);
   const metadata = (injected.metadata ??= {});
   metadata.annotations = { ...metadata.annotations, [SEED_INJECTED_ANNOTATION]: SEED_INJECTED_VALUE, [PROBER_ANNOTATION]: proberName };
+  metadata.labels = { ...metadata.labels, [INJECTED_LABEL]: INJECTED_LABEL_VALUE };
   const injectedSpec = (injected.spec ??= {});
   injectedSpec.initContainers = [...(injectedSpec.initContainers ?? []), agentContainer(prober, ports, settings)];
   const volumes = injectedSpec.volumes ?? [];
