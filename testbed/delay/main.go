@@ -1,0 +1,139 @@
+// delayrelay holds every IP packet routed into a TUN device for a fixed time, then hands it back
+// to the kernel through the same device: a user-space stand-in for `tc qdisc netem delay`, which
+// this machine's kernel lacks. The testbed routes one destination through the device (and
+// routes what comes back out of it by a policy rule), so traffic to that destination, and only
+// that direction, is delayed.
+//
+// Precision: each packet is released by a goroutine that sleeps until about a millisecond
+// before its due time and spins the rest, so the added delay is exact to tens of microseconds
+// rather than to the scheduler's timer slack. Every second it prints one JSON line with the
+// packets released and how late they were (`late_us` p50/p99/max), and on SIGTERM a last line.
+//
+// Usage: delayrelay -dev crowsnest-delay -delay 5ms
+package main
+
+import (
+	"encoding/json"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"sort"
+	"sync"
+	"syscall"
+	"time"
+	"unsafe"
+)
+
+const (
+	tunSetIff = 0x400454ca
+	iffTun    = 0x0001
+	iffNoPi   = 0x1000
+	mtu       = 65535
+	spinSlack = time.Millisecond
+)
+
+type ifreq struct {
+	name  [16]byte
+	flags uint16
+	_     [22]byte
+}
+
+type packet struct {
+	data []byte
+	due  time.Time
+}
+
+type stats struct {
+	mu       sync.Mutex
+	released int
+	late     []time.Duration
+}
+
+func (s *stats) add(late time.Duration) {
+	s.mu.Lock()
+	s.released++
+	s.late = append(s.late, late)
+	s.mu.Unlock()
+}
+
+func (s *stats) line(final bool) string {
+	s.mu.Lock()
+	late := s.late
+	s.late = nil
+	released := s.released
+	s.mu.Unlock()
+	sort.Slice(late, func(i, j int) bool { return late[i] < late[j] })
+	q := func(p float64) int64 {
+		if len(late) == 0 {
+			return 0
+		}
+		return late[int(p*float64(len(late)-1))].Microseconds()
+	}
+	out, _ := json.Marshal(map[string]any{"released": released, "window": len(late), "late_us_p50": q(0.5), "late_us_p99": q(0.99), "late_us_max": q(1), "final": final})
+	return string(out)
+}
+
+func main() {
+	dev := flag.String("dev", "crowsnest-delay", "TUN device to create and serve")
+	delay := flag.Duration("delay", 5*time.Millisecond, "time every packet is held")
+	flag.Parse()
+
+	fd, err := syscall.Open("/dev/net/tun", syscall.O_RDWR|syscall.O_CLOEXEC, 0)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "open /dev/net/tun: %v\n", err)
+		os.Exit(1)
+	}
+	var req ifreq
+	copy(req.name[:], *dev)
+	req.flags = iffTun | iffNoPi
+	if _, _, errno := syscall.Syscall(syscall.SYS_IOCTL, uintptr(fd), tunSetIff, uintptr(unsafe.Pointer(&req))); errno != 0 {
+		fmt.Fprintf(os.Stderr, "TUNSETIFF %s: %v\n", *dev, errno)
+		os.Exit(1)
+	}
+	fmt.Printf("{\"ready\":true,\"dev\":%q,\"delay_us\":%d}\n", *dev, delay.Microseconds())
+
+	queue := make(chan packet, 8192)
+	var st stats
+	go func() {
+		for p := range queue {
+			if wait := time.Until(p.due) - spinSlack; wait > 0 {
+				time.Sleep(wait)
+			}
+			for time.Now().Before(p.due) {
+			}
+			st.add(time.Since(p.due))
+			if _, err := syscall.Write(fd, p.data); err != nil {
+				fmt.Fprintf(os.Stderr, "write: %v\n", err)
+			}
+		}
+	}()
+	go func() {
+		for range time.Tick(time.Second) {
+			fmt.Println(st.line(false))
+		}
+	}()
+	go func() {
+		signals := make(chan os.Signal, 1)
+		signal.Notify(signals, syscall.SIGTERM, syscall.SIGINT)
+		<-signals
+		fmt.Println(st.line(true))
+		os.Exit(0)
+	}()
+
+	buf := make([]byte, mtu)
+	for {
+		n, err := syscall.Read(fd, buf)
+		if err != nil {
+			if err == syscall.EINTR {
+				continue
+			}
+			fmt.Fprintf(os.Stderr, "read: %v\n", err)
+			os.Exit(1)
+		}
+		arrived := time.Now()
+		data := make([]byte, n)
+		copy(data, buf[:n])
+		queue <- packet{data: data, due: arrived.Add(*delay)}
+	}
+}
