@@ -1,18 +1,23 @@
 /**
- * `make cluster` / `make cluster-down`: a control plane for humans, detached from the shell
- * that started it, with its kubeconfig at .cluster/kubeconfig and kubectl in .cluster/bin/.
+ * `make cluster` / `make cluster-down`: a cluster for humans, detached from the shell that
+ * started it, with its kubeconfig at .cluster/kubeconfig and kubectl in .cluster/bin/.
  *
- *   node testbed/cli.ts up   [--dir .cluster] [--nodes 3]   idempotent: reuses a healthy one
+ *   node testbed/cli.ts up   [--dir .cluster] [--kwok-nodes 3] [--real-nodes 2]   idempotent: reuses a healthy one
  *   node testbed/cli.ts down [--dir .cluster]
  */
 import { mkdir, rm, symlink } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { ControlPlane } from './controlplane.ts';
+import { testbedImages } from './images.ts';
 
 const { positionals, values } = parseArgs({
   allowPositionals: true,
-  options: { dir: { type: 'string', default: '.cluster' }, nodes: { type: 'string', default: '3' } },
+  options: {
+    dir: { type: 'string', default: '.cluster' },
+    'kwok-nodes': { type: 'string', default: '3' },
+    'real-nodes': { type: 'string', default: '2' },
+  },
 });
 const dir = resolve(values.dir);
 const command = positionals[0];
@@ -36,9 +41,11 @@ if (command === 'up') {
   }
   await rm(dir, { recursive: true, force: true });
   await mkdir(dir, { recursive: true });
-  const nodes = Number(values.nodes);
-  if (!Number.isInteger(nodes) || nodes < 0) throw new Error(`--nodes must be a non-negative integer, got ${values.nodes}`);
-  const plane = await ControlPlane.start({ dir, nodes, detached: true });
+  const kwokNodes = Number(values['kwok-nodes']);
+  if (!Number.isInteger(kwokNodes) || kwokNodes < 0) throw new Error(`--kwok-nodes must be a non-negative integer, got ${values['kwok-nodes']}`);
+  const realNodes = Number(values['real-nodes']);
+  if (!Number.isInteger(realNodes) || realNodes < 0) throw new Error(`--real-nodes must be a non-negative integer, got ${values['real-nodes']}`);
+  const plane = await ControlPlane.start({ dir, kwokNodes, realNodes, detached: true, images: await testbedImages(dir) });
   await mkdir(join(dir, 'bin'), { recursive: true });
   await symlink(join(plane.binDir, 'kubectl'), join(dir, 'bin', 'kubectl'));
   hint();
@@ -49,6 +56,6 @@ if (command === 'up') {
   await rm(dir, { recursive: true, force: true });
   process.stderr.write(`[testbed] stopped; removed ${dir}\n`);
 } else {
-  process.stderr.write('usage: node testbed/cli.ts up|down [--dir DIR] [--nodes N]\n');
+  process.stderr.write('usage: node testbed/cli.ts up|down [--dir DIR] [--kwok-nodes N] [--real-nodes N]\n');
   process.exit(2);
 }

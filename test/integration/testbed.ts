@@ -9,11 +9,16 @@ import { readFile } from 'node:fs/promises';
 import { request as httpsRequest } from 'node:https';
 import { KubeConfig } from '@kubernetes/client-node';
 import { ControlPlane } from '../../testbed/controlplane.ts';
+import { testbedImages } from '../../testbed/images.ts';
 
 let shared: Promise<ControlPlane> | undefined;
 
+/**
+ * The shared cluster: three kwok nodes (tainted: see {@link KWOK_TOLERATION}) and two real nodes,
+ * `crowsnest-real-0` and `crowsnest-real-1` (see testbed/realnode.ts and realpods.ts).
+ */
 export function testbed(): Promise<ControlPlane> {
-  shared ??= ControlPlane.start({ nodes: 3 });
+  shared ??= (async () => ControlPlane.start({ kwokNodes: 3, realNodes: 2, images: await testbedImages() }))();
   return shared;
 }
 
@@ -41,6 +46,7 @@ export async function adminKubeConfig(options: { port?: number } = {}): Promise<
   kc.loadFromFile(plane.kubeconfigPath);
   if (options.port !== undefined) {
     const cluster = kc.getCurrentCluster()!;
+    // A relay on loopback (TcpProxy): the serving certificate is valid for 127.0.0.1 too.
     kc.clusters = kc.clusters.map((c) => (c.name === cluster.name ? { ...c, server: `https://127.0.0.1:${options.port}` } : c));
   }
   return kc;
@@ -59,7 +65,7 @@ export async function asToken(token: string, method: string, path: string, body?
   return await new Promise((resolve, reject) => {
     const req = httpsRequest(
       {
-        host: '127.0.0.1', port: plane.ports.apiserver, path, method, ca,
+        host: plane.host, port: plane.ports.apiserver, path, method, ca,
         headers: { authorization: `Bearer ${token}`, accept: 'application/json', ...(payload ? { 'content-type': 'application/json' } : {}) },
       },
       (res) => {
@@ -94,3 +100,4 @@ export async function serviceAccountToken(namespace: string, name: string): Prom
 }
 
 export { containerLogsPath, finishPod, serveContainerLogs } from '../../testbed/kubelet.ts';
+export { KWOK_NODE_SELECTOR, KWOK_TOLERATION, ON_KWOK_NODES } from '../../testbed/controlplane.ts';
