@@ -41,11 +41,15 @@ testbed: ## build the control-plane binaries into the cache (once per machine)
 	@testbed/build.sh >/dev/null
 
 .PHONY: test
-test: build test-unit test-integration ## all tests: unit, then integration on a real local control plane
+test: build test-unit test-image test-integration ## all tests: unit, image, then integration on a real local control plane
 
 .PHONY: test-unit
 test-unit: deps ## unit tests (pure logic, fake clocks), and the host port scan compared with ss
-	@$(RUN) node --test 'src/**/*.test.ts' 'test/host/**/*.test.ts'
+	@$(RUN) node --test 'src/**/*.test.ts' 'test/host/**/*.test.ts' 'image/**/*.test.ts'
+
+.PHONY: test-image
+test-image: deps ## image tests: loopback registry + crane, the images built twice (same digest), run read-only
+	@$(RUN) node --test 'test/image/**/*.test.ts'
 
 .PHONY: test-integration
 test-integration: deps testbed ## integration tests against one shared local control plane

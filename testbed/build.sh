@@ -7,6 +7,7 @@
 #
 #   testbed/build.sh            build what is missing, print the bin dir on the last line
 #   testbed/build.sh --print    only print the bin dir (no build)
+#   testbed/build.sh --image-tools  build only the registry, crane and pause (see "images" below)
 #
 # Env: CROWSNEST_CACHE (default ~/.cache/crowsnest), GO (default /usr/local/go/bin/go or `go`).
 set -euo pipefail
@@ -65,6 +66,33 @@ build() { # name module-dir package [ldflags] [output-dir]
   log "built $name in $((SECONDS - start)) s"
 }
 
+# --- images: the loopback registry, crane (the registry client) and the pause binary ---------
+# Each cached on its own (a version bump rebuilds only that tool) and linked into the bin dir.
+# `testbed/build.sh --image-tools` builds only these (what `make image-push` needs).
+module_version() { # module-dir module-path: the version the dir's go.mod requires
+  sed -n "s#^[[:space:]]*\(require \)\{0,1\}$2 \(v[^[:space:]]*\).*#\2#p" "$here/$1/go.mod" | head -n 1
+}
+build_image_tools() {
+  local registry_version crane_version registry_dir crane_dir pause_key pause_dir
+  registry_version="$(module_version registry github.com/distribution/distribution/v3)"
+  crane_version="$(module_version crane github.com/google/go-containerregistry)"
+  registry_dir="$cache/registry-$registry_version/bin"
+  build registry registry . "-X github.com/distribution/distribution/v3/version.version=$registry_version" "$registry_dir"
+  ln -sfn "$registry_dir/registry" "$bindir/registry"
+  crane_dir="$cache/crane-$crane_version/bin"
+  build crane crane github.com/google/go-containerregistry/cmd/crane \
+    "-X github.com/google/go-containerregistry/cmd/crane/cmd.Version=$crane_version" "$crane_dir"
+  ln -sfn "$crane_dir/crane" "$bindir/crane"
+  # pause has no module version of its own: keyed by its source and the Go version, which together
+  # fix its bytes (-trimpath), and so the digest of the pause image built from it.
+  pause_key="$(cat "$here/pause/go.mod" "$here/pause/main.go" <("$GO" env GOVERSION) | sha256sum | cut -c1-16)"
+  pause_dir="$cache/pause-$pause_key/bin"
+  build pause pause . "-X main.version=$pause_key" "$pause_dir"
+  ln -sfn "$pause_dir/pause" "$bindir/pause"
+}
+if [[ "${1:-}" == "--image-tools" ]]; then build_image_tools; echo "$bindir"; exit 0; fi
+# --- end of images ---------------------------------------------------------------------------
+
 total_start=$SECONDS
 minor="${K8S_VERSION#v1.}"; minor="${minor%%.*}"
 build_date="$(date -u -d @"${SOURCE_DATE_EPOCH:-0}" +%Y-%m-%dT%H:%M:%SZ)"
@@ -106,5 +134,6 @@ ln -sfn "$coredns_dir/coredns" "$bindir/coredns"
 helm_dir="$cache/helm-$HELM_VERSION/bin"
 build helm helm helm.sh/helm/v3/cmd/helm "-X helm.sh/helm/v3/internal/version.version=$HELM_VERSION" "$helm_dir"
 ln -sfn "$helm_dir/helm" "$bindir/helm"
+build_image_tools
 log "all binaries present in $bindir ($((SECONDS - total_start)) s this run)"
 echo "$bindir"
