@@ -32,24 +32,6 @@ mkdir -p "$bindir"
 
 log() { printf '[testbed %s] %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
 
-# The real nodes' runtime comes from Debian: containerd 1.6 with runc, the CNI plugins (bridge,
-# host-local, portmap, loopback in /usr/lib/cni) and iptables (kube-proxy, portmap).
-debian_packages=(containerd runc containernetworking-plugins iptables)
-missing=()
-for pkg in "${debian_packages[@]}"; do
-  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || missing+=("$pkg")
-done
-if (( ${#missing[@]} > 0 )); then
-  if [[ "$(id -u)" != 0 ]]; then
-    log "the real nodes need the Debian packages ${missing[*]}, and installing them needs root:"
-    log "  sudo apt-get update && sudo apt-get install -y --no-install-recommends ${missing[*]}"
-    exit 1
-  fi
-  log "installing Debian packages for the real nodes: ${missing[*]}"
-  apt-get -o DPkg::Lock::Timeout=600 update -qq >&2
-  DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends "${missing[@]}" >&2
-fi
-
 # One build at a time per cache dir: two test processes on a fresh machine must not race.
 exec 9>"$bindir/.build.lock"
 flock 9
@@ -91,7 +73,27 @@ build_image_tools() {
   ln -sfn "$pause_dir/pause" "$bindir/pause"
 }
 if [[ "${1:-}" == "--image-tools" ]]; then build_image_tools; echo "$bindir"; exit 0; fi
+
 # --- end of images ---------------------------------------------------------------------------
+
+# The real nodes' runtime comes from Debian: containerd 1.6 with runc, the CNI plugins (bridge,
+# host-local, portmap, loopback in /usr/lib/cni) and iptables (kube-proxy, portmap).
+# Not for --image-tools (make image-push needs none of them).
+debian_packages=(containerd runc containernetworking-plugins iptables)
+missing=()
+for pkg in "${debian_packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || missing+=("$pkg")
+done
+if (( ${#missing[@]} > 0 )); then
+  if [[ "$(id -u)" != 0 ]]; then
+    log "the real nodes need the Debian packages ${missing[*]}, and installing them needs root:"
+    log "  sudo apt-get update && sudo apt-get install -y --no-install-recommends ${missing[*]}"
+    exit 1
+  fi
+  log "installing Debian packages for the real nodes: ${missing[*]}"
+  apt-get -o DPkg::Lock::Timeout=600 update -qq >&2
+  DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends "${missing[@]}" >&2
+fi
 
 total_start=$SECONDS
 minor="${K8S_VERSION#v1.}"; minor="${minor%%.*}"

@@ -32,10 +32,11 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import {
-  claimSlot, createSlotNetwork, KWOK_POD_CIDR, markClaimDetached, releaseSlotSync, type SlotAddresses, slotAddresses,
+  claimSlot, createSlotNetwork, daemonCgroupProcs, KWOK_POD_CIDR, markClaimDetached, releaseSlotSync, type SlotAddresses, slotAddresses,
 } from './network.ts';
 import { base64File, type ClientName, ensurePki, type Pki } from './pki.ts';
-import { type RealNodeImages, RealNodes } from './realnode.ts';
+import { imageReference, type ImageSources, REGISTRY_PORT, startRegistry } from './images.ts';
+import { RealNodes } from './realnode.ts';
 
 const execFileAsync = promisify(execFile);
 const testbedDir = dirname(fileURLToPath(import.meta.url));
@@ -53,8 +54,8 @@ export interface ControlPlaneOptions {
    * that needs no root. With real nodes, {@link images} is required.
    */
   readonly realNodes?: number;
-  /** The pause image (and images to import) for real nodes. */
-  readonly images?: RealNodeImages;
+  /** Images pushed to the testbed's registry for the real nodes (the pause image at least). */
+  readonly images?: ImageSources;
   /** Start components detached from this process (they outlive it; `make cluster`). Default false. */
   readonly detached?: boolean;
   /** Log progress lines to this function. Default: stderr. */
@@ -73,8 +74,10 @@ interface StateFile {
   readonly pids: Partial<Record<ComponentName, number>>;
   /** The network slot of the real nodes, if any. */
   readonly slot?: number;
-  /** `<node>/<daemon>` → pid of the real nodes' processes. */
+  /** `<node>/<daemon>` → pid of the real nodes' processes (and `registry`). */
   readonly nodePids?: Record<string, number>;
+  /** Pushed image references by short name. */
+  readonly images?: Record<string, string>;
 }
 
 interface Ports {
@@ -135,6 +138,11 @@ export class ControlPlane {
   readonly host: string;
   /** The real nodes' addresses (slot, node IPs, pod and Service ranges); undefined without real nodes. */
   readonly network: SlotAddresses | undefined;
+  /**
+   * References of the images in the testbed's registry by short name (`pause`, `test`, ...),
+   * fully qualified (`198.18.<8S+4>.1:5000/crowsnest/test:<tag>`); empty without real nodes.
+   */
+  readonly images: Record<string, string> = {};
   /** Seconds each part of the start took, in the order the parts finished. */
   readonly startTimes: ReadonlyArray<{ part: string; seconds: number }>;
 
@@ -218,9 +226,15 @@ export class ControlPlane {
       if (!detached) registerExitKill(p);
       if (network) await timed('network (namespaces, bridge, routes, cgroups)', () => createSlotNetwork(network));
       await p.writeKubeconfigs();
-      // The nodes' container runtimes need no API server: they start while the control plane does.
-      const runtimes = network ? timed('real nodes: containerd and images', () => p.startRuntimes(options.images!)) : Promise.resolve();
-      runtimes.catch(() => {}); // awaited below; a failed start stops the plane, which ends this
+      // The registry and the nodes' container runtimes need no API server: they start while the
+      // control plane does.
+      const registryHost = network ? `${network.hostIp}:${REGISTRY_PORT}` : '';
+      const pushed = network ? timed('registry and images pushed', () => p.startRegistry(options.images!)) : Promise.resolve();
+      pushed.catch(() => {}); // awaited below; a failed start stops the plane, which ends this
+      const runtimes = network
+        ? timed('real nodes: namespaces, containerd', () => p.startRuntimes({ pause: imageReference(registryHost, options.images!.pause), registry: registryHost }))
+        : Promise.resolve();
+      runtimes.catch(() => {}); // awaited below
       await timed('etcd', () => p.startEtcd());
       // kwok must find its CRDs served when it starts (its informers would back off otherwise).
       // They are created as soon as the apiserver takes requests, while it finishes starting.
@@ -239,6 +253,7 @@ export class ControlPlane {
       });
       if (network) {
         await runtimes;
+        await pushed;
         await timed(`real nodes: kubelet, kube-proxy, CoreDNS until ${realNodes} nodes Ready and DNS answers`, () => p.startNodeAgents());
       }
       await p.waitForDefaultServiceAccount('default');
@@ -268,10 +283,11 @@ export class ControlPlane {
       ports: state.ports, ownsDir: false, detached: true, nodeCount: 0,
       log: log ?? ((line: string) => process.stderr.write(`[testbed] ${line}\n`)),
       host: state.host ?? '127.0.0.1',
-      network: state.slot === undefined ? undefined : slotAddresses(state.slot, new Set(Object.keys(state.nodePids ?? {}).map((k) => k.split('/')[0])).size),
+      network: state.slot === undefined ? undefined : slotAddresses(state.slot, new Set(Object.keys(state.nodePids ?? {}).filter((k) => k.includes('/')).map((k) => k.split('/')[0])).size),
     });
     Object.assign(plane.pids, state.pids);
     Object.assign(plane.nodePids, state.nodePids ?? {});
+    Object.assign(plane.images, state.images ?? {});
     return plane;
   }
 
@@ -528,7 +544,17 @@ export class ControlPlane {
 
   // --- real nodes --------------------------------------------------------------------------------
 
-  private async startRuntimes(images: RealNodeImages): Promise<void> {
+  private async startRegistry(sources: ImageSources): Promise<void> {
+    const network = this.network!;
+    const { registry, images } = await startRegistry({
+      dir: this.dir, address: network.hostIp, detached: this.detached, cgroupProcs: daemonCgroupProcs(network), sources, log: this.log,
+    });
+    this.nodePids['registry'] = registry.pid;
+    Object.assign(this.images, images);
+    await this.writeState();
+  }
+
+  private async startRuntimes(images: { pause: string; registry: string }): Promise<void> {
     const network = this.network!;
     this.realNodes = new RealNodes({
       dir: this.dir, binDir: this.binDir, pki: this.pki, server: this.server, addresses: network, images,
@@ -726,7 +752,7 @@ export class ControlPlane {
   private async writeState(): Promise<void> {
     const state: StateFile = {
       ownerPid: process.pid, binDir: this.binDir, detached: this.detached, host: this.host, ports: this.ports, pids: this.pids,
-      ...(this.network ? { slot: this.network.slot, nodePids: this.nodePids } : {}),
+      ...(this.network ? { slot: this.network.slot, nodePids: this.nodePids, images: this.images } : {}),
     };
     await writeFile(join(this.dir, STATE_FILE), JSON.stringify(state, null, 2));
   }

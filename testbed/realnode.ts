@@ -6,7 +6,7 @@
  *
  * Each node is a "node container" without a container engine: a holder process (`sleep
  * infinity`) owns the node's mount namespace, made private, in which tmpfs file systems hide the
- * host's /run, /var/lib and /var/log. Those are where containerd, runc, libcni and kubelet keep
+ * host's /run, /var/lib and /var/log, and /etc/resolv.conf names the cluster DNS. Those are where containerd, runc, libcni and kubelet keep
  * what they cannot be told to keep elsewhere (shim sockets under /run/containerd, the CNI result
  * cache in /var/lib/cni, the /var/log/containers symlinks); every other path is set to the node's
  * dir, `<state dir>/nodes/<node>/`. Every daemon of the node enters the holder's mount and network
@@ -45,14 +45,12 @@ const CTR = '/usr/bin/ctr';
 /** The daemons of a node, and the cluster's CoreDNS (on node 0). */
 export type NodeComponent = 'holder' | 'containerd' | 'kubelet' | 'kube-proxy' | 'coredns';
 
-/** Images the nodes need before any pod starts. */
+/** What the nodes' containerd pulls. */
 export interface RealNodeImages {
   /** Fully qualified sandbox (pause) image reference. */
   readonly pause: string;
-  /** OCI archives imported into each node's containerd at start (images not pulled from a registry). */
-  readonly archives?: readonly string[];
-  /** Plain-HTTP registry `host:port` containerd may pull from; the only registry host it is configured for. */
-  readonly registry?: string;
+  /** Plain-HTTP registry `host:port` containerd pulls from; the only registry host it is configured for. */
+  readonly registry: string;
 }
 
 export interface RealNodesContext {
@@ -94,18 +92,14 @@ export class RealNodes {
   }
 
   /**
-   * Everything that does not need the API server: per node the holder, containerd (with its CNI
-   * config, so the runtime reports its network ready) and the images. Runs while the control
-   * plane starts.
+   * Everything that does not need the API server: per node the holder and containerd (with its
+   * CNI config, so the runtime reports its network ready). Runs while the control plane starts.
    */
   async startRuntimes(): Promise<void> {
     await Promise.all(this.nodes.map(async (node) => {
       await this.writeRuntimeFiles(node);
       await this.startHolder(node);
       await this.startContainerd(node);
-      for (const archive of this.ctx.images.archives ?? []) {
-        await execFileAsync(CTR, ['--address', this.containerdSocket(node), '--namespace', 'k8s.io', 'images', 'import', archive]);
-      }
     }));
   }
 
@@ -170,14 +164,17 @@ export class RealNodes {
     }
     const { registry, pause } = this.ctx.images;
     await writeFile(join(dir, 'containerd', 'config.toml'), containerdConfig({ dir, pause }));
-    if (registry) {
-      await mkdir(join(dir, 'containerd', 'certs.d', registry.replace(':', '_')), { recursive: true });
-      // Plain HTTP, pulls only (no push): the registry is the testbed's own, on the host bridge.
-      await writeFile(
-        join(dir, 'containerd', 'certs.d', registry.replace(':', '_'), 'hosts.toml'),
-        `server = "http://${registry}"\n\n[host."http://${registry}"]\n  capabilities = ["pull", "resolve"]\n`,
-      );
-    }
+    // containerd looks up `certs.d/<host:port>/hosts.toml`. Plain HTTP, pulls only: the registry
+    // is the testbed's own, on the host bridge.
+    await mkdir(join(dir, 'containerd', 'certs.d', registry), { recursive: true });
+    await writeFile(
+      join(dir, 'containerd', 'certs.d', registry, 'hosts.toml'),
+      `server = "http://${registry}"\n\n[host."http://${registry}"]\n  capabilities = ["pull", "resolve"]\n`,
+    );
+    // kubelet's resolvConf (pods with dnsPolicy Default get it; ClusterFirst pods get the cluster
+    // DNS with it as base) and the node's own /etc/resolv.conf: neither a pod nor a node daemon
+    // ever asks the machine's resolver.
+    await writeFile(join(dir, 'resolv.conf'), `nameserver ${this.ctx.addresses.dnsServiceIp}\n`);
     await writeFile(join(dir, 'cni', 'conf', '10-crowsnest.conflist'), JSON.stringify(cniConfig(node, join(dir, 'cni', 'ipam')), null, 2));
   }
 
@@ -187,9 +184,6 @@ export class RealNodes {
     const client = await issueCertificate(pki, `kubelet-${node.name}-client`, { subject: `/O=system:nodes/CN=system:node:${node.name}`, usage: 'clientAuth' });
     const serving = await issueCertificate(pki, `kubelet-${node.name}-serving`, { subject: `/CN=${node.name}`, usage: 'serverAuth', ips: [node.ip], dns: [node.name] });
     await this.writeKubeconfig(join(dir, 'kubelet', 'kubeconfig'), `system:node:${node.name}`, client);
-    // Pods with dnsPolicy Default get this file; ClusterFirst pods get the cluster DNS with it as
-    // base. Either way no pod asks the machine's own resolver.
-    await writeFile(join(dir, 'resolv.conf'), `nameserver ${addresses.dnsServiceIp}\n`);
     const kubelet = {
       apiVersion: 'kubelet.config.k8s.io/v1beta1',
       kind: 'KubeletConfiguration',
@@ -261,6 +255,7 @@ export class RealNodes {
       'mount -t tmpfs -o mode=0755 crowsnest-node /var/lib',
       'mount -t tmpfs -o mode=0755 crowsnest-node /var/log',
       'mkdir -p /var/lib/cni /var/log/containers',
+      `mount --bind '${join(this.nodeDir(node), 'resolv.conf')}' /etc/resolv.conf`,
       `: > '${ready}'`,
       'exec sleep infinity',
     ].join('\n');

@@ -9,7 +9,6 @@ import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { describe, it } from 'node:test';
 import { KWOK_TAINT } from '../../testbed/controlplane.ts';
-import { TEST_IMAGE } from '../../testbed/images.ts';
 import { TESTBED_RANGES } from '../../testbed/network.ts';
 import { execInPod as execPod, fetchFromHost, httpServerCommand, podLog, runPod, waitForPod } from '../../testbed/realpods.ts';
 import { eventually, KWOK_NODE_SELECTOR, KWOK_TOLERATION, newNamespace, testbed } from './testbed.ts';
@@ -54,7 +53,7 @@ describe('real nodes', () => {
     const namespace = await newNamespace('realpod');
     await plane.waitForDefaultServiceAccount(namespace);
     const pod = await runPod(plane, {
-      namespace, name: 'web', image: TEST_IMAGE,
+      namespace, name: 'web', image: plane.images['test']!,
       command: ['/bin/sh', '-c', `echo "hello from $(hostname)"; ${httpServerCommand(8080, 'served by a real pod').slice(2).join(' ')}`],
     });
     assert.match(pod.spec.nodeName ?? '', /^crowsnest-real-[01]$/, 'scheduled on a real node without any toleration');
@@ -80,7 +79,7 @@ describe('real nodes', () => {
     const plane = await testbed();
     const namespace = await newNamespace('service');
     await plane.waitForDefaultServiceAccount(namespace);
-    const server = await runPod(plane, { namespace, name: 'server', node: 'crowsnest-real-1', image: TEST_IMAGE, command: httpServerCommand(8080, 'through the Service'), labels: { role: 'server' } });
+    const server = await runPod(plane, { namespace, name: 'server', node: 'crowsnest-real-1', image: plane.images['test']!, command: httpServerCommand(8080, 'through the Service'), labels: { role: 'server' } });
     const service = await plane.request('POST', `/api/v1/namespaces/${namespace}/services`, {
       metadata: { name: 'web' },
       spec: { selector: { role: 'server' }, ports: [{ port: 80, targetPort: 8080 }] },
@@ -98,7 +97,7 @@ describe('real nodes', () => {
     assert.equal(answer.body, 'through the Service');
 
     // From a pod on the other node, by name (CoreDNS), then by the pod's own IP.
-    const client = await runPod(plane, { namespace, name: 'client', node: 'crowsnest-real-0', image: TEST_IMAGE, command: ['sleep', '3600'] });
+    const client = await runPod(plane, { namespace, name: 'client', node: 'crowsnest-real-0', image: plane.images['test']!, command: ['sleep', '3600'] });
     assert.equal(client.spec.nodeName, 'crowsnest-real-0');
     assert.equal(await httpGetInPod(namespace, 'client', `web.${namespace}.svc.cluster.local`, 80), 'through the Service');
     assert.equal(await httpGetInPod(namespace, 'client', 'web', 80), 'through the Service', 'the search path of the pod\'s namespace');
@@ -109,7 +108,7 @@ describe('real nodes', () => {
     const plane = await testbed();
     const namespace = await newNamespace('dns');
     await plane.waitForDefaultServiceAccount(namespace);
-    await runPod(plane, { namespace, name: 'client', image: TEST_IMAGE, command: ['sleep', '3600'] });
+    await runPod(plane, { namespace, name: 'client', image: plane.images['test']!, command: ['sleep', '3600'] });
     const resolvConf = await execInPod(namespace, 'client', ['cat', '/etc/resolv.conf']);
     assert.match(resolvConf, new RegExp(`^nameserver ${plane.network!.dnsServiceIp.replaceAll('.', '\\.')}$`, 'm'));
     assert.equal(resolvConf.match(/^nameserver /gm)?.length, 1, 'the cluster DNS is the only nameserver');
@@ -124,7 +123,7 @@ describe('real nodes', () => {
     const plane = await testbed();
     const namespace = await newNamespace('apiserver');
     await plane.waitForDefaultServiceAccount(namespace);
-    await runPod(plane, { namespace, name: 'client', image: TEST_IMAGE, command: ['sleep', '3600'] });
+    await runPod(plane, { namespace, name: 'client', image: plane.images['test']!, command: ['sleep', '3600'] });
     assert.equal(await execInPod(namespace, 'client', ['sh', '-c', 'echo "$KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT"']), `${plane.network!.kubernetesServiceIp}:443\n`);
     // Plain HTTP to a Go TLS server gets this exact answer: the kube-apiserver behind the Service.
     const answer = await execInPod(namespace, 'client', ['sh', '-c', 'printf "GET /version HTTP/1.0\\r\\n\\r\\n" | nc -w 5 kubernetes.default.svc.cluster.local 443'], { allowFailure: true });

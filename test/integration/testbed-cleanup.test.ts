@@ -15,7 +15,6 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { describe, it } from 'node:test';
 import { ControlPlane } from '../../testbed/controlplane.ts';
-import { TEST_IMAGE } from '../../testbed/images.ts';
 import { CGROUP_PARENT, SLOT_DIR } from '../../testbed/network.ts';
 import { podLog, runPod } from '../../testbed/realpods.ts';
 import { testbed } from './testbed.ts';
@@ -94,7 +93,7 @@ describe('make cluster / make cluster-down', () => {
       for (const node of ['crowsnest-real-0', 'crowsnest-real-1']) {
         const command = ['sh', '-c', 'echo up; exec sleep 3600'];
         // A hostPort, so the portmap plugin writes its rules too.
-        await runPod(plane, { namespace: 'default', name: `cycle-${node}`, node, image: TEST_IMAGE, command, spec: { containers: [{ name: 'main', image: TEST_IMAGE, command, ports: [{ containerPort: 8080, hostPort: 30080 }] }] } });
+        await runPod(plane, { namespace: 'default', name: `cycle-${node}`, node, image: plane.images['test']!, command, spec: { containers: [{ name: 'main', image: plane.images['test']!, command, ports: [{ containerPort: 8080, hostPort: 30080 }] }] } });
         assert.equal(await podLog(plane, 'default', `cycle-${node}`), 'up\n');
       }
       const during = await hostState();
