@@ -338,14 +338,18 @@ function cgroupV2(): boolean {
   return existsSync('/sys/fs/cgroup/cgroup.controllers');
 }
 
-/** Every hierarchy root a kubelet's cgroupRoot must exist in. */
+/**
+ * Every hierarchy root a kubelet's cgroupRoot must exist in and runc may create cgroups in: on a
+ * v1 host each controller's mount, and the v2 `unified` mount of a hybrid host too (runc 1.1
+ * mirrors its cgroups there).
+ */
 function hierarchyRoots(): string[] {
   if (cgroupV2()) return ['/sys/fs/cgroup'];
   const roots: string[] = [];
   for (const line of readFileSync('/proc/self/mountinfo', 'utf8').split('\n')) {
     const fields = line.split(' ');
     const dash = fields.indexOf('-');
-    if (dash > 0 && fields[dash + 1] === 'cgroup') roots.push(fields[4]!);
+    if (dash > 0 && (fields[dash + 1] === 'cgroup' || fields[dash + 1] === 'cgroup2')) roots.push(fields[4]!);
   }
   return roots;
 }

@@ -6,6 +6,7 @@
  * (Node's crypto cannot issue X.509 certificates).
  */
 import { execFile } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { mkdir, readFile, access, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -115,7 +116,9 @@ export async function issueCertificate(
   );
   await openssl(['req', ...EC_KEY, '-keyout', `${name}.key`, '-out', `${name}.csr`, '-subj', options.subject], dir);
   await openssl(
-    ['x509', '-req', '-in', `${name}.csr`, '-CA', 'ca.crt', '-CAkey', 'ca.key', '-CAcreateserial',
+    // A random serial rather than -CAcreateserial: certificates are issued concurrently (one per
+    // node), and openssl's serial file is not safe for that.
+    ['x509', '-req', '-in', `${name}.csr`, '-CA', 'ca.crt', '-CAkey', 'ca.key', '-set_serial', `0x${randomBytes(16).toString('hex')}`,
       '-out', `${name}.crt`, '-days', VALIDITY_DAYS, '-extfile', `${name}.ext`],
     dir,
   );

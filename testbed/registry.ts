@@ -110,8 +110,10 @@ export class LoopbackRegistry {
     if (pid === undefined) throw new Error(`cannot start ${binary}; see ${join(dir, 'registry.log')}`);
     const state: StateFile = { pid, address, port, binDir, binary };
     const registry = new LoopbackRegistry({ ...state, dir });
-    if (detached) child.unref();
-    else killOnExit(registry);
+    // Unref'd even when attached: a running registry must not keep this process alive (node
+    // --test waits for an idle event loop before its global teardown); the exit hook still ends it.
+    child.unref();
+    if (!detached) killOnExit(registry);
     const exited = new Promise<never>((_, reject) => {
       child.once('exit', (code, signal) =>
         reject(new Error(`registry exited (${signal ?? `code ${code}`}) while starting; see ${join(dir, 'registry.log')}`)));
