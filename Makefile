@@ -45,7 +45,7 @@ test: build test-unit test-image test-integration ## all tests: unit, image, the
 
 .PHONY: test-unit
 test-unit: deps ## unit tests (pure logic, fake clocks), and the host port scan compared with ss
-	@$(RUN) node --test 'src/**/*.test.ts' 'test/host/**/*.test.ts' 'image/**/*.test.ts'
+	@$(RUN) node --test 'src/**/*.test.ts' 'test/host/**/*.test.ts' 'image/**/*.test.ts' 'testbed/**/*.test.ts'
 
 .PHONY: test-image
 test-image: deps ## image tests: loopback registry + crane, the images built twice (same digest), run read-only

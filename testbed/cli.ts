@@ -5,7 +5,7 @@
  *   node testbed/cli.ts up   [--dir .cluster] [--kwok-nodes 3] [--real-nodes 2]   idempotent: reuses a healthy one
  *   node testbed/cli.ts down [--dir .cluster]
  */
-import { mkdir, rm, symlink } from 'node:fs/promises';
+import { mkdir, rm, symlink, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { ControlPlane } from './controlplane.ts';
@@ -21,6 +21,20 @@ const { positionals, values } = parseArgs({
 });
 const dir = resolve(values.dir);
 const command = positionals[0];
+
+/**
+ * `images.env` (`TEST_IMAGE=…`, `PAUSE_IMAGE=…`, and `CROWSNEST_IMAGE=…` once the Crowsnest image
+ * is built) for scripts and people, and `values-testbed.yaml` with the chart's image settings.
+ */
+async function writeImageSettings(plane: ControlPlane): Promise<void> {
+  const env = Object.entries(plane.images).map(([name, reference]) => `${name.toUpperCase()}_IMAGE=${reference}\n`).join('');
+  await writeFile(join(dir, 'images.env'), env);
+  const crowsnest = plane.images['crowsnest'];
+  if (crowsnest) {
+    const at = crowsnest.lastIndexOf(':');
+    await writeFile(join(dir, 'values-testbed.yaml'), `image:\n  repository: ${crowsnest.slice(0, at)}\n  tag: ${JSON.stringify(crowsnest.slice(at + 1))}\n  pullPolicy: IfNotPresent\n`);
+  }
+}
 
 function hint(): void {
   process.stdout.write(
@@ -48,6 +62,7 @@ if (command === 'up') {
   const plane = await ControlPlane.start({ dir, kwokNodes, realNodes, detached: true, images: await testbedImageSources() });
   await mkdir(join(dir, 'bin'), { recursive: true });
   await symlink(join(plane.binDir, 'kubectl'), join(dir, 'bin', 'kubectl'));
+  await writeImageSettings(plane);
   hint();
   process.exit(0);
 } else if (command === 'down') {
