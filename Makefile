@@ -31,10 +31,25 @@ deps: node_modules/.installed ## install npm packages
 .PHONY: build
 build: deps ## type-check the project (Node 24 runs the .ts sources directly)
 	@$(RUN) npx tsc --noEmit -p .
+	@$(RUN) node scripts/crds.ts --check
 	@echo "[build] type check passed; run ./bin/crowsnest --help"
+
+.PHONY: crds
+crds: deps ## write the chart's CRDs (deploy/helm/crowsnest/crds) from the API definitions
+	@$(RUN) node scripts/crds.ts
 
 .PHONY: lint
 lint: build ## type check (strict) — the project's only lint for now
+
+IMAGE_OUT ?= .image
+
+.PHONY: image
+image: build ## build the Crowsnest image, no daemon: .image/crowsnest/ (OCI layout), .image/crowsnest.tar, SBOM
+	@$(RUN) node image/build.ts crowsnest --out $(IMAGE_OUT)
+
+.PHONY: image-push
+image-push: image ## push it with crane: make image-push REGISTRY=host[:port]/path (→ path/crowsnest:<version>)
+	@$(RUN) node image/build.ts push --registry "$(REGISTRY)" --out $(IMAGE_OUT)
 
 .PHONY: testbed
 testbed: ## build the control-plane binaries into the cache (once per machine)

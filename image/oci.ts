@@ -16,10 +16,11 @@
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
-import { copyFile, mkdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
+import { pathExists } from './paths.ts';
 import { type TarEntry, tarChunks } from './tar.ts';
 
 export const MEDIA_TYPE_INDEX = 'application/vnd.oci.image.index.v1+json';
@@ -222,7 +223,7 @@ async function writeLayer(
   const diffHex = tarHash.digest('hex');
   const gzFile = join(blobsDir, '.layer.tar.gz');
   const cached = cacheDir ? join(cacheDir, `${diffHex}.tar.gz`) : undefined;
-  if (cached && (await exists(cached))) {
+  if (cached && (await pathExists(cached))) {
     await copyFile(cached, gzFile);
   } else {
     await gzip(tarFile, gzFile);
@@ -267,14 +268,6 @@ async function hashFile(path: string): Promise<{ hex: string; size: number }> {
   return { hex: hash.digest('hex'), size };
 }
 
-async function exists(path: string): Promise<boolean> {
-  try {
-    await stat(path);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 /** The layout as one tar, with a `manifest.json` for Docker-format readers (see the header). */
 async function writeLayoutTar(image: BuiltImage, tarPath: string): Promise<void> {

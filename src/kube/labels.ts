@@ -4,10 +4,34 @@
  */
 
 /**
- * Field manager for every server-side apply and update we send. Server-side apply records field
- * ownership per manager, so changing this string orphans the fields owned under the old name.
+ * Server-side apply field managers, one per capability. Apply records field ownership per manager,
+ * and a forced apply takes contested fields from every other manager: with one shared name, two
+ * capabilities applying to the same object would each strip the fields the other one set.
+ * Renaming one orphans the fields owned under the old name, unless the objects are migrated first
+ * (see `migrateFieldManager` in writes.ts, which logaccess runs for {@link LEGACY_FIELD_MANAGER}).
  */
-export const FIELD_MANAGER = 'crowsnest';
+export const FIELD_MANAGERS = {
+  logaccess: 'crowsnest-logaccess',
+  prober: 'crowsnest-prober',
+  guard: 'crowsnest-guard',
+  /** The operator's own objects (webhook configurations, its certificates). */
+  operator: 'crowsnest-operator',
+} as const;
+
+/** A field manager name from {@link FIELD_MANAGERS}. */
+export type FieldManager = (typeof FIELD_MANAGERS)[keyof typeof FIELD_MANAGERS];
+
+/**
+ * The single field manager every write used before managers were split per capability. Objects
+ * written by those versions still carry it in `metadata.managedFields`.
+ */
+export const LEGACY_FIELD_MANAGER = 'crowsnest';
+
+/**
+ * Prefix of every finalizer Crowsnest sets (`crowsnest.dev/<what it cleans up>`): a finalizer
+ * name must be a qualified name, and the group says whose it is to whoever finds it stuck.
+ */
+export const FINALIZER_PREFIX = 'crowsnest.dev/';
 
 /** Recommended label naming the tool that manages an object. */
 export const LABEL_MANAGED_BY = 'app.kubernetes.io/managed-by';

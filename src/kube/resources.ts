@@ -40,6 +40,7 @@ export interface ObjectMeta {
   annotations?: Record<string, string>;
   ownerReferences?: OwnerReference[];
   deletionTimestamp?: string;
+  finalizers?: string[];
   managedFields?: unknown[];
   creationTimestamp?: string;
   [key: string]: unknown;

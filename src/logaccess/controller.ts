@@ -11,15 +11,15 @@
  * cluster costs no API calls and a pod change costs at most one write.
  */
 import { Gauge, Counter, type Registry } from 'prom-client';
-import { KubeApiError, type KubeClient } from '../kube/client.ts';
+import type { KubeClient } from '../kube/client.ts';
 import { INDEX_OWNER } from '../kube/cache.ts';
 import { Controller, done, type Outcome, requeueAfter } from '../kube/controller.ts';
 import type { EventRecorder } from '../kube/events.ts';
 import { Informer } from '../kube/informer.ts';
-import { isManagedByUs, MANAGED_SELECTOR } from '../kube/labels.ts';
+import { FIELD_MANAGERS, isManagedByUs, LEGACY_FIELD_MANAGER, MANAGED_SELECTOR } from '../kube/labels.ts';
 import type { Logger } from '../kube/logger-type.ts';
-import { type KubeObject, metadataOnly, objectPath, type ResourceType, Resources } from '../kube/resources.ts';
-import { createObject, deleteObject, serverSideApply } from '../kube/writes.ts';
+import { type KubeObject, metadataOnly, type ResourceType, Resources } from '../kube/resources.ts';
+import { createOrGet, deleteObject, hasFieldManager, keepFieldManagers, migrateFieldManager, serverSideApply } from '../kube/writes.ts';
 import type { ControllerContext } from '../operator/context.ts';
 import {
   controllerRef,
@@ -46,6 +46,8 @@ import {
 export { OPT_IN_ALIAS_LABEL, OPT_IN_LABEL, type LogAccessOptions } from './desired.ts';
 
 export const CONTROLLER_NAME = 'logaccess';
+/** Every write of this controller is recorded under this field manager. */
+const FIELD_MANAGER = FIELD_MANAGERS.logaccess;
 /**
  * How often a workload whose Role name is taken by someone else's Role is looked at again: that
  * Role is not in our (label-filtered) cache, so no event tells us when it goes away.
@@ -123,10 +125,12 @@ export class LogAccessController {
     this.workloadInformers = Object.fromEntries(
       Object.entries(WORKLOAD_TYPES).map(([kind, type]) => [kind, informer(type, undefined, undefined, workloadMetadata(kind as WorkloadKind))]),
     ) as Record<WorkloadKind, Informer>;
+    // Our own objects keep the names of their field managers, so the one-time move from the
+    // legacy shared manager (see apply) is decided from the cache.
     const ours = `${MANAGED_SELECTOR},${LABEL_WORKLOAD_KIND}`;
-    this.roles = informer(Resources.roles, ours);
-    this.serviceAccounts = informer(Resources.serviceAccounts, ours);
-    this.roleBindings = informer(Resources.roleBindings, ours);
+    this.roles = informer(Resources.roles, ours, undefined, keepFieldManagers);
+    this.serviceAccounts = informer(Resources.serviceAccounts, ours, undefined, keepFieldManagers);
+    this.roleBindings = informer(Resources.roleBindings, ours, undefined, keepFieldManagers);
 
     this.controller = new Controller({
       name: CONTROLLER_NAME,
@@ -226,16 +230,23 @@ export class LogAccessController {
     const desiredJson = JSON.stringify(desired);
     if (last && last.desiredJson === desiredJson && isOlder(cached.metadata?.resourceVersion, last.resourceVersion)) return done;
     if (matchesDesired(cached, desired)) return done;
-    await this.apply(type, desired, cached.metadata!.uid!);
+    await this.apply(type, desired, cached.metadata!.uid!, cached);
     return done;
   }
 
   /**
    * Server-side apply guarded by the object's uid: if the object was deleted and recreated by
    * someone else under the same name, the API server refuses the write instead of taking it over.
+   *
+   * An object written by a version that used the shared field manager `crowsnest` first has that
+   * manager's fields handed to ours: otherwise a field we stop setting (a label, a rule) would stay,
+   * still owned by the old name.
    */
-  private async apply(type: ResourceType, desired: KubeObject, uid: string): Promise<void> {
-    const result = await serverSideApply(this.client, type, { ...desired, metadata: { ...desired.metadata, uid } });
+  private async apply(type: ResourceType, desired: KubeObject, uid: string, cached?: KubeObject): Promise<void> {
+    if (cached && hasFieldManager(cached, LEGACY_FIELD_MANAGER)) {
+      await migrateFieldManager(this.client, type, { namespace: desired.metadata!.namespace!, name: desired.metadata!.name!, uid }, LEGACY_FIELD_MANAGER, { fieldManager: FIELD_MANAGER });
+    }
+    const result = await serverSideApply(this.client, type, { ...desired, metadata: { ...desired.metadata, uid } }, { fieldManager: FIELD_MANAGER });
     this.metrics.writes.inc({ kind: type.kind, verb: 'apply' });
     this.remember(type, desired, result);
   }
@@ -251,21 +262,22 @@ export class LogAccessController {
       if (last.desiredJson !== JSON.stringify(desired)) await this.apply(type, desired, last.uid);
       return done;
     }
-    try {
-      this.remember(type, desired, await createObject(this.client, type, desired));
+    // A failed read of the object holding the name throws (and is retried): one we could not
+    // read must not be reported as someone else's.
+    const result = await createOrGet(this.client, type, desired, { fieldManager: FIELD_MANAGER });
+    if (result.created) {
+      this.remember(type, desired, result.object);
       this.metrics.writes.inc({ kind: type.kind, verb: 'create' });
       this.recorder.event(regardingOf(workload), 'Normal', `${type.kind}Created`, 'Create', `created ${type.kind} ${desired.metadata!.name} for log access to this ${workload.kind}'s pods`);
       return done;
-    } catch (err) {
-      if (!(err instanceof KubeApiError && err.status === 409)) throw err;
     }
     // The name is taken. If it is ours, our cache is just behind: its event will bring us back.
     // Otherwise it belongs to someone else and stays exactly as it is.
-    const existing = await this.client.json<KubeObject>(objectPath(type, desired.metadata!.name!, workload.metadata!.namespace!)).catch(() => undefined);
-    const owner = existing && controllerRef(existing);
-    const oursForThisWorkload = existing && isManagedByUs(existing) && existing.metadata?.labels?.[LABEL_WORKLOAD_KIND] && owner?.kind === workload.kind && owner.name === workload.metadata!.name;
+    const existing = result.existing;
+    const owner = controllerRef(existing);
+    const oursForThisWorkload = isManagedByUs(existing) && existing.metadata?.labels?.[LABEL_WORKLOAD_KIND] && owner?.kind === workload.kind && owner.name === workload.metadata!.name;
     if (oursForThisWorkload) return requeueAfter(CACHE_LAG_RETRY_MS);
-    const heldBy = existing && isManagedByUs(existing) && owner ? `${owner.kind} ${owner.name}` : undefined;
+    const heldBy = isManagedByUs(existing) && owner ? `${owner.kind} ${owner.name}` : undefined;
     return this.reportTaken(workload, type, desired, takenReason, heldBy);
   }
 

@@ -1,15 +1,15 @@
 /**
- * The runtime's writes (`src/kube/writes.ts`) against a real apiserver: server-side apply as field
- * manager `crowsnest` (idempotent, owner references honoured by the garbage collector), deletes
+ * The runtime's writes (`src/kube/writes.ts`) against a real apiserver: server-side apply under a
+ * capability's field manager (idempotent, owner references honoured by the garbage collector), deletes
  * guarded by uid and resourceVersion, and the Event recorder's series aggregation.
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { KubeClient } from '../../src/kube/client.ts';
 import { EventRecorder } from '../../src/kube/events.ts';
-import { FIELD_MANAGER, managedLabels } from '../../src/kube/labels.ts';
+import { FIELD_MANAGERS, managedLabels } from '../../src/kube/labels.ts';
 import { Resources, type KubeObject } from '../../src/kube/resources.ts';
-import { createObject, deleteObject, serverSideApply } from '../../src/kube/writes.ts';
+import { createObject as create, deleteObject, serverSideApply } from '../../src/kube/writes.ts';
 import { adminKubeConfig, eventually, newNamespace, testbed } from './testbed.ts';
 
 interface ConfigMap extends KubeObject {
@@ -24,6 +24,10 @@ async function adminClient(t: { after(fn: () => Promise<void>): void }): Promise
   return client;
 }
 
+/** The field manager these tests write as. */
+const FIELD_MANAGER = FIELD_MANAGERS.operator;
+const createObject = (client: KubeClient, type: typeof Resources.configMaps, obj: ConfigMap) => create(client, type, obj, { fieldManager: FIELD_MANAGER });
+
 const configMap = (namespace: string, name: string, extra: Partial<ConfigMap> = {}): ConfigMap => ({
   apiVersion: 'v1',
   kind: 'ConfigMap',
@@ -32,12 +36,12 @@ const configMap = (namespace: string, name: string, extra: Partial<ConfigMap> = 
 });
 
 describe('writes and events on a real apiserver', () => {
-  it('applies as field manager crowsnest; re-applying the same content writes nothing', async (t) => {
+  it('applies as the capability\'s field manager; re-applying the same content writes nothing', async (t) => {
     const client = await adminClient(t);
     const namespace = await newNamespace('apply');
     const desired = configMap(namespace, 'settings', { metadata: { labels: managedLabels() }, data: { a: '1' } });
-    const first = await serverSideApply(client, Resources.configMaps, desired);
-    const second = await serverSideApply(client, Resources.configMaps, desired);
+    const first = await serverSideApply(client, Resources.configMaps, desired, { fieldManager: FIELD_MANAGER });
+    const second = await serverSideApply(client, Resources.configMaps, desired, { fieldManager: FIELD_MANAGER });
     assert.equal(second.metadata?.resourceVersion, first.metadata?.resourceVersion, 'a no-op apply does not bump resourceVersion');
     assert.equal(first.metadata?.labels?.['app.kubernetes.io/managed-by'], 'crowsnest');
 

@@ -1,0 +1,55 @@
+/**
+ * The generated NetworkProber CRD on a real API server judges every fixture as our validator
+ * does: valid specs are created (dry run) with the same defaults, invalid ones are refused with a
+ * message that names the field and the rule. Requests ask for strict field validation, as kubectl
+ * does by default.
+ */
+import assert from 'node:assert/strict';
+import { before, describe, it } from 'node:test';
+import { invalidSpecs, proberObject, validSpecs } from '../../src/prober/api.fixtures.ts';
+import { NetworkProberApi } from '../../src/prober/api.ts';
+import { installCrds } from './crds.ts';
+import { newNamespace, testbed } from './testbed.ts';
+
+describe('NetworkProber CRD on the API server', () => {
+  let namespace = '';
+  const create = async (spec: Record<string, unknown>) => {
+    const plane = await testbed();
+    const res = await plane.request('POST', `/apis/crowsnest.dev/v1alpha1/namespaces/${namespace}/networkprobers?dryRun=All&fieldValidation=Strict`, proberObject('fixture', namespace, spec));
+    return { status: res.status, body: JSON.parse(res.body) as { message?: string; spec?: unknown } };
+  };
+  before(async () => {
+    await installCrds();
+    namespace = await newNamespace('crd-validation');
+  });
+
+  for (const fixture of validSpecs) {
+    it(`accepts ${fixture.name}, defaulting as our validator does`, async () => {
+      const { status, body } = await create(fixture.spec);
+      assert.equal(status, 201, body.message);
+      const ours = NetworkProberApi.validate(proberObject('fixture', namespace, fixture.spec));
+      assert.ok(ours.valid);
+      assert.deepEqual(body.spec, ours.value.spec);
+    });
+  }
+
+  for (const fixture of invalidSpecs) {
+    it(`refuses ${fixture.name}, naming ${fixture.field} and the rule`, async () => {
+      const { status, body } = await create(fixture.spec);
+      assert.ok(status === 422 || status === 400, `status ${status}`);
+      const message = body.message ?? '';
+      assert.ok(message.includes(fixture.field), `"${message}" does not name ${fixture.field}`);
+      assert.match(message, fixture.rule);
+      assert.equal(NetworkProberApi.validate(proberObject('fixture', namespace, fixture.spec)).valid, false);
+    });
+  }
+
+  it('shows the printer columns in kubectl get', async () => {
+    const plane = await testbed();
+    const created = await plane.request('POST', `/apis/crowsnest.dev/v1alpha1/namespaces/${namespace}/networkprobers`, proberObject('shown', namespace, { podSelector: {} }));
+    assert.equal(created.status, 201, created.body);
+    const table = await plane.kubectl(['-n', namespace, 'get', 'np', '-o', 'wide']);
+    assert.match(table.split('\n')[0]!, /^NAME\s+READY\s+INJECTED\s+REACHABLE\s+UNREACHABLE\s+PERIOD\s+AGE/);
+    assert.match(table, /shown\s+.*10s/);
+  });
+});
