@@ -9,7 +9,6 @@ import { mkdir, rm, symlink, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { ControlPlane } from './controlplane.ts';
-import { testbedImageSources } from './images.ts';
 
 const { positionals, values } = parseArgs({
   allowPositionals: true,
@@ -59,7 +58,7 @@ if (command === 'up') {
   if (!Number.isInteger(kwokNodes) || kwokNodes < 0) throw new Error(`--kwok-nodes must be a non-negative integer, got ${values['kwok-nodes']}`);
   const realNodes = Number(values['real-nodes']);
   if (!Number.isInteger(realNodes) || realNodes < 0) throw new Error(`--real-nodes must be a non-negative integer, got ${values['real-nodes']}`);
-  const plane = await ControlPlane.start({ dir, kwokNodes, realNodes, detached: true, images: await testbedImageSources() });
+  const plane = await ControlPlane.start({ dir, kwokNodes, realNodes, detached: true });
   await mkdir(join(dir, 'bin'), { recursive: true });
   await symlink(join(plane.binDir, 'kubectl'), join(dir, 'bin', 'kubectl'));
   await writeImageSettings(plane);

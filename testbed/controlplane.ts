@@ -35,7 +35,8 @@ import {
   claimSlot, createSlotNetwork, daemonCgroupProcs, KWOK_POD_CIDR, markClaimDetached, releaseSlotSync, type SlotAddresses, slotAddresses,
 } from './network.ts';
 import { base64File, type ClientName, ensurePki, type Pki } from './pki.ts';
-import { imageReference, type ImageSources, REGISTRY_PORT, startRegistry } from './images.ts';
+import { registryReference } from '../image/testbed-images.ts';
+import { REGISTRY_PORT, startRegistry, testbedImageSources } from './images.ts';
 import { RealNodes } from './realnode.ts';
 
 const execFileAsync = promisify(execFile);
@@ -51,11 +52,14 @@ export interface ControlPlaneOptions {
   readonly kwokNodes?: number;
   /**
    * Number of real nodes (`crowsnest-real-<i>`, 0–4). Default 0: a control plane on 127.0.0.1
-   * that needs no root. With real nodes, {@link images} is required.
+   * that needs no root.
    */
   readonly realNodes?: number;
-  /** Images pushed to the testbed's registry for the real nodes (the pause image at least). */
-  readonly images?: ImageSources;
+  /**
+   * A `make image` output dir (default `.image` of the repo): when it holds a build, the
+   * Crowsnest image is pushed to the testbed's registry too (`images.crowsnest`).
+   */
+  readonly crowsnestImageDir?: string;
   /** Start components detached from this process (they outlive it; `make cluster`). Default false. */
   readonly detached?: boolean;
   /** Log progress lines to this function. Default: stderr. */
@@ -199,7 +203,6 @@ export class ControlPlane {
       return result;
     };
     const realNodes = options.realNodes ?? 0;
-    if (realNodes > 0 && !options.images) throw new Error('real nodes need images (a pause image at least)');
     const detached = options.detached ?? false;
     reapOrphanedStateDirs(log);
     const binDir = await timed('binaries (testbed/build.sh)', () => buildBinaries(log));
@@ -229,10 +232,15 @@ export class ControlPlane {
       // The registry and the nodes' container runtimes need no API server: they start while the
       // control plane does.
       const registryHost = network ? `${network.hostIp}:${REGISTRY_PORT}` : '';
-      const pushed = network ? timed('registry and images pushed', () => p.startRegistry(options.images!)) : Promise.resolve();
+      const sources = network
+        ? timed('images built (pause, test)', () => testbedImageSources({
+          binDir, outDir: join(dir, 'images'), crowsnestOut: options.crowsnestImageDir ?? join(testbedDir, '..', '.image'), log,
+        }))
+        : undefined;
+      const pushed = sources ? sources.then((s) => timed('registry started, images pushed', () => p.startRegistry(s))) : Promise.resolve();
       pushed.catch(() => {}); // awaited below; a failed start stops the plane, which ends this
-      const runtimes = network
-        ? timed('real nodes: namespaces, containerd', () => p.startRuntimes({ pause: imageReference(registryHost, options.images!.pause), registry: registryHost }))
+      const runtimes = sources
+        ? sources.then((s) => timed('real nodes: namespaces, containerd', () => p.startRuntimes({ pause: registryReference(registryHost, s.pause.name), registry: registryHost })))
         : Promise.resolve();
       runtimes.catch(() => {}); // awaited below
       await timed('etcd', () => p.startEtcd());
@@ -544,7 +552,7 @@ export class ControlPlane {
 
   // --- real nodes --------------------------------------------------------------------------------
 
-  private async startRegistry(sources: ImageSources): Promise<void> {
+  private async startRegistry(sources: Awaited<ReturnType<typeof testbedImageSources>>): Promise<void> {
     const network = this.network!;
     const { registry, images } = await startRegistry({
       dir: this.dir, address: network.hostIp, detached: this.detached, cgroupProcs: daemonCgroupProcs(network), sources, log: this.log,

@@ -9,7 +9,6 @@ import { readFile } from 'node:fs/promises';
 import { request as httpsRequest } from 'node:https';
 import { KubeConfig } from '@kubernetes/client-node';
 import { ControlPlane } from '../../testbed/controlplane.ts';
-import { testbedImageSources } from '../../testbed/images.ts';
 
 let shared: Promise<ControlPlane> | undefined;
 
@@ -18,7 +17,7 @@ let shared: Promise<ControlPlane> | undefined;
  * `crowsnest-real-0` and `crowsnest-real-1` (see testbed/realnode.ts and realpods.ts).
  */
 export function testbed(): Promise<ControlPlane> {
-  shared ??= (async () => ControlPlane.start({ kwokNodes: 3, realNodes: 2, images: await testbedImageSources() }))();
+  shared ??= ControlPlane.start({ kwokNodes: 3, realNodes: 2 });
   return shared;
 }
 
