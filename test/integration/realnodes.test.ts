@@ -119,6 +119,21 @@ describe('real nodes', () => {
     assert.doesNotMatch(refused, /Address:? *\d+\.\d+\.\d+\.\d+\s*$/m, 'no address for a name outside the cluster');
   });
 
+  it('never pulls from outside: an image named on docker.io fails to resolve on the node (cluster DNS only, no route out)', async () => {
+    const plane = await testbed();
+    const namespace = await newNamespace('pull');
+    await plane.waitForDefaultServiceAccount(namespace);
+    const created = await plane.request('POST', `/api/v1/namespaces/${namespace}/pods`, {
+      metadata: { name: 'outside' }, spec: { containers: [{ name: 'main', image: 'busybox:1.36' }] },
+    });
+    assert.equal(created.status, 201, created.body);
+    const pod = await waitForPod(plane, namespace, 'outside', (p) => /ErrImagePull|ImagePullBackOff/.test(p.status.containerStatuses?.[0]?.state['waiting']?.reason ?? ''), 'failing to pull');
+    const events = JSON.parse((await plane.request('GET', `/api/v1/namespaces/${namespace}/events?fieldSelector=involvedObject.name%3Doutside`)).body) as { items: Array<{ reason: string; message: string }> };
+    const failed = events.items.find((e) => e.reason === 'Failed' && e.message.includes('docker.io'))?.message ?? JSON.stringify(pod.status);
+    // The node's resolver is the cluster DNS, which refuses names outside the cluster.
+    assert.match(failed, /registry-1\.docker\.io.*(no such host|server misbehaving|refused|unreachable)/);
+  });
+
   it('reaches the API server from a pod through the kubernetes Service (an HTTPS server answers on its ClusterIP)', async () => {
     const plane = await testbed();
     const namespace = await newNamespace('apiserver');

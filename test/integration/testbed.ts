@@ -100,3 +100,5 @@ export async function serviceAccountToken(namespace: string, name: string): Prom
 
 export { containerLogsPath, finishPod, serveContainerLogs } from '../../testbed/kubelet.ts';
 export { KWOK_NODE_SELECTOR, KWOK_TOLERATION, ON_KWOK_NODES } from '../../testbed/controlplane.ts';
+/** Pods that run for real on the real nodes: create and wait, log, exec, reach from the host. */
+export { execInPod, fetchFromHost, httpServerCommand, podLog, runPod, waitForPod } from '../../testbed/realpods.ts';
