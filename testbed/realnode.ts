@@ -255,7 +255,9 @@ export class RealNodes {
       'mount -t tmpfs -o mode=0755 crowsnest-node /var/lib',
       'mount -t tmpfs -o mode=0755 crowsnest-node /var/log',
       'mkdir -p /var/lib/cni /var/log/containers',
-      `mount --bind '${join(this.nodeDir(node), 'resolv.conf')}' /etc/resolv.conf`,
+      // A symlinked resolv.conf (systemd-resolved) points into the hidden /run: left dangling,
+      // the node then has no resolver at all, which is as safe.
+      `[ -L /etc/resolv.conf ] || mount --bind '${join(this.nodeDir(node), 'resolv.conf')}' /etc/resolv.conf`,
       `: > '${ready}'`,
       'exec sleep infinity',
     ].join('\n');
