@@ -110,7 +110,7 @@ describe('make cluster / make cluster-down', () => {
       const after = await hostState();
       leftovers = [
         ...[...after.processes].filter(([pid, cmd]) => !before.processes.has(pid) && (mine(cmd) || processInSlot(pid, slot!))).map(([pid, cmd]) => `process ${pid}: ${cmd}`),
-        ...added(before.mounts, after.mounts).filter((m) => !otherTestbed(m)).map((m) => `mount ${m}`),
+        ...added(before.mounts, after.mounts).filter((m) => !otherTestbed(m) && (mine(m) || SYSTEM_MOUNT_PLACES.test(m))).map((m) => `mount ${m}`),
         ...added(before.netns, after.netns).filter((n) => !otherTestbed(n)).map((n) => `netns ${n}`),
         ...added(before.links, after.links).filter((l) => !otherTestbed(l)).map((l) => `link ${l}`),
         ...added(before.routes, after.routes).filter((r) => !otherTestbed(r)).map((r) => `route ${r}`),
@@ -127,6 +127,12 @@ describe('make cluster / make cluster-down', () => {
     assert.equal(await readFile('/proc/sys/net/ipv4/ip_forward', 'utf8'), forwardingBefore, 'the host\'s forwarding is untouched');
   });
 });
+
+/**
+ * Where a node's mounts would land on the host if they escaped its mount namespace (besides the
+ * state dir): other tools' mounts elsewhere (another worktree's image tests, say) are not ours.
+ */
+const SYSTEM_MOUNT_PLACES = /^\S+ (\/run|\/var\/run|\/var\/lib|\/var\/log|\/etc|\/sys\/fs\/cgroup|\/opt)(\/|\s)/;
 
 function processInSlot(pid: number, slot: number): boolean {
   try {
