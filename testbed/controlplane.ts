@@ -240,7 +240,7 @@ export class ControlPlane {
       const pushed = sources ? sources.then((s) => timed('registry started, images pushed', () => p.startRegistry(s))) : Promise.resolve();
       pushed.catch(() => {}); // awaited below; a failed start stops the plane, which ends this
       const runtimes = sources
-        ? sources.then((s) => timed('real nodes: namespaces, containerd', () => p.startRuntimes({ pause: registryReference(registryHost, s.pause.name), registry: registryHost })))
+        ? sources.then((s) => timed('real nodes: holders, containerd', () => p.startRuntimes({ pause: registryReference(registryHost, s.pause.name), registry: registryHost })))
         : Promise.resolve();
       runtimes.catch(() => {}); // awaited below
       await timed('etcd', () => p.startEtcd());
