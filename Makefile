@@ -60,7 +60,7 @@ test: build test-unit test-image test-integration ## all tests: unit, image, the
 
 .PHONY: test-unit
 test-unit: deps ## unit tests (pure logic, fake clocks), and the host port scan compared with ss
-	@$(RUN) node --test 'src/**/*.test.ts' 'test/host/**/*.test.ts' 'image/**/*.test.ts'
+	@$(RUN) node --test 'src/**/*.test.ts' 'test/host/**/*.test.ts' 'image/**/*.test.ts' 'testbed/**/*.test.ts'
 
 .PHONY: test-image
 test-image: deps ## image tests: loopback registry + crane, the images built twice (same digest), run read-only
@@ -71,11 +71,11 @@ test-integration: deps testbed ## integration tests against one shared local con
 	@$(RUN) node --test $(INTEGRATION) 'test/integration/**/*.test.ts'
 
 .PHONY: cluster
-cluster: deps testbed ## start a local control plane in the background (.cluster/kubeconfig)
+cluster: deps testbed image ## start a local cluster in the background: control plane, 2 real nodes, 3 kwok nodes, registry with our images (.cluster/kubeconfig, .cluster/images.env)
 	@$(RUN) node testbed/cli.ts up --dir .cluster
 
 .PHONY: cluster-down
-cluster-down: deps ## stop the local control plane and remove .cluster
+cluster-down: deps ## stop the local cluster and remove everything it made (processes, namespaces, bridge, cgroups, .cluster)
 	@$(RUN) node testbed/cli.ts down --dir .cluster
 
 .PHONY: demo

@@ -34,7 +34,12 @@ export interface LoopbackRegistryOptions {
   readonly dir: string;
   /** Where `registry` and `crane` live. Default: {@link buildImageTools}'s bin dir. */
   readonly binDir?: string;
-  /** TCP port on 127.0.0.1. Default: a free one the OS picks. */
+  /**
+   * Address to bind. Default 127.0.0.1; the testbed's real nodes need the host's address on
+   * their bridge (their network namespaces have their own loopback).
+   */
+  readonly address?: string;
+  /** TCP port. Default: a free one the OS picks. */
   readonly port?: number;
   /** Outlive this process (`make cluster`). Default false: killed when this process exits. */
   readonly detached?: boolean;
@@ -44,6 +49,7 @@ export interface LoopbackRegistryOptions {
 
 interface StateFile {
   readonly pid: number;
+  readonly address?: string;
   readonly port: number;
   readonly binDir: string;
   /** The registry executable's real path (bin dir entries are symlinks into per-version caches). */
@@ -51,7 +57,7 @@ interface StateFile {
 }
 
 export class LoopbackRegistry {
-  /** `127.0.0.1:<port>`: the first part of every image reference it serves. */
+  /** `<address>:<port>`: the first part of every image reference it serves. */
   readonly host: string;
   readonly port: number;
   readonly dir: string;
@@ -62,7 +68,7 @@ export class LoopbackRegistry {
 
   private constructor(init: StateFile & { dir: string }) {
     this.port = init.port;
-    this.host = `127.0.0.1:${init.port}`;
+    this.host = `${init.address ?? '127.0.0.1'}:${init.port}`;
     this.dir = init.dir;
     this.binDir = init.binDir;
     this.pid = init.pid;
@@ -83,7 +89,8 @@ export class LoopbackRegistry {
     await mkdir(join(dir, 'storage'), { recursive: true });
     const port = options.port ?? (await freePort());
     const configPath = join(dir, 'config.yml');
-    await writeFile(configPath, registryConfig(port, join(dir, 'storage')));
+    const address = options.address ?? '127.0.0.1';
+    await writeFile(configPath, registryConfig(address, port, join(dir, 'storage')));
     const binary = realpathSync(join(binDir, 'registry'));
     const logFd = openSync(join(dir, 'registry.log'), 'a');
     const detached = options.detached ?? false;
@@ -101,10 +108,12 @@ export class LoopbackRegistry {
     }
     const pid = child.pid;
     if (pid === undefined) throw new Error(`cannot start ${binary}; see ${join(dir, 'registry.log')}`);
-    const state: StateFile = { pid, port, binDir, binary };
+    const state: StateFile = { pid, address, port, binDir, binary };
     const registry = new LoopbackRegistry({ ...state, dir });
-    if (detached) child.unref();
-    else killOnExit(registry);
+    // Unref'd even when attached: a running registry must not keep this process alive (node
+    // --test waits for an idle event loop before its global teardown); the exit hook still ends it.
+    child.unref();
+    if (!detached) killOnExit(registry);
     const exited = new Promise<never>((_, reject) => {
       child.once('exit', (code, signal) =>
         reject(new Error(`registry exited (${signal ?? `code ${code}`}) while starting; see ${join(dir, 'registry.log')}`)));
@@ -184,7 +193,7 @@ export async function pushOciLayout(crane: string, layout: string, reference: st
   try {
     // crane reads a directory as an OCI layout (a file would be taken for a `docker save` tarball,
     // whose manifest it rewrites). The output is the pushed digest reference.
-    const { stdout } = await execFileAsync(crane, ['push', dir, reference], { env: craneEnv() });
+    const { stdout } = await execFileAsync(crane, ['push', ...insecure(reference), dir, reference], { env: craneEnv() });
     const pushed = stdout.trim().split('\n').pop() ?? '';
     if (!/@sha256:[0-9a-f]{64}$/.test(pushed)) throw new Error(`crane push printed no digest reference: ${stdout}`);
     return pushed;
@@ -195,12 +204,17 @@ export async function pushOciLayout(crane: string, layout: string, reference: st
 
 /** The manifest digest (`sha256:…`) a registry holds for `reference`, asked with crane. */
 export async function remoteDigest(crane: string, reference: string): Promise<string> {
-  return (await execFileAsync(crane, ['digest', reference], { env: craneEnv() })).stdout.trim();
+  return (await execFileAsync(crane, ['digest', ...insecure(reference), reference], { env: craneEnv() })).stdout.trim();
 }
 
 /** The manifest bytes a registry serves for `reference`, fetched with crane. */
 export async function remoteManifest(crane: string, reference: string): Promise<Buffer> {
-  return (await execFileAsync(crane, ['manifest', reference], { env: craneEnv(), encoding: 'buffer' })).stdout;
+  return (await execFileAsync(crane, ['manifest', ...insecure(reference), reference], { env: craneEnv(), encoding: 'buffer' })).stdout;
+}
+
+/** Plain HTTP for a registry off loopback (the testbed's, on the real nodes' bridge). */
+function insecure(reference: string): string[] {
+  return /^(127\.|localhost[:/])/.test(reference) ? [] : ['--insecure'];
 }
 
 /**
@@ -212,7 +226,7 @@ function craneEnv(): NodeJS.ProcessEnv {
 }
 
 /** The registry's configuration: plain HTTP on loopback, filesystem storage, no upstream. */
-function registryConfig(port: number, storageDir: string): string {
+function registryConfig(address: string, port: number, storageDir: string): string {
   return [
     'version: 0.1',
     'log:',
@@ -229,7 +243,7 @@ function registryConfig(port: number, storageDir: string): string {
     '    uploadpurging:',
     '      enabled: false',
     'http:',
-    `  addr: 127.0.0.1:${port}`,
+    `  addr: ${address}:${port}`,
     // A fixed secret keeps the registry from warning that it made a random one; resumable
     // uploads across registry restarts are all it signs.
     '  secret: crowsnest-testbed-loopback-only',

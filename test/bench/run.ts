@@ -67,7 +67,7 @@ function table(header: string[], rows: string[][]): void {
 }
 
 async function informerBench(): Promise<void> {
-  const plane = await ControlPlane.start({ nodes: 0 });
+  const plane = await ControlPlane.start({ kwokNodes: 0 });
   try {
     await plane.request('POST', '/api/v1/namespaces', { metadata: { name: 'bench' } });
     const rows: string[][] = [];
@@ -107,7 +107,7 @@ async function informerBench(): Promise<void> {
 
 async function logAccessBench(): Promise<void> {
   // 100 replicas × 100 Deployments needs room: 20 kwok nodes of 1,000 pods each.
-  const plane = await ControlPlane.start({ nodes: 20 });
+  const plane = await ControlPlane.start({ kwokNodes: 20 });
   const header = ['pods', 'latency p50', 'p99', 'max', 'Role changes', 'writes', 'writes/change', 'LISTs in churn', 'RSS', 'peak RSS', 'churn'];
   const row = (r: LogAccessResult): string[] => [
     String(r.pods), `${r.latencyP50Ms.toFixed(0)} ms`, `${r.latencyP99Ms.toFixed(0)} ms`, `${r.latencyMaxMs.toFixed(0)} ms`,

@@ -150,7 +150,7 @@ describe('reflector on a real apiserver', () => {
     const names = Array.from({ length: 20 }, (_, i) => `pt-${i}`);
     await mapConcurrent(names, 8, (name) => create(admin, type, namespace, name));
 
-    const proxy = await TcpProxy.start(plane.ports.apiserver);
+    const proxy = await TcpProxy.start(plane.ports.apiserver, plane.host);
     const watcher = new KubeClient(await adminKubeConfig({ port: proxy.port }));
     const controller = new AbortController();
     const informer = new Informer({ client: watcher, type, namespace });
@@ -184,7 +184,7 @@ describe('reflector on a real apiserver', () => {
     const namespace = await newNamespace('reflector-silent');
     await create(admin, Resources.configMaps, namespace, 'before');
 
-    const proxy = await TcpProxy.start(plane.ports.apiserver);
+    const proxy = await TcpProxy.start(plane.ports.apiserver, plane.host);
     const watcher = new KubeClient(await adminKubeConfig({ port: proxy.port }));
     const controller = new AbortController();
     const informer = new Informer({ client: watcher, type: Resources.configMaps, namespace, watchIdleTimeoutMs: 1_500 });
