@@ -23,6 +23,11 @@ export const METRICS_PORT_NAME = 'np-prometheus';
 
 /** The NetworkProber (of the pod's namespace) whose agent the pod runs. */
 export const PROBER_ANNOTATION = 'prober.crowsnest.dev/network-prober';
+/**
+ * Set by the user on a pod (template) to `debug`: its agent logs every probe with its RTT, for
+ * looking into one pod's measurements without a Prometheus at hand.
+ */
+export const AGENT_LOG_LEVEL_ANNOTATION = 'prober.crowsnest.dev/agent-log-level';
 
 // ---------------------------------------------------------------------------------------------
 // The agent's environment.

@@ -145,6 +145,13 @@ describe('decideInjection: the injected agent', () => {
     assert.deepEqual(agentOf(result).volumeMounts, [{ name: 'crowsnest-prober-token', mountPath: '/var/run/secrets/crowsnest.dev/prober', readOnly: true }]);
   });
 
+  it('makes the agent log every probe when the pod asks for it', () => {
+    const asked = pod({ app: 'net-prober' });
+    asked.metadata!.annotations = { 'prober.crowsnest.dev/agent-log-level': 'debug' };
+    assert.deepEqual(agentOf(injected(decideInjection(asked, 'shop', [seed], settings))).env.at(-1), { name: 'CROWSNEST_LOG_LEVEL', value: 'debug' });
+    assert.ok(!agentOf(injected(decideInjection(pod({ app: 'net-prober' }), 'shop', [seed], settings))).env.some((e) => e.name === 'CROWSNEST_LOG_LEVEL'));
+  });
+
   it('never changes the pod it was given', () => {
     const original = pod({ app: 'net-prober' });
     const copy = structuredClone(original);

@@ -25,7 +25,7 @@ import { matchesLabelSelector } from '../kube/selector.ts';
 import type { NetworkProber } from './api.ts';
 import { proberPorts } from './api.ts';
 import {
-  AGENT_CONTAINER, ENV, METRICS_PORT_NAME, PING_PORT_NAME, PROBER_ANNOTATION, SEED_INJECTED_ANNOTATION, SEED_INJECTED_VALUE,
+  AGENT_CONTAINER, AGENT_LOG_LEVEL_ANNOTATION, ENV, METRICS_PORT_NAME, PING_PORT_NAME, PROBER_ANNOTATION, SEED_INJECTED_ANNOTATION, SEED_INJECTED_VALUE,
   TOKEN_AUDIENCE, TOKEN_EXPIRATION_SECONDS, TOKEN_FILE, TOKEN_MOUNT_PATH, TOKEN_VOLUME,
 } from './contract.ts';
 import { INJECTED_LABEL, INJECTED_LABEL_VALUE } from './members.ts';
@@ -142,7 +142,9 @@ export function decideInjection(pod: PodObject, namespace: string, probers: read
   metadata.annotations = { ...metadata.annotations, [SEED_INJECTED_ANNOTATION]: SEED_INJECTED_VALUE, [PROBER_ANNOTATION]: proberName };
   metadata.labels = { ...metadata.labels, [INJECTED_LABEL]: INJECTED_LABEL_VALUE };
   const injectedSpec = (injected.spec ??= {});
-  injectedSpec.initContainers = [...(injectedSpec.initContainers ?? []), agentContainer(prober, ports, settings)];
+  const agent = agentContainer(prober, ports, settings);
+  if (pod.metadata?.annotations?.[AGENT_LOG_LEVEL_ANNOTATION] === 'debug') (agent['env'] as unknown[]).push({ name: 'CROWSNEST_LOG_LEVEL', value: 'debug' });
+  injectedSpec.initContainers = [...(injectedSpec.initContainers ?? []), agent];
   const volumes = injectedSpec.volumes ?? [];
   if (!volumes.some((v) => v.name === TOKEN_VOLUME)) injectedSpec.volumes = [...volumes, tokenVolume()];
   return { kind: 'inject', pod: injected, prober, warnings };

@@ -274,3 +274,87 @@ export class CaBundleInjector {
     return changed;
   }
 }
+
+// ---------------------------------------------------------------------------------------------
+// All three together
+
+/** The Secret's cache (one Secret: the informer selects it by name). */
+export interface SecretSource {
+  readonly store: { getByName(namespace: string | undefined, name: string): SecretObject | undefined };
+  addEventHandler(handler: { onAdd?(obj: SecretObject): void; onUpdate?(old: SecretObject, obj: SecretObject): void; onDelete?(obj: SecretObject): void }): () => void;
+}
+
+export interface WebhookCertificatesOptions {
+  readonly client: KubeRequester;
+  readonly secrets: SecretSource;
+  readonly namespace: string;
+  readonly secretName: string;
+  readonly hosts: readonly string[];
+  /** Where the servers read `tls.crt`, `tls.key` and `ca.crt`. */
+  readonly certDir: string;
+  /** Webhook configurations whose caBundle the leader keeps. */
+  readonly configurations: readonly WebhookConfigurationRef[];
+  readonly clock: Clock;
+  readonly policy?: RotationPolicy;
+  readonly logger?: Logger;
+  readonly onRotated?: (steps: readonly string[]) => void;
+}
+
+/**
+ * Self-managed certificates: {@link WebhookCertificates.serve} on every replica (the Secret's
+ * files into the certificate directory), {@link WebhookCertificates.lead} on the leader (rotation
+ * and caBundle).
+ */
+export class WebhookCertificates {
+  private readonly options: WebhookCertificatesOptions;
+  private readonly logger: Logger;
+
+  constructor(options: WebhookCertificatesOptions) {
+    this.options = options;
+    this.logger = options.logger ?? silentLogger;
+  }
+
+  private secret(): SecretObject | undefined {
+    return this.options.secrets.store.getByName(this.options.namespace, this.options.secretName);
+  }
+
+  /** Every replica: writes the Secret's files as they change, until `signal` aborts. */
+  async serve(signal: AbortSignal): Promise<void> {
+    let writing = Promise.resolve();
+    const write = (secret: SecretObject): void => {
+      if (secret.metadata?.name !== this.options.secretName) return;
+      writing = writing.then(async () => {
+        const written = await writeCertificateFiles(this.options.certDir, decodeSecretData(secret));
+        if (written.length) this.logger.info({ files: written, dir: this.options.certDir }, 'webhook certificate files updated from the Secret');
+      }).catch((err: unknown) => this.logger.error({ err: String(err), dir: this.options.certDir }, 'cannot write the webhook certificate files'));
+    };
+    const detach = this.options.secrets.addEventHandler({ onAdd: write, onUpdate: (_old, secret) => write(secret) });
+    await new Promise<void>((resolve) => (signal.aborted ? resolve() : signal.addEventListener('abort', () => resolve(), { once: true })));
+    detach();
+    await writing;
+  }
+
+  /** Leader: keeps the Secret rotated and the caBundle current, until `signal` aborts. */
+  async lead(signal: AbortSignal): Promise<void> {
+    const rotator = new CertificateRotator({
+      client: this.options.client, namespace: this.options.namespace, secretName: this.options.secretName, hosts: this.options.hosts,
+      readSecret: () => this.secret(), clock: this.options.clock, logger: this.logger,
+      ...(this.options.policy ? { policy: this.options.policy } : {}),
+      ...(this.options.onRotated ? { onRotated: this.options.onRotated } : {}),
+    });
+    const injector = new CaBundleInjector({
+      client: this.options.client, configurations: this.options.configurations, clock: this.options.clock, logger: this.logger,
+      bundle: () => decodeSecretData(this.secret())[SECRET_KEYS.caBundle],
+    });
+    const wake = (): void => {
+      rotator.wake();
+      injector.wake();
+    };
+    const detach = this.options.secrets.addEventHandler({ onAdd: wake, onUpdate: wake, onDelete: wake });
+    try {
+      await Promise.all([rotator.run(signal), injector.run(signal)]);
+    } finally {
+      detach();
+    }
+  }
+}

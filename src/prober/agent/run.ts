@@ -18,11 +18,11 @@ import { once } from 'node:events';
 import type { Server } from 'node:net';
 import { realClock, type Clock } from '../../kube/clock.ts';
 import type { Logger } from '../../kube/logger-type.ts';
-import { ENV, type Peer, type PeerResult, type ProbeSettings } from '../contract.ts';
+import { ENV, type Peer, type PeerResult, type ProbeMethod, type ProbeSettings } from '../contract.ts';
 import { AgentMetrics } from './agent-metrics.ts';
 import { closeServer, createHttpServer } from './http.ts';
 import { CONTENT_TYPE } from './metrics.ts';
-import { PeerProber } from './probe.ts';
+import { PeerProber, type ProbeOutcome } from './probe.ts';
 import { ProbeScheduler } from './schedule.ts';
 import { PeerSync } from './sync.ts';
 
@@ -96,13 +96,18 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps): Promise<
   const results = new Map<string, PeerResult>();
   let settings: ProbeSettings | undefined;
 
+  const logProbe = (peer: Peer, method: ProbeMethod, outcome: ProbeOutcome): void => {
+    logger.debug(outcome.ok ? { dest: peer.name, destNode: peer.node, method, rttUs: Math.round(outcome.rttSeconds * 1e6) } : { dest: peer.name, destNode: peer.node, method, reason: outcome.reason, detail: outcome.detail }, 'probe');
+  };
   const scheduler = new ProbeScheduler({
     clock,
     round: async (peer, timeoutMs) => {
       const http = await prober.http(peer, timeoutMs);
       metrics.record(peer, 'http', http);
+      logProbe(peer, 'http', http);
       const tcp = await prober.tcp(peer, timeoutMs);
       metrics.record(peer, 'tcp', tcp);
+      logProbe(peer, 'tcp', tcp);
       results.set(peer.uid, http.ok ? { uid: peer.uid, reachable: true } : { uid: peer.uid, reachable: false, reason: http.reason });
     },
     onPeerRemoved: (peer) => {
