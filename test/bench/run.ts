@@ -10,6 +10,7 @@
  *   at 5,000 and 50,000 objects (`BENCH_INVENTORY_SIZES=5000` for one size).
  * - ports: `crowsnest ports scan --output json` vs `ss -ltnup` with 10,000 open sockets (no
  *   control plane); parser throughput on 100,000 /proc/net lines.
+ * - prober: the injected agent's RSS and CPU with 10 and 100 peers beside a Go reference.
  */
 import { execFile } from 'node:child_process';
 import { dirname, join } from 'node:path';
@@ -19,6 +20,7 @@ import { ControlPlane } from '../../testbed/controlplane.ts';
 import { benchInventory } from './inventory.ts';
 import { benchLogAccess, type LogAccessResult } from './logaccess.ts';
 import { benchPortsScan } from './ports-scan.ts';
+import { benchProber } from './prober.ts';
 import { median } from './stats.ts';
 
 const run = promisify(execFile);
@@ -155,3 +157,4 @@ if (!selected || selected === 'informer') await informerBench();
 if (!selected || selected === 'logaccess') await logAccessBench();
 if (!selected || selected === 'inventory') await inventoryBench();
 if (!selected || selected === 'ports') await benchPortsScan((line) => process.stderr.write(`[bench] ${line}\n`));
+if (!selected || selected === 'prober') await benchProber((line) => process.stderr.write(`[bench] ${line}\n`));

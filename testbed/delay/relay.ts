@@ -81,7 +81,8 @@ export async function delayPath(options: DelayOptions): Promise<DelayedPath> {
   const id = randomBytes(3).toString('hex');
   const tun = `cndly${id}`;
   const table = String(1000 + (Number.parseInt(id, 16) % 30_000));
-  const child = spawn('ip', ['netns', 'exec', netns, binary, '-dev', tun, '-delay', `${options.delayMs * 1000}us`], { stdio: ['ignore', 'pipe', 'pipe'] });
+  // SCHED_FIFO: on a busy machine a normal thread wakes milliseconds late (see main.go).
+  const child = spawn('ip', ['netns', 'exec', netns, 'chrt', '--fifo', '50', binary, '-dev', tun, '-delay', `${options.delayMs * 1000}us`], { stdio: ['ignore', 'pipe', 'pipe'] });
   let last: RelayStats | undefined;
   let final: RelayStats | undefined;
   let errors = '';
