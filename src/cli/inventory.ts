@@ -103,7 +103,7 @@ function addCollectCommand(parent: Command, io: CliIO, state: RunState): void {
         state.exitCode = EXIT_FAILURE;
         return;
       }
-      throw err;
+      throw usageErrorOf(err, collect.UnknownTypeError) ?? err;
     } finally {
       shutdown.dispose();
       await client.close();
@@ -140,6 +140,27 @@ ignored. Exit status: 0 no differences, 1 differences found, 2 usage or unreadab
     const differs = diff.added.length + diff.removed.length + diff.changed.length + diff.replaced.length > 0;
     state.exitCode = differs ? EXIT_FAILURE : 0;
   });
+}
+
+/** The flag a type selector list comes from. */
+const SELECTOR_FLAGS = { base: '--resources', add: '--add-types', remove: '--remove-types' } as const;
+
+/**
+ * The usage error (exit 2) a run failed with before doing any work: a type selector that matches
+ * nothing this cluster serves, or a report directory that cannot be written. `undefined` for
+ * anything else.
+ */
+function usageErrorOf(err: unknown, unknownTypeError: typeof import('../inventory/collect.ts').UnknownTypeError): OptionError | undefined {
+  if (err instanceof unknownTypeError) {
+    const first = err.unknown[0]!;
+    const flag = SELECTOR_FLAGS[first.list];
+    const each = err.unknown.map((u) => `${SELECTOR_FLAGS[u.list]} "${u.selector}" matches no resource type this cluster serves${u.nearest ? ` (did you mean "${u.nearest}"?)` : ''}`);
+    return new OptionError(flag, `${each.join('; ')}; nothing was collected`);
+  }
+  if (err instanceof Error && err.name === 'ReportDirError') {
+    return new OptionError('--report-dir', `${err.message} (--report-dir, $PATH_REPORTS); nothing was collected`);
+  }
+  return undefined;
 }
 
 /** Writes to stdout and waits when the pipe is full, so a dry run of a big cluster stays small. */

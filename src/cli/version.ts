@@ -7,6 +7,7 @@ import { Option, type Command } from 'commander';
 import { realClock, type Clock } from '../kube/clock.ts';
 import type { ConnectionSource } from '../kube/connection.ts';
 import { buildInfo, type BuildInfo } from '../version.ts';
+import { escapeControl } from '../terminal-text.ts';
 import { requireGlobals, type CliIO, type RunState } from './command.ts';
 import type { GlobalOptions } from './options.ts';
 
@@ -128,6 +129,8 @@ export async function fetchServerVersion(kc: ConnectionSource, options: FetchSer
 function describeError(err: unknown): string {
   // KubeApiError, recognised by shape so this module does not load the HTTP client up front.
   if (err instanceof Error && 'status' in err && typeof err.status === 'number') return `HTTP ${err.status}`;
+  // KubeConnectionError already names the server and the cause.
+  if (err instanceof Error && err.name === 'KubeConnectionError') return err.message;
   let current: unknown = err;
   while (current instanceof Error && current.cause instanceof Error) current = current.cause;
   const message = current instanceof Error ? current.message : String(current);
@@ -139,7 +142,8 @@ function renderText(client: BuildInfo, server: ServerVersionResult): string {
   const lines = [`crowsnest ${client.version}${commit}`, `node ${client.nodeVersion}`];
   if (server.kind === 'available') lines.push(`server: ${server.info.gitVersion}`);
   if (server.kind === 'unavailable') lines.push(`server: unavailable (${server.reason})`);
-  return `${lines.join('\n')}\n`;
+  // The reason and versions are the server's words: one escaped line each.
+  return `${lines.map(escapeControl).join('\n')}\n`;
 }
 
 function renderJson(client: BuildInfo, server: ServerVersionResult): string {
