@@ -220,7 +220,7 @@ describe('version', () => {
       const pending = fetchServerVersion(loadKubeConfig({ kubeconfig: path }), { timeoutMs: 5_000, clock });
       await arrived;
       clock.advance(5_000);
-      await assert.rejects(pending, /no answer within 5s/);
+      await assert.rejects(pending, { name: 'KubeConnectionError', message: `API server 127.0.0.1:${(silent.address() as AddressInfo).port}: no answer within 5s (the server or the network path to it is stuck)` });
     } finally {
       silent.closeAllConnections();
       await new Promise<void>((resolve) => silent.close(() => resolve()));
@@ -230,5 +230,42 @@ describe('version', () => {
   test('--output json carries the reason when the server is unavailable', async () => {
     const { stdout } = await run(['version', '-o', 'json', '--kubeconfig', unreachable]);
     assert.match(JSON.parse(stdout).serverError, /ECONNREFUSED/);
+  });
+});
+
+describe('inventory diff says what it would otherwise pass over', () => {
+  const line = (name: string, uid: string): string => `${JSON.stringify({ apiVersion: 'v1', kind: 'ConfigMap', metadata: { namespace: 'a', name, uid } })}\n`;
+
+  test('snapshots of two different clusters: a warning naming both, and the diff as usual', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'crowsnest-diff-'));
+    try {
+      const prod = join(dir, 'inventory-prod-eu-20261123T140000.000Z-aaaaaaaa.ndjson');
+      const staging = join(dir, 'inventory-staging-20261123T141500Z.ndjson');
+      writeFileSync(prod, line('x', '1'));
+      writeFileSync(staging, line('x', '1'));
+      const { code, stdout, stderr } = await run(['inventory', 'diff', prod, staging]);
+      assert.equal(code, EXIT_OK, stderr);
+      assert.match(stderr, /^warning: the snapshots are of different clusters: prod-eu \(inventory-prod-eu-.*\) and staging \(inventory-staging-.*\)$/m);
+      assert.match(stdout, /No differences\./);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test('an empty snapshot: a warning that everything shows as added (or removed)', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'crowsnest-diff-'));
+    try {
+      const empty = join(dir, 'inventory-prod-20261123T140000.000Z-aaaaaaaa.ndjson');
+      const full = join(dir, 'inventory-prod-20261123T141500.000Z-bbbbbbbb.ndjson');
+      writeFileSync(empty, '');
+      writeFileSync(full, line('x', '1') + line('y', '2'));
+      const { code, stderr } = await run(['inventory', 'diff', empty, full]);
+      assert.equal(code, 1);
+      assert.match(stderr, /^warning: .*inventory-prod-20261123T140000\.000Z-aaaaaaaa\.ndjson holds no objects: everything in the other snapshot shows as added$/m);
+      const same = await run(['inventory', 'diff', full, full]);
+      assert.equal(same.stderr, '', 'nothing to say about two full snapshots of one cluster');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

@@ -101,19 +101,22 @@ export interface FetchServerVersionOptions {
 
 /** `GET /version` on the current context's API server, aborted after `timeoutMs`. */
 export async function fetchServerVersion(kc: ConnectionSource, options: FetchServerVersionOptions): Promise<VersionInfo> {
-  const { KubeClient } = await import('../kube/client.ts');
+  const { KubeClient, KubeConnectionError } = await import('../kube/client.ts');
   const client = new KubeClient(kc);
   const controller = new AbortController();
   const timer = options.clock.setTimer(
-    () => controller.abort(new Error(`no answer within ${options.timeoutMs / 1_000}s`)),
+    () => controller.abort(new DOMException(`no answer within ${options.timeoutMs / 1_000}s`, 'TimeoutError')),
     options.timeoutMs,
   );
   try {
     // Our own timer (on the injected clock), not the client's default request timeout.
     return await client.json<VersionInfo>('/version', { signal: controller.signal, timeoutMs: 0 });
   } catch (err) {
-    // The fetch rejects with a generic AbortError; the reason we gave is the useful part.
-    if (controller.signal.aborted) throw controller.signal.reason;
+    // The fetch rejects with a generic AbortError: say which server did not answer, and that it timed out.
+    if (controller.signal.aborted) {
+      const server = await kc.connection().then((connection) => new URL(connection.server).host, () => 'of the kubeconfig');
+      throw new KubeConnectionError(server, controller.signal.reason, options.timeoutMs);
+    }
     throw err;
   } finally {
     options.clock.clearTimer(timer);

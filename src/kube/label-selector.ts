@@ -5,6 +5,7 @@
  *
  * Grammar: requirements separated by commas, each one of `key`, `!key`, `key=value`,
  * `key==value`, `key!=value`, `key>integer`, `key<integer`, `key in (v1,v2)`, `key notin (v1)`.
+ * The table in test/helpers/label-selectors.ts is checked against this and a real API server.
  * Keys are qualified names (`[prefix/]name`: a DNS subdomain prefix of at most 253 characters,
  * a name of at most 63), values at most 63 characters of `[A-Za-z0-9._-]`, starting and ending
  * with a letter or digit (or empty). Blanks between tokens are ignored. The empty selector
@@ -114,24 +115,20 @@ export function checkLabelSelector(text: string): void {
         next();
         const valueToken = peek();
         const value = identifier(`an integer after "${op.text}"`);
-        if (!/^-?\d+$/.test(value)) fail(valueToken, `"${op.text}" needs an integer, found "${value}"`);
+        // A label value that is an integer: no sign, no fraction.
+        if (!/^\d+$/.test(value)) fail(valueToken, `"${op.text}" needs a whole number, found "${value}"`);
       } else if (op.kind === 'identifier' && (op.text === 'in' || op.text === 'notin')) {
         next();
         const open = next();
         if (open.kind !== 'symbol' || open.text !== '(') fail(open, `expected "(" after "${op.text}", found ${describe(open)}`);
-        let values = 0;
+        // Values may be empty, the list too (`in ()`): the API server accepts both.
         for (;;) {
           const token = peek();
-          if (token.kind === 'identifier') {
-            checked(valueProblem(identifier('a value')), token);
-            values++;
-          }
+          if (token.kind === 'identifier') checked(valueProblem(identifier('a value')), token);
           const separator = next();
           if (separator.kind === 'symbol' && separator.text === ')') break;
           if (separator.kind !== 'symbol' || separator.text !== ',') fail(separator, `expected "," or ")" in the value list, found ${describe(separator)}`);
-          values++;
         }
-        if (values === 0) fail(op, `"${op.text}" needs at least one value`);
       } else if (!(op.kind === 'end' || (op.kind === 'symbol' && op.text === ','))) {
         fail(op, `expected an operator (=, ==, !=, in, notin, <, >) or "," after "${key}", found ${describe(op)}`);
       }
