@@ -120,7 +120,8 @@ export async function fetchServerVersion(kc: ConnectionSource, options: FetchSer
     throw err;
   } finally {
     options.clock.clearTimer(timer);
-    // Not awaited: closing waits for the aborted request's socket, which a silent server keeps open.
+    // Not awaited: closing waits for the aborted request's socket, which a silent server keeps open
+    // (undici's connection attempt holds the process until its own 10 s connect timeout).
     void client.close().catch(() => {});
   }
 }
