@@ -53,6 +53,9 @@ describe('the API server stops or goes away', () => {
     await mapConcurrent(Array.from({ length: 40 }, (_, i) => i), 8, async (i) => {
       await plane.request('POST', `/api/v1/namespaces/${namespace}/configmaps`, { metadata: { name: `cm-${i}` } });
     });
+    // kube-root-ca.crt, which kube-controller-manager adds to every namespace, is the 41st.
+    await eventually('40 ConfigMaps and kube-root-ca.crt', async () =>
+      (JSON.parse((await plane.request('GET', `/api/v1/namespaces/${namespace}/configmaps`)).body) as { items: unknown[] }).items.length === 41, 30_000);
     const dir = await tempDir();
     // One object per page at 10 requests/s: about 4 s of listing to interrupt.
     const run = startCrowsnest(['inventory', 'collect', 'faults', '--resources', 'configmaps', '--namespaces', namespace, '--page-size', '1', '--qps', '10', '--burst', '1', '--report-dir', dir, '--output', 'json', '--log-level', 'error'], { KUBECONFIG: plane.kubeconfigPath });

@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { mapConcurrent } from '../../../src/kube/concurrency.ts';
 import { LABEL_SELECTOR_CASES } from '../../helpers/label-selectors.ts';
-import { newNamespace, serviceAccountToken, testbed } from '../testbed.ts';
+import { eventually, newNamespace, serviceAccountToken, testbed } from '../testbed.ts';
 import { ApiServerProxy, crowsnest, type EndpointAnswer, filesIn, MisbehavingEndpoint, removeTempDirs, startCrowsnest, summariesIn, tempDir } from './helpers.ts';
 
 const CONFIG_MAPS = 30;
@@ -42,6 +42,9 @@ describe('inventory collect under faults (a real process)', () => {
       const res = await plane.request('POST', `/api/v1/namespaces/${namespace}/configmaps`, { metadata: { name: `cm-${i}` }, data: { i: String(i) } });
       assert.equal(res.status, 201, res.body);
     });
+    // kube-root-ca.crt, which kube-controller-manager adds to every namespace, is the one more.
+    await eventually('the namespace holds its ConfigMaps and kube-root-ca.crt', async () =>
+      (JSON.parse((await plane.request('GET', `/api/v1/namespaces/${namespace}/configmaps`)).body) as { items: unknown[] }).items.length === CONFIG_MAPS + 1, 30_000);
     proxy = await ApiServerProxy.start();
   });
   after(async () => {

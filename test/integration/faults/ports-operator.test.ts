@@ -35,6 +35,7 @@ describe('ports collect and operator under faults (real processes)', () => {
   it('ports collect with --timeout 700h: every node scanned, instead of every wait ending at once', async () => {
     const plane = await testbed();
     const namespace = await newNamespace('faults-ports-timeout');
+    await plane.waitForDefaultServiceAccount(namespace);
     const dir = await tempDir();
     const kubelet = standInKubelet(plane, namespace, () => 'scan');
     try {
