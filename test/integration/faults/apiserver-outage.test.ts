@@ -2,7 +2,7 @@
  * The API server stops answering or goes away (issue 10, items 1, 9 and 14): a stopped
  * (SIGSTOP) server is named in the error with what happened; a run whose server is killed
  * (SIGKILL) and restarted in the middle waits it out and completes; and the logaccess
- * controller converges after outages of 5, 15 and 60 s, measured.
+ * controller converges after outages of 5, 15 and 60 s, measured (reported as test diagnostics).
  */
 import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
@@ -16,7 +16,9 @@ import { silentLogger } from '../../../src/kube/logger-type.ts';
 import { MAX_BACKOFF_MS } from '../../../src/kube/reflector.ts';
 import { runLogAccess } from '../../../src/logaccess/controller.ts';
 import { DEFAULT_LOGACCESS_OPTIONS } from '../../../src/logaccess/desired.ts';
+import { KubeConfig } from '@kubernetes/client-node';
 import { installChartOperator } from '../helm.ts';
+import { TcpProxy } from '../tcp-proxy.ts';
 import { eventually, newNamespace, testbed } from '../testbed.ts';
 import { crowsnest, removeTempDirs, startCrowsnest, tempDir } from './helpers.ts';
 
@@ -70,6 +72,10 @@ describe('the API server stops or goes away', () => {
     assert.ok(summary.types[0]!.retries >= 1, 'the outage was retried through');
   });
 
+  // The outage is our controller's alone: a relay between it and the API server drops every
+  // connection and refuses new ones (what a dead API server looks like from the client), while
+  // kube-controller-manager stays connected and replaces the deleted pod at once. (Killing the
+  // API server for a minute would leave the whole testbed backing off for another minute.)
   it('logaccess converges within the 30 s backoff cap after outages of 5, 15 and 60 s', { timeout: 600_000 }, async (t: TestContext) => {
     const plane = await testbed();
     const operatorNamespace = await newNamespace('faults-outage-op');
@@ -82,7 +88,15 @@ describe('the API server stops or goes away', () => {
     });
     assert.equal(created.status, 201, created.body);
 
-    const client = new KubeClient(operator.kubeConfig);
+    const relay = await TcpProxy.start(plane.ports.apiserver);
+    const kubeConfig = new KubeConfig();
+    kubeConfig.loadFromOptions({
+      clusters: [{ name: 'relay', server: `https://127.0.0.1:${relay.port}`, caData: (await readFile(plane.pki.caCert)).toString('base64') }],
+      users: [{ name: 'operator', token: operator.token }],
+      contexts: [{ name: 'relay', cluster: 'relay', user: 'operator' }],
+      currentContext: 'relay',
+    });
+    const client = new KubeClient(kubeConfig);
     const stop = new AbortController();
     const controller = runLogAccess(
       { client, logger: silentLogger, registry: new Registry(), recorder: new EventRecorder({ client, reportingInstance: 'outage-test' }), workers: 2, addReadinessCheck: () => {} },
@@ -102,22 +116,20 @@ describe('the API server stops or goes away', () => {
     };
     const exact = async (): Promise<boolean> => JSON.stringify(await rolePods()) === JSON.stringify(await currentPods());
 
-    const measured: { outageS: number; deletedPodGoneS: number }[] = [];
+    const measured: { outageS: number; deletedPodGoneS: number; exactS: number }[] = [];
     try {
       await eventually('the Role lists the 3 pods', async () => (await rolePods())?.length === 3 && (await exact()), 60_000);
       for (const outageS of [5, 15, 60]) {
-        await plane.killApiServer();
-        await sleep(outageS * 1_000);
-        await plane.startApiServer();
-        const back = Date.now();
-        // A pod the Role lists, deleted at once (no grace period) while the controller may still be
-        // backing off. (Its replacement is kube-controller-manager's business, and its client-go
-        // backoff can take a minute after a long outage: not measured here.)
+        relay.cut();
+        // A pod of the Role goes while the controller cannot see it; its replacement comes.
         const listed = new Set(await rolePods());
         const victim = (await currentPods()).find((name) => listed.has(name));
         assert.ok(victim, 'a pod listed in the Role');
         const deleted = await plane.request('DELETE', `/api/v1/namespaces/${namespace}/pods/${victim}?gracePeriodSeconds=0`);
         assert.equal(deleted.status, 200, deleted.body);
+        await sleep(outageS * 1_000);
+        relay.restore();
+        const back = Date.now();
         let deletedPodGoneS = Number.NaN;
         await eventually(`pod ${victim} leaves the Role after a ${outageS} s outage`, async () => {
           const names = await rolePods();
@@ -125,17 +137,20 @@ describe('the API server stops or goes away', () => {
           deletedPodGoneS = (Date.now() - back) / 1_000;
           return true;
         }, 120_000);
-        measured.push({ outageS, deletedPodGoneS });
-        t.diagnostic(`outage ${outageS} s: the deleted pod left the Role ${deletedPodGoneS.toFixed(1)} s after the API server was back`);
+        await eventually(`the Role is exact again after a ${outageS} s outage`, async () => (await currentPods()).length === 3 && (await exact()), 120_000);
+        const exactS = (Date.now() - back) / 1_000;
+        measured.push({ outageS, deletedPodGoneS, exactS });
+        t.diagnostic(`outage ${outageS} s: the deleted pod left the Role ${deletedPodGoneS.toFixed(1)} s after the API server was reachable again; the Role was exact (replacement included) after ${exactS.toFixed(1)} s`);
       }
     } finally {
       stop.abort();
       await controller.catch(() => {});
       await client.close();
+      await relay.close();
     }
     // Worst case: a wait of the cap just begun when the server came back, plus a relist and a write.
-    for (const { outageS, deletedPodGoneS } of measured) {
-      assert.ok(deletedPodGoneS <= MAX_BACKOFF_MS / 1_000 + 5, `after a ${outageS} s outage the deleted pod stayed in the Role ${deletedPodGoneS.toFixed(1)} s`);
+    for (const { outageS, exactS } of measured) {
+      assert.ok(exactS <= MAX_BACKOFF_MS / 1_000 + 5, `after a ${outageS} s outage the Role was exact only after ${exactS.toFixed(1)} s`);
     }
   });
 });
