@@ -145,6 +145,20 @@ describe('inventory collect: the report directory fails', () => {
   });
 });
 
+describe('inventory collect: the report directory fails under an endpoint run', () => {
+  it('leaves neither snapshot nor summary when the spool cannot be finished (EFBIG), and exits 1', { timeout: 60_000 }, async () => {
+    const items = Array.from({ length: 600 }, (_, i) => ({ metadata: { name: `cm-${i}`, namespace: 'x', uid: `u-${i}` }, data: { v: randomBytes(768).toString('base64') } }));
+    const api = await fakeApiServer(() => ({ kind: 'ConfigMapList', metadata: {}, items }));
+    const endpoint = await scriptedEndpoint(() => 204);
+    const dir = scratch.path('reports');
+    const result = await startCli(api.kubeconfig, ['itest', '--resources', 'configmaps', '--report-dir', dir, '--endpoint', endpoint.url], 'ulimit -f 200').exit;
+    assert.equal(result.code, 1, result.stderr);
+    assert.match(result.stderr, /EFBIG: file too large/);
+    assert.deepEqual(await readdir(dir), [], 'no summary claims a snapshot that does not exist');
+    assert.equal(endpoint.requests(), 0);
+  });
+});
+
 describe('inventory collect: interrupted', () => {
   it('while listing: says the incomplete snapshot is not kept, exits 1 and leaves nothing', { timeout: 60_000 }, async () => {
     const api = await fakeApiServer(() => undefined); // the list never answers

@@ -426,7 +426,15 @@ async function openSink(options: CollectOptions, started: Date): Promise<Sink> {
           options.logger.warn({ reason: describeError(err) }, 'endpoint: the summary of the spooled snapshot could not be written before the upload');
         });
       }
-      const committed = await writer.commit();
+      let committed;
+      try {
+        committed = await writer.commit();
+      } catch (err) {
+        // No snapshot after all: a summary saying one is kept would only mislead.
+        if (summaryCreated) await rm(summaryPath, { force: true }).catch(() => {});
+        summaryCreated = false;
+        throw err;
+      }
       summary.rawBytes = committed.rawBytes;
       if (sink.kind === 'dir') {
         Object.assign(summary.sink, { path: committed.path, delivered: true, storedBytes: committed.storedBytes });
