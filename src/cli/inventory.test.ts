@@ -47,15 +47,19 @@ interface FakeAnswer {
  * A fake API server serving only ConfigMaps. `configMaps` answers their list (the n-th request,
  * from 0): a body for 200, a {@link FakeAnswer}, or `undefined` to leave the request hanging.
  */
-async function fakeApiServer(configMaps: (n: number) => unknown): Promise<{ kubeconfig: string; listRequests: () => number; requests: () => number }> {
+async function fakeApiServer(configMaps: (n: number) => unknown, options: { discoveryFailures?: number } = {}): Promise<{ kubeconfig: string; listRequests: () => number; requests: () => number }> {
   let listRequests = 0;
   let requests = 0;
+  let discoveryFailures = options.discoveryFailures ?? 0;
   const server = createServer((req, res) => {
     requests++;
     const path = new URL(req.url ?? '/', 'http://localhost').pathname;
     const reply = (body: unknown, status = 200, headers: Readonly<Record<string, string>> = {}): void =>
       void res.writeHead(status, { 'content-type': 'application/json', ...headers }).end(JSON.stringify(body));
-    if (path === '/apis') return reply({ kind: 'APIGroupList', groups: [] });
+    if (path === '/apis') {
+      if (discoveryFailures-- > 0) return reply({ kind: 'Status', code: 503, reason: 'ServiceUnavailable', message: 'starting' }, 503);
+      return reply({ kind: 'APIGroupList', groups: [] });
+    }
     if (path === '/api/v1') {
       return reply({ groupVersion: 'v1', resources: ['configmaps', 'pods', 'secrets', 'services'].map((name) => ({ name, namespaced: true, kind: name, verbs: ['list'] })) });
     }
@@ -283,6 +287,14 @@ describe('inventory collect: a wait inside the run never ends the process', () =
     assert.equal(summary.objects, 2);
     assert.equal(summary.types[0]!.retries, 1);
     assert.equal(api.listRequests(), 2);
+  });
+
+  it('an API server not ready yet (503 twice on discovery): discovery is asked again after its backoff, the run completes (exit 0)', { timeout: 60_000 }, async () => {
+    const api = await fakeApiServer(() => CONFIG_MAPS, { discoveryFailures: 2 });
+    const dir = scratch.path('reports');
+    const result = await startCli(api.kubeconfig, ['itest', ...ONLY_CONFIG_MAPS, '--report-dir', dir]).exit;
+    assert.equal(result.code, 0, result.stderr);
+    assert.equal((JSON.parse(result.stdout) as { objects: number }).objects, 2);
   });
 
   it('a --timeout longer than Node timers can hold (700h) keeps every request alive instead of timing it out at once', { timeout: 60_000 }, async () => {

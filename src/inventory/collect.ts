@@ -233,7 +233,7 @@ export async function collectInventory(client: KubeClient, options: CollectOptio
   if (options.sink.kind !== 'stdout') await prepareReportDir(options.sink.dir);
 
   options.onPhase?.('collecting');
-  const discovery = await discoverTypes(client, options.signal);
+  const discovery = await discoverTypes(client, options.signal, clock);
   summary.failedGroups.push(...discovery.failedGroups);
   for (const group of discovery.failedGroups) logger.warn({ groupVersion: group.groupVersion, reason: group.reason }, 'API group skipped: discovery failed');
   const check = checkSelectors(discovery.types, options.selectors, discovery.failedGroups.map((group) => group.groupVersion.split('/')[0]!));

@@ -20,7 +20,7 @@ import { KubeConfig } from '@kubernetes/client-node';
 import { installChartOperator } from '../helm.ts';
 import { TcpProxy } from '../tcp-proxy.ts';
 import { eventually, newNamespace, testbed } from '../testbed.ts';
-import { crowsnest, removeTempDirs, startCrowsnest, tempDir } from './helpers.ts';
+import { ApiServerProxy, crowsnest, removeTempDirs, startCrowsnest, tempDir } from './helpers.ts';
 
 /** The API server's pid, from the state file the control plane keeps. */
 async function apiServerPid(): Promise<number> {
@@ -144,17 +144,23 @@ describe('the API server stops or goes away', () => {
     await eventually('40 ConfigMaps and kube-root-ca.crt', async () =>
       (JSON.parse((await plane.request('GET', `/api/v1/namespaces/${namespace}/configmaps`)).body) as { items: unknown[] }).items.length === 41, 30_000);
     const dir = await tempDir();
-    // One object per page at 10 requests/s: about 4 s of listing to interrupt.
-    const run = startCrowsnest(['inventory', 'collect', 'faults', '--resources', 'configmaps', '--namespaces', namespace, '--page-size', '1', '--qps', '10', '--burst', '1', '--report-dir', dir, '--output', 'json', '--log-level', 'error'], { KUBECONFIG: plane.kubeconfigPath });
-    await sleep(1_500);
-    await plane.killApiServer();
-    await sleep(2_000);
-    await plane.startApiServer();
-    const result = await run.exit;
-    assert.equal(result.code, 0, result.stderr);
-    const summary = JSON.parse(result.stdout) as { objects: number; types: { retries: number }[] };
-    assert.equal(summary.objects, 41);
-    assert.ok(summary.types[0]!.retries >= 1, 'the outage was retried through');
+    // Through a relay that shows when listing has begun (and passes on the outage as dropped
+    // connections). One object per page at 10 requests/s: about 4 s of listing to interrupt.
+    const relay = await ApiServerProxy.start();
+    try {
+      const run = startCrowsnest(['inventory', 'collect', 'faults', '--resources', 'configmaps', '--namespaces', namespace, '--page-size', '1', '--qps', '10', '--burst', '1', '--report-dir', dir, '--output', 'json', '--log-level', 'error'], { KUBECONFIG: await relay.kubeconfig(dir) });
+      await eventually('listing has begun', () => relay.requests.some((r) => r.path.includes('/configmaps')), 30_000);
+      await plane.killApiServer();
+      await sleep(2_000);
+      await plane.startApiServer();
+      const result = await run.exit;
+      assert.equal(result.code, 0, result.stderr);
+      const summary = JSON.parse(result.stdout) as { objects: number; types: { retries: number }[] };
+      assert.equal(summary.objects, 41);
+      assert.ok(summary.types[0]!.retries >= 1, 'the outage was retried through');
+    } finally {
+      await relay.stop();
+    }
     // A restarted API server refuses requests until its authorizer has synced, and
     // kube-controller-manager backs off meanwhile: later tests need it working again.
     const probe = await newNamespace('faults-kill-after');
