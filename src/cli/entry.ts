@@ -22,5 +22,14 @@ process.stderr.on('error', (err: NodeJS.ErrnoException) => {
   if (err.code !== 'EPIPE') throw err;
 });
 
-const { main } = await import('./main.ts');
-process.exitCode = await main(process.argv.slice(2));
+// The runtime's timers (backoff, rate limits, Retry-After, timeouts) are unref'd, so they never
+// keep a process alive on their own. A command must not end because of that: with nothing else
+// pending, a run waiting out a backoff would end with exit 13 ("unsettled top-level await"), no
+// summary and a half-written file. This handle holds the process open until the command settles.
+const holdOpen = setInterval(() => {}, 2 ** 30);
+try {
+  const { main } = await import('./main.ts');
+  process.exitCode = await main(process.argv.slice(2));
+} finally {
+  clearInterval(holdOpen);
+}

@@ -56,7 +56,7 @@ describe('resolveInventoryCollectOptions: defaults', () => {
       reportDir: './reports',
       format: 'ndjson',
       gzip: true,
-      retention: { keepLast: 96, maxAgeMs: 0 },
+      retention: { keepLast: 96, maxAgeMs: 0, maxUndelivered: 0 },
       chunkBytes: 4 * 1024 * 1024,
       maxObjectBytes: 0,
       timeoutMs: 30_000,
@@ -141,6 +141,7 @@ describe('resolveInventoryCollectOptions: precedence', () => {
         gzip: false,
         'keep-last': '0',
         'max-age': '168h',
+        'max-undelivered': '672',
         'chunk-size': '512Ki',
         'max-object-size': '1M',
         timeout: '5s',
@@ -155,7 +156,7 @@ describe('resolveInventoryCollectOptions: precedence', () => {
     assert.deepEqual(options.redaction, { enabled: true, secretValueDigest: true });
     assert.equal(options.format, 'json');
     assert.equal(options.gzip, false);
-    assert.deepEqual(options.retention, { keepLast: 0, maxAgeMs: 168 * 3_600_000 });
+    assert.deepEqual(options.retention, { keepLast: 0, maxAgeMs: 168 * 3_600_000, maxUndelivered: 672 });
     assert.equal(options.chunkBytes, 512 * 1024);
     assert.equal(options.maxObjectBytes, 1_000_000);
     assert.equal(options.timeoutMs, 5_000);

@@ -19,8 +19,10 @@ import {
   parseNonNegativeDurationMs,
   parsePositiveDurationMs,
   parsePositiveInteger,
+  parseReportDir,
   type FlagDefinition,
 } from './options.ts';
+import { checkLabelSelector } from '../kube/label-selector.ts';
 import type { RedactionOptions } from '../inventory/redact.ts';
 import { DEFAULT_TYPE_SELECTORS, parseTypeSelectors, type TypeSelectors } from '../inventory/types.ts';
 import { snapshotFormats, type SnapshotFormat } from '../inventory/snapshot-format.ts';
@@ -34,6 +36,13 @@ export interface InventoryFlag extends FlagDefinition {
 
 export const DEFAULT_CONFIG_DIR = '/etc/config';
 const CLUSTER_ID_PATTERN = /^[a-z0-9-_]+$/;
+/**
+ * Longest cluster id: it is part of every report file name (whose limit is 255 bytes), and at 63
+ * characters it also fits a label value.
+ */
+export const MAX_CLUSTER_ID_LENGTH = 63;
+/** Largest `--page-size`: a bigger page only costs memory, and the API server refuses absurd ones. */
+export const MAX_PAGE_SIZE = 100_000;
 
 export const inventoryCollectFlags: readonly InventoryFlag[] = [
   { name: 'config', valueName: '<dir>', description: 'config directory, one file per key (a mounted ConfigMap); keys are the camelCase flag names, e.g. addTypes', defaultText: DEFAULT_CONFIG_DIR },
@@ -55,6 +64,7 @@ export const inventoryCollectFlags: readonly InventoryFlag[] = [
   { name: 'gzip', valueName: '[bool]', description: 'gzip snapshot files', defaultText: 'true', configKey: 'gzip', negatable: true },
   { name: 'keep-last', valueName: '<n>', description: 'runs of this cluster kept in the report directory (a run = its snapshot and/or summary file); 0 keeps all', defaultText: '96 (one day at every 15 minutes)', configKey: 'keepLast' },
   { name: 'max-age', valueName: '<duration>', description: 'delete runs (snapshot and summary) older than this, e.g. 168h; 0 keeps them regardless of age', defaultText: '0', configKey: 'maxAge' },
+  { name: 'max-undelivered', valueName: '<n>', description: 'snapshots the endpoint never got that are kept for re-sending (--keep-last and --max-age never delete them); beyond this many the oldest are deleted, with a warning; 0 keeps all', defaultText: '0', configKey: 'maxUndelivered' },
   { name: 'chunk-size', valueName: '<bytes>', description: 'uncompressed JSON per endpoint request, e.g. 4Mi; a larger object is sent alone', defaultText: '4Mi', configKey: 'chunkSize' },
   { name: 'max-object-size', valueName: '<bytes>', description: 'drop (and report) objects larger than this; 0 = no limit', defaultText: '0', configKey: 'maxObjectSize' },
   { name: 'timeout', valueName: '<duration>', description: 'timeout of each endpoint request', defaultText: '30s', configKey: 'timeout' },
@@ -84,7 +94,7 @@ export interface InventoryCollectOptions {
   readonly reportDir: string;
   readonly format: SnapshotFormat;
   readonly gzip: boolean;
-  readonly retention: { readonly keepLast: number; readonly maxAgeMs: number };
+  readonly retention: { readonly keepLast: number; readonly maxAgeMs: number; readonly maxUndelivered: number };
   readonly chunkBytes: number;
   readonly maxObjectBytes: number;
   readonly timeoutMs: number;
@@ -166,6 +176,8 @@ export function resolveInventoryCollectOptions(sources: InventorySources): Inven
     clusterId = 'dry-run';
   } else if (!CLUSTER_ID_PATTERN.test(clusterIdRaw)) {
     throw new OptionError('clusterId', `invalid cluster id "${clusterIdRaw}": use only lowercase letters, digits, "-" and "_" (^[a-z0-9-_]+$)`);
+  } else if (clusterIdRaw.length > MAX_CLUSTER_ID_LENGTH) {
+    throw new OptionError('clusterId', `invalid cluster id "${clusterIdRaw.slice(0, 20)}…": ${clusterIdRaw.length} characters, at most ${MAX_CLUSTER_ID_LENGTH} allowed`);
   } else {
     clusterId = clusterIdRaw;
   }
@@ -198,18 +210,19 @@ export function resolveInventoryCollectOptions(sources: InventorySources): Inven
     },
     ...(namespaces !== undefined && namespaces.length > 0 ? { namespaces } : {}),
     ignoreNamespaces: get('ignore-namespaces', (v) => parseList(v).map((ns) => parseNamespace(ns)), []),
-    ...optionalKey('labelSelector', get('label-selector', (v) => asString(v).trim(), undefined)),
-    pageSize: get('page-size', parsePositiveInteger, 500),
+    ...optionalKey('labelSelector', get('label-selector', parseLabelSelector, undefined)),
+    pageSize: get('page-size', parsePageSize, 500),
     concurrency: get('concurrency', parsePositiveInteger, 4),
     qps: get('qps', parsePositiveNumber, 50),
     burst: get('burst', parsePositiveInteger, 100),
     redaction: { enabled: redactEnabled, secretValueDigest: get('secret-digest', parseBool, false) },
-    reportDir: get('report-dir', (v) => asString(v).trim(), './reports'),
+    reportDir: get('report-dir', parseReportDir, './reports'),
     format: get('format', parseFormat, 'ndjson'),
     gzip: get('gzip', parseBool, true),
     retention: {
       keepLast: get('keep-last', parseNonNegativeInteger, 96),
       maxAgeMs: get('max-age', parseNonNegativeDurationMs, 0),
+      maxUndelivered: get('max-undelivered', parseNonNegativeInteger, 0),
     },
     chunkBytes: get('chunk-size', parseByteSize, 4 * MI),
     maxObjectBytes: get('max-object-size', (v) => (asString(v).trim() === '0' ? 0 : parseByteSize(v)), 0),
@@ -308,6 +321,18 @@ function sendsInClear(endpoint: string): boolean {
   const host = url.hostname.toLowerCase();
   const loopback = host === 'localhost' || host.endsWith('.localhost') || host === '[::1]' || /^127\.\d+\.\d+\.\d+$/.test(host);
   return !loopback;
+}
+
+function parseLabelSelector(value: string | boolean): string {
+  const text = asString(value).trim();
+  checkLabelSelector(text);
+  return text;
+}
+
+function parsePageSize(value: string | boolean): number {
+  const size = parsePositiveInteger(value);
+  if (size > MAX_PAGE_SIZE) throw new Error(`must be at most ${MAX_PAGE_SIZE}`);
+  return size;
 }
 
 function parseFormat(value: string | boolean): SnapshotFormat {

@@ -6,6 +6,8 @@ import { Command, Option } from 'commander';
 import { abortOnTermination, EXIT_FAILURE, kubeClientFor, processIO, requireGlobals, type CliIO, type RunState } from './command.ts';
 import { inventoryCollectFlags, resolveInventoryCollectOptions, DEFAULT_CONFIG_DIR } from './inventory-options.ts';
 import { describeFlag, OptionError } from './options.ts';
+import { basename } from 'node:path';
+import { escapeControl } from '../terminal-text.ts';
 
 /** Adds `collect` and `diff` to the `inventory` command (named and described by `main.ts`). */
 export function defineInventoryCommand(inventory: Command, io: CliIO, state: RunState): void {
@@ -103,7 +105,7 @@ function addCollectCommand(parent: Command, io: CliIO, state: RunState): void {
         state.exitCode = EXIT_FAILURE;
         return;
       }
-      throw err;
+      throw usageErrorOf(err, collect.UnknownTypeError) ?? err;
     } finally {
       shutdown.dispose();
       await client.close();
@@ -131,15 +133,65 @@ ignored. Exit status: 0 no differences, 1 differences found, 2 usage or unreadab
       import('../inventory/diff-format.ts'),
     ]);
     let diff;
+    const counts = { old: 0, new: 0 };
     try {
-      diff = await diffSnapshots(readSnapshotObjects(oldPath), readSnapshotObjects(newPath));
+      diff = await diffSnapshots(counted(readSnapshotObjects(oldPath), () => counts.old++), counted(readSnapshotObjects(newPath), () => counts.new++));
     } catch (err) {
       throw new OptionError('<file>', err instanceof Error ? err.message : String(err));
     }
+    // Legitimate but rarely meant: said on stderr, so the diff on stdout stays as it is.
+    for (const warning of diffWarnings(oldPath, newPath, counts)) io.stderr(`warning: ${escapeControl(warning)}\n`);
     io.stdout(command.getOptionValue('output') === 'json' ? renderDiffJson(diff) : renderDiffTable(diff));
     const differs = diff.added.length + diff.removed.length + diff.changed.length + diff.replaced.length > 0;
     state.exitCode = differs ? EXIT_FAILURE : 0;
   });
+}
+
+/** Calls `onEach` for every item `items` yields, passing them on. */
+async function* counted<T>(items: AsyncIterable<T>, onEach: () => void): AsyncGenerator<T> {
+  for await (const item of items) {
+    onEach();
+    yield item;
+  }
+}
+
+/** The cluster id a snapshot's file name carries (`inventory-<cluster>-<time>[-<run>].…`), if it has one. */
+export function clusterOfSnapshotName(path: string): string | undefined {
+  return /^inventory-(.+)-\d{8}T\d{6}(?:\.\d{3})?Z(?:-[0-9a-f]{8})?\.(?:ndjson|json)(?:\.gz)?$/.exec(basename(path))?.[1];
+}
+
+/** What a diff should not let pass without a word: snapshots of two clusters, an empty snapshot. */
+export function diffWarnings(oldPath: string, newPath: string, counts: { readonly old: number; readonly new: number }): string[] {
+  const warnings: string[] = [];
+  const [oldCluster, newCluster] = [clusterOfSnapshotName(oldPath), clusterOfSnapshotName(newPath)];
+  if (oldCluster !== undefined && newCluster !== undefined && oldCluster !== newCluster) {
+    warnings.push(`the snapshots are of different clusters: ${oldCluster} (${basename(oldPath)}) and ${newCluster} (${basename(newPath)})`);
+  }
+  for (const [path, count, shows] of [[oldPath, counts.old, 'added'], [newPath, counts.new, 'removed']] as const) {
+    if (count === 0) warnings.push(`${path} holds no objects: everything in the other snapshot shows as ${shows}`);
+  }
+  return warnings;
+}
+
+/** The flag a type selector list comes from. */
+const SELECTOR_FLAGS = { base: '--resources', add: '--add-types', remove: '--remove-types' } as const;
+
+/**
+ * The usage error (exit 2) a run failed with before doing any work: a type selector that matches
+ * nothing this cluster serves, or a report directory that cannot be written. `undefined` for
+ * anything else.
+ */
+function usageErrorOf(err: unknown, unknownTypeError: typeof import('../inventory/collect.ts').UnknownTypeError): OptionError | undefined {
+  if (err instanceof unknownTypeError) {
+    const first = err.unknown[0]!;
+    const flag = SELECTOR_FLAGS[first.list];
+    const each = err.unknown.map((u) => `${SELECTOR_FLAGS[u.list]} "${u.selector}" matches no resource type this cluster serves${u.nearest ? ` (did you mean "${u.nearest}"?)` : ''}`);
+    return new OptionError(flag, `${each.join('; ')}; nothing was collected`);
+  }
+  if (err instanceof Error && err.name === 'ReportDirError') {
+    return new OptionError('--report-dir', `${err.message} (--report-dir, $PATH_REPORTS); nothing was collected`);
+  }
+  return undefined;
 }
 
 /** Writes to stdout and waits when the pipe is full, so a dry run of a big cluster stays small. */

@@ -89,6 +89,10 @@ describe('usage errors exit 2 with a one-line message and no stack', () => {
     ['a bad operator env value', ['operator'], { CROWSNEST_LEASE_DURATION: '15' }, /^error: .*--lease-duration \(from CROWSNEST_LEASE_DURATION\): missing unit/],
     ['a bad global flag after the command', ['version', '--log-level', 'verbose'], {}, /^error: invalid value "verbose" for --log-level/],
     ['a bad version output format', ['version', '--output', 'yaml'], {}, /error: option '-o, --output <format>' argument 'yaml' is invalid/],
+    ['an operator with no controller to run', ['operator', '--controllers=-logaccess'], {}, /^error: invalid value "-logaccess" for --controllers: selects no controller, so the operator would have nothing to run \(known controllers: logaccess; '\*' runs them all\)\n$/],
+    ['an operator with an empty controller list', ['operator'], { CROWSNEST_CONTROLLERS: ',' }, /^error: invalid value "," for --controllers \(from CROWSNEST_CONTROLLERS\): selects no controller/],
+    ['escape sequences in an argument, echoed escaped', ['ports', 'scan', '--net-pid', '1\u001b[2J\n'], {}, /^error: invalid value "1\\e\[2J\\n" for --net-pid: must be a process id/],
+    ['escape sequences in an unknown option, echoed escaped', ['version', '--x\u001b[31m'], {}, /^error: unknown option '--x\\e\[31m'/],
   ];
   for (const [what, argv, env, message] of cases) {
     test(what, async () => {
@@ -96,8 +100,22 @@ describe('usage errors exit 2 with a one-line message and no stack', () => {
       assert.equal(code, EXIT_USAGE);
       assert.match(stderr, message);
       assert.doesNotMatch(stderr, /\n\s+at /, 'no stack trace');
+      assert.doesNotMatch(stderr, /[\u0000-\u0009\u000b-\u001f]/, 'no raw control characters');
     });
   }
+
+  test('binary content of a config file is echoed escaped, on one line', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'crowsnest-main-config-'));
+    try {
+      writeFileSync(join(dir, 'pageSize'), '12\u001b]0;pwned\u0007\n\u0000\u00ff');
+      const { code, stderr } = await run(['inventory', 'collect', 'c1', '--config', dir]);
+      assert.equal(code, EXIT_USAGE);
+      assert.equal(stderr.split('\n').length, 2, stderr);
+      assert.match(stderr, /^error: invalid value "12\\e\]0;pwned\\x07\\n\\x00ÿ" for --page-size \(from .*pageSize\): must be a whole number/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
 
   test('no command at all shows the help on stderr', async () => {
     const { code, stderr } = await run([]);
@@ -171,7 +189,7 @@ describe('version', () => {
   test('an unreachable server is reported and still exits 0', async () => {
     const { code, stdout } = await run(['version', '--kubeconfig', unreachable]);
     assert.equal(code, EXIT_OK);
-    assert.match(stdout, /^server: unavailable \(connect ECONNREFUSED 127\.0\.0\.1:\d+\)$/m);
+    assert.match(stdout, /^server: unavailable \(API server 127\.0\.0\.1:\d+: connection refused \(ECONNREFUSED\): nothing listens there, or the server is down\)$/m);
   });
 
   test('a broken kubeconfig is reported as the reason and still exits 0', async () => {
@@ -202,7 +220,7 @@ describe('version', () => {
       const pending = fetchServerVersion(loadKubeConfig({ kubeconfig: path }), { timeoutMs: 5_000, clock });
       await arrived;
       clock.advance(5_000);
-      await assert.rejects(pending, /no answer within 5s/);
+      await assert.rejects(pending, { name: 'KubeConnectionError', message: `API server 127.0.0.1:${(silent.address() as AddressInfo).port}: no answer within 5s (the server or the network path to it is stuck)` });
     } finally {
       silent.closeAllConnections();
       await new Promise<void>((resolve) => silent.close(() => resolve()));
@@ -212,5 +230,42 @@ describe('version', () => {
   test('--output json carries the reason when the server is unavailable', async () => {
     const { stdout } = await run(['version', '-o', 'json', '--kubeconfig', unreachable]);
     assert.match(JSON.parse(stdout).serverError, /ECONNREFUSED/);
+  });
+});
+
+describe('inventory diff says what it would otherwise pass over', () => {
+  const line = (name: string, uid: string): string => `${JSON.stringify({ apiVersion: 'v1', kind: 'ConfigMap', metadata: { namespace: 'a', name, uid } })}\n`;
+
+  test('snapshots of two different clusters: a warning naming both, and the diff as usual', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'crowsnest-diff-'));
+    try {
+      const prod = join(dir, 'inventory-prod-eu-20261123T140000.000Z-aaaaaaaa.ndjson');
+      const staging = join(dir, 'inventory-staging-20261123T141500Z.ndjson');
+      writeFileSync(prod, line('x', '1'));
+      writeFileSync(staging, line('x', '1'));
+      const { code, stdout, stderr } = await run(['inventory', 'diff', prod, staging]);
+      assert.equal(code, EXIT_OK, stderr);
+      assert.match(stderr, /^warning: the snapshots are of different clusters: prod-eu \(inventory-prod-eu-.*\) and staging \(inventory-staging-.*\)$/m);
+      assert.match(stdout, /No differences\./);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test('an empty snapshot: a warning that everything shows as added (or removed)', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'crowsnest-diff-'));
+    try {
+      const empty = join(dir, 'inventory-prod-20261123T140000.000Z-aaaaaaaa.ndjson');
+      const full = join(dir, 'inventory-prod-20261123T141500.000Z-bbbbbbbb.ndjson');
+      writeFileSync(empty, '');
+      writeFileSync(full, line('x', '1') + line('y', '2'));
+      const { code, stderr } = await run(['inventory', 'diff', empty, full]);
+      assert.equal(code, 1);
+      assert.match(stderr, /^warning: .*inventory-prod-20261123T140000\.000Z-aaaaaaaa\.ndjson holds no objects: everything in the other snapshot shows as added$/m);
+      const same = await run(['inventory', 'diff', full, full]);
+      assert.equal(same.stderr, '', 'nothing to say about two full snapshots of one cluster');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

@@ -10,6 +10,7 @@ import { Command, CommanderError, Help, Option } from 'commander';
 import { version } from '../version.ts';
 import { describeFlag, globalFlags, knownControllers, OptionError, resolveGlobalOptions, type FlagDefinition } from './options.ts';
 import { EXIT_OK, EXIT_FAILURE, EXIT_USAGE, processIO, type CliIO, type RunState } from './command.ts';
+import { escapeControl, escapeControlKeepingLines } from '../terminal-text.ts';
 
 export { EXIT_OK, EXIT_FAILURE, EXIT_USAGE, type CliIO } from './command.ts';
 
@@ -29,13 +30,15 @@ export async function main(argv: readonly string[], io: CliIO = processIO): Prom
   } catch (err) {
     // Commander already printed its message (or the help / version it was asked for).
     if (err instanceof CommanderError) return err.exitCode === EXIT_OK ? EXIT_OK : EXIT_USAGE;
+    // Messages quote what others wrote (a config file, an API server, an endpoint): one line each,
+    // never raw control characters on the terminal.
     if (err instanceof OptionError) {
-      io.stderr(`error: ${err.message}\n`);
+      io.stderr(`error: ${escapeControl(err.message)}\n`);
       return EXIT_USAGE;
     }
     // Stacks are for whoever debugs crowsnest, not for whoever runs it.
     const debugging = state.globals?.logLevel === 'debug' || state.globals?.logLevel === 'trace';
-    const text = err instanceof Error ? (debugging && err.stack ? err.stack : err.message) : String(err);
+    const text = err instanceof Error ? (debugging && err.stack ? escapeControlKeepingLines(err.stack) : escapeControl(err.message)) : escapeControl(String(err));
     io.stderr(`error: ${text}\n`);
     return EXIT_FAILURE;
   }
@@ -84,7 +87,8 @@ async function buildProgram(argv: readonly string[], io: CliIO, state: RunState)
   program
     .description(DESCRIPTION)
     .usage('<command> [options]')
-    .configureOutput({ writeOut: io.stdout, writeErr: io.stderr })
+    // Commander's errors echo the arguments as given: escaped like every other message.
+    .configureOutput({ writeOut: io.stdout, writeErr: io.stderr, outputError: (text, write) => write(escapeControlKeepingLines(text)) })
     .configureHelp({ showGlobalOptions: true, sortSubcommands: true })
     .exitOverride()
     .showHelpAfterError('(run with --help for usage)')

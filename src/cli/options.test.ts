@@ -42,6 +42,7 @@ describe('parseDuration', () => {
     ['s', /invalid duration "s"/],
     ['.s', /invalid duration ".s"/],
     ['1.5.5s', /missing unit/],
+    [`${'9'.repeat(400)}h`, /duration "9{400}h" is too large/],
   ];
   for (const [input, message] of invalid) {
     test(`"${input}" is rejected with a message naming the input`, () => {

@@ -84,6 +84,7 @@ export function parseDuration(input: string): number {
     totalMs += Number(`${whole || '0'}.${fraction ?? ''}0`) * msPerUnit;
     rest = rest.slice(consumed.length);
   }
+  if (!Number.isFinite(totalMs)) throw new Error(`duration "${input}" is too large`);
   return sign * totalMs;
 }
 
@@ -131,6 +132,19 @@ export function resolveControllers(spec: string, known: readonly string[] = know
     if (disabled.has(name)) throw new Error(`controller "${name}" is both enabled and disabled`);
   }
   return known.filter((name) => !disabled.has(name) && (all || enabled.has(name)));
+}
+
+/**
+ * `--controllers` for `crowsnest operator`: a selection of nothing is refused, since an operator
+ * without controllers would only hold its Lease, report ready and do nothing, which looks like
+ * it works.
+ */
+function parseControllers(value: string | boolean): readonly string[] {
+  const enabled = resolveControllers(asString(value));
+  if (enabled.length === 0) {
+    throw new Error(`selects no controller, so the operator would have nothing to run (known controllers: ${knownControllers.join(', ') || 'none yet'}; '*' runs them all)`);
+  }
+  return enabled;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -373,6 +387,13 @@ export function parsePositiveInteger(value: string | boolean): number {
   return Number(text);
 }
 
+/** A report directory: any path but the empty one (which would mean "nowhere"). */
+export function parseReportDir(value: string | boolean): string {
+  const text = asString(value).trim();
+  if (text === '') throw new Error('must not be empty (the default is ./reports)');
+  return text;
+}
+
 /** Accepts what {@link parseBindAddress} accepts and keeps the user's spelling. */
 function parseBindAddressFlag(value: string | boolean): string {
   const text = asString(value);
@@ -563,7 +584,7 @@ export function resolveOperatorOptions(
   const options: OperatorOptions = {
     kubeconfig: globals.kubeconfig,
     context: globals.context,
-    controllers: resolve(sources, 'controllers', (v) => resolveControllers(asString(v)), OPERATOR_DEFAULTS.controllers),
+    controllers: resolve(sources, 'controllers', parseControllers, OPERATOR_DEFAULTS.controllers),
     metricsBindAddress: resolve(sources, 'metrics-bind-address', parseBindAddressFlag, OPERATOR_DEFAULTS.metricsBindAddress),
     healthProbeBindAddress: resolve(
       sources,

@@ -123,6 +123,10 @@ describe('resolvePortsCollectOptions', () => {
     ['a fractional keep-last', { keepLast: '2.5' }, {}, '--keep-last', '2.5'],
     ['an unknown image pull policy', { imagePullPolicy: 'Sometimes' }, {}, '--image-pull-policy', 'Sometimes'],
     ['a lowercase image pull policy', { imagePullPolicy: 'always' }, {}, '--image-pull-policy', 'always'],
+    ['a node selector the API server would refuse', { nodeSelector: 'pool in (a' }, {}, '--node-selector', 'pool in (a'],
+    ['an invalid CROWSNEST_NODE_SELECTOR', {}, { CROWSNEST_NODE_SELECTOR: 'a b' }, '--node-selector', 'a b'],
+    ['an empty report directory', { reportDir: '' }, {}, '--report-dir', ''],
+    ['a timeout too large to be a number', { timeout: `${'9'.repeat(400)}h` }, {}, '--timeout', `${'9'.repeat(400)}h`],
   ];
   for (const [what, flags, env, flag, value] of invalid) {
     test(`${what} is an OptionError naming ${flag} and the value`, () => {

@@ -4,8 +4,10 @@
  */
 import { Option, type Command } from 'commander';
 import { abortOnTermination, kubeClientFor, requireGlobals, type CliIO, type RunState } from './command.ts';
-import { asString, OptionError, parseNamespace, parsePositiveDurationMs, parsePositiveInteger } from './options.ts';
+import { asString, OptionError, parseNamespace, parsePositiveDurationMs, parsePositiveInteger, parseReportDir } from './options.ts';
+import { checkLabelSelector } from '../kube/label-selector.ts';
 import { version } from '../version.ts';
+import { escapeControl } from '../terminal-text.ts';
 
 /** Exit codes of `ports collect`: every node scanned / some failed / none could be scanned. */
 export const PORTS_EXIT = { complete: 0, failed: 1, partial: 3 } as const;
@@ -51,7 +53,10 @@ export function resolvePortsCollectOptions(flags: Readonly<Record<string, unknow
     throw new OptionError('--image-pull-policy', `invalid value "${pullPolicy}" for --image-pull-policy: must be Always, IfNotPresent or Never`);
   }
   const output = (flags['output'] as string | undefined) ?? 'text';
-  const nodeSelector = pick('node-selector', 'CROWSNEST_NODE_SELECTOR');
+  const nodeSelector = parse('node-selector', pick('node-selector', 'CROWSNEST_NODE_SELECTOR'), (v) => {
+    checkLabelSelector(v);
+    return v.trim();
+  }, undefined);
   const priorityClassName = pick('priority-class-name', 'CROWSNEST_PRIORITY_CLASS_NAME');
   return {
     namespace: parse('namespace', pick('namespace', 'CROWSNEST_NAMESPACE', 'POD_NAMESPACE'), parseNamespace, 'default'),
@@ -61,7 +66,7 @@ export function resolvePortsCollectOptions(flags: Readonly<Record<string, unknow
     concurrency: parse('concurrency', pick('concurrency', 'CROWSNEST_CONCURRENCY'), parsePositiveInteger, 10),
     nodeTimeoutMs: parse('timeout', pick('timeout', 'CROWSNEST_TIMEOUT'), parsePositiveDurationMs, 120_000),
     ...(nodeSelector ? { nodeSelector } : {}),
-    reportDir: pick('report-dir', 'CROWSNEST_REPORT_DIR', 'PATH_REPORTS', 'PATH_REPORT') ?? './reports',
+    reportDir: parse('report-dir', pick('report-dir', 'CROWSNEST_REPORT_DIR', 'PATH_REPORTS', 'PATH_REPORT'), parseReportDir, './reports'),
     keepLast: parse('keep-last', pick('keep-last', 'CROWSNEST_KEEP_LAST'), (v) => {
       if (!/^\d+$/.test(v)) throw new Error('must be a whole number (0 keeps all)');
       return Number(v);
@@ -91,13 +96,18 @@ export function addPortsCollectCommand(ports: Command, io: CliIO, state: RunStat
   command.action(async () => {
     const globals = requireGlobals(state);
     const options = resolvePortsCollectOptions(command.opts(), io.env);
-    const [{ createLogger }, collect, report, { randomUUID }] = await Promise.all([
+    const [{ createLogger }, collect, report, { randomUUID }, { prepareReportDir }] = await Promise.all([
       import('../observe/logger.ts'),
       import('../ports/collect.ts'),
       import('../ports/report.ts'),
       import('node:crypto'),
+      import('../report-files.ts'),
     ]);
     const logger = createLogger({ level: globals.logLevel, format: globals.logFormat });
+    // Before any node is scanned: finding out afterwards would throw every scan away.
+    await prepareReportDir(options.reportDir).catch((err: unknown) => {
+      throw new OptionError('--report-dir', `${err instanceof Error ? err.message : String(err)} (--report-dir, $PATH_REPORTS); no node was scanned`);
+    });
     const client = await kubeClientFor(globals, io.env);
     const shutdown = abortOnTermination(logger, 'interrupted: deleting scan pods, then writing what was scanned');
     const runId = randomUUID().slice(0, 8);
@@ -131,7 +141,8 @@ export function addPortsCollectCommand(ports: Command, io: CliIO, state: RunStat
           ...skipped.map((skip) => `  - ${skip.node}: ${skip.reason}`),
           ...report.renderDiffText(built.diff),
         ];
-        io.stdout(`${lines.join('\n')}\n`);
+        // Failure reasons quote the scan pods' logs: one escaped line each.
+        io.stdout(`${lines.map(escapeControl).join('\n')}\n`);
       }
       // An interrupted run still wrote what it had (the nodes not reached are listed as failed).
       state.exitCode = shutdown.signal.aborted || (built.nodes.length === 0 && built.failed.length > 0)

@@ -3,7 +3,7 @@
  * `ports` command through its own `add…Command` function below; `scan` reads this host's /proc.
  *
  * Imported only when the command line names `ports` (see `main.ts`); the scanner is imported when
- * a subcommand runs. `ports/format.ts` has no imports but types.
+ * a subcommand runs. `ports/format.ts` imports nothing but types and `terminal-text.ts`.
  */
 import { Option, type Command } from 'commander';
 import { EXIT_OK, requireGlobals, type CliIO, type RunState } from './command.ts';
@@ -45,7 +45,7 @@ function addScanCommand(ports: Command, io: CliIO, state: RunState): void {
     const scan = await scanHost({ procRoot, netPid });
     io.stdout(output === 'json' ? renderJson(scan) : renderTable(scan));
     // Warnings go to stderr so `-o json` output stays parseable; what they say is also in the JSON.
-    for (const warning of scanWarnings(scan)) io.stderr(`warning: ${warning}\n`);
+    for (const warning of scanWarnings(scan)) io.stderr(`warning: ${warning}\n`); // escaped by scanWarnings
     state.exitCode = EXIT_OK;
   });
 }

@@ -7,6 +7,7 @@ import { Option, type Command } from 'commander';
 import { realClock, type Clock } from '../kube/clock.ts';
 import type { ConnectionSource } from '../kube/connection.ts';
 import { buildInfo, type BuildInfo } from '../version.ts';
+import { escapeControl } from '../terminal-text.ts';
 import { requireGlobals, type CliIO, type RunState } from './command.ts';
 import type { GlobalOptions } from './options.ts';
 
@@ -100,23 +101,27 @@ export interface FetchServerVersionOptions {
 
 /** `GET /version` on the current context's API server, aborted after `timeoutMs`. */
 export async function fetchServerVersion(kc: ConnectionSource, options: FetchServerVersionOptions): Promise<VersionInfo> {
-  const { KubeClient } = await import('../kube/client.ts');
+  const { KubeClient, KubeConnectionError } = await import('../kube/client.ts');
   const client = new KubeClient(kc);
   const controller = new AbortController();
   const timer = options.clock.setTimer(
-    () => controller.abort(new Error(`no answer within ${options.timeoutMs / 1_000}s`)),
+    () => controller.abort(new DOMException(`no answer within ${options.timeoutMs / 1_000}s`, 'TimeoutError')),
     options.timeoutMs,
   );
   try {
     // Our own timer (on the injected clock), not the client's default request timeout.
     return await client.json<VersionInfo>('/version', { signal: controller.signal, timeoutMs: 0 });
   } catch (err) {
-    // The fetch rejects with a generic AbortError; the reason we gave is the useful part.
-    if (controller.signal.aborted) throw controller.signal.reason;
+    // The fetch rejects with a generic AbortError: say which server did not answer, and that it timed out.
+    if (controller.signal.aborted) {
+      const server = await kc.connection().then((connection) => new URL(connection.server).host, () => 'of the kubeconfig');
+      throw new KubeConnectionError(server, controller.signal.reason, options.timeoutMs);
+    }
     throw err;
   } finally {
     options.clock.clearTimer(timer);
-    // Not awaited: closing waits for the aborted request's socket, which a silent server keeps open.
+    // Not awaited: closing waits for the aborted request's socket, which a silent server keeps open
+    // (undici's connection attempt holds the process until its own 10 s connect timeout).
     void client.close().catch(() => {});
   }
 }
@@ -128,6 +133,8 @@ export async function fetchServerVersion(kc: ConnectionSource, options: FetchSer
 function describeError(err: unknown): string {
   // KubeApiError, recognised by shape so this module does not load the HTTP client up front.
   if (err instanceof Error && 'status' in err && typeof err.status === 'number') return `HTTP ${err.status}`;
+  // KubeConnectionError already names the server and the cause.
+  if (err instanceof Error && err.name === 'KubeConnectionError') return err.message;
   let current: unknown = err;
   while (current instanceof Error && current.cause instanceof Error) current = current.cause;
   const message = current instanceof Error ? current.message : String(current);
@@ -139,7 +146,8 @@ function renderText(client: BuildInfo, server: ServerVersionResult): string {
   const lines = [`crowsnest ${client.version}${commit}`, `node ${client.nodeVersion}`];
   if (server.kind === 'available') lines.push(`server: ${server.info.gitVersion}`);
   if (server.kind === 'unavailable') lines.push(`server: unavailable (${server.reason})`);
-  return `${lines.join('\n')}\n`;
+  // The reason and versions are the server's words: one escaped line each.
+  return `${lines.map(escapeControl).join('\n')}\n`;
 }
 
 function renderJson(client: BuildInfo, server: ServerVersionResult): string {

@@ -128,8 +128,8 @@ function collectOptions(sink: SinkOptions, overrides: Partial<CollectOptions> = 
   };
 }
 
-const dirSink = (dir: string, keepLast = 0): SinkOptions => ({ kind: 'dir', dir, format: 'ndjson', gzip: false, retention: { keepLast, maxAgeMs: 0 } });
-const STEM = snapshotStem('c', new Date('2026-03-01T10:00:00Z'));
+const dirSink = (dir: string, keepLast = 0): SinkOptions => ({ kind: 'dir', dir, format: 'ndjson', gzip: false, retention: { keepLast, maxAgeMs: 0, maxUndelivered: 0 } });
+const STEM = snapshotStem('c', new Date('2026-03-01T10:00:00Z'), 'run-1');
 
 /** A logger that keeps its lines. */
 function recordingLogger(): Logger & { lines: { level: string; msg: string; fields: object }[] } {
@@ -206,7 +206,7 @@ describe('collectInventory: after delivery', () => {
     assert.equal(summary.result, 'success');
     assert.equal(summary.sink.delivered, true);
     assert.equal(summary.warnings.length, 1);
-    assert.match(summary.warnings[0] ?? '', /^the run summary could not be written: .*EISDIR/);
+    assert.match(summary.warnings[0] ?? '', /^the run summary could not be written: .*EEXIST/);
     assert.ok(logger.lines.some((line) => line.level === 'error' && /run summary not written/.test(line.msg)));
     assert.ok((await readdir(dir)).includes(`${STEM}.ndjson`), 'the snapshot is kept');
   });
@@ -215,7 +215,7 @@ describe('collectInventory: after delivery', () => {
     const client = await fakeCluster({ crdStatus: 200 });
     const dir = await scratch.fresh();
     // An old "snapshot" that is a directory: removing it fails.
-    await mkdir(join(dir, 'inventory-c-20200101T000000Z.ndjson'));
+    await mkdir(join(dir, 'inventory-c-20200101T000000.000Z-00000000.ndjson'));
     const summary = await collectInventory(client, collectOptions(dirSink(dir, 1)));
     assert.equal(summary.result, 'success');
     assert.equal(summary.warnings.length, 1);
@@ -248,7 +248,7 @@ describe('collectInventory: endpoint', () => {
     const summary = await collectInventory(client, collectOptions({
       kind: 'endpoint',
       dir,
-      retention: { keepLast: 0, maxAgeMs: 0 },
+      retention: { keepLast: 0, maxAgeMs: 0, maxUndelivered: 0 },
       endpoint: { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/`, chunkBytes: 1 << 20, timeoutMs: 10_000, maxAttempts: 1, retryInitialMs: 10, userAgent: 'test' },
     }));
     assert.equal(summary.result, 'success');
@@ -286,7 +286,7 @@ describe('collectInventory: interruption', () => {
     const run = collectInventory(client, collectOptions({
       kind: 'endpoint',
       dir,
-      retention: { keepLast: 0, maxAgeMs: 0 },
+      retention: { keepLast: 0, maxAgeMs: 0, maxUndelivered: 0 },
       endpoint: { url: endpoint.url, chunkBytes: 1 << 20, timeoutMs: 60_000, maxAttempts: 3, retryInitialMs: 10, userAgent: 'test' },
     }, { signal: controller.signal, onPhase: (phase) => phases.push(phase) }));
     for (let i = 0; i < 2000 && endpoint.requests() === 0; i++) await new Promise((resolve) => setTimeout(resolve, 5));

@@ -11,7 +11,7 @@
  *
  * Memory holds one page per type being listed plus one upload chunk, whatever the cluster size.
  */
-import { writeFile, rm } from 'node:fs/promises';
+import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { KubeClient } from '../kube/client.ts';
 import { realClock, type Clock } from '../kube/clock.ts';
@@ -19,19 +19,29 @@ import type { KubeObject } from '../kube/resources.ts';
 import type { Logger } from '../kube/logger-type.ts';
 import { mapConcurrent } from '../kube/concurrency.ts';
 import { describeError } from '../kube/errors.ts';
+import { createFileExclusively, prepareReportDir, writeFileAtomically } from '../report-files.ts';
 import { discoverTypes, type FailedGroup } from './discovery.ts';
 import { listType, RequestLimiter, type TypeListResult } from './lister.ts';
 import { redactObject, type RedactionOptions } from './redact.ts';
 import { resendKeptSnapshots, type ResendResult } from './resend.ts';
 import {
   pruneSnapshots,
+  type PruneResult,
   SnapshotEncoder,
   SnapshotFileWriter,
   snapshotStem,
   type RetentionPolicy,
 } from './snapshot-writer.ts';
 import type { SnapshotFormat } from './snapshot-format.ts';
-import { CUSTOM_RESOURCES_SELECTOR, selectTypes, typeName, type CollectableType, type TypeSelectors } from './types.ts';
+import {
+  checkSelectors,
+  CUSTOM_RESOURCES_SELECTOR,
+  selectTypes,
+  typeName,
+  type CollectableType,
+  type TypeSelectors,
+  type UnknownSelector,
+} from './types.ts';
 import { uploadSnapshot, UploadError, type EndpointOptions } from './upload.ts';
 
 /** Where a run's objects go. */
@@ -111,6 +121,20 @@ export function customResourcesSkip(
   return { type: CUSTOM_RESOURCES_SELECTOR, reason: customResourcesUnknown };
 }
 
+/**
+ * Selectors the user gave match nothing this cluster serves: nothing was listed, sent or written.
+ * The CLI names the flag each came from and exits 2.
+ */
+export class UnknownTypeError extends Error {
+  readonly unknown: readonly UnknownSelector[];
+
+  constructor(unknown: readonly UnknownSelector[]) {
+    super(unknown.map((u) => `"${u.selector}" matches no resource type this cluster serves${u.nearest ? ` (nearest: ${u.nearest})` : ''}`).join('; '));
+    this.name = 'UnknownTypeError';
+    this.unknown = unknown;
+  }
+}
+
 /** How a run went: `partial` = delivered, but something was skipped or dropped. */
 export type RunResult = 'success' | 'partial' | 'failure';
 
@@ -164,6 +188,11 @@ export interface RunSummary {
   readonly sink: SinkSummary;
   /** Snapshots kept by earlier runs (endpoint down) that this run sent, or tried to. */
   resent?: ResendResult[];
+  /**
+   * Undelivered snapshots in the report directory after this run (its own included), and those
+   * deleted because there were more than `--max-undelivered`; endpoint runs only.
+   */
+  retention?: { undeliveredKept: number; undeliveredDeleted: string[] };
   readonly warnings: string[];
 }
 
@@ -199,6 +228,30 @@ export async function collectInventory(client: KubeClient, options: CollectOptio
     warnings: [],
   };
 
+  // Before any work: a report directory that cannot be written would only fail the run once
+  // everything was listed.
+  if (options.sink.kind !== 'stdout') await prepareReportDir(options.sink.dir);
+
+  options.onPhase?.('collecting');
+  const discovery = await discoverTypes(client, options.signal, clock);
+  summary.failedGroups.push(...discovery.failedGroups);
+  for (const group of discovery.failedGroups) logger.warn({ groupVersion: group.groupVersion, reason: group.reason }, 'API group skipped: discovery failed');
+  const check = checkSelectors(discovery.types, options.selectors, discovery.failedGroups.map((group) => group.groupVersion.split('/')[0]!));
+  if (check.unknown.length) throw new UnknownTypeError(check.unknown);
+  for (const selector of check.maybeInFailedGroups) {
+    summary.skippedTypes.push({ type: selector, reason: 'matches no type served now; an API group whose discovery failed may serve it' });
+  }
+  const customSkip = customResourcesSkip(options.selectors, discovery.customResourcesUnknown);
+  if (customSkip) {
+    summary.skippedTypes.push(customSkip);
+    logger.warn({ type: customSkip.type, reason: customSkip.reason }, 'custom resources not collected');
+  } else if (discovery.customResourcesUnknown) {
+    summary.warnings.push(discovery.customResourcesUnknown);
+  }
+  const selection = selectTypes(discovery.types, options.selectors);
+  summary.unmatchedSelectors.push(...selection.unmatched.filter((selector) => !check.maybeInFailedGroups.includes(selector)));
+  if (summary.unmatchedSelectors.length) logger.info({ selectors: summary.unmatchedSelectors }, 'resource types of the default set that this cluster does not serve');
+
   if (options.sink.kind === 'endpoint') {
     // Before this run's own snapshot joins them: what earlier runs could not deliver goes first.
     summary.resent = await resendKeptSnapshots({
@@ -210,21 +263,6 @@ export async function collectInventory(client: KubeClient, options: CollectOptio
       ...(options.clock ? { clock: options.clock } : {}),
     });
   }
-
-  options.onPhase?.('collecting');
-  const discovery = await discoverTypes(client, options.signal);
-  summary.failedGroups.push(...discovery.failedGroups);
-  for (const group of discovery.failedGroups) logger.warn({ groupVersion: group.groupVersion, reason: group.reason }, 'API group skipped: discovery failed');
-  const customSkip = customResourcesSkip(options.selectors, discovery.customResourcesUnknown);
-  if (customSkip) {
-    summary.skippedTypes.push(customSkip);
-    logger.warn({ type: customSkip.type, reason: customSkip.reason }, 'custom resources not collected');
-  } else if (discovery.customResourcesUnknown) {
-    summary.warnings.push(discovery.customResourcesUnknown);
-  }
-  const selection = selectTypes(discovery.types, options.selectors);
-  summary.unmatchedSelectors.push(...selection.unmatched);
-  if (selection.unmatched.length) logger.info({ selectors: selection.unmatched }, 'resource type selectors matched no served type');
   logger.info({ types: selection.selected.length, discovered: discovery.types.length }, 'collecting');
 
   const sink = await openSink(options, started);
@@ -316,16 +354,29 @@ export async function collectInventory(client: KubeClient, options: CollectOptio
     summary.warnings.push(`the run summary could not be written: ${reason}`);
     logger.error({ reason }, 'run summary not written (the run itself is not affected)');
   }
+  let summaryChanged = false;
   try {
-    const deleted = await sink.prune();
-    if (deleted.length) logger.info({ deleted }, 'retention: old snapshots removed');
+    const pruned = await sink.prune();
+    if (pruned && options.sink.kind === 'endpoint') {
+      summary.retention = { undeliveredKept: pruned.undeliveredKept, undeliveredDeleted: pruned.undeliveredDeleted };
+      summaryChanged = true;
+    }
+    const deliveredDeleted = pruned?.deleted.filter((name) => !pruned.undeliveredDeleted.includes(name)) ?? [];
+    if (deliveredDeleted.length) logger.info({ deleted: deliveredDeleted }, 'retention: old snapshots removed');
+    if (pruned?.undeliveredDeleted.length) {
+      const warning = `retention: ${pruned.undeliveredDeleted.length} file(s) of snapshots never delivered were deleted, ` +
+        `because more than --max-undelivered were kept: ${pruned.undeliveredDeleted.join(', ')}`;
+      summary.warnings.push(warning);
+      logger.warn({ deleted: pruned.undeliveredDeleted, kept: pruned.undeliveredKept }, 'retention: undelivered snapshots deleted (over --max-undelivered)');
+    }
   } catch (err) {
     const reason = describeError(err);
     summary.warnings.push(`retention: removing old snapshots failed: ${reason}`);
     logger.error({ reason }, 'retention: removing old snapshots failed (the run itself is not affected)');
-    // Best effort: let the summary on disk say so too.
-    if (summaryWritten) await sink.writeSummary(summary).catch(() => {});
+    summaryChanged = true;
   }
+  // Best effort: let the summary on disk say what retention did too.
+  if (summaryWritten && summaryChanged) await sink.writeSummary(summary).catch(() => {});
   return summary;
 }
 
@@ -334,8 +385,8 @@ interface Sink {
   /** Completes delivery and fills `summary.sink`, `summary.rawBytes`; never throws for delivery failures. */
   finish(summary: RunSummary): Promise<void>;
   writeSummary(summary: RunSummary): Promise<void>;
-  /** Applies the retention policy; returns the names deleted. */
-  prune(): Promise<string[]>;
+  /** Applies the retention policy; `undefined` when there is none (stdout). */
+  prune(): Promise<PruneResult | undefined>;
   abort(): Promise<void>;
 }
 
@@ -346,16 +397,44 @@ async function openSink(options: CollectOptions, started: Date): Promise<Sink> {
     dir: sink.dir,
     clusterId: options.clusterId,
     startedAt: started,
+    runId: options.runId,
     // The endpoint reads the spool back line by line, so it is always gzip NDJSON.
     format: sink.kind === 'dir' ? sink.format : 'ndjson',
     gzip: sink.kind === 'dir' ? sink.gzip : true,
   });
-  const summaryPath = join(sink.dir, `${snapshotStem(options.clusterId, started)}.summary.json`);
+  const summaryPath = join(sink.dir, `${snapshotStem(options.clusterId, started, options.runId)}.summary.json`);
+  let summaryCreated = false;
+  const writeSummary = async (summary: RunSummary): Promise<void> => {
+    const text = `${JSON.stringify(summary, null, 2)}\n`;
+    // Created exclusively (no run replaces another's), then rewritten in place by this run.
+    if (summaryCreated) await writeFileAtomically(summaryPath, text, 0o640);
+    else await createFileExclusively(summaryPath, text, 0o640);
+    summaryCreated = true;
+  };
   return {
     write: (object) => writer.write(object),
     abort: () => writer.abort(),
     async finish(summary) {
-      const committed = await writer.commit();
+      if (sink.kind === 'endpoint') {
+        // Written before the snapshot appears: whatever ends the run from here on (a crash, a
+        // kill, a power loss), the snapshot is never without a summary saying it was not
+        // delivered, which is what the next run resends and what retention keeps.
+        const pending = structuredClone(summary);
+        Object.assign(pending, { result: 'failure', finishedAt: new Date(clockOf(options).now()).toISOString() });
+        Object.assign(pending.sink, { delivered: false, path: writer.path, url: redactUrl(sink.endpoint.url), error: 'the run ended before its upload finished' });
+        await writeSummary(pending).catch((err: unknown) => {
+          options.logger.warn({ reason: describeError(err) }, 'endpoint: the summary of the spooled snapshot could not be written before the upload');
+        });
+      }
+      let committed;
+      try {
+        committed = await writer.commit();
+      } catch (err) {
+        // No snapshot after all: a summary saying one is kept would only mislead.
+        if (summaryCreated) await rm(summaryPath, { force: true }).catch(() => {});
+        summaryCreated = false;
+        throw err;
+      }
       summary.rawBytes = committed.rawBytes;
       if (sink.kind === 'dir') {
         Object.assign(summary.sink, { path: committed.path, delivered: true, storedBytes: committed.storedBytes });
@@ -390,9 +469,7 @@ async function openSink(options: CollectOptions, started: Date): Promise<Sink> {
         options.logger.warn({ path: committed.path, reason }, 'endpoint: spool file not removed after the upload');
       }
     },
-    async writeSummary(summary) {
-      await writeFile(summaryPath, `${JSON.stringify(summary, null, 2)}\n`, { mode: 0o640 });
-    },
+    writeSummary,
     prune: () => pruneSnapshots(sink.dir, options.clusterId, sink.retention, new Date()),
   };
 }
@@ -421,10 +498,14 @@ function stdoutSink(write: (text: string) => void | Promise<void>): Sink {
     },
     async writeSummary() {},
     async prune() {
-      return [];
+      return undefined;
     },
     async abort() {},
   };
+}
+
+function clockOf(options: CollectOptions): Clock {
+  return options.clock ?? realClock;
 }
 
 /** `https://user:pw@host/path?token=x` → `https://host/path`: summaries and logs never hold credentials. */

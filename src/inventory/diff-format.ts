@@ -2,6 +2,7 @@
  * How `crowsnest inventory diff` prints a {@link SnapshotDiff}: a plain-text listing for people
  * (no colour, so it pastes into tickets and survives pipes) or JSON for tools.
  */
+import { escapeControl } from '../terminal-text.ts';
 import type { ObjectRef, SnapshotDiff } from './diff.ts';
 
 /**
@@ -31,7 +32,8 @@ export function renderDiffTable(diff: SnapshotDiff): string {
   section('Removed', diff.removed, '-');
   section('Changed', diff.changed.map((entry) => entry.ref), '~', (index) => {
     const { paths, morePaths } = diff.changed[index]!;
-    return paths.length === 0 ? '' : `: ${paths.join(', ')}${morePaths > 0 ? ` (+${morePaths} more)` : ''}`;
+    // Paths are made of the objects' own keys: whatever the snapshot file holds.
+    return paths.length === 0 ? '' : `: ${paths.map(escapeControl).join(', ')}${morePaths > 0 ? ` (+${morePaths} more)` : ''}`;
   });
   section('Replaced (uid changed)', diff.replaced, '!');
   if (lines.length === 0) lines.push('No differences.');
@@ -77,8 +79,11 @@ export function renderDiffJson(diff: SnapshotDiff): string {
   return `${JSON.stringify({ summary, added, removed, changed, replaced }, null, 2)}\n`;
 }
 
-/** `apps/Deployment shop/web`, `ConfigMap shop/cfg`, `Namespace shop`. */
+/**
+ * `apps/Deployment shop/web`, `ConfigMap shop/cfg`, `Namespace shop`, with control characters
+ * escaped: a snapshot file can hold anything.
+ */
 export function describeRef(ref: ObjectRef): string {
   const type = ref.group ? `${ref.group}/${ref.kind}` : ref.kind;
-  return `${type} ${ref.namespace ? `${ref.namespace}/` : ''}${ref.name}`;
+  return escapeControl(`${type} ${ref.namespace ? `${ref.namespace}/` : ''}${ref.name}`);
 }

@@ -5,8 +5,10 @@
  * goes on with the rest, unlike the seed, where one broken group aborted everything.
  */
 import type { KubeClient } from '../kube/client.ts';
-import { describeError, isNetworkError } from '../kube/errors.ts';
+import { realClock, sleep, type Clock } from '../kube/clock.ts';
+import { describeError, isNetworkError, isRetryable, retryAfterMs } from '../kube/errors.ts';
 import { mapConcurrent } from '../kube/concurrency.ts';
+import { ExponentialBackoff } from '../kube/ratelimiter.ts';
 import type { CollectableType } from './types.ts';
 
 /** A group/version whose discovery failed, and why. */
@@ -44,37 +46,53 @@ interface ApiGroupList {
 
 /** Parallel discovery requests: one per API group, which is ~25 on a bare cluster. */
 const DISCOVERY_CONCURRENCY = 8;
-/** Attempts per group on network errors; HTTP errors (503 from a dead aggregated API) are not retried. */
-const DISCOVERY_ATTEMPTS = 3;
-const DISCOVERY_RETRY_DELAY_MS = 500;
+/**
+ * Attempts per discovery request, 500 ms apart and doubling (7.5 s in all), as the lister
+ * retries a page: an API server restarting under a run is waited out. A group's own HTTP errors
+ * (503 from a dead aggregated API) are not retried; the API server's for `/apis` and the core
+ * group are.
+ */
+const DISCOVERY_ATTEMPTS = 5;
+const DISCOVERY_RETRY_INITIAL_MS = 500;
+/** Longest wait honoured from a Retry-After header, in milliseconds. */
+const MAX_RETRY_AFTER_MS = 30_000;
+
+/** `fn` again after a backoff while `retry(err)` says so, at most {@link DISCOVERY_ATTEMPTS} times. */
+async function withRetries<T>(fn: () => Promise<T>, retry: (err: unknown) => boolean, signal: AbortSignal | undefined, clock: Clock): Promise<T> {
+  const backoff = new ExponentialBackoff({ initialMs: DISCOVERY_RETRY_INITIAL_MS, maxMs: 8 * DISCOVERY_RETRY_INITIAL_MS, jitter: 0.2 });
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await fn();
+    } catch (err) {
+      if (signal?.aborted || attempt >= DISCOVERY_ATTEMPTS || !retry(err)) throw err;
+      const asked = retryAfterMs(err, clock);
+      await sleep(clock, asked !== undefined ? Math.min(asked, MAX_RETRY_AFTER_MS) : backoff.next(), signal ?? new AbortController().signal);
+    }
+  }
+}
 
 /** Asks for object metadata only: CRDs carry large schemas we do not need to tell types apart. */
 const PARTIAL_METADATA_LIST = 'application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json';
 
 /** Discovers the collectable types of the cluster behind `client`. */
-export async function discoverTypes(client: KubeClient, signal?: AbortSignal): Promise<DiscoveryResult> {
+export async function discoverTypes(client: KubeClient, signal?: AbortSignal, clock: Clock = realClock): Promise<DiscoveryResult> {
   const failedGroups: FailedGroup[] = [];
   const groupVersions = ['v1'];
-  const groups = await client.json<ApiGroupList>('/apis', { signal });
+  const groups = await withRetries(() => client.json<ApiGroupList>('/apis', { signal }), isRetryable, signal, clock);
   for (const group of groups.groups) {
     if (group.preferredVersion) groupVersions.push(group.preferredVersion.groupVersion);
   }
 
   const lists = await mapConcurrent(groupVersions, DISCOVERY_CONCURRENCY, async (groupVersion) => {
     const path = groupVersion === 'v1' ? '/api/v1' : `/apis/${groupVersion}`;
-    for (let attempt = 1; ; attempt++) {
-      try {
-        return await client.json<ApiResourceList>(path, { signal });
-      } catch (err) {
-        if (signal?.aborted) throw err;
-        if (isNetworkError(err) && attempt < DISCOVERY_ATTEMPTS) {
-          await new Promise((resolve) => setTimeout(resolve, DISCOVERY_RETRY_DELAY_MS * attempt));
-          continue;
-        }
-        if (groupVersion === 'v1') throw err; // without the core group there is nothing worth a snapshot
-        failedGroups.push({ groupVersion, reason: describeError(err) });
-        return undefined;
-      }
+    const core = groupVersion === 'v1';
+    try {
+      return await withRetries(() => client.json<ApiResourceList>(path, { signal }), core ? isRetryable : isNetworkError, signal, clock);
+    } catch (err) {
+      if (signal?.aborted) throw err;
+      if (core) throw err; // without the core group there is nothing worth a snapshot
+      failedGroups.push({ groupVersion, reason: describeError(err) });
+      return undefined;
     }
   });
 

@@ -11,8 +11,9 @@ import { readdir, readFile, rm, stat } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import type { Clock } from '../kube/clock.ts';
 import type { Logger } from '../kube/logger-type.ts';
-import { escapeRegExp, writeFileAtomically } from '../report-files.ts';
+import { compareByStamp, writeFileAtomically } from '../report-files.ts';
 import type { RunSummary } from './collect.ts';
+import { runFilePattern } from './snapshot-writer.ts';
 import { uploadSnapshot, type EndpointOptions } from './upload.ts';
 
 /** What happened to one kept snapshot. */
@@ -39,9 +40,24 @@ const DEFAULT_MAX_RUNS = 5;
 
 /** Sends kept snapshots of `clusterId` found in `dir`; see the module comment. */
 export async function resendKeptSnapshots(options: ResendOptions): Promise<ResendResult[]> {
-  const pattern = new RegExp(`^inventory-${escapeRegExp(options.clusterId)}-\\d{8}T\\d{6}Z\\.summary\\.json$`);
-  const snapshotName = new RegExp(`^inventory-${escapeRegExp(options.clusterId)}-\\d{8}T\\d{6}Z\\.ndjson\\.gz$`);
-  const names = (await readdir(options.dir).catch(() => [] as string[])).filter((name) => pattern.test(name)).sort();
+  const pattern = runFilePattern(options.clusterId);
+  /** A run file name → its time stamp when it is a summary, the only files this looks at. */
+  const summaryStamp = (name: string): string | undefined => {
+    const match = pattern.exec(name);
+    return match && match[3] === undefined ? match[1] : undefined;
+  };
+  /** The spool of an endpoint run: always gzip NDJSON. */
+  const isSpoolName = (name: string): boolean => {
+    const match = pattern.exec(name);
+    return match?.[3] === 'ndjson' && match[4] === '.gz';
+  };
+  const names = (await readdir(options.dir).catch(() => [] as string[]))
+    .flatMap((name) => {
+      const stamp = summaryStamp(name);
+      return stamp === undefined ? [] : [{ name, stamp }];
+    })
+    .sort(compareByStamp)
+    .map((entry) => entry.name);
   const kept: { summaryPath: string; summary: RunSummary; path: string }[] = [];
   for (const name of names) {
     const summaryPath = join(options.dir, name);
@@ -54,7 +70,7 @@ export async function resendKeptSnapshots(options: ResendOptions): Promise<Resen
     const path = summary.sink?.path;
     if (summary.kind !== 'InventoryRunSummary' || summary.sink.kind !== 'endpoint' || summary.sink.delivered || !path) continue;
     // Only this cluster's snapshot files in this directory: a summary is not a licence to send any file.
-    if (resolve(dirname(path)) !== resolve(options.dir) || !snapshotName.test(basename(path))) continue;
+    if (resolve(dirname(path)) !== resolve(options.dir) || !isSpoolName(basename(path))) continue;
     if (!(await stat(path).then((info) => info.isFile(), () => false))) continue;
     kept.push({ summaryPath, summary, path });
   }

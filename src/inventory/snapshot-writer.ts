@@ -1,22 +1,35 @@
 /**
  * Writes a snapshot to the report directory as it is collected: objects are encoded and
- * compressed as they arrive, into a hidden temporary file that is renamed into place only once
- * complete (temp + fsync + rename), so a reader never sees half a snapshot and a crashed run
- * leaves no file that looks finished.
+ * compressed as they arrive, into a hidden temporary file that is linked into place only once
+ * complete (temp + fsync + link), so a reader never sees half a snapshot, a crashed run leaves
+ * no file that looks finished, and no run ever replaces another's file.
  *
- * File names sort by time and carry the cluster id:
- * `inventory-<clusterId>-<YYYYMMDDTHHMMSSZ>.<ndjson|json>[.gz]`, with the run summary beside it
- * as `…-<time>.summary.json`.
+ * File names sort by time, carry the cluster id and are unique per run:
+ * `inventory-<clusterId>-<YYYYMMDDTHHMMSS.mmmZ>-<run>.<ndjson|json>[.gz]` (`<run>`: the first 8
+ * hex digits of the run id), with the run summary beside it as `…-<run>.summary.json`. Names
+ * written by versions before 0.2 (`…-<YYYYMMDDTHHMMSSZ>.…`, no run part) are still recognised.
  */
 import { once } from 'node:events';
 import { createWriteStream, type WriteStream } from 'node:fs';
-import { mkdir, open, readdir, rename, rm, stat } from 'node:fs/promises';
+import { open, readdir, readFile, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Writable } from 'node:stream';
 import { finished, pipeline } from 'node:stream/promises';
 import { createGzip, type Gzip } from 'node:zlib';
 import type { KubeObject } from '../kube/resources.ts';
-import { escapeRegExp, fileTimestamp, parseFileTimestamp } from '../report-files.ts';
+import {
+  commitExclusively,
+  compareByStamp,
+  escapeRegExp,
+  FILE_TIMESTAMP_PATTERN,
+  fileTimestamp,
+  isTemporaryNameOf,
+  makeDirectories,
+  parseFileTimestamp,
+  RUN_SUFFIX_PATTERN,
+  runNameSuffix,
+  temporaryPathFor,
+} from '../report-files.ts';
 import type { SnapshotFormat } from './snapshot-format.ts';
 
 /**
@@ -49,15 +62,26 @@ export class SnapshotEncoder {
   }
 }
 
-/** The file name stem of a snapshot: `inventory-<clusterId>-<time>`. */
-export function snapshotStem(clusterId: string, startedAt: Date): string {
-  return `inventory-${clusterId}-${fileTimestamp(startedAt)}`;
+/** The file name stem of a run's files: `inventory-<clusterId>-<time>-<run>`. */
+export function snapshotStem(clusterId: string, startedAt: Date, runId: string): string {
+  return `inventory-${clusterId}-${fileTimestamp(startedAt)}-${runNameSuffix(runId)}`;
+}
+
+/**
+ * Matches the names of `clusterId`'s run files (snapshot or summary, this version's or older):
+ * group 1 is the time stamp, group 2 the run part (absent in old names), group 3 the snapshot
+ * format when it is a snapshot (`ndjson`, `json`, with group 4 `.gz`), `undefined` for a summary.
+ */
+export function runFilePattern(clusterId: string): RegExp {
+  return new RegExp(`^inventory-${escapeRegExp(clusterId)}-(${FILE_TIMESTAMP_PATTERN})(?:-(${RUN_SUFFIX_PATTERN}))?\\.(?:(ndjson|json)(\\.gz)?|summary\\.json)$`);
 }
 
 export interface SnapshotFileOptions {
   readonly dir: string;
   readonly clusterId: string;
   readonly startedAt: Date;
+  /** The run's id: part of the file name, so runs never share one. */
+  readonly runId: string;
   readonly format: SnapshotFormat;
   readonly gzip: boolean;
   /**
@@ -92,7 +116,7 @@ export class SnapshotWriteError extends Error {
   }
 }
 
-/** Streams one snapshot into `<dir>/.<name>.tmp`, renamed to `<dir>/<name>` by {@link commit}. */
+/** Streams one snapshot into a hidden temporary file, linked to `<dir>/<name>` by {@link commit}. */
 export class SnapshotFileWriter {
   /** Where the snapshot will be once committed. */
   readonly path: string;
@@ -136,11 +160,16 @@ export class SnapshotFileWriter {
     this.append(this.encoder.begin());
   }
 
+  /** The file name a snapshot of these options gets. */
+  static pathFor(options: Pick<SnapshotFileOptions, 'dir' | 'clusterId' | 'startedAt' | 'runId' | 'format' | 'gzip'>): string {
+    return join(options.dir, `${snapshotStem(options.clusterId, options.startedAt, options.runId)}.${options.format}${options.gzip ? '.gz' : ''}`);
+  }
+
   /** Creates the report directory if needed and opens the temporary file. */
   static async open(options: SnapshotFileOptions): Promise<SnapshotFileWriter> {
-    await mkdir(options.dir, { recursive: true });
-    const name = `${snapshotStem(options.clusterId, options.startedAt)}.${options.format}${options.gzip ? '.gz' : ''}`;
-    const writer = new SnapshotFileWriter(options, join(options.dir, name), join(options.dir, `.${name}.tmp`));
+    await makeDirectories(options.dir);
+    const path = SnapshotFileWriter.pathFor(options);
+    const writer = new SnapshotFileWriter(options, path, temporaryPathFor(path));
     if ((writer.file as Partial<WriteStream>).pending) await once(writer.file, 'open');
     return writer;
   }
@@ -160,8 +189,8 @@ export class SnapshotFileWriter {
   }
 
   /**
-   * Finishes the file, syncs it to disk and renames it into place. On failure the temporary
-   * file is removed and a {@link SnapshotWriteError} is thrown.
+   * Finishes the file, syncs it to disk and links it into place (never over an existing file).
+   * On failure the temporary file is removed and a {@link SnapshotWriteError} is thrown.
    */
   async commit(): Promise<CommittedSnapshot> {
     try {
@@ -177,7 +206,7 @@ export class SnapshotFileWriter {
       } finally {
         await handle.close();
       }
-      await rename(this.tempPath, this.path);
+      await commitExclusively(this.tempPath, this.path);
     } catch (err) {
       await this.abort();
       throw err instanceof SnapshotWriteError || !(err instanceof Error) ? err : new SnapshotWriteError(this.path, err);
@@ -241,60 +270,119 @@ async function syncDirectory(dir: string): Promise<void> {
 }
 
 export interface RetentionPolicy {
-  /** Runs of this cluster to keep, newest first; 0 keeps all. */
+  /** Delivered runs of this cluster to keep, newest first; 0 keeps all. */
   readonly keepLast: number;
-  /** Runs older than this are deleted, in milliseconds; 0 keeps them regardless of age. */
+  /** Delivered runs older than this are deleted, in milliseconds; 0 keeps them regardless of age. */
   readonly maxAgeMs: number;
+  /**
+   * Undelivered snapshots (the endpoint never got them) to keep at most, newest first; 0 keeps
+   * every one. Never applied by `keepLast` or `maxAgeMs`: those are for delivered runs.
+   */
+  readonly maxUndelivered: number;
+}
+
+/** What {@link pruneSnapshots} did. */
+export interface PruneResult {
+  /** Names deleted: delivered runs beyond the policy, stale temporary files, and `undeliveredDeleted`. */
+  readonly deleted: string[];
+  /** Undelivered snapshots left in the directory (this run's included). */
+  undeliveredKept: number;
+  /** Names of undelivered runs deleted because there were more than `maxUndelivered`. */
+  readonly undeliveredDeleted: string[];
 }
 
 /** Temporary files of runs that died are removed after this long (a live run is never this slow). */
 const STALE_TEMP_AGE_MS = 6 * 3_600_000;
 
+interface RunFiles {
+  readonly stamp: string;
+  /** The run's stem, for sorting ties. */
+  readonly name: string;
+  readonly files: string[];
+  snapshot?: string;
+  summary?: string;
+}
+
 /**
  * Deletes runs of `clusterId` beyond the retention policy, and temporary files left by crashed
- * runs. A run is every file of one start time: its snapshot, its summary, or both — after a
- * successful upload only the summary is left, and it ages out like any other run. Files that do
+ * runs. A run is every file of one stem: its snapshot, its summary, or both — after a successful
+ * upload only the summary is left, and it ages out like any other run.
+ *
+ * A run whose snapshot was not delivered (its summary says the endpoint did not get it, or the
+ * summary cannot be read, so nobody can tell) is never deleted by `keepLast` or `maxAgeMs`: only
+ * `maxUndelivered` bounds those, and the caller warns about each one it deletes. Files that do
  * not look like ours are never touched.
- * @returns the names deleted.
  */
-export async function pruneSnapshots(dir: string, clusterId: string, policy: RetentionPolicy, now: Date): Promise<string[]> {
-  const prefix = `inventory-${clusterId}-`;
-  const snapshotPattern = new RegExp(`^${escapeRegExp(prefix)}(\\d{8}T\\d{6}Z)\\.(ndjson|json)(\\.gz)?$`);
-  const summaryPattern = new RegExp(`^${escapeRegExp(prefix)}(\\d{8}T\\d{6}Z)\\.summary\\.json$`);
+export async function pruneSnapshots(dir: string, clusterId: string, policy: RetentionPolicy, now: Date): Promise<PruneResult> {
+  const pattern = runFilePattern(clusterId);
+  const result: PruneResult = { deleted: [], undeliveredKept: 0, undeliveredDeleted: [] };
   let names: string[];
   try {
     names = await readdir(dir);
   } catch {
-    return [];
+    return result;
   }
-  /** File names of each run, by start time stamp. */
-  const runs = new Map<string, string[]>();
+  const runs = new Map<string, RunFiles>();
   for (const name of [...names].sort()) {
-    const stamp = (snapshotPattern.exec(name) ?? summaryPattern.exec(name))?.[1];
-    if (stamp === undefined) continue;
-    runs.set(stamp, [...(runs.get(stamp) ?? []), name]);
+    const match = pattern.exec(name);
+    if (!match) continue;
+    const [, stamp = '', suffix, format] = match;
+    const key = `${stamp}-${suffix ?? ''}`;
+    const run = runs.get(key) ?? { stamp, name: key, files: [] };
+    run.files.push(name);
+    if (format) run.snapshot = name;
+    else run.summary = name;
+    runs.set(key, run);
   }
-  const newestFirst = [...runs.keys()].sort((a, b) => b.localeCompare(a));
-  const deleted: string[] = [];
-  for (const [index, stamp] of newestFirst.entries()) {
-    const tooMany = policy.keepLast > 0 && index >= policy.keepLast;
-    const tooOld = policy.maxAgeMs > 0 && now.getTime() - parseFileTimestamp(stamp) > policy.maxAgeMs;
-    if (!tooMany && !tooOld) continue;
-    for (const name of runs.get(stamp) ?? []) {
-      await rm(join(dir, name), { force: true });
-      deleted.push(name);
+  const newestFirst = [...runs.values()].sort((a, b) => compareByStamp(b, a));
+  let delivered = 0;
+  let undelivered = 0;
+  for (const run of newestFirst) {
+    if (run.snapshot && !(await isDelivered(dir, run))) {
+      undelivered++;
+      if (policy.maxUndelivered > 0 && undelivered > policy.maxUndelivered) {
+        await removeAll(dir, run.files, result.deleted);
+        result.undeliveredDeleted.push(...run.files);
+      } else {
+        result.undeliveredKept++;
+      }
+      continue;
     }
+    delivered++;
+    const tooMany = policy.keepLast > 0 && delivered > policy.keepLast;
+    const tooOld = policy.maxAgeMs > 0 && now.getTime() - parseFileTimestamp(run.stamp) > policy.maxAgeMs;
+    if (tooMany || tooOld) await removeAll(dir, run.files, result.deleted);
   }
   for (const name of names) {
-    // Exactly `.<snapshot name>.tmp`: a prefix test would also take another cluster's temp files
-    // when one id extends the other (`prod` vs `prod-eu`).
-    if (!name.startsWith('.') || !name.endsWith('.tmp') || !snapshotPattern.test(name.slice(1, -'.tmp'.length))) continue;
+    // Exactly a temporary name of one of our names: a prefix test would also take another
+    // cluster's temp files when one id extends the other (`prod` vs `prod-eu`).
+    if (!isTemporaryNameOf(name, (finalName) => pattern.test(finalName))) continue;
     const info = await stat(join(dir, name)).catch(() => undefined);
-    if (info && now.getTime() - info.mtimeMs > STALE_TEMP_AGE_MS) {
-      await rm(join(dir, name), { force: true });
-      deleted.push(name);
-    }
+    if (info && now.getTime() - info.mtimeMs > STALE_TEMP_AGE_MS) await removeAll(dir, [name], result.deleted);
   }
-  return deleted;
+  return result;
 }
 
+async function removeAll(dir: string, names: readonly string[], deleted: string[]): Promise<void> {
+  for (const name of names) {
+    await rm(join(dir, name), { force: true });
+    deleted.push(name);
+  }
+}
+
+/**
+ * Whether the run's snapshot reached its destination: a snapshot written to the report
+ * directory did; one meant for an endpoint did only when its summary says so. A snapshot without
+ * a summary was written by a directory run (an endpoint run writes its summary before its
+ * snapshot appears); an unreadable summary leaves the question open, which counts as "no".
+ */
+async function isDelivered(dir: string, run: RunFiles): Promise<boolean> {
+  if (!run.summary) return true;
+  try {
+    const summary = JSON.parse(await readFile(join(dir, run.summary), 'utf8')) as { kind?: unknown; sink?: { kind?: unknown; delivered?: unknown } };
+    if (summary.kind !== 'InventoryRunSummary') return false;
+    return summary.sink?.kind !== 'endpoint' || summary.sink.delivered === true;
+  } catch {
+    return false;
+  }
+}

@@ -19,6 +19,16 @@ function summary(overrides: Partial<RunSummary> = {}): RunSummary {
 }
 
 describe('renderSummaryText', () => {
+  it('keeps an endpoint\'s error body on one escaped line: it cannot colour the terminal or forge a success line', () => {
+    const text = renderSummaryText(summary({
+      result: 'failure',
+      sink: { kind: 'endpoint', url: 'https://inv.example/api', delivered: false, path: '/r/s.ndjson.gz', error: 'HTTP 500: \u001b[32m\ninventory success: 12 objects' },
+    }));
+    assert.doesNotMatch(text, /\u001b/);
+    assert.doesNotMatch(text, /^inventory success/m);
+    assert.match(text, /NOT delivered to https:\/\/inv\.example\/api: HTTP 500: \\e\[32m\\ninventory success: 12 objects$/m);
+  });
+
   it('states the outcome, where the snapshot went and the gzip ratio, listing only types with objects', () => {
     const text = renderSummaryText(summary());
     assert.match(text, /^inventory success: 12 objects of 2 types from cluster prod in 2\.0s \(20\.0 KiB JSON, 10\.0× gzip\)/);

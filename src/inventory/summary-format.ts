@@ -2,9 +2,14 @@
  * The run summary as people read it at the end of `inventory collect` (the JSON form is the
  * summary object itself).
  */
+import { escapeControl } from '../terminal-text.ts';
 import type { RunSummary } from './collect.ts';
 
-/** Renders `summary` as a short report: outcome, sink, per-type counts, then what went wrong. */
+/**
+ * Renders `summary` as a short report: outcome, sink, per-type counts, then what went wrong.
+ * Each line is one line: control characters in what others wrote (an endpoint's error body, an
+ * API server's message, object names) are escaped.
+ */
 export function renderSummaryText(summary: RunSummary): string {
   const lines: string[] = [];
   const seconds = (summary.durationMs / 1000).toFixed(1);
@@ -45,9 +50,11 @@ export function renderSummaryText(summary: RunSummary): string {
     }
   }
   for (const selector of summary.unmatchedSelectors) problems.push(`type selector "${selector}" matched nothing this cluster serves`);
+  const retention = summary.retention;
+  if (retention?.undeliveredKept) problems.push(`${retention.undeliveredKept} undelivered snapshot(s) kept in the report directory, to be re-sent`);
   for (const warning of summary.warnings) problems.push(warning);
   if (problems.length) lines.push('', ...problems.map((problem) => `  ! ${problem}`));
-  return `${lines.join('\n')}\n`;
+  return `${lines.map(escapeControl).join('\n')}\n`;
 }
 
 function formatBytes(bytes: number): string {

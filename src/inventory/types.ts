@@ -143,3 +143,106 @@ export function selectTypes(
     .sort((a, b) => typeName(a).localeCompare(typeName(b)));
   return { selected, unmatched: [...new Set(unmatched)] };
 }
+
+/** Which list a selector came from: `base` is `--resources` (or the default set). */
+export type SelectorList = 'base' | 'add' | 'remove';
+
+/** A selector given by the user that matches nothing this cluster serves: almost always a typo. */
+export interface UnknownSelector {
+  readonly selector: string;
+  readonly list: SelectorList;
+  /** The served type (or `group/*`) spelled most like it. */
+  readonly nearest?: string;
+}
+
+/** What {@link checkSelectors} found. */
+export interface SelectorCheck {
+  /** Selectors that match nothing and cannot be explained: the run must not start. */
+  readonly unknown: readonly UnknownSelector[];
+  /**
+   * Selectors that match nothing, but may name a type of a group whose discovery failed: the
+   * run goes on and reports them as skipped.
+   */
+  readonly maybeInFailedGroups: readonly string[];
+}
+
+/**
+ * Finds the user's selectors that match no served type, before anything is listed: a typo in
+ * `--resources` would otherwise give an empty "successful" snapshot, and one in
+ * `--remove-types` would ship what was meant to be left out. Names of the default set are
+ * exempt (a Kubernetes type an older cluster does not serve yet is reported, not fatal), as are
+ * `*` and `customresources`, and selectors that may belong to a group whose discovery failed
+ * (a bare name when any group failed, `x.group` and `group/*` when that group failed).
+ */
+export function checkSelectors(
+  discovered: readonly CollectableType[],
+  selectors: TypeSelectors,
+  failedGroups: readonly string[],
+): SelectorCheck {
+  const unknown: UnknownSelector[] = [];
+  const maybeInFailedGroups: string[] = [];
+  const lists: [SelectorList, readonly string[]][] = [['base', selectors.base], ['add', selectors.add], ['remove', selectors.remove]];
+  const candidates = selectorCandidates(discovered);
+  for (const [list, entries] of lists) {
+    for (const selector of entries) {
+      if (selector === '*' || selector === CUSTOM_RESOURCES_SELECTOR || DEFAULT_TYPE_SELECTORS.includes(selector)) continue;
+      if (discovered.some((type) => matches(selector, type, discovered))) continue;
+      const group = selectorGroup(selector);
+      if (group === undefined ? failedGroups.length > 0 : failedGroups.includes(group)) {
+        maybeInFailedGroups.push(selector);
+        continue;
+      }
+      const nearest = nearestName(selector, candidates);
+      unknown.push({ selector, list, ...(nearest !== undefined ? { nearest } : {}) });
+    }
+  }
+  return { unknown, maybeInFailedGroups: [...new Set(maybeInFailedGroups)] };
+}
+
+/** The group a selector names (`""` for core), or `undefined` for a bare resource name. */
+function selectorGroup(selector: string): string | undefined {
+  if (selector.endsWith('/*')) {
+    const group = selector.slice(0, -2);
+    return group === 'core' ? '' : group;
+  }
+  const dot = selector.indexOf('.');
+  return dot === -1 ? undefined : selector.slice(dot + 1);
+}
+
+/** Every way a served type can be written: `pods`, `deployments.apps`, `apps/*`, `core/*`. */
+function selectorCandidates(discovered: readonly CollectableType[]): string[] {
+  const names = new Set<string>();
+  for (const type of discovered) {
+    names.add(type.resource);
+    names.add(typeName(type));
+    names.add(`${type.group || 'core'}/*`);
+  }
+  return [...names].sort();
+}
+
+/** The candidate with the smallest edit distance to `word` (the first in order on a tie). */
+export function nearestName(word: string, candidates: readonly string[]): string | undefined {
+  let best: string | undefined;
+  let bestDistance = Number.POSITIVE_INFINITY;
+  for (const candidate of candidates) {
+    const distance = editDistance(word, candidate);
+    if (distance < bestDistance) {
+      best = candidate;
+      bestDistance = distance;
+    }
+  }
+  return best;
+}
+
+/** Levenshtein distance: insertions, deletions and substitutions, one character each. */
+export function editDistance(a: string, b: string): number {
+  let previous = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const current = [i];
+    for (let j = 1; j <= b.length; j++) {
+      current[j] = Math.min(previous[j]! + 1, current[j - 1]! + 1, previous[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
+    }
+    previous = current;
+  }
+  return previous[b.length]!;
+}

@@ -296,7 +296,7 @@ describe('uploadSnapshot: retries', () => {
     try {
       await assert.rejects(uploadSnapshot(await spool([objectOfSize('a', 80)]), options(server.url, { clock, maxAttempts: 2 })), (err: unknown) => {
         assert.ok(err instanceof UploadError);
-        assert.equal(err.message, 'endpoint unreachable for chunk 0 after 2 attempts: HTTP 502: bad gateway');
+        assert.equal(err.message, `endpoint ${new URL(server.url).host} unreachable for chunk 0 after 2 attempts: HTTP 502: bad gateway`);
         assert.equal(err.attempts, 2);
         assert.equal(err.status, 502);
         assert.equal(err.chunk, 0);
@@ -314,7 +314,7 @@ describe('uploadSnapshot: retries', () => {
     await assert.rejects(uploadSnapshot(await spool(objects), options(server.url, { chunkBytes: 150 })), (err: unknown) => {
       assert.ok(err instanceof UploadError);
       assert.equal(err.chunk, 1);
-      assert.equal(err.message, 'endpoint refused chunk 1: HTTP 400: bad chunk');
+      assert.equal(err.message, `endpoint ${new URL(server.url).host} refused chunk 1: HTTP 400: bad chunk`);
       return true;
     });
   });
@@ -331,7 +331,7 @@ describe('uploadSnapshot: retries', () => {
       const clock = new FakeClock();
       await assert.rejects(uploadSnapshot(await spool([objectOfSize('a', 80)]), options(server.url, { clock, maxAttempts: 5 })), (err: unknown) => {
         assert.ok(err instanceof UploadError);
-        assert.equal(err.message, `endpoint refused chunk 0: HTTP ${status}: denied${hint}`);
+        assert.equal(err.message, `endpoint ${new URL(server.url).host} refused chunk 0: HTTP ${status}: denied${hint}`);
         assert.equal(err.attempts, 1);
         assert.equal(err.status, status);
         return true;
@@ -353,7 +353,7 @@ describe('uploadSnapshot: retries', () => {
         assert.ok(err instanceof UploadError);
         assert.equal(err.attempts, 3);
         assert.equal(err.status, undefined);
-        assert.match(err.message, /^endpoint unreachable for chunk 0 after 3 attempts: /);
+        assert.equal(err.message, `endpoint ${new URL(url).host} unreachable for chunk 0 after 3 attempts: connection refused (ECONNREFUSED): nothing listens there, or the server is down`);
         return true;
       });
     } finally {
@@ -451,5 +451,72 @@ describe('uploadSnapshot: file handles', () => {
     await assert.rejects(uploadSnapshot(path, options(server.url)), { code: 'Z_DATA_ERROR' });
     assert.equal(server.arrived, 0);
     await until(() => !isOpen(path), 'the spool file to be closed');
+  });
+});
+
+describe('uploadSnapshot: answers it cannot trust', () => {
+  /**
+   * Answers with `status` and a body that never ends (64 KiB blocks as fast as the socket takes
+   * them, or one byte per 50 ms when `slow`); counts the body bytes that left the server.
+   */
+  async function endlessEndpoint(status: number, slow = false): Promise<Endpoint & { sent: () => number }> {
+    let sent = 0;
+    const block = Buffer.alloc(64 * 1024, 'x');
+    const server = await endpoint((res) => {
+      res.writeHead(status, { 'content-type': 'text/plain' });
+      const pump = (): void => {
+        if (res.destroyed || res.writableEnded) return;
+        if (slow) {
+          res.write('x');
+          sent++;
+          setTimeout(pump, 50);
+          return;
+        }
+        while (!res.destroyed && res.write(block)) sent += block.length;
+        if (!res.destroyed) {
+          sent += block.length;
+          res.once('drain', pump);
+        }
+      };
+      res.on('close', () => res.destroy());
+      pump();
+    });
+    return Object.assign(server, { sent: () => sent });
+  }
+  const MiB = 1024 * 1024;
+
+  it('takes a 200 with an endless body as delivered at once, without reading the body', { timeout: 20_000 }, async () => {
+    const server = await endlessEndpoint(200);
+    const started = Date.now();
+    const result = await uploadSnapshot(await spool([objectOfSize('a', 80)]), options(server.url, { timeoutMs: 10_000 }));
+    assert.equal(result.chunks, 1);
+    assert.ok(Date.now() - started < 3_000, `took ${Date.now() - started} ms: the body was waited for`);
+    assert.ok(server.sent() < 16 * MiB, `${(server.sent() / MiB).toFixed(0)} MiB of the answer were read`);
+  });
+
+  it('reads only the start of an endless error body, and quotes at most 200 characters of it', { timeout: 20_000 }, async () => {
+    const server = await endlessEndpoint(500);
+    const started = Date.now();
+    await assert.rejects(uploadSnapshot(await spool([objectOfSize('a', 80)]), options(server.url, { maxAttempts: 1, timeoutMs: 10_000 })), (err: unknown) => {
+      assert.ok(err instanceof UploadError);
+      assert.equal(err.status, 500);
+      assert.match(err.message, /HTTP 500: x{200}…$/);
+      return true;
+    });
+    assert.ok(Date.now() - started < 3_000, `took ${Date.now() - started} ms`);
+    assert.ok(server.sent() < 16 * MiB, `${(server.sent() / MiB).toFixed(0)} MiB of the answer were read`);
+  });
+
+  it('ends an error answer whose body trickles in forever with the request timeout', { timeout: 20_000 }, async () => {
+    const server = await endlessEndpoint(503, true);
+    const started = Date.now();
+    await assert.rejects(uploadSnapshot(await spool([objectOfSize('a', 80)]), options(server.url, { maxAttempts: 1, timeoutMs: 500 })), UploadError);
+    assert.ok(Date.now() - started < 3_000, `took ${Date.now() - started} ms`);
+  });
+
+  it('keeps a timeout longer than Node timers can hold (700 h) instead of timing out at once', { timeout: 20_000 }, async () => {
+    const server = await endpoint((res) => setTimeout(() => res.writeHead(204).end(), 100));
+    const result = await uploadSnapshot(await spool([objectOfSize('a', 80)]), options(server.url, { maxAttempts: 1, timeoutMs: 700 * 3_600_000 }));
+    assert.equal(result.chunks, 1);
   });
 });

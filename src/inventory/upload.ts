@@ -18,8 +18,10 @@ import { pipeline } from 'node:stream';
 import { promisify } from 'node:util';
 import { createGunzip, gzip as gzipCallback } from 'node:zlib';
 import { request } from 'undici';
-import { realClock, sleep, type Clock } from '../kube/clock.ts';
+import { describeConnectionFailure } from '../kube/client.ts';
+import { realClock, sleep, timeoutSignal, type Clock } from '../kube/clock.ts';
 import { parseRetryAfter } from '../kube/errors.ts';
+import { excerpt, readBoundedText } from '../kube/http-body.ts';
 import { ExponentialBackoff } from '../kube/ratelimiter.ts';
 
 const gzip = promisify(gzipCallback);
@@ -73,6 +75,13 @@ export class UploadError extends Error {
 
 const RETRY_MAX_MS = 30_000;
 const MAX_RETRY_AFTER_MS = 120_000;
+/**
+ * Of the endpoint's answer only this much is read: enough for an error message, and a success
+ * needs no body at all. The rest is not read (the connection is closed instead).
+ */
+const MAX_ANSWER_BYTES = 4 * 1024;
+/** Characters of an error body quoted in messages. */
+const MAX_QUOTED_CHARS = 200;
 
 /** Uploads the gzip NDJSON snapshot at `path`. */
 export async function uploadSnapshot(path: string, options: EndpointOptions): Promise<UploadResult> {
@@ -153,31 +162,40 @@ async function postChunk(
   if (options.secretKey) headers['x-crowsnest-secret-key'] = options.secretKey;
 
   const backoff = new ExponentialBackoff({ initialMs: options.retryInitialMs, maxMs: Math.max(options.retryInitialMs, RETRY_MAX_MS), jitter: 0.2 });
+  const host = new URL(options.url).host;
   for (let attempt = 1; ; attempt++) {
     let status: number | undefined;
     let reason: string;
     let retryAfterMs: number | undefined;
     try {
+      // One signal for the whole exchange, the answer's body included: a body that trickles in
+      // forever ends with the timeout like a server that never answers.
       const res = await request(options.url, {
         method: 'POST',
         headers,
         body: payload,
-        signal: AbortSignal.any([options.signal, AbortSignal.timeout(options.timeoutMs)]),
+        signal: AbortSignal.any([options.signal, timeoutSignal(options.timeoutMs)]),
       });
       status = res.statusCode;
-      const text = await res.body.text().catch(() => '');
-      if (status >= 200 && status < 300) return payload.length;
-      reason = `HTTP ${status}${text ? `: ${text.slice(0, 200)}` : ''}`;
+      if (status >= 200 && status < 300) {
+        // Success is the status: the body is not needed, and an endless one must not hold us.
+        // (Destroying an unread body reports an abort: that is us, not the endpoint.)
+        res.body.on('error', () => {});
+        res.body.destroy();
+        return payload.length;
+      }
+      const text = (await readBoundedText(res.body, MAX_ANSWER_BYTES).catch(() => ({ text: '' }))).text;
+      reason = `HTTP ${status}${text.trim() ? `: ${excerpt(text, MAX_QUOTED_CHARS)}` : ''}`;
       retryAfterMs = parseRetryAfter(res.headers['retry-after'], clock);
       if (!isRetryableStatus(status)) {
-        throw new UploadError(`endpoint refused chunk ${index}: ${reason}${hintFor(status)}`, { chunk: index, attempts: attempt, status });
+        throw new UploadError(`endpoint ${host} refused chunk ${index}: ${reason}${hintFor(status)}`, { chunk: index, attempts: attempt, status });
       }
     } catch (err) {
       if (err instanceof UploadError || options.signal.aborted) throw err;
-      reason = err instanceof Error ? `${err.name}: ${err.message}` : String(err);
+      reason = describeConnectionFailure(err, options.timeoutMs);
     }
     if (attempt >= options.maxAttempts) {
-      throw new UploadError(`endpoint unreachable for chunk ${index} after ${attempt} attempts: ${reason}`, {
+      throw new UploadError(`endpoint ${host} unreachable for chunk ${index} after ${attempt} attempts: ${reason}`, {
         chunk: index,
         attempts: attempt,
         ...(status !== undefined ? { status } : {}),

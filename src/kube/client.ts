@@ -8,7 +8,91 @@
  * counted, not hidden.
  */
 import { Agent, type Dispatcher, fetch } from 'undici';
+import { realClock, timeoutSignal, type TimerHandle } from './clock.ts';
 import { toConnectionSource, type AnyConnectionSource, type ConnectionSource, type TlsMaterial } from './connection.ts';
+import { readBoundedText } from './http-body.ts';
+
+/**
+ * The API server could not be reached, or stopped answering: the message names the server
+ * (`host:port`) and the cause (`ECONNREFUSED`, a timeout, a certificate error …), which undici's
+ * bare "fetch failed" does not. `cause` keeps the original error (and `code` its system error
+ * code), so `isNetworkError` still classifies it.
+ */
+export class KubeConnectionError extends Error {
+  /** `host:port` of the API server. */
+  readonly server: string;
+  /** The system or TLS error code of the cause (`ECONNREFUSED`, `CERT_HAS_EXPIRED`, …), when there was one. */
+  readonly code: string | undefined;
+
+  constructor(server: string, cause: unknown, timeoutMs: number) {
+    super(`API server ${server}: ${describeConnectionFailure(cause, timeoutMs)}`, { cause });
+    this.name = 'KubeConnectionError';
+    this.server = server;
+    this.code = innermostCode(cause);
+  }
+}
+
+const TLS_CODES = /CERT|SELF_SIGNED|UNABLE_TO_|ERR_TLS|ERR_SSL|SSL_|EPROTO/;
+
+/**
+ * Why a request got no answer, in the terms a user can act on: a timeout (after `timeoutMs`),
+ * a refused or reset connection, a name that does not resolve, a TLS failure; with the code.
+ */
+export function describeConnectionFailure(err: unknown, timeoutMs: number): string {
+  if (hasName(err, 'TimeoutError')) return `no answer within ${formatSeconds(timeoutMs)} (the server or the network path to it is stuck)`;
+  const code = innermostCode(err);
+  const message = innermostMessage(err);
+  if (code && TLS_CODES.test(code)) {
+    // OpenSSL's own messages are `<id>:error:<code>:SSL routines:<function>:<reason>:<file>:<line>`.
+    const reason = /SSL routines:[^:]*:([^:]+)/.exec(message)?.[1] ?? message;
+    return `TLS handshake failed: ${reason} (${code}); check the cluster's certificate-authority and server name`;
+  }
+  switch (code) {
+    case 'ECONNREFUSED':
+      return `connection refused (ECONNREFUSED): nothing listens there, or the server is down`;
+    case 'ENOTFOUND':
+    case 'EAI_AGAIN':
+      return `host name not resolved (${code}): ${message}`;
+    case 'ETIMEDOUT':
+    case 'UND_ERR_CONNECT_TIMEOUT':
+      return `connection timed out (${code}): the server does not answer, or a firewall drops the packets`;
+    case 'ECONNRESET':
+    case 'UND_ERR_SOCKET':
+    case 'EPIPE':
+      return `connection closed by the server or a proxy (${code}): ${message}`;
+    default:
+      return code ? `${message} (${code})` : message;
+  }
+}
+
+function formatSeconds(ms: number): string {
+  return ms % 1000 === 0 ? `${ms / 1000}s` : `${ms}ms`;
+}
+
+function hasName(err: unknown, name: string): boolean {
+  for (let current = err, depth = 0; current instanceof Error && depth < 5; current = current.cause, depth++) {
+    if (current.name === name) return true;
+  }
+  return false;
+}
+
+/** The deepest error code in the `cause` chain (undici nests the socket error inside "fetch failed"). */
+function innermostCode(err: unknown): string | undefined {
+  let code: string | undefined;
+  for (let current = err, depth = 0; typeof current === 'object' && current !== null && depth < 5; current = (current as { cause?: unknown }).cause, depth++) {
+    const value = (current as { code?: unknown }).code;
+    if (typeof value === 'string') code = value;
+  }
+  return code;
+}
+
+function innermostMessage(err: unknown): string {
+  let message = err instanceof Error ? err.message : String(err);
+  for (let current = err, depth = 0; current instanceof Error && depth < 5; current = current.cause, depth++) {
+    if (current.message) message = current.message;
+  }
+  return message;
+}
 
 /** A non-2xx answer from the API server, with the `Status` it sent when there was one. */
 export class KubeApiError extends Error {
@@ -59,6 +143,13 @@ export interface WatchStreamStats {
 }
 
 const DEFAULT_TIMEOUT_MS = 30_000;
+/**
+ * Largest response body read: a page of 500 objects is a few MB, and V8 cannot hold a string of
+ * more than ~512 MiB anyway. A server (or proxy) sending more gets an error, not our memory.
+ */
+const MAX_RESPONSE_BYTES = 256 * 1024 * 1024;
+/** Of an error answer only the start is kept: it is for a message. */
+const MAX_ERROR_BODY_BYTES = 64 * 1024;
 /** Objects per list page, as client-go's and kubectl's pagers use. */
 const DEFAULT_PAGE_SIZE = 500;
 const USER_AGENT = 'crowsnest';
@@ -82,8 +173,15 @@ export class KubeClient {
   /** Sends a request and returns the parsed JSON body; throws {@link KubeApiError} on non-2xx. */
   async json<T>(path: string, init: RequestInit = {}): Promise<T> {
     const res = await this.send(path, init);
-    const text = await res.text();
-    return (text ? JSON.parse(text) : undefined) as T;
+    let body;
+    try {
+      body = await readBoundedText(res.body as AsyncIterable<Uint8Array> | null, MAX_RESPONSE_BYTES);
+    } catch (err) {
+      if (init.signal?.aborted) throw err;
+      throw new KubeConnectionError(res.server, err, init.timeoutMs ?? DEFAULT_TIMEOUT_MS);
+    }
+    if (body.truncated) throw new Error(`${init.method ?? 'GET'} ${path}: the answer is larger than ${MAX_RESPONSE_BYTES / 1024 / 1024} MiB; not read further`);
+    return (body.text ? JSON.parse(body.text) : undefined) as T;
   }
 
   /**
@@ -122,14 +220,13 @@ export class KubeClient {
     const abort = new AbortController();
     const onOuterAbort = (): void => abort.abort(options.signal.reason);
     options.signal.addEventListener('abort', onOuterAbort, { once: true });
-    let idleTimer: NodeJS.Timeout | undefined;
+    let idleTimer: TimerHandle | undefined;
     const resetIdle = (): void => {
-      clearTimeout(idleTimer);
-      idleTimer = setTimeout(() => {
+      if (idleTimer) realClock.clearTimer(idleTimer);
+      idleTimer = realClock.setTimer(() => {
         options.onIdleTimeout?.();
         abort.abort(new Error('watch idle timeout'));
       }, options.idleTimeoutMs);
-      idleTimer.unref();
     };
     let malformed = 0;
     let dedicated: Dispatcher | undefined;
@@ -175,7 +272,7 @@ export class KubeClient {
       if (abort.signal.aborted) return { malformedLines: malformed };
       throw err;
     } finally {
-      clearTimeout(idleTimer);
+      if (idleTimer) realClock.clearTimer(idleTimer);
       options.signal.removeEventListener('abort', onOuterAbort);
       this.malformedWatchLines += malformed;
       abort.abort();
@@ -188,7 +285,7 @@ export class KubeClient {
    * `dedicatedConnection` the request runs on a pool of its own, returned as `dispatcher` for the
    * caller to destroy.
    */
-  async send(path: string, init: RequestInit & { readonly dedicatedConnection?: boolean } = {}): Promise<Response & { dispatcher?: Dispatcher }> {
+  async send(path: string, init: RequestInit & { readonly dedicatedConnection?: boolean } = {}): Promise<Response & { dispatcher?: Dispatcher; server: string }> {
     const method = init.method ?? 'GET';
     const { server, headers, dispatcher: pooled, tls } = await this.auth();
     const url = new URL(server + path);
@@ -204,18 +301,26 @@ export class KubeClient {
       headers['content-type'] = init.contentType ?? 'application/json';
     }
     const timeoutMs = init.timeoutMs ?? DEFAULT_TIMEOUT_MS;
-    const signals = [init.signal, timeoutMs > 0 ? AbortSignal.timeout(timeoutMs) : undefined].filter((s): s is AbortSignal => !!s);
-    const res = await fetch(url, {
-      method,
-      headers,
-      body,
-      dispatcher,
-      signal: signals.length ? AbortSignal.any(signals) : undefined,
-    });
-    if (res.status >= 200 && res.status < 300) {
-      return Object.assign(res as unknown as Response, init.dedicatedConnection ? { dispatcher } : {});
+    const signals = [init.signal, timeoutMs > 0 ? timeoutSignal(timeoutMs) : undefined].filter((s): s is AbortSignal => !!s);
+    let res;
+    try {
+      res = await fetch(url, {
+        method,
+        headers,
+        body,
+        dispatcher,
+        signal: signals.length ? AbortSignal.any(signals) : undefined,
+      });
+    } catch (err) {
+      if (init.dedicatedConnection) void dispatcher.destroy().catch(() => {});
+      // The caller's own cancellation stays what it was; anything else names the server and why.
+      if (init.signal?.aborted) throw err;
+      throw new KubeConnectionError(url.host, err, timeoutMs);
     }
-    const text = await res.text();
+    if (res.status >= 200 && res.status < 300) {
+      return Object.assign(res as unknown as Response, { server: url.host }, init.dedicatedConnection ? { dispatcher } : {});
+    }
+    const text = (await readBoundedText(res.body as AsyncIterable<Uint8Array> | null, MAX_ERROR_BODY_BYTES).catch(() => ({ text: '' }))).text;
     if (init.dedicatedConnection) void dispatcher?.destroy().catch(() => {});
     // Cached credentials (an exec plugin's token without expiry) may have been revoked: ask anew next time.
     if (res.status === HTTP_UNAUTHORIZED) this.source.credentialsRejected?.();

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { FakeClock, realClock } from './clock.ts';
+import { FakeClock, MAX_NODE_TIMER_MS, realClock, timeoutSignal } from './clock.ts';
 
 describe('realClock', () => {
   it('does not fire a timer longer than Node can express (2^31 ms) early', async () => {
@@ -13,6 +13,22 @@ describe('realClock', () => {
 
   it('fires a short timer', async () => {
     await new Promise<void>((resolve) => realClock.setTimer(resolve, 5));
+  });
+});
+
+describe('timeoutSignal', () => {
+  it('aborts with a TimeoutError after a short delay, like AbortSignal.timeout', async () => {
+    const signal = timeoutSignal(20);
+    await new Promise((resolve) => signal.addEventListener('abort', resolve, { once: true }));
+    assert.equal((signal.reason as Error).name, 'TimeoutError');
+  });
+
+  // AbortSignal.timeout(700 h) fires after 1 ms: every request of `--timeout 700h` failed at once.
+  it('does not abort early for a delay longer than Node timers can hold', async () => {
+    const signal = timeoutSignal(MAX_NODE_TIMER_MS + 1_000);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    assert.equal(signal.aborted, false);
+    assert.equal(timeoutSignal(Number.POSITIVE_INFINITY).aborted, false);
   });
 });
 

@@ -16,12 +16,18 @@ export interface TimerHandle {
 
 let nextTimerId = 1;
 
-/** Node turns any setTimeout delay above 2^31−1 ms (~24.8 days) into 1 ms; longer waits are chained. */
-const MAX_NODE_TIMER_MS = 2 ** 31 - 1;
+/**
+ * Node turns any setTimeout delay above 2^31−1 ms (~24.8 days) into 1 ms, and so does
+ * `AbortSignal.timeout`: a `--timeout 700h` would time every request out at once. Every wait in
+ * the runtime goes through {@link realClock} or {@link timeoutSignal}, which chain longer waits.
+ */
+export const MAX_NODE_TIMER_MS = 2 ** 31 - 1;
 
 /**
  * The wall clock backed by Node's timers. Timers are unref'd: a pending delay never keeps a
- * process alive on its own (long-running commands hold the process open themselves).
+ * process alive on its own, so a library user's process is never held by a forgotten backoff.
+ * Commands hold their process open themselves for as long as they run (the CLI's entry point
+ * for every command, the operator for its lifetime): a wait inside a command never ends it.
  */
 export const realClock: Clock = {
   now: () => Date.now(),
@@ -40,6 +46,20 @@ export const realClock: Clock = {
     clearTimeout((handle as { timer?: NodeJS.Timeout }).timer);
   },
 };
+
+/**
+ * An AbortSignal that aborts with a `TimeoutError` after `delayMs` milliseconds, like
+ * `AbortSignal.timeout`, but right for any delay: longer than Node's timers can hold, the wait is
+ * chained on {@link realClock} instead of firing after 1 ms. Infinite delays never abort.
+ */
+export function timeoutSignal(delayMs: number): AbortSignal {
+  if (delayMs <= MAX_NODE_TIMER_MS) return AbortSignal.timeout(Math.max(0, delayMs));
+  const controller = new AbortController();
+  if (Number.isFinite(delayMs)) {
+    realClock.setTimer(() => controller.abort(new DOMException('The operation was aborted due to timeout', 'TimeoutError')), delayMs);
+  }
+  return controller.signal;
+}
 
 /** Resolves after `delayMs` on `clock`, or as soon as `signal` aborts. Never rejects. */
 export function sleep(clock: Clock, delayMs: number, signal: AbortSignal): Promise<void> {

@@ -1,3 +1,5 @@
+import { realClock, type TimerHandle } from './clock.ts';
+
 /**
  * Bounded parallelism for one-shot jobs: at most `limit` calls of `fn` run at once, results come
  * back in input order. The first failure rejects the whole call (the remaining items are not
@@ -29,10 +31,11 @@ export async function mapConcurrent<T, R>(items: readonly T[], limit: number, fn
  */
 export async function withTimeout<T>(promise: Promise<T>, timeoutMs: number, message = `timed out after ${timeoutMs} ms`): Promise<T> {
   if (!Number.isFinite(timeoutMs)) return await promise;
-  let timer: NodeJS.Timeout | undefined;
+  let timer: TimerHandle | undefined;
   try {
-    return await Promise.race([promise, new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(message)), timeoutMs)))]);
+    // realClock, not setTimeout: it holds waits longer than Node's timers can (~24.8 days).
+    return await Promise.race([promise, new Promise<never>((_, reject) => (timer = realClock.setTimer(() => reject(new Error(message)), timeoutMs)))]);
   } finally {
-    clearTimeout(timer);
+    if (timer) realClock.clearTimer(timer);
   }
 }

@@ -228,6 +228,8 @@ export function describeError(err: unknown): string {
     const detail = status?.message ?? (err instanceof Error && !isApiException(err) ? err.message : '');
     return [`HTTP ${code}`, status?.reason, detail].filter((part) => part).join(': ');
   }
+  // KubeConnectionError (client.ts) already names the server and the cause.
+  if (err instanceof Error && err.name === 'KubeConnectionError') return err.message;
   if (err instanceof Error) {
     const cause = isRecord(err.cause) && typeof err.cause['code'] === 'string' ? ` (${err.cause['code']})` : '';
     return `${err.name}: ${err.message}${cause}`;

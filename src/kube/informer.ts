@@ -10,8 +10,7 @@ import type { KubeClient } from './client.ts';
 import type { Clock } from './clock.ts';
 import { realClock } from './clock.ts';
 import type { Logger } from './logger-type.ts';
-import { ExponentialBackoff } from './ratelimiter.ts';
-import { KubeListerWatcher, Reflector, type ReflectorState } from './reflector.ts';
+import { KubeListerWatcher, Reflector, reflectorBackoff, type ReflectorState } from './reflector.ts';
 import type { KubeObject, ResourceType } from './resources.ts';
 
 export interface InformerOptions<T extends KubeObject> {
@@ -39,9 +38,6 @@ export interface InformerOptions<T extends KubeObject> {
   readonly registry?: Registry;
 }
 
-/** client-go's reflector backoff: 800 ms doubling to 30 s, with jitter. */
-const RECONNECT_BACKOFF = { initialMs: 800, factor: 2, maxMs: 30_000, jitter: 1 } as const;
-
 export class Informer<T extends KubeObject = KubeObject> {
   readonly store: Store<T>;
   readonly reflector: Reflector<T>;
@@ -66,7 +62,7 @@ export class Informer<T extends KubeObject = KubeObject> {
       name: this.name,
       listerWatcher,
       store: this.store,
-      backoff: new ExponentialBackoff(RECONNECT_BACKOFF),
+      backoff: reflectorBackoff(),
       clock: this.clock,
       ...(options.pageSize ? { pageSize: options.pageSize } : {}),
       ...(options.watchIdleTimeoutMs ? { watchIdleTimeoutMs: options.watchIdleTimeoutMs } : {}),

@@ -2,9 +2,14 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import { Store } from './cache.ts';
-import { KubeApiError } from './client.ts';
+import { KubeConfig } from '@kubernetes/client-node';
+import { once } from 'node:events';
+import { createServer, type AddressInfo } from 'node:net';
+import { KubeApiError, KubeClient } from './client.ts';
 import { FakeClock } from './clock.ts';
+import { Informer } from './informer.ts';
 import { ExponentialBackoff } from './ratelimiter.ts';
+import { Resources } from './resources.ts';
 import {
   type Backoff,
   type ListerWatcher,
@@ -520,6 +525,56 @@ describe('Reflector', () => {
       assert.equal(h.store.get('ns/x'), undefined);
       assert.equal(h.current(), `backingOff{${INITIAL_BACKOFF_MS}ms → watch{10}}`);
       await h.stop();
+    });
+  });
+
+  describe('backoff cap', () => {
+    it('a Retry-After above 30 s is waited for 30 s at most (the server is asked again then)', async () => {
+      const h = newHarness();
+      h.lw.listAnswers.push(apiError(429, 120_000), initialList());
+      await h.start();
+      assert.deepEqual(h.shown(), ['listing', 'backingOff{30000ms → list}']);
+      await h.stop();
+    });
+
+    // client-go adds up to 100 % jitter on top of its 30 s cap: a reflector there (and here,
+    // before) could wait 60 s, leaving a deleted pod in its Role long after the server was back.
+    it('an informer against a server that stays down never waits more than 30 s between attempts, and its waits stay spread', { timeout: 20_000 }, async () => {
+      const closed = createServer();
+      closed.listen(0, '127.0.0.1');
+      await once(closed, 'listening');
+      const port = (closed.address() as AddressInfo).port;
+      closed.close();
+      const kc = new KubeConfig();
+      kc.loadFromOptions({ clusters: [{ name: 'c', server: `https://127.0.0.1:${port}` }], users: [{ name: 'u', token: 't' }], contexts: [{ name: 'x', cluster: 'c', user: 'u' }], currentContext: 'x' });
+      const client = new KubeClient(kc);
+      const clock = new FakeClock();
+      const informer = new Informer({ client, type: Resources.pods, clock });
+      const controller = new AbortController();
+      const running = informer.run(controller.signal);
+      const delays: number[] = [];
+      let previous: unknown;
+      try {
+        while (delays.length < 14) {
+          for (let i = 0; i < 2_000 && (informer.reflector.state === previous || informer.reflector.state.kind !== 'backingOff'); i++) {
+            await new Promise((resolve) => setTimeout(resolve, 2));
+          }
+          const state = informer.reflector.state;
+          assert.equal(state.kind, 'backingOff', 'a refused connection backs off');
+          previous = state;
+          delays.push((state as { delayMs: number }).delayMs);
+          clock.advance((state as { delayMs: number }).delayMs);
+        }
+      } finally {
+        controller.abort();
+        await running;
+        await client.close();
+      }
+      assert.ok(Math.max(...delays) <= 30_000, `waits: ${delays.map((d) => Math.round(d)).join(', ')} ms`);
+      assert.ok(delays[0]! >= 800 && delays[0]! < 1_600, `the first wait is 800 ms plus jitter, got ${delays[0]}`);
+      const atCap = delays.slice(-6);
+      assert.ok(Math.min(...atCap) >= 15_000, `at the cap the waits spread over [15 s, 30 s]: ${atCap.join(', ')}`);
+      assert.ok(new Set(atCap).size > 1, 'jittered, not in lockstep');
     });
   });
 

@@ -18,12 +18,15 @@
  *   any                 ── stop signal ───────────────────────▶ stopped
  *
  * Every error is retryable; backoff makes sure a broken server is not hammered. The backoff is
- * reset once a watch has delivered events for a while, as client-go does.
+ * reset once a watch has delivered events for a while, as client-go does. No wait is longer than
+ * {@link MAX_BACKOFF_MS} (30 s), jitter and Retry-After included: that bounds how stale the cache
+ * can be once the server is back, however long it was gone.
  */
 import type { Clock } from './clock.ts';
 import { realClock, sleep } from './clock.ts';
 import { KubeApiError, type KubeClient } from './client.ts';
 import { isGone } from './errors.ts';
+import { ExponentialBackoff } from './ratelimiter.ts';
 import type { Store } from './cache.ts';
 import { apiVersionOf, collectionPath, type KubeObject, type ResourceType } from './resources.ts';
 import type { Logger } from './logger-type.ts';
@@ -57,6 +60,23 @@ export interface ListerWatcher<T> {
     options: { readonly resourceVersion: string; readonly timeoutSeconds: number; readonly idleTimeoutMs: number; readonly signal: AbortSignal },
     onEvent: (event: WatchEvent<T>) => void,
   ): Promise<void>;
+}
+
+/**
+ * The longest wait between two attempts, in milliseconds. client-go caps its reflector backoff
+ * at 30 s but adds up to 100 % jitter on top, so a reflector there can wait 60 s: after a 13 s
+ * outage a deleted pod stayed in its Role 29 s after the server came back. Here the cap holds
+ * jitter included.
+ */
+export const MAX_BACKOFF_MS = 30_000;
+
+/**
+ * The reconnect backoff of every informer: client-go's shape (800 ms, doubling, jitter 1.0,
+ * i.e. each wait stretched by up to 100 %), the base capped at half of {@link MAX_BACKOFF_MS}, so
+ * that waits at the cap spread over [15 s, 30 s) instead of all landing on 30 s at once.
+ */
+export function reflectorBackoff(random?: () => number): ExponentialBackoff {
+  return new ExponentialBackoff({ initialMs: 800, factor: 2, maxMs: MAX_BACKOFF_MS / 2, jitter: 1, ...(random ? { random } : {}) });
 }
 
 /** Backoff between retries; see ExponentialBackoff in ratelimiter.ts. */
@@ -266,7 +286,8 @@ export class Reflector<T extends KubeObject> {
 
   private backOff(err: unknown, then: ResumePoint): ReflectorState {
     const retryAfterMs = err instanceof KubeApiError ? err.retryAfterMs : undefined;
-    const delayMs = Math.max(this.opts.backoff.next(), retryAfterMs ?? 0);
+    // A server asking for more than the cap is asked again at the cap: it can answer 429 again.
+    const delayMs = Math.min(MAX_BACKOFF_MS, Math.max(this.opts.backoff.next(), retryAfterMs ?? 0));
     const reason = err instanceof Error ? err.message : String(err);
     this.opts.logger?.warn({ reflector: this.opts.name, delayMs, reason, then: then.kind }, 'list/watch failed; backing off');
     return { kind: 'backingOff', delayMs, reason, then };

@@ -61,6 +61,7 @@ describe('text format', () => {
     ['an empty string is quoted', { empty: '' }, 'empty=""'],
     ['an object is compact JSON', { labels: { app: 'web' } }, 'labels={"app":"web"}'],
     ['booleans and null are bare', { ok: true, gone: null }, 'ok=true gone=null'],
+    ['control characters JSON leaves raw are escaped, even bare', { proc: 'a\u001b[31mb', body: 'x \u009by' }, 'proc=a\\e[31mb body="x \\x9by"'],
   ];
   for (const [what, fields, expected] of rendering) {
     test(what, () => {

@@ -6,6 +6,7 @@
  * lost in a worker thread's buffer.
  */
 import { pino, type DestinationStream, type Logger } from 'pino';
+import { escapeControl, escapeControlKeepingLines } from '../terminal-text.ts';
 
 export type { Logger } from 'pino';
 
@@ -113,7 +114,7 @@ export function formatTextLine(jsonLine: string, options: TextFormatOptions): st
 
   const time = typeof record['time'] === 'string' ? record['time'] : new Date().toISOString();
   const level = String(record['level'] ?? 'info').toUpperCase().padEnd(LEVEL_COLUMN_WIDTH);
-  const parts = [time, level, String(record['msg'] ?? '')];
+  const parts = [time, level, escapeControl(String(record['msg'] ?? ''))];
   let stack: string | undefined;
 
   for (const [key, value] of Object.entries(record)) {
@@ -129,7 +130,7 @@ export function formatTextLine(jsonLine: string, options: TextFormatOptions): st
 
   const line = parts.join(' ');
   if (stack === undefined) return line;
-  return `${line}\n${stack.split('\n').map((stackLine) => `    ${stackLine}`).join('\n')}`;
+  return `${line}\n${escapeControlKeepingLines(stack).split('\n').map((stackLine) => `    ${stackLine}`).join('\n')}`;
 }
 
 function isSerializedError(value: unknown): value is { message: string; stack?: unknown } {
@@ -137,9 +138,12 @@ function isSerializedError(value: unknown): value is { message: string; stack?: 
     'stack' in value;
 }
 
-/** Bare when unambiguous (`ns=default`), JSON-quoted otherwise (`msg="a b"`), objects as JSON. */
+/**
+ * Bare when unambiguous (`ns=default`), JSON-quoted otherwise (`msg="a b"`), objects as JSON;
+ * control characters JSON leaves alone (C1, bidi overrides, ESC when bare) escaped too.
+ */
 function formatValue(value: unknown): string {
-  if (typeof value === 'string') return /^[^\s"=\\]+$/.test(value) ? value : JSON.stringify(value);
+  if (typeof value === 'string') return escapeControl(/^[^\s"=\\]+$/.test(value) ? value : JSON.stringify(value));
   if (typeof value === 'number' || typeof value === 'boolean' || value === null) return String(value);
-  return JSON.stringify(value) ?? String(value);
+  return escapeControl(JSON.stringify(value) ?? String(value));
 }

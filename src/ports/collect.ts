@@ -9,6 +9,8 @@
  * other nodes are not held up by it.
  */
 import type { KubeClient } from '../kube/client.ts';
+import { realClock } from '../kube/clock.ts';
+import { readBoundedText } from '../kube/http-body.ts';
 import { mapConcurrent, withTimeout } from '../kube/concurrency.ts';
 import { describeError, isNotFound } from '../kube/errors.ts';
 import { Informer } from '../kube/informer.ts';
@@ -194,7 +196,7 @@ function waitForPod(informer: Informer<PodObject>, namespace: string, name: stri
     let lastWaiting = '';
     let seen = false;
     const finish = (fn: () => void): void => {
-      clearTimeout(timer);
+      realClock.clearTimer(timer);
       unsubscribe();
       signal.removeEventListener('abort', onAbort);
       fn();
@@ -215,7 +217,8 @@ function waitForPod(informer: Informer<PodObject>, namespace: string, name: stri
       }
     };
     const onAbort = (): void => finish(() => reject(signal.reason ?? new Error('aborted')));
-    const timer = setTimeout(() => {
+    // realClock, not setTimeout: a --timeout longer than ~24.8 days would fire at once.
+    const timer = realClock.setTimer(() => {
       const pod = informer.store.getByName(namespace, name);
       const state = pod ? `phase ${pod.status?.phase ?? 'unknown'}${lastWaiting ? `, ${lastWaiting}` : ''}` : 'pod not seen';
       finish(() => reject(new Error(`timed out after ${Math.round(timeoutMs / 1000)}s (${state})`)));
@@ -233,7 +236,9 @@ function waitForPod(informer: Informer<PodObject>, namespace: string, name: stri
 async function readLog(client: KubeClient, podPath: string, signal: AbortSignal): Promise<string> {
   try {
     const res = await client.send(`${podPath}/log`, { query: { container: SCAN_CONTAINER, limitBytes: MAX_LOG_BYTES }, signal, accept: '*/*' });
-    return await res.text();
+    // limitBytes asks the kubelet to stop there; the log is the pod's text, so we stop there too.
+    const { text, truncated } = await readBoundedText(res.body as AsyncIterable<Uint8Array> | null, MAX_LOG_BYTES);
+    return truncated ? `${text}\n(log cut at ${MAX_LOG_BYTES} bytes)` : text;
   } catch (err) {
     if (signal.aborted) throw err;
     return `(log unavailable: ${describeError(err)})`;

@@ -54,6 +54,13 @@ describe('table', () => {
     );
   });
 
+  test('a process name holding escape sequences and a newline stays one escaped cell (it cannot forge a line)', () => {
+    // Any process can set its name with prctl(PR_SET_NAME): 15 bytes of its choice.
+    const forged: HostSocket = { ...sshd, port: 2222, process: '\u001b[2K\nudp ipv4 1.2.3.4', owners: [{ pid: 1, command: 'x' }] };
+    const lines = renderTable(hostScan([forged])).split('\n');
+    assert.deepEqual(lines, ['PROTO  FAMILY  ADDRESS  PORT  PID  PROCESS', 'tcp    ipv6    ::       2222    1  \\e[2K\\nudp ipv4 1.2.3.4', '']);
+  });
+
   test('with no sockets, only the header', () => {
     assert.equal(renderTable(hostScan([])), 'PROTO  FAMILY  ADDRESS  PORT  PID  PROCESS\n');
   });

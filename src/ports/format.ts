@@ -2,6 +2,7 @@
  * How `crowsnest ports scan` shows a {@link HostScan}: an aligned table for people, the document
  * itself for programs, and one-line warnings (for stderr) about what the scan could not see.
  */
+import { escapeControl } from '../terminal-text.ts';
 import type { HostScan, HostSocket } from './scan.ts';
 
 /** Output formats of `crowsnest ports scan --output`. */
@@ -33,8 +34,9 @@ export function renderTable(scan: HostScan): string {
 
 function tableRow(socket: HostSocket): string[] {
   const others = (socket.owners?.length ?? 1) - 1;
-  const process = (socket.process ?? UNKNOWN) + (others > 0 ? ` (+${others} more)` : '');
-  return [socket.protocol, socket.family, socket.address, String(socket.port), socket.pid === undefined ? UNKNOWN : String(socket.pid), process];
+  // Any process can name itself anything (prctl PR_SET_NAME), escape sequences and newlines included.
+  const process = escapeControl(socket.process ?? UNKNOWN) + (others > 0 ? ` (+${others} more)` : '');
+  return [socket.protocol, socket.family, escapeControl(socket.address), String(socket.port), socket.pid === undefined ? UNKNOWN : String(socket.pid), process];
 }
 
 /**
@@ -58,7 +60,8 @@ function oneItemPerLine(items: readonly unknown[]): string {
 /**
  * What the scan could not see, one sentence per problem, for stderr: sockets without a known
  * process (and why), and tables with malformed lines (with the first one's line number and
- * reason). Empty when the scan is complete.
+ * reason). Empty when the scan is complete. Control characters are escaped: a reason may quote
+ * what it read.
  */
 export function scanWarnings(scan: HostScan): string[] {
   const warnings: string[] = [];
@@ -74,5 +77,5 @@ export function scanWarnings(scan: HostScan): string[] {
     const lines = source.malformedLines === 1 ? '1 malformed line' : `${source.malformedLines} malformed lines`;
     warnings.push(`skipped ${lines} in ${source.path}${example}`);
   }
-  return warnings;
+  return warnings.map(escapeControl);
 }

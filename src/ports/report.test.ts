@@ -361,15 +361,29 @@ describe('readPreviousReport and writeReport', () => {
     assert.match(skipped[1]?.[1] ?? '', /JSON/);
   });
 
-  test('writeReport writes the JSON and text files named by start time, leaving no temporary files', async () => {
-    const written = buildReport({ runId: 'run00003', startedAt: STARTED, finishedAt: FINISHED, outcomes: [ok('node-a', [socket()])] });
+  test('writeReport writes the JSON and text files named by start time and run, leaving no temporary files', async () => {
+    const written = buildReport({ runId: '0a1b2c3d', startedAt: STARTED, finishedAt: FINISHED, outcomes: [ok('node-a', [socket()])] });
     const paths = await writeReport(join(dir, 'nested'), written, 30);
-    assert.deepEqual(paths, { json: join(dir, 'nested', 'ports-20261123T030000Z.json'), text: join(dir, 'nested', 'ports-20261123T030000Z.txt') });
-    assert.deepEqual((await readdir(join(dir, 'nested'))).sort(), ['ports-20261123T030000Z.json', 'ports-20261123T030000Z.txt']);
+    assert.deepEqual(paths, { json: join(dir, 'nested', 'ports-20261123T030000.000Z-0a1b2c3d.json'), text: join(dir, 'nested', 'ports-20261123T030000.000Z-0a1b2c3d.txt') });
+    assert.deepEqual((await readdir(join(dir, 'nested'))).sort(), ['ports-20261123T030000.000Z-0a1b2c3d.json', 'ports-20261123T030000.000Z-0a1b2c3d.txt']);
     assert.deepEqual(JSON.parse(await readFile(paths.json, 'utf8')), JSON.parse(JSON.stringify(written)));
     assert.equal(await readFile(paths.text, 'utf8'), renderReportText(written));
     const previous = await readPreviousReport(join(dir, 'nested'));
-    assert.equal(previous?.report.runId, 'run00003');
+    assert.equal(previous?.report.runId, '0a1b2c3d');
+  });
+
+  test('two runs started in the same second both keep their report, and the later one is the previous report', async () => {
+    const first = at('2026-11-23T03:00:00.100Z', 'aaaaaaaa');
+    const second = at('2026-11-23T03:00:00.600Z', 'bbbbbbbb');
+    const one = await writeReport(dir, first, 30);
+    const two = await writeReport(dir, second, 30);
+    assert.notEqual(one.json, two.json);
+    assert.equal(JSON.parse(await readFile(one.json, 'utf8')).runId, 'aaaaaaaa');
+    assert.equal(JSON.parse(await readFile(two.json, 'utf8')).runId, 'bbbbbbbb');
+    assert.equal((await readPreviousReport(dir))?.report.runId, 'bbbbbbbb');
+    // The same run written twice (a bug, or a name clash) fails instead of replacing the first.
+    await assert.rejects(writeReport(dir, first, 30), { code: 'EEXIST' });
+    assert.equal(JSON.parse(await readFile(one.json, 'utf8')).runId, 'aaaaaaaa');
   });
 
   test('writeReport keeps the last N reports, removing older JSON files with their text', async () => {
@@ -378,18 +392,19 @@ describe('readPreviousReport and writeReport', () => {
       await writeFile(join(dir, `ports-202611${day}T030000Z.txt`), '');
     }
     await writeFile(join(dir, 'notes.txt'), 'keep me');
-    await writeReport(dir, at('2026-11-23T03:00:00.000Z', 'new'), 2);
-    assert.deepEqual((await readdir(dir)).sort(), ['notes.txt', 'ports-20261122T030000Z.json', 'ports-20261122T030000Z.txt', 'ports-20261123T030000Z.json', 'ports-20261123T030000Z.txt']);
+    // Reports of older versions (whole seconds, no run part) count among the current ones by time.
+    await writeReport(dir, at('2026-11-23T03:00:00.000Z', 'cccccccc'), 2);
+    assert.deepEqual((await readdir(dir)).sort(), ['notes.txt', 'ports-20261122T030000Z.json', 'ports-20261122T030000Z.txt', 'ports-20261123T030000.000Z-cccccccc.json', 'ports-20261123T030000.000Z-cccccccc.txt']);
   });
 
   test('writeReport with keepLast 0 keeps every report', async () => {
     for (const day of ['20', '21', '22']) await writeFile(join(dir, `ports-202611${day}T030000Z.json`), '{}');
-    await writeReport(dir, at('2026-11-23T03:00:00.000Z', 'new'), 0);
+    await writeReport(dir, at('2026-11-23T03:00:00.000Z', 'cccccccc'), 0);
     assert.deepEqual((await readdir(dir)).filter((name) => name.endsWith('.json')).sort(), [
       'ports-20261120T030000Z.json',
       'ports-20261121T030000Z.json',
       'ports-20261122T030000Z.json',
-      'ports-20261123T030000Z.json',
+      'ports-20261123T030000.000Z-cccccccc.json',
     ]);
   });
 });

@@ -1,14 +1,24 @@
 /**
  * The cluster port report: one per `ports collect` run, in the report directory
- * (`PATH_REPORTS`, the seed's `PATH_REPORT`, default `./reports`), named by UTC time:
- * `ports-<YYYYMMDDTHHMMSSZ>.json` (the data, with the diff against the previous report) and
- * `ports-<…>.txt` (the same for people: per node its ports, the failed nodes and why, what
- * opened and closed). Files are written to a temporary name and renamed, so the newest report is
- * always a whole one — it is what the next run diffs against.
+ * (`PATH_REPORTS`, the seed's `PATH_REPORT`, default `./reports`), named by UTC time and run:
+ * `ports-<YYYYMMDDTHHMMSS.mmmZ>-<run>.json` (the data, with the diff against the previous report)
+ * and `ports-<…>.txt` (the same for people: per node its ports, the failed nodes and why, what
+ * opened and closed). Files are written to a temporary name and linked into place, never over
+ * another run's file, so the newest report is always a whole one — it is what the next run
+ * diffs against. Reports of versions before 0.2 (`ports-<YYYYMMDDTHHMMSSZ>.json`) are still read.
  */
-import { mkdir, readdir, readFile, rm } from 'node:fs/promises';
+import { readdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { fileTimestamp, writeFileAtomically } from '../report-files.ts';
+import {
+  compareByStamp,
+  createFileExclusively,
+  FILE_TIMESTAMP_PATTERN,
+  fileTimestamp,
+  makeDirectories,
+  RUN_SUFFIX_PATTERN,
+  runNameSuffix,
+} from '../report-files.ts';
+import { escapeControl } from '../terminal-text.ts';
 import type { NodeScanOutcome } from './collect.ts';
 import type { Family, HostSocket, Protocol, ProcessInfo } from './scan.ts';
 
@@ -187,11 +197,22 @@ export function diffReports(previousName: string, previous: ClusterPortReport, c
   };
 }
 
-const REPORT_PATTERN = /^ports-(\d{8}T\d{6}Z)\.json$/;
+const REPORT_PATTERN = new RegExp(`^ports-(${FILE_TIMESTAMP_PATTERN})(?:-${RUN_SUFFIX_PATTERN})?\\.json$`);
+
+/** The report JSON files in `dir`, newest first. */
+async function reportNamesNewestFirst(dir: string): Promise<string[]> {
+  return (await readdir(dir).catch(() => [] as string[]))
+    .flatMap((name) => {
+      const stamp = REPORT_PATTERN.exec(name)?.[1];
+      return stamp === undefined ? [] : [{ name, stamp }];
+    })
+    .sort((a, b) => compareByStamp(b, a))
+    .map((entry) => entry.name);
+}
 
 /** The newest complete report in `dir`, if any; an unreadable one is skipped with `onSkip`. */
 export async function readPreviousReport(dir: string, onSkip: (name: string, reason: string) => void = () => {}): Promise<{ name: string; report: ClusterPortReport } | undefined> {
-  const names = (await readdir(dir).catch(() => [] as string[])).filter((name) => REPORT_PATTERN.test(name)).sort().reverse();
+  const names = await reportNamesNewestFirst(dir);
   for (const name of names) {
     try {
       const report = JSON.parse(await readFile(join(dir, name), 'utf8')) as ClusterPortReport;
@@ -209,15 +230,15 @@ export async function readPreviousReport(dir: string, onSkip: (name: string, rea
  * (0 keeps all). @returns the paths written.
  */
 export async function writeReport(dir: string, report: ClusterPortReport, keepLast: number): Promise<{ json: string; text: string }> {
-  await mkdir(dir, { recursive: true });
-  const base = `ports-${fileTimestamp(new Date(report.startedAt))}`;
+  await makeDirectories(dir);
+  const base = `ports-${fileTimestamp(new Date(report.startedAt))}-${runNameSuffix(report.runId)}`;
   const json = join(dir, `${base}.json`);
   const text = join(dir, `${base}.txt`);
   // The text first: the JSON's arrival is what marks the report complete for the next run.
-  await writeFileAtomically(text, renderReportText(report), 0o644);
-  await writeFileAtomically(json, `${JSON.stringify(report, null, 2)}\n`, 0o644);
+  await createFileExclusively(text, renderReportText(report), 0o644);
+  await createFileExclusively(json, `${JSON.stringify(report, null, 2)}\n`, 0o644);
   if (keepLast > 0) {
-    const names = (await readdir(dir)).filter((name) => REPORT_PATTERN.test(name)).sort().reverse();
+    const names = await reportNamesNewestFirst(dir);
     for (const name of names.slice(keepLast)) {
       await rm(join(dir, name), { force: true });
       await rm(join(dir, name.replace(/\.json$/, '.txt')), { force: true });
@@ -228,32 +249,35 @@ export async function writeReport(dir: string, report: ClusterPortReport, keepLa
 
 function formatPort(port: ReportedPort): string {
   const address = port.family === 'ipv6' ? `[${port.address}]` : port.address;
-  const owner = port.process ? `  ${port.process}${port.pid !== undefined ? ` (pid ${port.pid})` : ''}` : '';
-  return `${port.protocol.padEnd(3)} ${address}:${port.port}${owner}`;
+  // The process name is whatever the process set (prctl): never raw on a terminal.
+  const owner = port.process ? `  ${escapeControl(port.process)}${port.pid !== undefined ? ` (pid ${port.pid})` : ''}` : '';
+  return `${port.protocol.padEnd(3)} ${escapeControl(address)}:${port.port}${owner}`;
 }
 
 /** The report for people: per node its ports, then failed nodes, then the changes. */
 export function renderReportText(report: ClusterPortReport): string {
+  const e = escapeControl;
   const lines: string[] = [
-    `Listening ports of ${report.nodes.length + report.failed.length + (report.skipped?.length ?? 0)} node(s), run ${report.runId}`,
-    `started ${report.startedAt}, took ${(report.durationMs / 1000).toFixed(1)}s; ${report.failed.length} node(s) failed`,
+    `Listening ports of ${report.nodes.length + report.failed.length + (report.skipped?.length ?? 0)} node(s), run ${e(report.runId)}`,
+    `started ${e(report.startedAt)}, took ${(report.durationMs / 1000).toFixed(1)}s; ${report.failed.length} node(s) failed`,
     '',
   ];
   for (const node of report.nodes) {
-    lines.push(`== ${node.node} (${node.ports.length} ports, scanned ${node.scannedAt})`);
+    lines.push(`== ${e(node.node)} (${node.ports.length} ports, scanned ${e(node.scannedAt)})`);
     for (const port of node.ports) lines.push(`  ${formatPort(port)}`);
-    if (!node.processInfo.available) lines.push(`  (processes unknown for ${node.processInfo.unavailableSockets} socket(s)${node.processInfo.reason ? `: ${node.processInfo.reason}` : ''})`);
+    if (!node.processInfo.available) lines.push(`  (processes unknown for ${node.processInfo.unavailableSockets} socket(s)${node.processInfo.reason ? `: ${e(node.processInfo.reason)}` : ''})`);
     if (node.malformedLines) lines.push(`  (${node.malformedLines} malformed /proc line(s) skipped)`);
     lines.push('');
   }
   if (report.failed.length) {
     lines.push('== failed nodes');
-    for (const failure of report.failed) lines.push(`  ${failure.node}: ${failure.reason}`);
+    // A failure reason quotes the scan pod's log: the pod's text, not ours.
+    for (const failure of report.failed) lines.push(`  ${e(failure.node)}: ${e(failure.reason)}`);
     lines.push('');
   }
   if (report.skipped?.length) {
     lines.push('== nodes not scanned');
-    for (const skip of report.skipped) lines.push(`  ${skip.node}: ${skip.reason}`);
+    for (const skip of report.skipped) lines.push(`  ${e(skip.node)}: ${e(skip.reason)}`);
     lines.push('');
   }
   lines.push(...renderDiffText(report.diff));
@@ -262,16 +286,17 @@ export function renderReportText(report: ClusterPortReport): string {
 
 /** The diff part of the text report (also printed by `ports collect`). */
 export function renderDiffText(diff: PortsDiff | undefined): string[] {
+  const e = escapeControl;
   if (!diff) return ['== changes: none to show (first report in this directory)'];
-  const lines = [`== changes since ${diff.previousReport} (${diff.previousRunAt})`];
+  const lines = [`== changes since ${e(diff.previousReport)} (${e(diff.previousRunAt)})`];
   if (!diff.nodes.length && !diff.newNodes.length && !diff.goneNodes.length) lines.push('  no ports opened or closed');
   for (const node of diff.nodes) {
-    lines.push(`  ${node.node}:`);
+    lines.push(`  ${e(node.node)}:`);
     for (const port of node.opened) lines.push(`    + ${formatPort(port)}`);
     for (const port of node.closed) lines.push(`    - ${formatPort(port)}`);
   }
-  if (diff.newNodes.length) lines.push(`  new nodes: ${diff.newNodes.join(', ')}`);
-  if (diff.goneNodes.length) lines.push(`  nodes gone: ${diff.goneNodes.join(', ')}`);
-  if (diff.notCompared.length) lines.push(`  not compared (a scan failed): ${diff.notCompared.join(', ')}`);
+  if (diff.newNodes.length) lines.push(`  new nodes: ${diff.newNodes.map(e).join(', ')}`);
+  if (diff.goneNodes.length) lines.push(`  nodes gone: ${diff.goneNodes.map(e).join(', ')}`);
+  if (diff.notCompared.length) lines.push(`  not compared (a scan failed): ${diff.notCompared.map(e).join(', ')}`);
   return lines;
 }

@@ -5,41 +5,16 @@
  */
 import assert from 'node:assert/strict';
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
-import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
-import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { standInKubelet } from '../../testbed/scan-pods.ts';
-import { buildScanPod } from '../../src/ports/pod.ts';
+import { helmTemplate, repo, serviceAccountKubeconfig } from './helm.ts';
 import { eventually, newNamespace, ON_KWOK_NODES, testbed } from './testbed.ts';
 
 const run = promisify(execFile);
-const repo = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
-const chart = join(repo, 'deploy', 'helm', 'crowsnest');
-
-async function helmTemplate(release: string, namespace: string, args: readonly string[] = []): Promise<string> {
-  const plane = await testbed();
-  const { stdout } = await run(join(plane.binDir, 'helm'), ['template', release, chart, '--namespace', namespace, '--kube-version', 'v1.35.4', ...args], { maxBuffer: 16 * 1024 * 1024 });
-  return stdout;
-}
-
-/** A kubeconfig in `dir` that authenticates with a fresh token of `serviceAccount` only. */
-async function serviceAccountKubeconfig(dir: string, namespace: string, serviceAccount: string): Promise<string> {
-  const plane = await testbed();
-  const tokenRes = await plane.request('POST', `/api/v1/namespaces/${namespace}/serviceaccounts/${serviceAccount}/token`, { spec: { expirationSeconds: 3600 } });
-  assert.equal(tokenRes.status, 201, tokenRes.body);
-  const token = (JSON.parse(tokenRes.body) as { status: { token: string } }).status.token;
-  const kubeconfig = join(dir, 'kubeconfig');
-  await writeFile(kubeconfig, JSON.stringify({
-    apiVersion: 'v1', kind: 'Config', 'current-context': 'sa',
-    clusters: [{ name: 'testbed', cluster: { server: plane.server, 'certificate-authority-data': (await readFile(plane.pki.caCert)).toString('base64') } }],
-    users: [{ name: 'sa', user: { token } }],
-    contexts: [{ name: 'sa', context: { cluster: 'testbed', user: 'sa' } }],
-  }));
-  return kubeconfig;
-}
 
 const children: ChildProcess[] = [];
 const tempDirs: string[] = [];
@@ -61,6 +36,12 @@ describe('helm chart', () => {
       assert.match(out, /deployment.apps\/dry-\w+-crowsnest-operator created \(server dry run\)/);
       assert.match(out, /clusterrole.rbac.authorization.k8s.io\/dry-\w+-crowsnest-operator-logaccess created \(server dry run\)/);
     }
+  });
+
+  it('without logaccess deploys no operator (it would have no controller to run), nor its ServiceAccount, RBAC or policy', async () => {
+    const manifests = await helmTemplate('no-la', 'x', ['--set', 'logaccess.enabled=false', '--set', 'ports.enabled=true']);
+    assert.doesNotMatch(manifests, /crowsnest-operator/);
+    assert.match(manifests, /kind: CronJob/);
   });
 
   it('runs the operator with only the chart ServiceAccount: it leads, keeps Roles, and cannot read Secrets', async () => {
@@ -186,34 +167,7 @@ describe('helm chart', () => {
       assert.equal(answer.out.trim().split('\n')[0], expected, `can-i ${verb} ${resource}/${subresource} in ${ns || 'cluster'}`);
     }
 
-    // The admission policy: the collector's own scan pod is allowed, anything else is not.
-    const scanPod = buildScanPod({ namespace: scanNamespace, node: 'kwok-node-0', runId: 'x', image: 'crowsnest:test', processInfo: true, activeDeadlineSeconds: 60 });
-    const escapes: [string, (pod: any) => void][] = [
-      ['privileged with a hostPath', (pod) => {
-        pod.spec.containers[0].securityContext = { privileged: true, allowPrivilegeEscalation: true };
-        pod.spec.volumes = [{ name: 'root', hostPath: { path: '/' } }];
-      }],
-      ['another image', (pod) => (pod.spec.containers[0].image = 'attacker/shell:latest')],
-      ['a ServiceAccount token', (pod) => (pod.spec.automountServiceAccountToken = true)],
-      ['SYS_ADMIN', (pod) => pod.spec.containers[0].securityContext.capabilities.add.push('SYS_ADMIN')],
-      ['host network', (pod) => (pod.spec.hostNetwork = true)],
-    ];
-    const dryRunScanPod = (change: (pod: any) => void): Promise<{ ok: boolean; out: string }> => {
-      const pod = structuredClone(scanPod) as any;
-      change(pod);
-      return asCollector(['create', '--dry-run=server', '-f', '-'], JSON.stringify(pod));
-    };
-    // A new policy takes effect once the API server's admission plugin has seen it and its
-    // binding (eventually consistent, usually well under a second); from then on it must hold.
-    await eventually('the scan-pod admission policy is in effect', async () => !(await dryRunScanPod(escapes[0]![1])).ok);
-    const allowed = await dryRunScanPod(() => {});
-    assert.ok(allowed.ok, allowed.out);
-    for (const [what, change] of escapes) {
-      const denied = await dryRunScanPod(change);
-      assert.ok(!denied.ok, `${what} was allowed`);
-      assert.match(denied.out, /ValidatingAdmissionPolicy .*-scan-pods.* denied request/, `${what}: ${denied.out}`);
-    }
-
+    // What the admission policy admits and denies: chart-admission.test.ts. Here: the real run.
     const kubelet = standInKubelet(plane, scanNamespace, () => 'scan');
     try {
       const result = await run(join(repo, 'bin', 'crowsnest'), ['ports', 'collect', '--kubeconfig', kubeconfig, '--namespace', scanNamespace, '--report-dir', join(dir, 'reports'), '--image', 'crowsnest:test', '--node-selector', 'type=kwok', '--log-format', 'json'], { maxBuffer: 64 * 1024 * 1024 })

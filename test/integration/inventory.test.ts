@@ -283,7 +283,6 @@ describe('inventory collect', () => {
     const keptRunId = keptSummary['runId'] as string;
     const keptPath = keptSummary['sink'].path as string;
 
-    await new Promise((resolve) => setTimeout(resolve, 1_100)); // file names have one-second resolution
     receiver.requests.length = 0;
     const next = await runCli([...baseArgs(), '--endpoint', receiver.url, '--report-dir', dir, '--output', 'json']);
     assert.equal(next.code, 0, next.stderr);
@@ -303,7 +302,7 @@ describe('inventory collect', () => {
   });
 
   it('writes one snapshot file in the chosen format and a summary, atomically named by time and cluster', async () => {
-    for (const [format, gzip, pattern] of [['ndjson', true, /^inventory-itest-\d{8}T\d{6}Z\.ndjson\.gz$/], ['json', false, /^inventory-itest-\d{8}T\d{6}Z\.json$/]] as const) {
+    for (const [format, gzip, pattern] of [['ndjson', true, /^inventory-itest-\d{8}T\d{6}\.\d{3}Z-[0-9a-f]{8}\.ndjson\.gz$/], ['json', false, /^inventory-itest-\d{8}T\d{6}\.\d{3}Z-[0-9a-f]{8}\.json$/]] as const) {
       const dir = await reportDir();
       const run = await runCli([...baseArgs(), '--report-dir', dir, '--format', format, ...(gzip ? [] : ['--no-gzip'])]);
       assert.equal(run.code, 0, run.stderr);
@@ -423,7 +422,7 @@ describe('inventory paging', () => {
         burst: 100,
         maxObjectBytes: 0,
         redaction: { enabled: true, secretValueDigest: false },
-        sink: { kind: 'dir', dir, format: 'ndjson', gzip: true, retention: { keepLast: 0, maxAgeMs: 0 } },
+        sink: { kind: 'dir', dir, format: 'ndjson', gzip: true, retention: { keepLast: 0, maxAgeMs: 0, maxUndelivered: 0 } },
         logger: silentLogger,
         signal: new AbortController().signal,
         // After the second page, compact etcd past the list's resourceVersion: the continue

@@ -20,6 +20,7 @@ import { silentLogger } from '../../src/kube/logger-type.ts';
 import { type LogAccessOptions, runLogAccess } from '../../src/logaccess/controller.ts';
 import type { HealthCheck } from '../../src/observe/http.ts';
 import type { ControllerContext } from '../../src/operator/context.ts';
+import { installChartOperator, type ChartOperator } from './helm.ts';
 import { adminKubeConfig, asToken, eventually, newNamespace, ON_KWOK_NODES, requestToken, testbed } from './testbed.ts';
 
 // --- the contract, spelled out literally (not imported) so a wrong constant in the code fails here ---
@@ -382,9 +383,24 @@ const controllerFailure = (): string | undefined => earlyExit;
 /** How long a stopped controller may take to drain before the test says it hangs. */
 const DRAIN_MS = 15_000;
 
+/**
+ * The operator's identity as the Helm chart installs it (its ServiceAccount, ClusterRoles and
+ * write policy), one release per value of createServiceAccountAndRoleBinding: the controller
+ * runs with exactly the permissions, and within exactly the admission bounds, it has in a cluster.
+ */
+const chartOperators = new Map<boolean, Promise<ChartOperator>>();
+function chartOperator(createServiceAccountAndRoleBinding: boolean): Promise<ChartOperator> {
+  let identity = chartOperators.get(createServiceAccountAndRoleBinding);
+  if (!identity) {
+    identity = newNamespace('la-chart').then((namespace) =>
+      installChartOperator(createServiceAccountAndRoleBinding ? 'la-sa' : 'la', namespace, [`logaccess.createServiceAccountAndRoleBinding=${createServiceAccountAndRoleBinding}`]));
+    chartOperators.set(createServiceAccountAndRoleBinding, identity);
+  }
+  return identity;
+}
+
 async function startController(options: LogAccessOptions): Promise<RunningController> {
-  const kubeConfig = await adminKubeConfig();
-  const client = new KubeClient(kubeConfig);
+  const client = new KubeClient((await chartOperator(options.createServiceAccountAndRoleBinding)).kubeConfig);
   const registry = new Registry();
   const recorder = new EventRecorder({ client, reportingInstance: 'test' });
   const readiness: HealthCheck[] = [];

@@ -45,7 +45,7 @@ interface Report {
 }
 
 async function reports(dir: string): Promise<string[]> {
-  return (await readdir(dir)).filter((name) => /^ports-\d{8}T\d{6}Z\.json$/.test(name)).sort();
+  return (await readdir(dir)).filter((name) => /^ports-\d{8}T\d{6}\.\d{3}Z-[0-9a-f]{8}\.json$/.test(name)).sort();
 }
 
 async function scanPodsLeft(namespace: string): Promise<number> {
@@ -101,7 +101,6 @@ describe('ports collect', () => {
       first.server.close();
       const second = await listen();
       servers.push(second.server);
-      await new Promise((resolve) => setTimeout(resolve, 1_100)); // report names have one-second resolution
       const run2 = await runCli(['ports', 'collect', '--namespace', namespace, '--report-dir', dir, '--image', 'crowsnest:test', '--node-selector', 'type=kwok', '--output', 'json']);
       assert.equal(run2.code, 0, run2.stderr);
       const report2 = JSON.parse(run2.stdout) as Report;
