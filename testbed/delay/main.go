@@ -10,17 +10,23 @@
 // up to 14 ms at p99 under the testbed's load, ~0.1 ms with SCHED_FIFO) shows in the delay. Every second it prints one JSON line with the
 // packets released and how late they were (`late_us` p50/p99/max), and on SIGTERM a last line.
 //
+// The delay can be changed while it runs: a line `delay <duration>` on standard input applies to
+// the packets read from then on, and is acknowledged with a line {"delay_us": ...}.
+//
 // Usage: delayrelay -dev crowsnest-delay -delay 5ms
 package main
 
 import (
+	"bufio"
 	"encoding/json"
 	"flag"
 	"fmt"
 	"os"
 	"os/signal"
 	"sort"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 	"unsafe"
@@ -94,6 +100,26 @@ func main() {
 	}
 	fmt.Printf("{\"ready\":true,\"dev\":%q,\"delay_us\":%d}\n", *dev, delay.Microseconds())
 
+	var current atomic.Int64
+	current.Store(int64(*delay))
+	go func() {
+		lines := bufio.NewScanner(os.Stdin)
+		for lines.Scan() {
+			fields := strings.Fields(lines.Text())
+			if len(fields) != 2 || fields[0] != "delay" {
+				fmt.Fprintf(os.Stderr, "unknown command %q\n", lines.Text())
+				continue
+			}
+			d, err := time.ParseDuration(fields[1])
+			if err != nil || d < 0 {
+				fmt.Fprintf(os.Stderr, "bad delay %q\n", fields[1])
+				continue
+			}
+			current.Store(int64(d))
+			fmt.Printf("{\"delay_us\":%d}\n", d.Microseconds())
+		}
+	}()
+
 	queue := make(chan packet, 8192)
 	var st stats
 	go func() {
@@ -135,6 +161,6 @@ func main() {
 		arrived := time.Now()
 		data := make([]byte, n)
 		copy(data, buf[:n])
-		queue <- packet{data: data, due: arrived.Add(*delay)}
+		queue <- packet{data: data, due: arrived.Add(time.Duration(current.Load()))}
 	}
 }

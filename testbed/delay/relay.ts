@@ -54,6 +54,8 @@ export interface RelayStats {
 export interface DelayedPath {
   /** The relay's latest one-second window (packets released, how late). */
   readonly lastWindow: () => RelayStats | undefined;
+  /** Changes the delay of packets read from now on (milliseconds); resolves once the relay took it. */
+  setDelay(delayMs: number): Promise<void>;
   /** Removes the route and rule and stops the relay; resolves to its final count. */
   stop(): Promise<RelayStats | undefined>;
 }
@@ -82,8 +84,9 @@ export async function delayPath(options: DelayOptions): Promise<DelayedPath> {
   const tun = `cndly${id}`;
   const table = String(1000 + (Number.parseInt(id, 16) % 30_000));
   // SCHED_FIFO: on a busy machine a normal thread wakes milliseconds late (see main.go).
-  const child = spawn('ip', ['netns', 'exec', netns, 'chrt', '--fifo', '50', binary, '-dev', tun, '-delay', `${options.delayMs * 1000}us`], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn('ip', ['netns', 'exec', netns, 'chrt', '--fifo', '50', binary, '-dev', tun, '-delay', `${Math.round(options.delayMs * 1000)}us`], { stdio: ['pipe', 'pipe', 'pipe'] });
   let last: RelayStats | undefined;
+  let acknowledged: ((delayUs: number) => void) | undefined;
   let final: RelayStats | undefined;
   let errors = '';
   const ready = new Promise<void>((resolve, reject) => {
@@ -96,6 +99,7 @@ export async function delayPath(options: DelayOptions): Promise<DelayedPath> {
         const line = JSON.parse(buffered.slice(0, newline)) as Record<string, number | boolean | string>;
         buffered = buffered.slice(newline + 1);
         if (line['ready']) resolve();
+        else if (typeof line['delay_us'] === 'number') acknowledged?.(line['delay_us']);
         if (typeof line['released'] === 'number') {
           const stats = { released: line['released'], lateUsP50: Number(line['late_us_p50']), lateUsP99: Number(line['late_us_p99']), lateUsMax: Number(line['late_us_max']) };
           if (line['final']) final = stats;
@@ -131,6 +135,11 @@ export async function delayPath(options: DelayOptions): Promise<DelayedPath> {
   }
   return {
     lastWindow: () => last,
+    setDelay: async (delayMs) => {
+      const taken = new Promise<number>((resolve) => { acknowledged = resolve; });
+      child.stdin!.write(`delay ${Math.round(delayMs * 1000)}us\n`);
+      await taken;
+    },
     stop: async () => {
       for (const step of undo.reverse()) await step().catch(() => {});
       await stopChild(child);
