@@ -34,6 +34,23 @@ const WARMUP_MS = 40_000;
 const MEASURE_MS = 60_000;
 const CLOCK_TICKS = 100;
 
+/**
+ * Node's own floor with this binary: an idle process (`setInterval`), and one that has loaded what
+ * the agent cannot do without (node:net, node:tls with a secure context). Measured on the host
+ * (the image carries the same binary).
+ */
+export async function nodeFloor(): Promise<{ idle: { rssMiB: number; anonMiB: number }; netTls: { rssMiB: number; anonMiB: number } }> {
+  const measure = async (script: string): Promise<{ rssMiB: number; anonMiB: number }> => {
+    const { stdout } = await run(process.execPath, ['-e', `${script}; setTimeout(() => { const s = require('fs').readFileSync('/proc/self/status', 'utf8'); console.log(JSON.stringify({ rss: /VmRSS:\\s+(\\d+)/.exec(s)[1], anon: /RssAnon:\\s+(\\d+)/.exec(s)[1] })); process.exit(0); }, 3000)`]);
+    const { rss, anon } = JSON.parse(stdout) as { rss: string; anon: string };
+    return { rssMiB: Number(rss) / 1024, anonMiB: Number(anon) / 1024 };
+  };
+  return {
+    idle: await measure('setInterval(() => {}, 1000)'),
+    netTls: await measure("require('net').createServer().listen(0); require('tls').createSecureContext({})"),
+  };
+}
+
 export interface AgentCost {
   readonly peers: number;
   readonly pods: number;

@@ -3,7 +3,7 @@
  * (prober-agents.ts). `BENCH_PROBER_PEERS=10` runs one size.
  */
 import { globalTeardown } from '../integration/testbed.ts';
-import { type AgentCost, benchProberAgents } from './prober-agents.ts';
+import { type AgentCost, benchProberAgents, nodeFloor } from './prober-agents.ts';
 
 function table(header: string[], rows: string[][]): void {
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
@@ -15,11 +15,15 @@ function table(header: string[], rows: string[][]): void {
 export async function benchProber(log: (line: string) => void): Promise<void> {
   const peers = (process.env['BENCH_PROBER_PEERS'] ?? '10,100').split(',').map(Number);
   let agents: AgentCost[] = [];
+  // The runtime's timers are unref'd; this keeps the process alive while it only waits.
+  const keepAlive = setInterval(() => {}, 1 << 30);
   try {
     agents = await benchProberAgents(log, peers);
   } finally {
     await globalTeardown();
+    clearInterval(keepAlive);
   }
+  const floor = await nodeFloor();
   const mib = (v: number): string => `${v.toFixed(1)} MiB`;
   const milli = (cores: number): string => `${(cores * 1000).toFixed(1)} m`;
   console.log('\nprober agent (crowsnest agent, Node 24) beside go-pinger (the same probes in plain Go; Goldpinger is not served by the Go proxy here)');
@@ -34,4 +38,5 @@ export async function benchProber(log: (line: string) => void): Promise<void> {
       (r.agent.cpuCoresMedian / r.goPinger.cpuCoresMedian).toFixed(1),
     ]),
   );
+  console.log(`\nNode ${process.version} alone, same binary: idle ${mib(floor.idle.rssMiB)} RSS (${mib(floor.idle.anonMiB)} anon); with node:net and node:tls loaded ${mib(floor.netTls.rssMiB)} (${mib(floor.netTls.anonMiB)} anon)`);
 }
