@@ -125,12 +125,12 @@ describe('NetworkProber controller handlers', () => {
   it('enqueues the injecting prober and rebuilds the namespace\'s rings when a pod\'s membership may change', () => {
     const keys: string[] = [];
     const invalidated: string[] = [];
-    const handler = podHandler((k) => keys.push(k), (ns) => invalidated.push(ns), (pod) => pod.metadata.annotations?.['prober.crowsnest.dev/network-prober']);
+    const handler = podHandler((k, delayMs) => keys.push(`${k} after ${delayMs}`), (ns) => invalidated.push(ns), (pod) => pod.metadata.annotations?.['prober.crowsnest.dev/network-prober']);
     const pod = injectedPod('web-0', 'shop', 'mesh');
     handler.onAdd!(pod);
     handler.onUpdate!(pod, { ...pod, metadata: { ...pod.metadata, resourceVersion: '99' } });
     handler.onUpdate!(pod, { ...pod, status: { ...pod.status, phase: 'Succeeded' } });
-    assert.deepEqual(keys, ['shop/mesh', 'shop/mesh'], 'a resourceVersion bump alone is no change');
+    assert.deepEqual(keys, ['shop/mesh after 1000', 'shop/mesh after 1000'], 'a resourceVersion bump alone is no change; a burst is one delayed reconcile');
     assert.deepEqual(invalidated, ['shop', 'shop']);
   });
 });

@@ -120,15 +120,19 @@ export function proberHandler(enqueue: (key: string) => void): StoreHandler<Netw
   };
 }
 
+/** Pod changes are folded into one reconcile of their prober per this long (a rollout is hundreds of events). */
+export const POD_CHANGE_BATCH_MS = 1_000;
+
 /**
- * Injected pod changes: the prober that injected it is enqueued, and the namespace's rings are
- * rebuilt on their next use (`invalidate`).
+ * Injected pod changes: the prober that injected it is enqueued within {@link POD_CHANGE_BATCH_MS}
+ * (the queue keeps one pending delay per key, so a burst costs one reconcile), and the
+ * namespace's rings are rebuilt on their next use (`invalidate`).
  */
-export function podHandler(enqueue: (key: string) => void, invalidate: (namespace: string) => void, proberOf: (pod: SlimPod) => string | undefined): StoreHandler<SlimPod> {
+export function podHandler(enqueueAfter: (key: string, delayMs: number) => void, invalidate: (namespace: string) => void, proberOf: (pod: SlimPod) => string | undefined): StoreHandler<SlimPod> {
   const changed = (pod: SlimPod): void => {
     invalidate(pod.metadata.namespace);
     const prober = proberOf(pod);
-    if (prober) enqueue(`${pod.metadata.namespace}/${prober}`);
+    if (prober) enqueueAfter(`${pod.metadata.namespace}/${prober}`, POD_CHANGE_BATCH_MS);
   };
   return {
     onAdd: changed,

@@ -15,7 +15,7 @@ import { durationMs } from '../kube/api/schema.ts';
 import type { NetworkProber } from './api.ts';
 import { type Peer, PROBER_ANNOTATION, type PeerResult, type ProbeSettings, type SyncRequest, type SyncResponse } from './contract.ts';
 import { asPeer, isMember, type SlimPod } from './members.ts';
-import { NeighbourRing } from './ring.ts';
+import { NeighbourRing, ringHash } from './ring.ts';
 
 /** Read access to the caches the directory needs; NEVER modify what they return. */
 export interface ProberCacheView {
@@ -32,6 +32,8 @@ const PENDING_SYNC_MS = 1_000;
 const DEFAULT_POLLING_PERIOD = '10s';
 const DEFAULT_TIMEOUT = '1s';
 const DEFAULT_NEIGHBOURS = 10;
+/** Past this many remembered ring positions (pods that came and went), start over. */
+const MAX_REMEMBERED_HASHES = 200_000;
 
 export type DirectoryAnswer =
   | { readonly status: 200; readonly response: SyncResponse; readonly proberKey: string }
@@ -47,6 +49,8 @@ export class PeerDirectory {
   private readonly cache: ProberCacheView;
   private readonly rings = new Map<string, RingEntry>();
   private readonly epochs = new Map<string, number>();
+  /** Ring positions by uid: rings are rebuilt on every pod change, hashes need not be. */
+  private readonly hashes = new Map<string, string>();
 
   constructor(cache: ProberCacheView) {
     this.cache = cache;
@@ -65,7 +69,12 @@ export class PeerDirectory {
     const cached = this.rings.get(key);
     if (cached && cached.epoch === epoch && cached.generation === prober.metadata?.generation) return cached.ring;
     const members = this.cache.podsIn(namespace).filter((pod) => isMember(prober, pod)).map(asPeer);
-    const ring = new NeighbourRing(members);
+    if (this.hashes.size > MAX_REMEMBERED_HASHES) this.hashes.clear();
+    const ring = new NeighbourRing(members, (uid) => {
+      let hash = this.hashes.get(uid);
+      if (hash === undefined) this.hashes.set(uid, hash = ringHash(uid));
+      return hash;
+    });
     this.rings.set(key, { epoch, generation: prober.metadata?.generation, ring });
     return ring;
   }

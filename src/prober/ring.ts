@@ -22,12 +22,15 @@ export class NeighbourRing<M extends RingMember> {
   private readonly members: readonly M[];
   private readonly positions: ReadonlyMap<string, number>;
 
-  /** `members` in any order; a uid listed twice counts once. */
-  constructor(members: readonly M[]) {
+  /**
+   * `members` in any order; a uid listed twice counts once. `hash` places a uid on the ring
+   * (default {@link ringHash}); pass a memoised one when rings are rebuilt often.
+   */
+  constructor(members: readonly M[], hash: (uid: string) => string = ringHash) {
     const unique = new Map<string, M>();
     for (const member of members) if (!unique.has(member.uid)) unique.set(member.uid, member);
     const ordered = [...unique.values()]
-      .map((member) => ({ member, hash: ringHash(member.uid) }))
+      .map((member) => ({ member, hash: hash(member.uid) }))
       .sort((a, b) => (a.hash < b.hash ? -1 : a.hash > b.hash ? 1 : a.member.uid < b.member.uid ? -1 : 1));
     this.members = ordered.map((entry) => entry.member);
     this.positions = new Map(this.members.map((member, index) => [member.uid, index]));
@@ -69,6 +72,6 @@ export class NeighbourRing<M extends RingMember> {
 }
 
 /** Position on the ring: the first 64 bits of SHA-256 of the uid, as 16 hex digits (sortable as text). */
-function ringHash(uid: string): string {
+export function ringHash(uid: string): string {
   return createHash('sha256').update(uid).digest('hex').slice(0, 16);
 }

@@ -155,10 +155,10 @@ export class ProberRuntime {
   }
 
   /** The status controller's handlers: NetworkProber changes, and injected pod changes. */
-  controllerHandlers(enqueue: (key: string) => void): { readonly probers: StoreHandler<NetworkProber>; readonly pods: StoreHandler<SlimPod> } {
+  controllerHandlers(queue: { enqueue(key: string): void; enqueueAfter(key: string, delayMs: number): void }): { readonly probers: StoreHandler<NetworkProber>; readonly pods: StoreHandler<SlimPod> } {
     return {
-      probers: proberHandler(enqueue),
-      pods: podHandler(enqueue, (namespace) => this.directory.invalidate(namespace), (pod) => pod.metadata.annotations?.[PROBER_ANNOTATION]),
+      probers: proberHandler((key) => queue.enqueue(key)),
+      pods: podHandler((key, delayMs) => queue.enqueueAfter(key, delayMs), (namespace) => this.directory.invalidate(namespace), (pod) => pod.metadata.annotations?.[PROBER_ANNOTATION]),
     };
   }
 }

@@ -102,7 +102,7 @@ export async function startProber(options: StartProberOptions = {}): Promise<Pro
     certificatePollIntervalMs: 1_000,
   });
   const controller = new Controller<string>({ name: 'prober', reconcile: runtime.reconciler.reconcile, workers: 2, registry });
-  const handlers = runtime.controllerHandlers((key) => controller.enqueue(key));
+  const handlers = runtime.controllerHandlers(controller);
 
   const running: Array<Promise<unknown>> = [
     probers.run(stop.signal), pods.run(stop.signal), secrets.run(stop.signal),
