@@ -214,6 +214,9 @@ describe('the chart installed for real on the testbed', () => {
     await eventually('the operator pods are gone', async () => (await list<Pod>(`/api/v1/namespaces/${namespace}/pods`)).length === 0, SETTLE_MS).catch(() => {});
     await receiver.stop();
     for (const ns of [namespace, workloads]) await plane.request('DELETE', `/api/v1/namespaces/${ns}`);
+    // Settled before the next file: a logaccess controller there would see these pods go.
+    await eventually('the test namespaces are gone', async () =>
+      (await get(`/api/v1/namespaces/${namespace}`)) === undefined && (await get(`/api/v1/namespaces/${workloads}`)) === undefined, SETTLE_MS).catch(() => {});
     for (const pv of Object.values(volumes)) await plane.request('DELETE', `/api/v1/persistentvolumes/${pv}`);
     await rm(valuesFile, { force: true });
   });
