@@ -28,7 +28,7 @@ import { testbedChartValues } from '../../testbed/images.ts';
 import { createLocalVolume } from '../../testbed/volumes.ts';
 import { countByKey, parseSs, type SsSocket } from '../../src/ports/testdata/ss.ts';
 import { chart } from './helm.ts';
-import { asToken, eventually, requestToken, testbed } from './testbed.ts';
+import { asToken, eventually, getObject, listObjects, requestToken, testbed } from './testbed.ts';
 
 const RELEASE = 'crowsnest';
 const OPERATOR = `${RELEASE}-operator`;
@@ -49,17 +49,8 @@ interface Job extends Obj {
   status: { succeeded?: number; failed?: number; conditions?: Array<{ type: string; status: string }> };
 }
 
-async function get<T>(path: string): Promise<T | undefined> {
-  const plane = await testbed();
-  const res = await plane.request('GET', path);
-  if (res.status === 404) return undefined;
-  if (res.status !== 200) throw new Error(`GET ${path}: ${res.status} ${res.body}`);
-  return JSON.parse(res.body) as T;
-}
-
-async function list<T>(path: string): Promise<T[]> {
-  return (await get<{ items: T[] }>(path))?.items ?? [];
-}
+const get = getObject;
+const list = listObjects;
 
 /** `helm <args>` with the testbed's helm and admin kubeconfig. */
 async function helm(args: readonly string[]): Promise<string> {
