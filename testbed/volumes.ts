@@ -25,6 +25,11 @@ export interface LocalVolumeOptions {
   /** Default `1Gi`: nominal, nothing enforces it on a directory. */
   readonly capacity?: string;
   readonly labels?: Readonly<Record<string, string>>;
+  /**
+   * The claim this volume is for (pre-bound through `claimRef`): with several volumes of one
+   * class, the controller would otherwise bind any claim to any of them.
+   */
+  readonly claim?: { readonly namespace: string; readonly name: string };
 }
 
 /** Creates a directory and a `local` PersistentVolume for it; resolves to the directory's path. */
@@ -45,6 +50,7 @@ export async function createLocalVolume(plane: ControlPlane, options: LocalVolum
       persistentVolumeReclaimPolicy: 'Retain',
       storageClassName: options.storageClassName,
       volumeMode: 'Filesystem',
+      ...(options.claim ? { claimRef: { apiVersion: 'v1', kind: 'PersistentVolumeClaim', namespace: options.claim.namespace, name: options.claim.name } } : {}),
       local: { path },
       nodeAffinity: { required: { nodeSelectorTerms: [{ matchExpressions: [{ key: 'kubernetes.io/hostname', operator: 'In', values: [options.node] }] }] } },
     },

@@ -203,7 +203,7 @@ async function patchMerge(token: string, path: string, body: unknown): Promise<{
   const ca = await readFile(plane.pki.caCert);
   return await new Promise((resolve, reject) => {
     const req = request({
-      host: '127.0.0.1', port: plane.ports.apiserver, path: `${path}?dryRun=All`, method: 'PATCH', ca,
+      host: plane.host, port: plane.ports.apiserver, path: `${path}?dryRun=All`, method: 'PATCH', ca,
       headers: { authorization: `Bearer ${token}`, 'content-type': 'application/merge-patch+json', accept: 'application/json' },
     }, (res) => {
       let text = '';

@@ -190,8 +190,8 @@ describe('the chart installed for real on the testbed', () => {
     assert.equal(created.status, 201, created.body);
     const apps = await plane.request('POST', '/api/v1/namespaces', { metadata: { name: workloads } });
     assert.equal(apps.status, 201, apps.body);
-    volumeDirs.inventory = await createLocalVolume(plane, { name: volumes.inventory, node: REAL_NODES[0]!, storageClassName: storageClass });
-    volumeDirs.ports = await createLocalVolume(plane, { name: volumes.ports, node: REAL_NODES[1]!, storageClassName: storageClass });
+    volumeDirs.inventory = await createLocalVolume(plane, { name: volumes.inventory, node: REAL_NODES[0]!, storageClassName: storageClass, claim: { namespace, name: `${RELEASE}-inventory-reports` } });
+    volumeDirs.ports = await createLocalVolume(plane, { name: volumes.ports, node: REAL_NODES[1]!, storageClassName: storageClass, claim: { namespace, name: `${RELEASE}-ports-reports` } });
     valuesFile = join(plane.dir, `values-testbed-${suffix}.yaml`);
     await writeFile(valuesFile, testbedChartValues(plane.images, plane.imageDigests)!);
     await plane.waitForDefaultServiceAccount(namespace);
@@ -317,6 +317,7 @@ describe('the chart installed for real on the testbed', () => {
     assert.ok(objects.some((o) => o.kind === 'Deployment' && o.metadata.namespace === workloads && o.metadata.name === 'web'), 'the snapshot holds this cluster\'s objects');
     assert.ok(receiver.received.every((r) => r.accessKey === accessKey), 'the key from the chart\'s Secret');
     assert.ok((await podsOfJob(namespace, 'inventory-1')).every((p) => REAL_NODES.includes(p.spec.nodeName ?? '')));
+    assert.deepEqual(await deliveredRuns(volumeDirs.inventory), [first], 'the run\'s summary is on the volume, saying it was delivered');
     assert.deepEqual(await undelivered(volumeDirs.inventory), [], 'nothing kept after a delivery');
 
     receiver.up = false;
@@ -333,6 +334,7 @@ describe('the chart installed for real on the testbed', () => {
     assert.equal(runs.length, 3, `runs received: ${runs.join(', ')}`);
     assert.equal(runs[1], kept[0]!.runId, 'the kept snapshot is sent first, under its own run id');
     assert.deepEqual(await undelivered(volumeDirs.inventory), [], 'and is removed from the volume once delivered');
+    assert.deepEqual((await deliveredRuns(volumeDirs.inventory)).sort(), [...runs].sort(), 'every run\'s summary now says delivered');
   });
 
   it('ports: a Job from the CronJob scans every real node with a hostPID pod, and each node\'s report matches ss -ltnup on this machine', async () => {
@@ -487,6 +489,16 @@ async function jobFinished(namespace: string, name: string): Promise<Job> {
 
 async function podsOfJob(namespace: string, job: string): Promise<Pod[]> {
   return await list<Pod>(`/api/v1/namespaces/${namespace}/pods?labelSelector=${encodeURIComponent(`job-name=${job}`)}`);
+}
+
+/** Run ids of the summaries on the report volume that say the endpoint got the snapshot. */
+async function deliveredRuns(dir: string): Promise<string[]> {
+  const runs: string[] = [];
+  for (const name of (await readdir(dir)).filter((n) => n.endsWith('.summary.json')).sort()) {
+    const summary = JSON.parse(await readFile(join(dir, name), 'utf8')) as { runId: string; sink: { kind: string; delivered: boolean } };
+    if (summary.sink.kind === 'endpoint' && summary.sink.delivered) runs.push(summary.runId);
+  }
+  return runs;
 }
 
 /** Snapshots on the report volume whose summary says the endpoint has not got them. */
