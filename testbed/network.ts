@@ -151,13 +151,19 @@ interface SlotClaim {
 export type ClaimAlive = (claim: { dir: string; detached: boolean }) => boolean;
 
 /**
- * Claims the lowest free slot for the testbed in `dir`, reaping stale claims on the way. Needs
- * root (namespaces, bridges, cgroups). Resolves to the slot number.
+ * Claims a free slot for the testbed in `dir`, reaping stale claims on the way. Needs root
+ * (namespaces, bridges, cgroups). Resolves to the slot number.
+ *
+ * Slots are handed out round-robin, starting after the last one claimed: a slot just released is
+ * the last to be taken again, so a check of what a released testbed left behind (the cleanup
+ * test) does not find the next testbed's bridge and processes under the same slot number.
  */
 export async function claimSlot(dir: string, detached: boolean, detachedAlive: ClaimAlive, log: (line: string) => void): Promise<number> {
   return await withSlotLock(() => {
     const claims = readClaims();
-    for (let slot = 0; slot < SLOT_COUNT; slot++) {
+    const start = (readLastClaimedSlot() + 1) % SLOT_COUNT;
+    for (let offset = 0; offset < SLOT_COUNT; offset++) {
+      const slot = (start + offset) % SLOT_COUNT;
       const claim = claims.get(slot);
       if (claim && claimIsLive(claim, detachedAlive)) continue;
       if (claim || leftoversExist(slot)) {
@@ -166,6 +172,7 @@ export async function claimSlot(dir: string, detached: boolean, detachedAlive: C
       }
       const record: SlotClaim = { slot, dir, ownerPid: process.pid, ownerStart: processStart(process.pid) ?? '', detached };
       writeFileSync(claimPath(slot), JSON.stringify(record, null, 2));
+      writeFileSync(LAST_CLAIMED_PATH, `${slot}\n`);
       ensureUnreachableRoute();
       return slot;
     }
@@ -192,6 +199,18 @@ export function releaseSlotSync(slot: number): void {
   // after its claim file is written), and a missed removal only leaves a harmless route behind
   // until the next release.
   if (readClaims().size === 0) run(['ip', 'route', 'del', 'unreachable', UNREACHABLE_ROUTE], { ignoreErrors: true });
+}
+
+/** The slot claimed last, so the next claim starts after it (see {@link claimSlot}). */
+const LAST_CLAIMED_PATH = join(SLOT_DIR, 'last-claimed');
+
+function readLastClaimedSlot(): number {
+  try {
+    const slot = Number(readFileSync(LAST_CLAIMED_PATH, 'utf8').trim());
+    return Number.isInteger(slot) && slot >= 0 && slot < SLOT_COUNT ? slot : -1;
+  } catch {
+    return -1;
+  }
 }
 
 function claimPath(slot: number): string {
