@@ -67,7 +67,7 @@ test-image: deps ## image tests: loopback registry + crane, the images built twi
 	@$(RUN) node --test 'test/image/**/*.test.ts'
 
 .PHONY: test-integration
-test-integration: deps testbed ## integration tests against one shared local control plane
+test-integration: deps testbed image ## integration tests against one shared local control plane (real nodes run the image just built)
 	@$(RUN) node --test $(INTEGRATION) 'test/integration/**/*.test.ts'
 
 .PHONY: cluster

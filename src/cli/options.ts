@@ -225,7 +225,7 @@ export const operatorFlags: readonly FlagDefinition[] = [
     name: 'leader-elect',
     valueName: '[bool]',
     description: 'elect a leader with a Lease so only one replica runs the controllers',
-    defaultText: 'true',
+    defaultText: 'true in a pod ($KUBERNETES_SERVICE_HOST set) or with --leader-election-namespace, else false',
     negatable: true,
   },
   {
@@ -527,7 +527,10 @@ export interface OperatorOptions {
   readonly metricsBindAddress: string;
   /** `host:port` or `:port` for /healthz and /readyz; `"0"` or `""` disables. Default `:8081`. */
   readonly healthProbeBindAddress: string;
-  /** Whether to run controllers only while holding the Lease. Default `true`. */
+  /**
+   * Whether to run controllers only while holding the Lease. Default: `true` in a pod
+   * (`KUBERNETES_SERVICE_HOST` set) or when the Lease namespace is given, else `false`.
+   */
   readonly leaderElect: boolean;
   /** Namespace of the Lease. Default `$POD_NAMESPACE`, else `crowsnest-system`. */
   readonly leaderElectionNamespace: string;
@@ -580,6 +583,12 @@ export function resolveOperatorOptions(
   const podNamespace = sources.env['POD_NAMESPACE'];
   const namespaceDefault = podNamespace ? podNamespace : OPERATOR_DEFAULTS.leaderElectionNamespace;
   const identityRaw = lookup(sources, 'identity');
+  // kubebuilder's convention: leader election is on where replicas run (the chart, any pod:
+  // the kubelet sets KUBERNETES_SERVICE_HOST in every container), off for an operator started by
+  // hand, which is alone and would otherwise wait on a Lease in a namespace its cluster may not
+  // have. Naming the Lease namespace asks for the Lease.
+  const inPod = Boolean(sources.env['KUBERNETES_SERVICE_HOST']);
+  const leaseNamespaceGiven = lookup(sources, 'leader-election-namespace') !== undefined;
 
   const options: OperatorOptions = {
     kubeconfig: globals.kubeconfig,
@@ -592,7 +601,7 @@ export function resolveOperatorOptions(
       parseBindAddressFlag,
       OPERATOR_DEFAULTS.healthProbeBindAddress,
     ),
-    leaderElect: resolve(sources, 'leader-elect', parseBool, true),
+    leaderElect: resolve(sources, 'leader-elect', parseBool, inPod || leaseNamespaceGiven),
     leaderElectionNamespace: resolve(sources, 'leader-election-namespace', parseNamespace, namespaceDefault),
     leaderElectionId: resolve(sources, 'leader-election-id', parseObjectName, OPERATOR_DEFAULTS.leaderElectionId),
     leaseDurationMs: resolve(sources, 'lease-duration', parsePositiveDurationMs, OPERATOR_DEFAULTS.leaseDuration),

@@ -19,6 +19,7 @@ import { EventRecorder } from '../kube/events.ts';
 import { LeaderElector } from '../kube/leader.ts';
 import { type HealthServer, type RunningServer, startHealthServer, startMetricsServer } from '../observe/http.ts';
 import { controllerCatalog } from './catalog.ts';
+import { requireLeaseNamespace } from './lease-namespace.ts';
 import type { ControllerContext } from './context.ts';
 
 export const EXIT_OK = 0;
@@ -55,7 +56,10 @@ export async function runOperator(opts: OperatorOptions, deps: OperatorDeps): Pr
   let recorder: EventRecorder | undefined;
   try {
     const kubeConfig = loadKubeConfig({ ...(opts.kubeconfig ? { kubeconfig: opts.kubeconfig } : {}), ...(opts.context ? { context: opts.context } : {}) });
-    logger.info({ ...describeKubeConfig(kubeConfig), identity: opts.identity, controllers: opts.controllers }, 'starting crowsnest operator');
+    logger.info({
+      ...describeKubeConfig(kubeConfig), identity: opts.identity, controllers: opts.controllers,
+      leaderElection: opts.leaderElect ? `${opts.leaderElectionNamespace}/${opts.leaderElectionId}` : 'off',
+    }, 'starting crowsnest operator');
     client = new KubeClient(kubeConfig);
     recorder = new EventRecorder({ client, reportingInstance: opts.identity, logger, registry });
     metricsServer = await startMetricsServer({ bindAddress: opts.metricsBindAddress, registry, logger });
@@ -71,6 +75,7 @@ export async function runOperator(opts: OperatorOptions, deps: OperatorDeps): Pr
       leading = true;
       controllersSettled = await runControllers(opts, shared, shutdown.signal, opts.shutdownTimeoutMs);
     } else {
+      await requireLeaseNamespace(client, opts.leaderElectionNamespace, opts.leaderElectionId, shutdown.signal);
       const elector = new LeaderElector({
         client,
         namespace: opts.leaderElectionNamespace,

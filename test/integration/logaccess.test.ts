@@ -21,7 +21,7 @@ import { type LogAccessOptions, runLogAccess } from '../../src/logaccess/control
 import type { HealthCheck } from '../../src/observe/http.ts';
 import type { ControllerContext } from '../../src/operator/context.ts';
 import { installChartOperator, type ChartOperator } from './helm.ts';
-import { adminKubeConfig, asToken, eventually, newNamespace, ON_KWOK_NODES, requestToken, testbed } from './testbed.ts';
+import { adminKubeConfig, asToken, eventually, getObject, listObjects, newNamespace, ON_KWOK_NODES, requestToken, testbed } from './testbed.ts';
 
 // --- the contract, spelled out literally (not imported) so a wrong constant in the code fails here ---
 
@@ -149,18 +149,8 @@ async function createWorkload(namespace: string, spec: WorkloadSpec): Promise<Ob
 
 // --- admin API helpers --------------------------------------------------------------------------
 
-/** GET as admin; `undefined` on 404. */
-async function get<T>(path: string): Promise<T | undefined> {
-  const plane = await testbed();
-  const res = await plane.request('GET', path);
-  if (res.status === 404) return undefined;
-  if (res.status !== 200) throw new Error(`GET ${path}: ${res.status} ${res.body}`);
-  return JSON.parse(res.body) as T;
-}
-
-async function list<T>(path: string): Promise<T[]> {
-  return (await get<{ items: T[] }>(path))?.items ?? [];
-}
+const get = getObject;
+const list = listObjects;
 
 async function create<T = Obj>(path: string, body: unknown): Promise<T> {
   const plane = await testbed();

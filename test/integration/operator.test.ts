@@ -56,6 +56,13 @@ async function startReplica(identity: string, namespace: string): Promise<Replic
   return replica;
 }
 
+/** This process's environment without what marks a pod (the tests may themselves run in one). */
+function withoutPodEnvironment(): NodeJS.ProcessEnv {
+  const env = { ...process.env };
+  for (const name of Object.keys(env)) if (name.startsWith('KUBERNETES_') || name === 'POD_NAMESPACE' || name.startsWith('CROWSNEST_')) delete env[name];
+  return env;
+}
+
 async function holder(namespace: string): Promise<string | undefined> {
   const plane = await testbed();
   const res = await plane.request('GET', `/apis/coordination.k8s.io/v1/namespaces/${namespace}/leases/crowsnest-operator`);
@@ -96,6 +103,53 @@ describe('crowsnest operator leader election', () => {
     assert.ok(takeoverMs <= LEASE_MS + 2 * maxPollMs + 500, `takeover took ${takeoverMs} ms, lease is ${LEASE_MS} ms`);
     await eventually('replica-b reports leading', async () => (await leaderGauge(b)) === 1, 5_000);
     console.log(`# leader takeover after SIGKILL: ${takeoverMs} ms (lease ${LEASE_MS} ms, retry ${RETRY_MS} ms)`);
+  });
+
+  it('without leader election by default when run by hand: controllers start at once, no Lease is made, SIGTERM exits 0', async () => {
+    const plane = await testbed();
+    // As a person at a terminal runs it: no pod environment, no Lease flags, against a cluster
+    // that has no crowsnest-system namespace.
+    assert.equal((await plane.request('GET', '/api/v1/namespaces/crowsnest-system')).status, 404);
+    const healthPort = await freePort();
+    const child = spawn(join(repo, 'bin', 'crowsnest'), [
+      'operator', '--kubeconfig', plane.kubeconfigPath, '--log-format', 'json',
+      '--metrics-bind-address', '0', '--health-probe-bind-address', `127.0.0.1:${healthPort}`,
+    ], { stdio: ['ignore', 'pipe', 'pipe'], env: withoutPodEnvironment() });
+    const output: string[] = [];
+    child.stdout!.on('data', (c: Buffer) => output.push(c.toString()));
+    child.stderr!.on('data', (c: Buffer) => output.push(c.toString()));
+    const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+    try {
+      // Ready means every controller's caches synced: it runs without waiting for any Lease.
+      await eventually('the operator is ready', async () => (await fetch(`http://127.0.0.1:${healthPort}/readyz`).catch(() => undefined))?.status === 200, 30_000)
+        .catch((err: Error) => { throw new Error(`${err.message}\n${output.join('')}`); });
+      assert.match(output.join(''), /"leaderElection":"off".*"msg":"starting crowsnest operator"/);
+      assert.doesNotMatch(output.join(''), /lease/i);
+    } finally {
+      child.kill('SIGTERM');
+    }
+    assert.equal(await exited, 0, output.join(''));
+  });
+
+  it('with leader election in a namespace that does not exist: exits 1 at once, naming --leader-election-namespace and --no-leader-elect', async () => {
+    const plane = await testbed();
+    const started = Date.now();
+    const result = await new Promise<{ code: number | null; stderr: string }>((resolve) => {
+      const child = spawn(join(repo, 'bin', 'crowsnest'), [
+        'operator', '--kubeconfig', plane.kubeconfigPath, '--leader-elect', '--log-format', 'json',
+        '--metrics-bind-address', '0', '--health-probe-bind-address', '0',
+      ], { stdio: ['ignore', 'ignore', 'pipe'], env: withoutPodEnvironment() });
+      let stderr = '';
+      child.stderr!.on('data', (c: Buffer) => (stderr += c.toString()));
+      const timer = setTimeout(() => child.kill('SIGKILL'), 20_000);
+      child.once('exit', (code) => {
+        clearTimeout(timer);
+        resolve({ code, stderr });
+      });
+    });
+    assert.equal(result.code, 1, result.stderr);
+    assert.match(result.stderr, /^error: the leader election namespace "crowsnest-system" does not exist: create it, name an existing one with --leader-election-namespace, or run a single operator without leader election \(--no-leader-elect\)$/m);
+    assert.ok(Date.now() - started < 15_000, `took ${Date.now() - started} ms`);
   });
 
   it('a leader stopped with SIGTERM releases its Lease so the standby takes over at once, and exits 0', async () => {

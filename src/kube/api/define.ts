@@ -8,9 +8,10 @@ import Type, { type Static, type TObject, type TSchema } from 'typebox';
 import type { ObjectMeta, ResourceType } from '../resources.ts';
 import { crdYaml, customResourceDefinition } from './crd.ts';
 import { type ValidationResult, validatorFor } from './validate.ts';
+import { API_GROUP } from '../labels.ts';
 
-/** The one API group of Crowsnest's own types. */
-export const API_GROUP = 'crowsnest.dev';
+/** The one API group of Crowsnest's own types (labels.ts names it for everything else too). */
+export { API_GROUP };
 
 /** A `kubectl get` column (`additionalPrinterColumns`). */
 export interface PrinterColumn {
