@@ -21,8 +21,8 @@ import type { Logger } from '../kube/logger-type.ts';
 import { type KubeObject, metadataOnly, type ResourceType, Resources } from '../kube/resources.ts';
 import { createOrGet, deleteObject, hasFieldManager, keepFieldManagers, migrateFieldManager, serverSideApply } from '../kube/writes.ts';
 import type { ControllerContext } from '../operator/context.ts';
+import { controllerRef } from '../kube/owners.ts';
 import {
-  controllerRef,
   desiredRole,
   desiredRoleBinding,
   desiredServiceAccount,

@@ -2,7 +2,7 @@
  * The controllers `crowsnest operator` can run. Kept free of heavy imports so the CLI can list
  * and validate `--controllers` without loading the runtime: each entry loads its code lazily.
  */
-import type { OperatorOptions } from '../cli/options.ts';
+import type { OperatorOptions } from './options.ts';
 import type { ControllerContext } from './context.ts';
 
 export interface ControllerDefinition {

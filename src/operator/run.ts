@@ -11,7 +11,7 @@
  */
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
-import type { OperatorOptions } from '../cli/options.ts';
+import type { OperatorOptions } from './options.ts';
 import { KubeClient } from '../kube/client.ts';
 import { withTimeout } from '../kube/concurrency.ts';
 import { describeKubeConfig, loadKubeConfig } from '../kube/config.ts';
