@@ -451,7 +451,7 @@ export class KubeListerWatcher<T extends KubeObject = KubeObject> implements Lis
   }
 
   async list(options: { limit: number; continueToken?: string; resourceVersion?: string; signal: AbortSignal }): Promise<ListPage<T>> {
-    const body = await this.opts.client.json<{ metadata: { resourceVersion: string; continue?: string }; items: KubeObject[] }>(this.path, {
+    const body = await this.opts.client.json<{ metadata: { resourceVersion: string; continue?: string }; items: KubeObject[] | null }>(this.path, {
       query: {
         limit: options.limit,
         continue: options.continueToken,
@@ -465,8 +465,9 @@ export class KubeListerWatcher<T extends KubeObject = KubeObject> implements Lis
       timeoutMs: 60_000,
     });
     return {
-      // List items carry no apiVersion/kind; set them so cached objects are self-describing.
-      items: body.items.map((item) => this.prepare(item)),
+      // List items carry no apiVersion/kind; set them so cached objects are self-describing. An
+      // empty PartialObjectMetadataList comes with `items: null` (Go's nil slice).
+      items: (body.items ?? []).map((item) => this.prepare(item)),
       resourceVersion: body.metadata.resourceVersion,
       ...(body.metadata.continue ? { continueToken: body.metadata.continue } : {}),
     };

@@ -17,9 +17,10 @@ import { Registry } from 'prom-client';
 import { KubeClient } from '../../src/kube/client.ts';
 import { EventRecorder } from '../../src/kube/events.ts';
 import { silentLogger } from '../../src/kube/logger-type.ts';
-import { type LogAccessOptions, runLogAccess } from '../../src/logaccess/controller.ts';
+import type { Manager } from '../../src/kube/manager.ts';
+import type { LogAccessOptions } from '../../src/logaccess/desired.ts';
 import type { HealthCheck } from '../../src/observe/http.ts';
-import type { ControllerContext } from '../../src/operator/context.ts';
+import { runLogAccess } from './logaccess-run.ts';
 import { adminKubeConfig, asToken, eventually, newNamespace, requestToken, testbed } from './testbed.ts';
 
 // --- the contract, spelled out literally (not imported) so a wrong constant in the code fails here ---
@@ -388,13 +389,10 @@ async function startController(options: LogAccessOptions): Promise<RunningContro
   const registry = new Registry();
   const recorder = new EventRecorder({ client, reportingInstance: 'test' });
   const readiness: HealthCheck[] = [];
-  const context: ControllerContext = {
-    client, logger: silentLogger, registry, recorder, workers: 2,
-    addReadinessCheck: (check) => readiness.push(check),
-  };
   const abort = new AbortController();
   let stopping = false;
-  const finished = runLogAccess(context, options, abort.signal).then(
+  const deps = { client, logger: silentLogger, registry, recorder, workers: 2, onManager: (manager: Manager) => readiness.push(...manager.readinessChecks()) };
+  const finished = runLogAccess(deps, options, abort.signal).then(
     () => {
       if (!stopping) earlyExit = 'resolved before it was stopped';
     },
