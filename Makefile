@@ -39,18 +39,19 @@ crds: deps ## write the chart's CRDs (deploy/helm/crowsnest/crds) from the API d
 	@$(RUN) node scripts/crds.ts
 
 .PHONY: lint
-lint: build ## type check (strict) — the project's only lint for now
+lint: build ## type check (strict), and layers import downward only with no cycles (scripts/lint-layers.ts)
+	@$(RUN) node scripts/lint-layers.ts
 
 .PHONY: testbed
 testbed: ## build the control-plane binaries into the cache (once per machine)
 	@testbed/build.sh >/dev/null
 
 .PHONY: test
-test: build test-unit test-integration ## all tests: unit, then integration on a real local control plane
+test: lint test-unit test-integration ## all tests: lint, unit, then integration on a real local control plane
 
 .PHONY: test-unit
 test-unit: deps ## unit tests (pure logic, fake clocks), and the host port scan compared with ss
-	@$(RUN) node --test 'src/**/*.test.ts' 'test/host/**/*.test.ts'
+	@$(RUN) node --test 'src/**/*.test.ts' 'scripts/**/*.test.ts' 'test/host/**/*.test.ts'
 
 .PHONY: test-integration
 test-integration: deps testbed ## integration tests against one shared local control plane

@@ -6,23 +6,14 @@
  */
 import Type, { type Static, type TObject, type TSchema } from 'typebox';
 import type { ObjectMeta, ResourceType } from '../resources.ts';
-import { crdYaml, customResourceDefinition } from './crd.ts';
+import { crdYaml, customResourceDefinition, type PrinterColumn } from './crd.ts';
+
+export type { PrinterColumn } from './crd.ts';
 import { type ValidationResult, validatorFor } from './validate.ts';
 
 /** The one API group of Crowsnest's own types. */
 export const API_GROUP = 'crowsnest.dev';
 
-/** A `kubectl get` column (`additionalPrinterColumns`). */
-export interface PrinterColumn {
-  readonly name: string;
-  readonly type: 'string' | 'integer' | 'number' | 'boolean' | 'date';
-  /** JSONPath into the object, e.g. `.status.injectedPods`. */
-  readonly jsonPath: string;
-  readonly description?: string;
-  /** 0: shown by default; higher: only with `-o wide`. */
-  readonly priority?: number;
-  readonly format?: string;
-}
 
 export interface ApiDefinitionInit<Spec extends TSchema, Status extends TSchema> {
   readonly group?: string;
