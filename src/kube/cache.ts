@@ -4,7 +4,8 @@
  * rule as client-go's informer cache).
  *
  * Indexes map an object to zero or more index values; `byIndex(name, value)` answers in O(result).
- * `namespace` and `owner` (ownerReference uids) are always present.
+ * `owner` (ownerReference uids) is always present; others, `namespace` among them
+ * ({@link namespaceIndex}), only when asked for: each costs an entry per object.
  */
 import { type KubeObject, objectKey } from './resources.ts';
 
@@ -31,8 +32,10 @@ export type ReadonlyStore<T extends KubeObject = KubeObject> = Pick<Store<T>, 'h
 export const INDEX_NAMESPACE = 'namespace';
 export const INDEX_OWNER = 'owner';
 
+/** The namespace index, for stores that ask for it (`indexers: { [INDEX_NAMESPACE]: namespaceIndex }`). */
+export const namespaceIndex: IndexFunc<KubeObject> = (obj) => (obj.metadata?.namespace ? [obj.metadata.namespace] : []);
+
 const builtinIndexers: Record<string, IndexFunc<KubeObject>> = {
-  [INDEX_NAMESPACE]: (obj) => (obj.metadata?.namespace ? [obj.metadata.namespace] : []),
   [INDEX_OWNER]: (obj) => (obj.metadata?.ownerReferences ?? []).map((ref) => ref.uid),
 };
 

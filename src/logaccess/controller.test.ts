@@ -253,12 +253,16 @@ describe('logaccess controller', () => {
     assert.deepEqual((f.sent('podlogreader-web') as { subjects?: unknown }).subjects, [{ kind: 'ServiceAccount', name: 'podlogreader-web', namespace: NS }]);
   });
 
-  it('caches pods as identity and controller only: no spec, no labels', () => {
-    const cached = POD_OWNERS.apply(pod('web-5d9c-a', webReplicaSet));
-    assert.deepEqual(cached, {
+  it('caches pods as identity and controller only (no spec, no labels), sharing the owner reference and namespace among the pods of one ReplicaSet', () => {
+    const a = POD_OWNERS.apply(pod('web-5d9c-a', webReplicaSet));
+    const b = POD_OWNERS.apply(pod('web-5d9c-b', webReplicaSet));
+    assert.deepEqual(a, {
       apiVersion: 'v1', kind: 'Pod',
-      metadata: { name: 'web-5d9c-a', namespace: NS, uid: 'uid-web-5d9c-a', resourceVersion: '1', ownerReferences: [{ apiVersion: 'apps/v1', ...webReplicaSet, controller: true, blockOwnerDeletion: true }] },
+      metadata: { name: 'web-5d9c-a', namespace: NS, uid: 'uid-web-5d9c-a', resourceVersion: '1', ownerReferences: [{ apiVersion: 'apps/v1', ...webReplicaSet, controller: true }] },
     });
+    assert.equal(a.metadata?.ownerReferences, b.metadata?.ownerReferences, 'one shared owner reference');
+    assert.ok(Object.isFrozen(a.metadata?.ownerReferences?.[0]), 'shared values are frozen');
+    assert.equal(POD_OWNERS.apply(pod('loner', undefined)).metadata?.ownerReferences, undefined);
   });
 });
 

@@ -22,7 +22,8 @@ import { FIELD_MANAGERS, isManagedByUs, LEGACY_FIELD_MANAGER, MANAGED_SELECTOR }
 import { silentLogger, type Logger } from '../kube/logger-type.ts';
 import type { CacheTransform, Manager } from '../kube/manager.ts';
 import { controllerRef, isControlledBy } from '../kube/owners.ts';
-import { type KubeObject, metadataOnly, type ResourceType, Resources } from '../kube/resources.ts';
+import { Interner, StringInterner } from '../kube/intern.ts';
+import { type KubeObject, metadataOnly, type ObjectMeta, type OwnerReference, type ResourceType, Resources } from '../kube/resources.ts';
 import type { ObjectWriter } from '../kube/writer.ts';
 import { hasFieldManager, keepFieldManagers } from '../kube/writes.ts';
 import {
@@ -113,20 +114,30 @@ export function registerLogAccess(manager: Manager, options: LogAccessOptions): 
   for (const [informer, handler] of logAccess.eventHandlers((key) => controller.enqueue(key))) controller.watch(informer, handler);
 }
 
+/** Shared copies of namespaces and of each ReplicaSet's (Job's, …) owner reference among cached pods. */
+const namespaces = new StringInterner();
+const ownerReferences = new Interner<readonly OwnerReference[]>();
+
 /**
  * Pods are cached as their identity and controller reference only (asked of the server as
  * metadata, so their specs never arrive): that is all a Role needs, and full pods would be most
  * of the operator's memory at scale. A pod's labels are not kept either: the informers are
- * label-filtered, and the owner chain, not labels, decides whose pod it is.
+ * label-filtered, and the owner chain, not labels, decides whose pod it is. The namespace and
+ * the owner reference are shared with every other pod that has the same (see intern.ts).
  */
 export const POD_OWNERS: CacheTransform = {
   name: 'pod-owners',
   apply: (pod) => {
+    const m = pod.metadata ?? {};
     const owner = controllerRef(pod);
-    const slim = metadataOnly(pod);
-    delete slim.metadata!.labels;
-    slim.metadata!.ownerReferences = owner ? [owner] : [];
-    return slim;
+    const metadata: ObjectMeta = { name: m.name, namespace: namespaces.intern(m.namespace), uid: m.uid, resourceVersion: m.resourceVersion };
+    if (owner) {
+      metadata.ownerReferences = ownerReferences.get(`${owner.uid}/${owner.kind}/${owner.name}`, () => [
+        { apiVersion: owner.apiVersion, kind: owner.kind, name: owner.name, uid: owner.uid, controller: true },
+      ]) as OwnerReference[];
+    }
+    if (m.deletionTimestamp) metadata.deletionTimestamp = m.deletionTimestamp;
+    return { apiVersion: pod.apiVersion, kind: pod.kind, metadata };
   },
 };
 

@@ -1,0 +1,330 @@
+/**
+ * Operator memory at scale (issue 12): `crowsnest operator --controllers logaccess` caching every
+ * opted-in pod, at 10,000 and 150,000 kwok pods (Kubernetes' supported maximum), with the heap/RSS
+ * split, beside an idle operator. Targets: ≤ 150 MiB RSS at 10,000 pods, < 1 GiB at 150,000.
+ *
+ * Pods come fast: kwok nodes of our own with room for 20,000 pods each, Deployments of 100
+ * replicas whose pod template names its node (`spec.nodeName`: the scheduler is skipped, the
+ * controller-manager creates pods at its 500 qps), created 16 at a time. Pods also carry the
+ * kwok toleration and `nodeSelector: {type: kwok}`, so they keep landing on kwok nodes once the
+ * testbed taints them.
+ *
+ * Each size is measured twice: the operator that ran while the pods were created (steady state
+ * after the churn), and fresh operators started at that size, one per V8 flag set (how long the
+ * first sync takes, and what each flag saves). Memory is read from the operator's own /metrics
+ * (process_resident_memory_bytes, nodejs_heap_*) and /proc/<pid>/status (VmHWM: peak RSS;
+ * RssAnon/RssFile: heap-and-malloc vs mapped code).
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { homedir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { type ControlPlane, freePort } from '../../testbed/controlplane.ts';
+import { median } from './stats.ts';
+
+const repo = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
+const NAMESPACE = 'bench-memory';
+const REPLICAS = 100;
+const NODE_CAPACITY = 20_000;
+const CREATE_CONCURRENCY = 16;
+const KWOK_ANNOTATION = 'kwok.x-k8s.io/node';
+/** The taint the testbed puts on kwok nodes (from the real-nodes change on); ours carry it too. */
+const KWOK_TAINT = { key: KWOK_ANNOTATION, value: 'fake', effect: 'NoSchedule' } as const;
+const KWOK_TOLERATION = { key: KWOK_ANNOTATION, operator: 'Equal', value: 'fake', effect: 'NoSchedule' } as const;
+const SAMPLES = 5;
+const SAMPLE_INTERVAL_MS = 2_000;
+
+/** V8 flag sets tried on fresh operators; `BENCH_MEMORY_VARIANTS=name,name` picks some. */
+export const V8_VARIANTS: Readonly<Record<string, readonly string[]>> = {
+  default: [],
+  'semi-space-1': ['--max-semi-space-size=1'],
+  'optimize-for-size': ['--optimize-for-size'],
+  'both': ['--max-semi-space-size=1', '--optimize-for-size'],
+};
+
+export interface MemoryRow {
+  /** What was measured: `idle`, `after creating`, or `fresh (<variant>)`. */
+  readonly label: string;
+  readonly pods: number;
+  readonly rssMiB: number;
+  readonly peakRssMiB: number;
+  readonly heapUsedMiB: number;
+  readonly heapTotalMiB: number;
+  readonly externalMiB: number;
+  readonly rssAnonMiB: number;
+  readonly rssFileMiB: number;
+  /** Start to ready (every cache synced), for fresh operators. */
+  readonly syncSeconds?: number;
+}
+
+const MIB = 2 ** 20;
+
+interface Status { rssKb: number; hwmKb: number; anonKb: number; fileKb: number }
+
+function procStatus(pid: number): Status {
+  const text = readFileSync(`/proc/${pid}/status`, 'utf8');
+  const kb = (field: string): number => Number(new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(text)?.[1] ?? Number.NaN);
+  return { rssKb: kb('VmRSS'), hwmKb: kb('VmHWM'), anonKb: kb('RssAnon'), fileKb: kb('RssFile') };
+}
+
+/** Operators still running, killed if the bench process ends without stopping them. */
+const running = new Set<ChildProcess>();
+process.once('exit', () => {
+  for (const child of running) child.kill('SIGKILL');
+});
+for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, () => process.exit(130));
+
+/** One operator process with its own metrics and probe ports. */
+class OperatorProcess {
+  readonly process: ChildProcess;
+  readonly metricsPort: number;
+  readonly healthPort: number;
+  readonly startedAt = performance.now();
+  private readonly exited: Promise<unknown>;
+
+  private constructor(child: ChildProcess, metricsPort: number, healthPort: number) {
+    this.process = child;
+    this.metricsPort = metricsPort;
+    this.healthPort = healthPort;
+    this.exited = new Promise((resolve) => child.once('exit', resolve));
+    running.add(child);
+    child.once('exit', () => running.delete(child));
+  }
+
+  /** Runs the operator as bin/crowsnest does (same Node, compile cache), with `v8Flags` before the script. */
+  static async start(plane: ControlPlane, v8Flags: readonly string[]): Promise<OperatorProcess> {
+    const metricsPort = await freePort();
+    const healthPort = await freePort();
+    const child = spawn(process.execPath, [
+      ...v8Flags, join(repo, 'src', 'cli', 'entry.ts'),
+      'operator', '--kubeconfig', plane.kubeconfigPath, '--controllers', 'logaccess', '--leader-elect=false', '--workers', '4',
+      '--metrics-bind-address', `127.0.0.1:${metricsPort}`, '--health-probe-bind-address', `127.0.0.1:${healthPort}`,
+      '--log-level', 'warn', '--log-format', 'json',
+    ], {
+      stdio: ['ignore', 'ignore', 'inherit'],
+      env: { ...process.env, NODE_COMPILE_CACHE: process.env['NODE_COMPILE_CACHE'] ?? join(homedir(), '.cache', 'crowsnest', 'compile-cache') },
+    });
+    return new OperatorProcess(child, metricsPort, healthPort);
+  }
+
+  async ready(): Promise<boolean> {
+    const res = await fetch(`http://127.0.0.1:${this.healthPort}/readyz`).catch(() => undefined);
+    return res?.status === 200;
+  }
+
+  async metrics(): Promise<Map<string, number>> {
+    const text = await (await fetch(`http://127.0.0.1:${this.metricsPort}/metrics`)).text();
+    const values = new Map<string, number>();
+    for (const line of text.split('\n')) {
+      if (!line || line.startsWith('#')) continue;
+      const name = line.slice(0, line.search(/[ {]/));
+      values.set(name, (values.get(name) ?? 0) + Number(line.split(' ').pop()));
+    }
+    return values;
+  }
+
+  /** Waits until it is ready; returns seconds since start. */
+  async waitReady(timeoutMs: number): Promise<number> {
+    await until('the operator to be ready', () => this.ready(), timeoutMs);
+    return (performance.now() - this.startedAt) / 1000;
+  }
+
+  /** Waits until it keeps `roles` Roles and has had nothing to do for three scrapes in a row. */
+  async waitDrained(roles: number, timeoutMs: number, log: (line: string) => void): Promise<void> {
+    let quiet = 0;
+    let lastLog = 0;
+    await until('the operator to catch up', async () => {
+      const m = await this.metrics();
+      const idle = m.get('crowsnest_logaccess_managed_roles') === roles && m.get('workqueue_depth') === 0 && m.get('workqueue_longest_running_processor_seconds') === 0;
+      quiet = idle ? quiet + 1 : 0;
+      if (Date.now() - lastLog > 15_000) {
+        log(`memory: operator roles ${m.get('crowsnest_logaccess_managed_roles')}/${roles}, queue ${m.get('workqueue_depth')}`);
+        lastLog = Date.now();
+      }
+      return quiet >= 3;
+    }, timeoutMs, 1_000);
+  }
+
+  /** Median of a few samples of RSS and heap, and the peak RSS so far. */
+  async sample(label: string, pods: number, syncSeconds?: number): Promise<MemoryRow> {
+    const samples: Array<{ m: Map<string, number>; s: Status }> = [];
+    for (let i = 0; i < SAMPLES; i++) {
+      if (i > 0) await new Promise((resolve) => setTimeout(resolve, SAMPLE_INTERVAL_MS));
+      samples.push({ m: await this.metrics(), s: procStatus(this.process.pid!) });
+    }
+    const med = (f: (x: { m: Map<string, number>; s: Status }) => number): number => median(samples.map(f));
+    return {
+      label, pods,
+      rssMiB: med((x) => x.s.rssKb) / 1024,
+      peakRssMiB: Math.max(...samples.map((x) => x.s.hwmKb)) / 1024,
+      heapUsedMiB: med((x) => x.m.get('nodejs_heap_size_used_bytes') ?? Number.NaN) / MIB,
+      heapTotalMiB: med((x) => x.m.get('nodejs_heap_size_total_bytes') ?? Number.NaN) / MIB,
+      externalMiB: med((x) => x.m.get('nodejs_external_memory_bytes') ?? Number.NaN) / MIB,
+      rssAnonMiB: med((x) => x.s.anonKb) / 1024,
+      rssFileMiB: med((x) => x.s.fileKb) / 1024,
+      ...(syncSeconds !== undefined ? { syncSeconds } : {}),
+    };
+  }
+
+  async stop(): Promise<void> {
+    if (this.process.exitCode === null) this.process.kill('SIGTERM');
+    await this.exited;
+  }
+}
+
+async function until(what: string, condition: () => boolean | Promise<boolean>, timeoutMs: number, intervalMs = 500): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await condition())) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, intervalMs));
+  }
+}
+
+async function mapLimit<T>(items: readonly T[], limit: number, work: (item: T) => Promise<void>): Promise<void> {
+  let next = 0;
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, async () => {
+    while (next < items.length) await work(items[next++]!);
+  }));
+}
+
+/** kwok nodes of our own, each with room for {@link NODE_CAPACITY} pods, tainted as the testbed's are. */
+async function createNodes(plane: ControlPlane, count: number): Promise<string[]> {
+  const names = Array.from({ length: count }, (_, i) => `bench-kwok-${i}`);
+  await mapLimit(names, CREATE_CONCURRENCY, async (name) => {
+    const res = await plane.request('POST', '/api/v1/nodes', {
+      apiVersion: 'v1', kind: 'Node',
+      metadata: { name, annotations: { [KWOK_ANNOTATION]: 'fake', 'node.alpha.kubernetes.io/ttl': '0' }, labels: { type: 'kwok', 'kubernetes.io/hostname': name, 'kubernetes.io/os': 'linux' } },
+      spec: { taints: [KWOK_TAINT] },
+      status: {
+        allocatable: { cpu: '1000', memory: '4Ti', pods: String(NODE_CAPACITY) },
+        capacity: { cpu: '1000', memory: '4Ti', pods: String(NODE_CAPACITY) },
+      },
+    });
+    if (res.status !== 201) throw new Error(`creating node ${name}: ${res.status} ${res.body}`);
+  });
+  return names;
+}
+
+/** Deployments `d-<from>` … `d-<to - 1>`, each of {@link REPLICAS} opted-in pods pinned to one node. */
+async function createDeployments(plane: ControlPlane, nodes: readonly string[], from: number, to: number): Promise<void> {
+  const indexes = Array.from({ length: to - from }, (_, i) => from + i);
+  await mapLimit(indexes, CREATE_CONCURRENCY, async (i) => {
+    const labels = { app: `d-${i}`, 'podlogreader-affiliate': 'enable' };
+    const res = await plane.request('POST', `/apis/apps/v1/namespaces/${NAMESPACE}/deployments`, {
+      apiVersion: 'apps/v1', kind: 'Deployment', metadata: { name: `d-${i}` },
+      spec: {
+        replicas: REPLICAS,
+        selector: { matchLabels: { app: `d-${i}` } },
+        template: {
+          metadata: { labels },
+          spec: {
+            nodeName: nodes[i % nodes.length], nodeSelector: { type: 'kwok' }, tolerations: [KWOK_TOLERATION],
+            containers: [{ name: 'app', image: 'localhost/app:1', resources: { requests: { cpu: '1m', memory: '1Mi' } } }],
+          },
+        },
+      },
+    });
+    if (res.status !== 201) throw new Error(`creating Deployment d-${i}: ${res.status} ${res.body}`);
+  });
+}
+
+/** Pods in the namespace, counted from one list page's remainingItemCount (cheap at 150,000). */
+async function countPods(plane: ControlPlane): Promise<number> {
+  const res = await plane.request('GET', `/api/v1/namespaces/${NAMESPACE}/pods?limit=1`);
+  const list = JSON.parse(res.body) as { items: unknown[]; metadata: { remainingItemCount?: number } };
+  return list.items.length + (list.metadata.remainingItemCount ?? 0);
+}
+
+/**
+ * Whether some pod is not Running yet. (A selected list carries no remainingItemCount, so the
+ * Running ones cannot be counted this cheaply; one that is not is enough to know.)
+ */
+async function somePodNotRunning(plane: ControlPlane): Promise<boolean> {
+  const res = await plane.request('GET', `/api/v1/namespaces/${NAMESPACE}/pods?limit=1&fieldSelector=${encodeURIComponent('status.phase!=Running')}`);
+  return (JSON.parse(res.body) as { items: unknown[] }).items.length > 0;
+}
+
+export interface MemoryBenchResult {
+  readonly rows: MemoryRow[];
+  /** Per size: seconds to create the pods and to have kwok report them Running. */
+  readonly creation: Array<{ pods: number; createdSeconds: number; runningSeconds: number }>;
+}
+
+/**
+ * Runs the sizes in increasing order on `plane`; `onRow` gets each row as it is measured so a
+ * later size that fails loses nothing.
+ */
+export async function benchMemory(
+  plane: ControlPlane,
+  sizes: readonly number[],
+  variants: readonly string[],
+  log: (line: string) => void,
+  onRow: (row: MemoryRow) => void = () => {},
+): Promise<MemoryBenchResult> {
+  const rows: MemoryRow[] = [];
+  const creation: MemoryBenchResult['creation'] = [];
+  const record = (row: MemoryRow): void => {
+    rows.push(row);
+    onRow(row);
+  };
+  const nodes = await createNodes(plane, Math.ceil(Math.max(...sizes) / NODE_CAPACITY) + 1);
+  await plane.request('POST', '/api/v1/namespaces', { metadata: { name: NAMESPACE } });
+  await plane.waitForDefaultServiceAccount(NAMESPACE);
+
+  const resident = await OperatorProcess.start(plane, []);
+  try {
+    const idleSync = await resident.waitReady(120_000);
+    await resident.waitDrained(0, 60_000, log);
+    record(await resident.sample('idle', 0, idleSync));
+
+    let deployments = 0;
+    for (const pods of sizes) {
+      const target = pods / REPLICAS;
+      const started = performance.now();
+      log(`memory: creating Deployments ${deployments}…${target - 1} (${pods} pods in all)`);
+      await createDeployments(plane, nodes, deployments, target);
+      deployments = target;
+      let lastLog = 0;
+      await until(`${pods} pods`, async () => {
+        const count = await countPods(plane);
+        if (Date.now() - lastLog > 15_000) {
+          log(`memory: ${count}/${pods} pods after ${((performance.now() - started) / 1000).toFixed(0)} s`);
+          lastLog = Date.now();
+        }
+        return count >= pods;
+      }, 4 * 3600_000, 2_000);
+      const createdSeconds = (performance.now() - started) / 1000;
+      await until(`${pods} pods Running`, async () => {
+        const waiting = await somePodNotRunning(plane);
+        if (waiting && Date.now() - lastLog > 15_000) {
+          log(`memory: not every pod Running after ${((performance.now() - started) / 1000).toFixed(0)} s`);
+          lastLog = Date.now();
+        }
+        return !waiting;
+      }, 4 * 3600_000, 5_000);
+      const runningSeconds = (performance.now() - started) / 1000;
+      creation.push({ pods, createdSeconds, runningSeconds });
+      log(`memory: ${pods} pods created in ${createdSeconds.toFixed(0)} s, Running in ${runningSeconds.toFixed(0)} s`);
+
+      await resident.waitDrained(deployments, 30 * 60_000, log);
+      record(await resident.sample('after creating them', pods));
+
+      for (const variant of variants) {
+        const flags = V8_VARIANTS[variant];
+        if (!flags) throw new Error(`unknown V8 variant ${variant} (known: ${Object.keys(V8_VARIANTS).join(', ')})`);
+        const fresh = await OperatorProcess.start(plane, flags);
+        try {
+          const syncSeconds = await fresh.waitReady(30 * 60_000);
+          await fresh.waitDrained(deployments, 30 * 60_000, log);
+          record(await fresh.sample(`fresh start (${variant}${flags.length ? `: ${flags.join(' ')}` : ''})`, pods, syncSeconds));
+        } finally {
+          await fresh.stop();
+        }
+      }
+    }
+  } finally {
+    await resident.stop();
+  }
+  return { rows, creation };
+}
