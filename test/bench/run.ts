@@ -210,14 +210,16 @@ async function memoryBench(): Promise<void> {
   const plane = await ControlPlane.start({ nodes: 0 });
   let result: Awaited<ReturnType<typeof benchMemory>>;
   try {
-    result = await benchMemory(plane, sizes, variants, log, (row) => log(`memory row: ${JSON.stringify(row)}`));
+    const residents = (process.env.BENCH_MEMORY_RESIDENTS ?? 'operator,v8-defaults').split(',');
+    result = await benchMemory(plane, sizes, variants, log, (row) => log(`memory row: ${JSON.stringify(row)}`), residents);
   } finally {
     await plane.stop();
   }
   const mib = (v: number): string => `${v.toFixed(0)} MiB`;
   console.log('\noperator memory: crowsnest operator --controllers logaccess, every pod opted in (Deployments of 100 kwok pods)');
   console.log('targets (issue): <= 150 MiB RSS at 10,000 pods, < 1 GiB at 150,000; RSS = median of 5 samples 2 s apart once caught up');
-  console.log('anon = heap, malloc and buffers; file = mapped code (the node binary); sync = start to ready (every cache synced)\n');
+  console.log('anon = heap, malloc and buffers; file = mapped code (the node binary); sync = start to ready (every cache synced)');
+  console.log(`V8 flag sets: ${Object.entries(V8_VARIANTS).map(([name, flags]) => `${name} = ${flags.join(' ') || 'none'}`).join('; ')}\n`);
   table(
     ['pods', 'operator', 'RSS', 'peak RSS', 'heap used', 'heap total', 'external', 'anon', 'file', 'sync'],
     result.rows.map((r: MemoryRow) => [
