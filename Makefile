@@ -42,27 +42,41 @@ crds: deps ## write the chart's CRDs (deploy/helm/crowsnest/crds) from the API d
 lint: build ## type check (strict), and layers import downward only with no cycles (scripts/lint-layers.ts)
 	@$(RUN) node scripts/lint-layers.ts
 
+IMAGE_OUT ?= .image
+
+.PHONY: image
+image: build ## build the Crowsnest image, no daemon: .image/crowsnest/ (OCI layout), .image/crowsnest.tar, SBOM
+	@$(RUN) node image/build.ts crowsnest --out $(IMAGE_OUT)
+
+.PHONY: image-push
+image-push: image ## push it with crane: make image-push REGISTRY=host[:port]/path (→ path/crowsnest:<version>)
+	@$(RUN) node image/build.ts push --registry "$(REGISTRY)" --out $(IMAGE_OUT)
+
 .PHONY: testbed
 testbed: ## build the control-plane binaries into the cache (once per machine)
 	@testbed/build.sh >/dev/null
 
 .PHONY: test
-test: lint test-unit test-integration ## all tests: lint, unit, then integration on a real local control plane
+test: lint test-unit test-image test-integration ## all tests: lint, unit, image, then integration on a real local control plane
 
 .PHONY: test-unit
 test-unit: deps ## unit tests (pure logic, fake clocks), and the host port scan compared with ss
-	@$(RUN) node --test 'src/**/*.test.ts' 'scripts/**/*.test.ts' 'test/host/**/*.test.ts'
+	@$(RUN) node --test 'src/**/*.test.ts' 'scripts/**/*.test.ts' 'test/host/**/*.test.ts' 'image/**/*.test.ts' 'testbed/**/*.test.ts'
+
+.PHONY: test-image
+test-image: deps ## image tests: loopback registry + crane, the images built twice (same digest), run read-only
+	@$(RUN) node --test 'test/image/**/*.test.ts'
 
 .PHONY: test-integration
 test-integration: deps testbed ## integration tests against one shared local control plane
 	@$(RUN) node --test $(INTEGRATION) 'test/integration/**/*.test.ts'
 
 .PHONY: cluster
-cluster: deps testbed ## start a local control plane in the background (.cluster/kubeconfig)
+cluster: deps testbed image ## start a local cluster in the background: control plane, 2 real nodes, 3 kwok nodes, registry with our images (.cluster/kubeconfig, .cluster/images.env)
 	@$(RUN) node testbed/cli.ts up --dir .cluster
 
 .PHONY: cluster-down
-cluster-down: deps ## stop the local control plane and remove .cluster
+cluster-down: deps ## stop the local cluster and remove everything it made (processes, namespaces, bridge, cgroups, .cluster)
 	@$(RUN) node testbed/cli.ts down --dir .cluster
 
 .PHONY: demo

@@ -1,6 +1,6 @@
 /**
  * `make demo`'s cluster port report: `crowsnest ports collect` against the local control plane.
- * Its nodes are kwok fakes that run nothing, so this script plays their kubelet for the scan pods
+ * It scans the kwok nodes (fakes that run nothing), so this script plays their kubelet for the scan pods
  * (testbed/scan-pods.ts): each pod's scan runs here as a local process, and its output comes back
  * to the collector as the pod's log through the real apiserver.
  *   node scripts/demo-ports.ts <cluster dir> <reports dir> <namespace>
@@ -19,7 +19,7 @@ const kubelet = standInKubelet(plane, namespace, () => 'scan');
 const code = await new Promise<number | null>((resolve) => {
   const child = spawn(join(repo, 'bin', 'crowsnest'), [
     'ports', 'collect', '--kubeconfig', plane.kubeconfigPath, '--namespace', namespace, '--report-dir', reports,
-    '--image', 'crowsnest:demo', '--log-level', 'warn',
+    '--image', 'crowsnest:demo', '--node-selector', 'type=kwok', '--log-level', 'warn',
   ], { stdio: 'inherit' });
   child.on('exit', resolve);
 });

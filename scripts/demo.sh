@@ -8,19 +8,22 @@ set -euo pipefail
 dir="${1:-.cluster}"
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 export KUBECONFIG="$dir/kubeconfig" PATH="$dir/bin:$PATH"
+# TEST_IMAGE (busybox in the testbed's registry) and friends, written by `make cluster`.
+source "$dir/images.env"
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
-step "the local control plane (kwok nodes)"
+step "the local cluster: two real nodes (kubelet + containerd) and kwok nodes for scale (tainted)"
 kubectl get nodes -o wide
 
 step "crowsnest version"
 "$repo/bin/crowsnest" version
 
-step "a Deployment gets scheduled and Running on the kwok nodes"
+step "a Deployment runs for real on the real nodes (image from the testbed's registry)"
 kubectl create namespace demo --dry-run=client -o yaml | kubectl apply -f - >/dev/null
-kubectl -n demo create deployment web --image=nginx --replicas=3 --dry-run=client -o yaml | kubectl apply -f - >/dev/null
+kubectl -n demo create deployment web --image="$TEST_IMAGE" --replicas=2 --dry-run=client -o yaml -- sh -c 'echo "hello from $(hostname)"; exec sleep 3600' | kubectl apply -f - >/dev/null
 kubectl -n demo rollout status deployment/web --timeout=60s
 kubectl -n demo get pods -o wide
+kubectl -n demo logs deployment/web
 
 step "crowsnest operator: leader election, logaccess, metrics, probes"
 kubectl create namespace crowsnest-system --dry-run=client -o yaml | kubectl apply -f - >/dev/null
@@ -59,7 +62,11 @@ spec:
   selector: { matchLabels: { app: api } }
   template:
     metadata: { labels: { app: api, podlogreader-affiliate: enable } }
-    spec: { containers: [ { name: api, image: nginx } ] }
+    # On kwok nodes (scale without processes): tolerate their taint and select them.
+    spec:
+      tolerations: [ { key: kwok.x-k8s.io/node, operator: Equal, value: fake, effect: NoSchedule } ]
+      nodeSelector: { type: kwok }
+      containers: [ { name: api, image: nginx } ]
 YAML
 kubectl -n shop rollout status deployment/api --timeout=60s >/dev/null
 show_role
@@ -114,7 +121,7 @@ head -20 "$scan"
 [[ $(wc -l <"$scan") -le 20 ]] || echo "… $(($(wc -l <"$scan") - 20)) more"
 rm -f "$scan"
 
-step "ports: a report of every node (a scan pod per node; kwok nodes run nothing, so this script runs each scan locally)"
+step "ports: a report of the kwok nodes (a scan pod per node; kwok nodes run nothing, so this script runs each scan locally)"
 node "$repo/scripts/demo-ports.ts" "$dir" "$reports" crowsnest-system
 latest="$(ls -t "$reports"/ports-*.txt | head -1)"
 echo "--- $latest (first lines)"

@@ -1,21 +1,39 @@
 /**
- * `make cluster` / `make cluster-down`: a control plane for humans, detached from the shell
- * that started it, with its kubeconfig at .cluster/kubeconfig and kubectl in .cluster/bin/.
+ * `make cluster` / `make cluster-down`: a cluster for humans, detached from the shell that
+ * started it, with its kubeconfig at .cluster/kubeconfig and kubectl in .cluster/bin/.
  *
- *   node testbed/cli.ts up   [--dir .cluster] [--nodes 3]   idempotent: reuses a healthy one
+ *   node testbed/cli.ts up   [--dir .cluster] [--kwok-nodes 3] [--real-nodes 2]   idempotent: reuses a healthy one
  *   node testbed/cli.ts down [--dir .cluster]
  */
-import { mkdir, rm, symlink } from 'node:fs/promises';
+import { mkdir, rm, symlink, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { ControlPlane } from './controlplane.ts';
 
 const { positionals, values } = parseArgs({
   allowPositionals: true,
-  options: { dir: { type: 'string', default: '.cluster' }, nodes: { type: 'string', default: '3' } },
+  options: {
+    dir: { type: 'string', default: '.cluster' },
+    'kwok-nodes': { type: 'string', default: '3' },
+    'real-nodes': { type: 'string', default: '2' },
+  },
 });
 const dir = resolve(values.dir);
 const command = positionals[0];
+
+/**
+ * `images.env` (`TEST_IMAGE=…`, `PAUSE_IMAGE=…`, and `CROWSNEST_IMAGE=…` once the Crowsnest image
+ * is built) for scripts and people, and `values-testbed.yaml` with the chart's image settings.
+ */
+async function writeImageSettings(plane: ControlPlane): Promise<void> {
+  const env = Object.entries(plane.images).map(([name, reference]) => `${name.toUpperCase()}_IMAGE=${reference}\n`).join('');
+  await writeFile(join(dir, 'images.env'), env);
+  const crowsnest = plane.images['crowsnest'];
+  if (crowsnest) {
+    const at = crowsnest.lastIndexOf(':');
+    await writeFile(join(dir, 'values-testbed.yaml'), `image:\n  repository: ${crowsnest.slice(0, at)}\n  tag: ${JSON.stringify(crowsnest.slice(at + 1))}\n  pullPolicy: IfNotPresent\n`);
+  }
+}
 
 function hint(): void {
   process.stdout.write(
@@ -36,11 +54,14 @@ if (command === 'up') {
   }
   await rm(dir, { recursive: true, force: true });
   await mkdir(dir, { recursive: true });
-  const nodes = Number(values.nodes);
-  if (!Number.isInteger(nodes) || nodes < 0) throw new Error(`--nodes must be a non-negative integer, got ${values.nodes}`);
-  const plane = await ControlPlane.start({ dir, nodes, detached: true });
+  const kwokNodes = Number(values['kwok-nodes']);
+  if (!Number.isInteger(kwokNodes) || kwokNodes < 0) throw new Error(`--kwok-nodes must be a non-negative integer, got ${values['kwok-nodes']}`);
+  const realNodes = Number(values['real-nodes']);
+  if (!Number.isInteger(realNodes) || realNodes < 0) throw new Error(`--real-nodes must be a non-negative integer, got ${values['real-nodes']}`);
+  const plane = await ControlPlane.start({ dir, kwokNodes, realNodes, detached: true });
   await mkdir(join(dir, 'bin'), { recursive: true });
   await symlink(join(plane.binDir, 'kubectl'), join(dir, 'bin', 'kubectl'));
+  await writeImageSettings(plane);
   hint();
   process.exit(0);
 } else if (command === 'down') {
@@ -49,6 +70,6 @@ if (command === 'up') {
   await rm(dir, { recursive: true, force: true });
   process.stderr.write(`[testbed] stopped; removed ${dir}\n`);
 } else {
-  process.stderr.write('usage: node testbed/cli.ts up|down [--dir DIR] [--nodes N]\n');
+  process.stderr.write('usage: node testbed/cli.ts up|down [--dir DIR] [--kwok-nodes N] [--real-nodes N]\n');
   process.exit(2);
 }

@@ -1,13 +1,25 @@
 /**
- * A real Kubernetes control plane on 127.0.0.1 for tests and for humans (`make cluster`):
- * etcd, kube-apiserver, kube-controller-manager, kube-scheduler and kwok (fake nodes and pod
- * lifecycle), built from Go modules by `testbed/build.sh`.
+ * A real Kubernetes cluster on this machine for tests and for humans (`make cluster`): etcd,
+ * kube-apiserver, kube-controller-manager, kube-scheduler, kwok (fake nodes for scale) and real
+ * nodes (kubelet + containerd + CNI, kube-proxy, CoreDNS: see realnode.ts and network.ts), built
+ * from Go modules by `testbed/build.sh`.
  *
- * Life cycle: {@link ControlPlane.start} builds what is missing, picks free loopback ports,
- * writes a PKI and kubeconfigs into a state dir, starts the components in dependency order and
- * waits for each to be ready; {@link ControlPlane.stop} stops them (TERM, then KILL) and removes
- * the state dir unless asked to keep it. Children started attached are also killed when this
- * process exits for any reason, so a failing test never leaves a control plane behind; a state
+ * Addresses: with real nodes the API server binds the host's address on the testbed's bridge
+ * (`https://198.18.<8S+4>.1:6443`, S = the testbed's slot), so pods reach it through the
+ * `kubernetes` Service; without real nodes (benchmarks) it binds 127.0.0.1 on a free port. etcd
+ * and kwok's kubelet server stay on 127.0.0.1 (only the host's API server talks to them). Use
+ * {@link ControlPlane.server} / {@link ControlPlane.host}, never a literal 127.0.0.1.
+ *
+ * kwok nodes are tainted {@link KWOK_TAINT} (and labelled `type: kwok`): ordinary pods land on
+ * real nodes; a scale test opts into kwok with {@link KWOK_TOLERATION} and {@link KWOK_NODE_SELECTOR}.
+ *
+ * Life cycle: {@link ControlPlane.start} builds what is missing, claims a network slot (real
+ * nodes), writes a PKI and kubeconfigs into a state dir, starts the components in dependency
+ * order (the nodes' container runtimes while the control plane starts) and waits for each to be
+ * ready, logging how long each part took; {@link ControlPlane.stop} stops everything (real nodes:
+ * every process of the slot, the namespaces and the bridge; control plane: TERM, then KILL) and
+ * removes the state dir unless asked to keep it. Children started attached are also killed when
+ * this process exits for any reason, so a failing test never leaves a cluster behind; a state
  * dir whose owner died without cleaning up is reaped by the next start.
  */
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
@@ -19,7 +31,13 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
+import {
+  claimSlot, createSlotNetwork, daemonCgroupProcs, KWOK_POD_CIDR, markClaimDetached, releaseSlotSync, type SlotAddresses, slotAddresses,
+} from './network.ts';
 import { base64File, type ClientName, ensurePki, type Pki } from './pki.ts';
+import { registryReference } from '../image/testbed-images.ts';
+import { REGISTRY_PORT, startRegistry, testbedImageSources } from './images.ts';
+import { RealNodes } from './realnode.ts';
 
 const execFileAsync = promisify(execFile);
 const testbedDir = dirname(fileURLToPath(import.meta.url));
@@ -30,8 +48,18 @@ export type ComponentName = 'etcd' | 'kube-apiserver' | 'kube-controller-manager
 export interface ControlPlaneOptions {
   /** State dir (PKI, etcd data, kubeconfigs, logs). Default: a new temp dir, removed on stop. */
   readonly dir?: string;
-  /** Number of kwok fake nodes to create. Default 3. */
-  readonly nodes?: number;
+  /** Number of kwok fake nodes to create (tainted {@link KWOK_TAINT}). Default 3. */
+  readonly kwokNodes?: number;
+  /**
+   * Number of real nodes (`crowsnest-real-<i>`, 0–4). Default 0: a control plane on 127.0.0.1
+   * that needs no root.
+   */
+  readonly realNodes?: number;
+  /**
+   * A `make image` output dir (default `.image` of the repo): when it holds a build, the
+   * Crowsnest image is pushed to the testbed's registry too (`images.crowsnest`).
+   */
+  readonly crowsnestImageDir?: string;
   /** Start components detached from this process (they outlive it; `make cluster`). Default false. */
   readonly detached?: boolean;
   /** Log progress lines to this function. Default: stderr. */
@@ -44,8 +72,16 @@ interface StateFile {
   /** Where the component binaries live: a pid is only signalled if it runs one of them. */
   readonly binDir: string;
   readonly detached: boolean;
+  /** The address the API server binds. */
+  readonly host?: string;
   readonly ports: Ports;
   readonly pids: Partial<Record<ComponentName, number>>;
+  /** The network slot of the real nodes, if any. */
+  readonly slot?: number;
+  /** `<node>/<daemon>` → pid of the real nodes' processes (and `registry`). */
+  readonly nodePids?: Record<string, number>;
+  /** Pushed image references by short name. */
+  readonly images?: Record<string, string>;
 }
 
 interface Ports {
@@ -70,6 +106,17 @@ export const KWOK_CRDS = [
 
 /** Label and annotation that make a Node one of kwok's fakes. */
 export const KWOK_NODE_ANNOTATION = 'kwok.x-k8s.io/node';
+/** The taint on kwok nodes: only pods that tolerate it (scale tests) run there. */
+export const KWOK_TAINT = { key: KWOK_NODE_ANNOTATION, value: 'fake', effect: 'NoSchedule' } as const;
+/** What a pod spec adds to run on kwok nodes: `tolerations: [KWOK_TOLERATION]`, `nodeSelector: KWOK_NODE_SELECTOR`. */
+export const KWOK_TOLERATION = { key: KWOK_NODE_ANNOTATION, operator: 'Equal', value: 'fake', effect: 'NoSchedule' } as const;
+export const KWOK_NODE_SELECTOR = { type: 'kwok' } as const;
+/** Both, to spread into a pod spec: `spec: { ...ON_KWOK_NODES, containers }`. */
+export const ON_KWOK_NODES = { tolerations: [KWOK_TOLERATION], nodeSelector: KWOK_NODE_SELECTOR } as const;
+/** The API server's port when it binds the testbed's own bridge address (real nodes). */
+const BRIDGE_APISERVER_PORT = 6443;
+/** Service range of a control plane without real nodes: nothing routes it, and no slot uses it. */
+const LOOPBACK_SERVICE_CIDR = '198.19.128.0/17';
 const STATE_FILE = 'testbed-state.json';
 const STATE_DIR_PREFIX = 'crowsnest-testbed-';
 /**
@@ -91,18 +138,35 @@ export class ControlPlane {
   /** Admin kubeconfig (system:masters). */
   readonly kubeconfigPath: string;
   readonly nodeCount: number;
+  /** The address the API server binds: 127.0.0.1, or the host's address on the real nodes' bridge. */
+  readonly host: string;
+  /** The real nodes' addresses (slot, node IPs, pod and Service ranges); undefined without real nodes. */
+  readonly network: SlotAddresses | undefined;
+  /**
+   * References of the images in the testbed's registry by short name (`pause`, `test`, ...),
+   * fully qualified (`198.18.<8S+4>.1:5000/crowsnest/test:<tag>`); empty without real nodes.
+   */
+  readonly images: Record<string, string> = {};
+  /** Seconds each part of the start took, in the order the parts finished. */
+  readonly startTimes: ReadonlyArray<{ part: string; seconds: number }>;
 
   private readonly ownsDir: boolean;
   private readonly detached: boolean;
   private readonly log: (line: string) => void;
   private readonly children = new Map<ComponentName, ChildProcess>();
   private readonly pids: Partial<Record<ComponentName, number>> = {};
+  private readonly nodePids: Record<string, number> = {};
+  private realNodes: RealNodes | undefined;
   private stopped = false;
 
   private constructor(init: {
     binDir: string; dir: string; pki: Pki; ports: Ports; ownsDir: boolean; detached: boolean;
-    nodeCount: number; log: (line: string) => void;
+    nodeCount: number; log: (line: string) => void; host: string; network: SlotAddresses | undefined;
+    startTimes?: Array<{ part: string; seconds: number }>;
   }) {
+    this.startTimes = init.startTimes ?? [];
+    this.host = init.host;
+    this.network = init.network;
     this.binDir = init.binDir;
     this.dir = init.dir;
     this.pki = init.pki;
@@ -114,58 +178,103 @@ export class ControlPlane {
     this.kubeconfigPath = join(init.dir, 'kubeconfig');
   }
 
-  /** https://127.0.0.1:<port> */
+  /** https://<host>:<port> */
   get server(): string {
-    return `https://127.0.0.1:${this.ports.apiserver}`;
+    return `https://${this.host}:${this.ports.apiserver}`;
   }
 
   get etcdUrl(): string {
     return `http://127.0.0.1:${this.ports.etcdClient}`;
   }
 
-  /** Builds (if needed) and starts a control plane; resolves when it serves and the nodes are Ready. */
+  /**
+   * Builds (if needed) and starts a cluster; resolves when the API server serves, every node is
+   * Ready and (with real nodes) cluster DNS answers.
+   */
   static async start(options: ControlPlaneOptions = {}): Promise<ControlPlane> {
     const log = options.log ?? ((line: string) => process.stderr.write(`[testbed] ${line}\n`));
     const started = Date.now();
+    const startTimes: Array<{ part: string; seconds: number }> = [];
+    const timed = async <T>(part: string, work: () => Promise<T>): Promise<T> => {
+      const t0 = Date.now();
+      const result = await work();
+      startTimes.push({ part, seconds: (Date.now() - t0) / 1000 });
+      log(`${part}: ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+      return result;
+    };
+    const realNodes = options.realNodes ?? 0;
+    const detached = options.detached ?? false;
     reapOrphanedStateDirs(log);
-    const binDir = await buildBinaries(log);
+    const binDir = await timed('binaries (testbed/build.sh)', () => buildBinaries(log));
     const ownsDir = options.dir === undefined;
     const dir = options.dir ? resolve(options.dir) : await mkdtemp(join(tmpdir(), STATE_DIR_PREFIX));
     await mkdir(join(dir, 'logs'), { recursive: true });
-    const pki = await ensurePki(join(dir, 'pki'));
-    const ports: Ports = {
-      etcdClient: await freePort(),
-      etcdPeer: await freePort(),
-      apiserver: await freePort(),
-      kwokServer: await freePort(),
-    };
-    const plane = new ControlPlane({
-      binDir, dir, pki, ports, ownsDir, detached: options.detached ?? false,
-      nodeCount: options.nodes ?? 3, log,
-    });
-    if (!plane.detached) registerExitKill(plane);
+    const network = realNodes > 0
+      ? slotAddresses(await claimSlot(dir, detached, ({ dir: claimed }) => stateDirAlive(claimed), log), realNodes)
+      : undefined;
+    let plane: ControlPlane | undefined;
     try {
-      await plane.writeKubeconfigs();
-      await plane.startEtcd();
+      const pki = await timed('PKI', () => ensurePki(join(dir, 'pki'), network ? [network.hostIp, network.kubernetesServiceIp] : []));
+      const ports: Ports = {
+        etcdClient: await freePort(),
+        etcdPeer: await freePort(),
+        apiserver: network ? BRIDGE_APISERVER_PORT : await freePort(),
+        kwokServer: await freePort(),
+      };
+      const p = new ControlPlane({
+        binDir, dir, pki, ports, ownsDir, detached, nodeCount: options.kwokNodes ?? 3, log, host: network?.hostIp ?? '127.0.0.1', network,
+        startTimes,
+      });
+      plane = p;
+      if (!detached) registerExitKill(p);
+      if (network) await timed('network (namespaces, bridge, routes, cgroups)', () => createSlotNetwork(network));
+      await p.writeKubeconfigs();
+      // The registry and the nodes' container runtimes need no API server: they start while the
+      // control plane does.
+      const registryHost = network ? `${network.hostIp}:${REGISTRY_PORT}` : '';
+      const sources = network
+        ? timed('images built (pause, test)', () => testbedImageSources({
+          binDir, outDir: join(dir, 'images'), crowsnestOut: options.crowsnestImageDir ?? join(testbedDir, '..', '.image'), log,
+        }))
+        : undefined;
+      const pushed = sources ? sources.then((s) => timed('registry started, images pushed', () => p.startRegistry(s))) : Promise.resolve();
+      pushed.catch(() => {}); // awaited below; a failed start stops the plane, which ends this
+      const runtimes = sources
+        ? sources.then((s) => timed('real nodes: holders, containerd', () => p.startRuntimes({ pause: registryReference(registryHost, s.pause.name), registry: registryHost })))
+        : Promise.resolve();
+      runtimes.catch(() => {}); // awaited below
+      await timed('etcd', () => p.startEtcd());
       // kwok must find its CRDs served when it starts (its informers would back off otherwise).
       // They are created as soon as the apiserver takes requests, while it finishes starting.
-      const crds = plane.installKwokCrds();
-      crds.catch(() => {}); // awaited below; a failed start stops the plane, which ends this
-      await plane.startApiServer();
-      await plane.startControllerManager();
-      await plane.startScheduler();
-      await crds;
-      await plane.startKwok();
-      await plane.createNodes();
-      await plane.waitForNodesReady();
-      await plane.waitForDefaultServiceAccount('default');
+      const crds = p.installKwokCrds();
+      crds.catch(() => {}); // awaited below
+      await timed('kube-apiserver', () => p.startApiServer());
+      await timed('controller-manager, scheduler', async () => {
+        await p.startControllerManager();
+        await p.startScheduler();
+      });
+      await timed(`kwok and ${p.nodeCount} kwok nodes Ready`, async () => {
+        await crds;
+        await p.startKwok();
+        await p.createNodes();
+        await p.waitForNodesReady();
+      });
+      if (network) {
+        await runtimes;
+        await pushed;
+        await timed(`real nodes: kubelet, kube-proxy, CoreDNS until ${realNodes} nodes Ready and DNS answers`, () => p.startNodeAgents());
+      }
+      await p.waitForDefaultServiceAccount('default');
     } catch (err) {
       log(`start failed: ${(err as Error).message}; logs in ${join(dir, 'logs')}`);
-      await plane.stop({ keepDir: true });
+      if (plane) await plane.stop({ keepDir: true });
+      else if (network) releaseSlotSync(network.slot);
       throw err;
     }
+    if (detached && network) markClaimDetached(network.slot);
     await plane.writeState();
-    log(`control plane ready in ${((Date.now() - started) / 1000).toFixed(1)} s: ${plane.server} (kubeconfig ${plane.kubeconfigPath})`);
+    log(`cluster ready in ${((Date.now() - started) / 1000).toFixed(1)} s at ${plane.server} (kubeconfig ${plane.kubeconfigPath}): `
+      + startTimes.map((t) => `${t.part} ${t.seconds.toFixed(1)} s`).join('; '));
     return plane;
   }
 
@@ -181,14 +290,19 @@ export class ControlPlane {
       binDir: state.binDir ?? (await buildBinaries(() => {}, { printOnly: true })), dir: resolve(dir), pki: await ensurePki(join(dir, 'pki')),
       ports: state.ports, ownsDir: false, detached: true, nodeCount: 0,
       log: log ?? ((line: string) => process.stderr.write(`[testbed] ${line}\n`)),
+      host: state.host ?? '127.0.0.1',
+      network: state.slot === undefined ? undefined : slotAddresses(state.slot, new Set(Object.keys(state.nodePids ?? {}).filter((k) => k.includes('/')).map((k) => k.split('/')[0])).size),
     });
     Object.assign(plane.pids, state.pids);
+    Object.assign(plane.nodePids, state.nodePids ?? {});
+    Object.assign(plane.images, state.images ?? {});
     return plane;
   }
 
-  /** True when every recorded component process is alive and the apiserver answers /readyz. */
+  /** True when every recorded process (real nodes' included) is alive and the apiserver answers /readyz. */
   async healthy(): Promise<boolean> {
     for (const [name, pid] of Object.entries(this.pids)) if (!pid || !runsBinary(pid, join(this.binDir, name))) return false;
+    for (const pid of Object.values(this.nodePids)) if (!isAlive(pid)) return false;
     try {
       const res = await this.request('GET', '/readyz');
       return res.status === 200;
@@ -205,10 +319,21 @@ export class ControlPlane {
     if (this.stopped) return;
     this.stopped = true;
     liveAttachedPlanes.delete(this);
+    this.stopRealNodes();
     const order: ComponentName[] = ['kwok', 'kube-scheduler', 'kube-controller-manager', 'kube-apiserver', 'etcd'];
     for (const name of order) await this.stopComponent(name, 'SIGTERM');
     if (this.ownsDir && !options.keepDir) await rm(this.dir, { recursive: true, force: true });
     else await rm(join(this.dir, STATE_FILE), { force: true });
+  }
+
+  /**
+   * Ends every process of the real nodes (pods, shims, containerd, kubelet, kube-proxy, CoreDNS)
+   * and removes their namespaces, bridge, routes and cgroups; their mounts lived in the nodes'
+   * own mount namespaces and are gone with the processes.
+   */
+  private stopRealNodes(): void {
+    this.realNodes?.forget();
+    if (this.network) releaseSlotSync(this.network.slot);
   }
 
   /** Kills kube-apiserver with SIGKILL (no graceful shutdown), leaving etcd and the rest running. */
@@ -220,8 +345,8 @@ export class ControlPlane {
   async startApiServer(): Promise<void> {
     const p = this.pki;
     await this.spawnComponent('kube-apiserver', [
-      `--advertise-address=127.0.0.1`,
-      `--bind-address=127.0.0.1`,
+      `--advertise-address=${this.host}`,
+      `--bind-address=${this.host}`,
       `--secure-port=${this.ports.apiserver}`,
       `--etcd-servers=${this.etcdUrl}`,
       `--tls-cert-file=${p.servingCert}`,
@@ -230,13 +355,15 @@ export class ControlPlane {
       `--service-account-issuer=https://kubernetes.default.svc.cluster.local`,
       `--service-account-key-file=${p.serviceAccountPub}`,
       `--service-account-signing-key-file=${p.serviceAccountKey}`,
-      `--service-cluster-ip-range=10.96.0.0/16`,
+      `--service-cluster-ip-range=${this.network?.serviceCidr ?? LOOPBACK_SERVICE_CIDR}`,
       `--authorization-mode=Node,RBAC`,
       `--enable-admission-plugins=NodeRestriction`,
       `--allow-privileged=true`,
       `--kubelet-client-certificate=${p.clients['apiserver-kubelet-client'].cert}`,
       `--kubelet-client-key=${p.clients['apiserver-kubelet-client'].key}`,
       `--kubelet-certificate-authority=${p.caCert}`,
+      // The node's IP, never its name: a name would be looked up in the machine's resolver.
+      '--kubelet-preferred-address-types=InternalIP',
       `--watch-cache-sizes=${UNCACHED_RESOURCE}#0`,
       `--profiling=false`,
       `--v=1`,
@@ -276,7 +403,7 @@ export class ControlPlane {
     return await new Promise((resolvePromise, reject) => {
       const req = httpsRequest(
         {
-          host: '127.0.0.1', port: this.ports.apiserver, path, method, ca, cert, key, timeout: 10_000,
+          host: this.host, port: this.ports.apiserver, path, method, ca, cert, key, timeout: 10_000,
           headers: { accept: 'application/json', ...(payload ? { 'content-type': 'application/json' } : {}), ...headers },
         },
         (res) => {
@@ -353,7 +480,7 @@ export class ControlPlane {
       `--kubeconfig=${join(this.dir, 'kwok.kubeconfig')}`,
       '--manage-all-nodes=false',
       `--manage-nodes-with-annotation-selector=${KWOK_NODE_ANNOTATION}=fake`,
-      '--cidr=10.244.0.1/16',
+      `--cidr=${KWOK_POD_CIDR}`,
       '--node-ip=127.0.0.1',
       `--server-address=127.0.0.1:${this.ports.kwokServer}`,
       `--tls-cert-file=${this.pki.servingCert}`,
@@ -399,8 +526,9 @@ export class ControlPlane {
         metadata: {
           name,
           annotations: { [KWOK_NODE_ANNOTATION]: 'fake', 'node.alpha.kubernetes.io/ttl': '0' },
-          labels: { type: 'kwok', 'kubernetes.io/hostname': name, 'kubernetes.io/os': 'linux', 'kubernetes.io/arch': 'amd64' },
+          labels: { ...KWOK_NODE_SELECTOR, 'kubernetes.io/hostname': name, 'kubernetes.io/os': 'linux', 'kubernetes.io/arch': 'amd64' },
         },
+        spec: { taints: [KWOK_TAINT] },
         status: {
           allocatable: { cpu: '32', memory: '256Gi', pods: '1000' },
           capacity: { cpu: '32', memory: '256Gi', pods: '1000' },
@@ -414,12 +542,114 @@ export class ControlPlane {
 
   private async waitForNodesReady(): Promise<void> {
     await this.waitFor(`${this.nodeCount} kwok nodes Ready`, async () => {
-      const res = await this.request('GET', '/api/v1/nodes');
+      const res = await this.request('GET', '/api/v1/nodes?labelSelector=type%3Dkwok');
       if (res.status !== 200) return false;
       const nodes = (JSON.parse(res.body) as { items: Array<{ status?: { conditions?: Array<{ type: string; status: string }> } }> }).items;
       const ready = nodes.filter((n) => n.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True'));
       return ready.length >= this.nodeCount;
     });
+  }
+
+  // --- real nodes --------------------------------------------------------------------------------
+
+  private async startRegistry(sources: Awaited<ReturnType<typeof testbedImageSources>>): Promise<void> {
+    const network = this.network!;
+    const { registry, images } = await startRegistry({
+      dir: this.dir, address: network.hostIp, detached: this.detached, cgroupProcs: daemonCgroupProcs(network), sources, log: this.log,
+    });
+    this.nodePids['registry'] = registry.pid;
+    Object.assign(this.images, images);
+    await this.writeState();
+  }
+
+  private async startRuntimes(images: { pause: string; registry: string }): Promise<void> {
+    const network = this.network!;
+    this.realNodes = new RealNodes({
+      dir: this.dir, binDir: this.binDir, pki: this.pki, server: this.server, addresses: network, images,
+      detached: this.detached, log: this.log,
+      onSpawn: async (key, pid) => {
+        this.nodePids[key] = pid;
+        await this.writeState();
+      },
+    });
+    await this.realNodes.startRuntimes();
+  }
+
+  /**
+   * kubelets, kube-proxies and CoreDNS (with the kube-dns Service pointing at it and the RBAC it
+   * reads with); resolves when every real node is Ready with its pod CIDR and DNS answers.
+   */
+  private async startNodeAgents(): Promise<void> {
+    const network = this.network!;
+    const nodes = this.realNodes!;
+    await this.createClusterDns(network);
+    await nodes.startNodeAgents();
+    await this.waitFor(`${network.nodes.length} real nodes Ready`, async () => {
+      nodes.checkAlive();
+      const res = await this.request('GET', '/api/v1/nodes');
+      if (res.status !== 200) return false;
+      const items = (JSON.parse(res.body) as { items: Array<{ metadata: { name: string }; spec?: { podCIDR?: string }; status?: { conditions?: Array<{ type: string; status: string }> } }> }).items;
+      let ready = 0;
+      for (const node of network.nodes) {
+        const item = items.find((i) => i.metadata.name === node.name);
+        if (!item) continue;
+        if (!item.spec?.podCIDR) {
+          // Recorded for kube-proxy and users (`kubectl get node -o wide`); the CNI config
+          // already uses it. Nothing allocates node CIDRs here (the controller-manager does not).
+          const patched = await this.request('PATCH', `/api/v1/nodes/${node.name}`, { spec: { podCIDR: node.podCidr, podCIDRs: [node.podCidr] } }, { 'content-type': 'application/merge-patch+json' });
+          if (patched.status !== 200) throw new Error(`setting the pod CIDR of ${node.name}: ${patched.status} ${patched.body}`);
+        }
+        if (item.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True')) ready++;
+      }
+      return ready === network.nodes.length;
+    });
+    await this.waitFor('CoreDNS ready', async () => {
+      nodes.checkAlive();
+      return (await fetch(nodes.dnsReadyUrl!, { signal: AbortSignal.timeout(2_000) })).ok;
+    });
+  }
+
+  /**
+   * `kube-system/kube-dns` at the slot's DNS address, served by the CoreDNS process on node 0
+   * (a Service without selector and an EndpointSlice of our own), and the read access CoreDNS's
+   * kubernetes plugin needs.
+   */
+  private async createClusterDns(network: SlotAddresses): Promise<void> {
+    const first = network.nodes[0]!;
+    const objects: Array<[string, unknown]> = [
+      ['/apis/rbac.authorization.k8s.io/v1/clusterroles', {
+        metadata: { name: 'crowsnest-testbed:coredns' },
+        rules: [
+          { apiGroups: [''], resources: ['endpoints', 'services', 'pods', 'namespaces'], verbs: ['list', 'watch'] },
+          { apiGroups: ['discovery.k8s.io'], resources: ['endpointslices'], verbs: ['list', 'watch'] },
+        ],
+      }],
+      ['/apis/rbac.authorization.k8s.io/v1/clusterrolebindings', {
+        metadata: { name: 'crowsnest-testbed:coredns' },
+        roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: 'crowsnest-testbed:coredns' },
+        subjects: [{ apiGroup: 'rbac.authorization.k8s.io', kind: 'User', name: 'crowsnest-testbed:coredns' }],
+      }],
+      ['/api/v1/namespaces/kube-system/services', {
+        metadata: { name: 'kube-dns', labels: { 'k8s-app': 'kube-dns' } },
+        spec: {
+          clusterIP: network.dnsServiceIp,
+          ports: [{ name: 'dns', port: 53, protocol: 'UDP' }, { name: 'dns-tcp', port: 53, protocol: 'TCP' }],
+        },
+      }],
+      ['/apis/discovery.k8s.io/v1/namespaces/kube-system/endpointslices', {
+        metadata: {
+          name: 'kube-dns-coredns',
+          labels: { 'kubernetes.io/service-name': 'kube-dns', 'endpointslice.kubernetes.io/managed-by': 'crowsnest-testbed' },
+        },
+        addressType: 'IPv4',
+        endpoints: [{ addresses: [first.ip], conditions: { ready: true }, nodeName: first.name }],
+        ports: [{ name: 'dns', port: 53, protocol: 'UDP' }, { name: 'dns-tcp', port: 53, protocol: 'TCP' }],
+      }],
+    ];
+    for (const [path, object] of objects) {
+      const res = await this.request('POST', path, object);
+      if (res.status !== 201 && res.status !== 409) throw new Error(`creating ${path}: ${res.status} ${res.body}`);
+    }
   }
 
   /** Waits until the controller-manager has created the `default` ServiceAccount of `namespace`. */
@@ -494,6 +724,7 @@ export class ControlPlane {
       for (const [name, pid] of Object.entries(this.pids)) {
         if (pid && !isAlive(pid)) throw new Error(`${name} exited while waiting for ${what}; see ${join(this.dir, 'logs', `${name}.log`)}`);
       }
+      this.realNodes?.checkAlive();
       try {
         if (await probe()) return;
       } catch (err) {
@@ -527,12 +758,16 @@ export class ControlPlane {
   }
 
   private async writeState(): Promise<void> {
-    const state: StateFile = { ownerPid: process.pid, binDir: this.binDir, detached: this.detached, ports: this.ports, pids: this.pids };
+    const state: StateFile = {
+      ownerPid: process.pid, binDir: this.binDir, detached: this.detached, host: this.host, ports: this.ports, pids: this.pids,
+      ...(this.network ? { slot: this.network.slot, nodePids: this.nodePids, images: this.images } : {}),
+    };
     await writeFile(join(this.dir, STATE_FILE), JSON.stringify(state, null, 2));
   }
 
   /** Kills every component right now, synchronously (used from a process 'exit' handler). */
   killAllSync(): void {
+    this.stopRealNodes();
     for (const [name, pid] of Object.entries(this.pids)) {
       if (!pid || !runsBinary(pid, join(this.binDir, name))) continue;
       try { process.kill(pid, 'SIGKILL'); } catch { /* gone */ }
@@ -594,6 +829,7 @@ function reapOrphanedStateDirs(log: (line: string) => void): void {
     try {
       const state = JSON.parse(readFileSync(join(dir, STATE_FILE), 'utf8')) as StateFile;
       if (state.detached || isAlive(state.ownerPid) || statSync(dir).uid !== process.getuid?.()) continue;
+      if (state.slot !== undefined) releaseSlotSync(state.slot);
       for (const [name, pid] of Object.entries(state.pids)) {
         if (pid && state.binDir && runsBinary(pid, join(state.binDir, name))) process.kill(pid, 'SIGKILL');
       }
@@ -602,6 +838,20 @@ function reapOrphanedStateDirs(log: (line: string) => void): void {
     } catch {
       // No state file yet (a start in progress elsewhere) or unreadable: leave it alone.
     }
+  }
+}
+
+/**
+ * Whether the detached testbed whose state dir is `dir` still runs (its API server does): a
+ * network slot it claimed is not reaped while it does.
+ */
+function stateDirAlive(dir: string): boolean {
+  try {
+    const state = JSON.parse(readFileSync(join(dir, STATE_FILE), 'utf8')) as StateFile;
+    const pid = state.pids['kube-apiserver'];
+    return pid !== undefined && runsBinary(pid, join(state.binDir, 'kube-apiserver'));
+  } catch {
+    return false;
   }
 }
 

@@ -1,9 +1,12 @@
 /**
- * The testbed's PKI: one CA, a serving certificate for kube-apiserver on 127.0.0.1/localhost,
- * client certificates for the admin and the control-plane components, and the service-account
- * signing key. Made with the openssl CLI (Node's crypto cannot issue X.509 certificates).
+ * The testbed's PKI: one CA, a serving certificate for kube-apiserver (127.0.0.1, localhost, the
+ * host's address on the real nodes' bridge and the `kubernetes` Service IP), client certificates
+ * for the admin and the control-plane components, per-node kubelet certificates
+ * ({@link issueCertificate}), and the service-account signing key. Made with the openssl CLI
+ * (Node's crypto cannot issue X.509 certificates).
  */
 import { execFile } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { mkdir, readFile, access, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -23,7 +26,7 @@ export interface Pki {
   readonly clients: Readonly<Record<ClientName, { readonly cert: string; readonly key: string }>>;
 }
 
-export type ClientName = 'admin' | 'controller-manager' | 'scheduler' | 'kwok' | 'apiserver-kubelet-client';
+export type ClientName = 'admin' | 'controller-manager' | 'scheduler' | 'kwok' | 'apiserver-kubelet-client' | 'kube-proxy' | 'coredns';
 
 /**
  * Subjects of the client certificates. The controller-manager and scheduler get their own
@@ -36,9 +39,15 @@ const CLIENT_SUBJECTS: Readonly<Record<ClientName, string>> = {
   scheduler: '/CN=system:kube-scheduler',
   kwok: '/O=system:masters/CN=kwok',
   'apiserver-kubelet-client': '/O=system:masters/CN=kube-apiserver-kubelet-client',
+  // Bound to system:node-proxier by the API server's bootstrap policy.
+  'kube-proxy': '/CN=system:kube-proxy',
+  // Granted what CoreDNS's kubernetes plugin reads by a ClusterRole the control plane creates.
+  coredns: '/CN=crowsnest-testbed:coredns',
 };
 
 const VALIDITY_DAYS = '3650';
+/** openssl req arguments for a new P-256 key without a passphrase. */
+const EC_KEY = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes'];
 
 async function exists(path: string): Promise<boolean> {
   try {
@@ -53,8 +62,12 @@ async function openssl(args: string[], cwd: string): Promise<void> {
   await run('openssl', args, { cwd });
 }
 
-/** Creates the PKI in `dir` unless it is already there (a restarted cluster keeps its identity). */
-export async function ensurePki(dir: string): Promise<Pki> {
+/**
+ * Creates the PKI in `dir` unless it is already there (a restarted cluster keeps its identity).
+ * The API server's certificate is valid for 127.0.0.1, localhost, the `kubernetes` Service names
+ * and `servingIps` (the address it binds, the Service's ClusterIP).
+ */
+export async function ensurePki(dir: string, servingIps: readonly string[] = []): Promise<Pki> {
   await mkdir(dir, { recursive: true });
   const pki: Pki = {
     dir,
@@ -70,30 +83,46 @@ export async function ensurePki(dir: string): Promise<Pki> {
   };
   if (await exists(join(dir, '.complete'))) return pki;
 
-  const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes'];
-  await openssl(['req', '-x509', ...ec, '-keyout', 'ca.key', '-out', 'ca.crt', '-days', VALIDITY_DAYS, '-subj', '/CN=crowsnest-testbed-ca'], dir);
+  await openssl(['req', '-x509', ...EC_KEY, '-keyout', 'ca.key', '-out', 'ca.crt', '-days', VALIDITY_DAYS, '-subj', '/CN=crowsnest-testbed-ca'], dir);
 
-  const issue = async (name: string, subject: string): Promise<void> => {
-    await openssl(['req', ...ec, '-keyout', `${name}.key`, '-out', `${name}.csr`, '-subj', subject], dir);
-    await openssl(
-      ['x509', '-req', '-in', `${name}.csr`, '-CA', 'ca.crt', '-CAkey', 'ca.key', '-CAcreateserial',
-        '-out', `${name}.crt`, '-days', VALIDITY_DAYS, '-extfile', `${name}.ext`],
-      dir,
-    );
-  };
-  await writeFile(
-    join(dir, 'apiserver.ext'),
-    'subjectAltName=IP:127.0.0.1,IP:10.0.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local\nextendedKeyUsage=serverAuth\nkeyUsage=digitalSignature,keyEncipherment\n',
-  );
-  await issue('apiserver', '/CN=kube-apiserver');
-  for (const [name, subject] of Object.entries(CLIENT_SUBJECTS)) {
-    await writeFile(join(dir, `${name}.ext`), 'extendedKeyUsage=clientAuth\nkeyUsage=digitalSignature,keyEncipherment\n');
-    await issue(name, subject);
-  }
+  await issueCertificate(pki, 'apiserver', {
+    subject: '/CN=kube-apiserver',
+    usage: 'serverAuth',
+    ips: ['127.0.0.1', ...servingIps],
+    dns: ['localhost', 'kubernetes', 'kubernetes.default', 'kubernetes.default.svc', 'kubernetes.default.svc.cluster.local'],
+  });
+  for (const [name, subject] of Object.entries(CLIENT_SUBJECTS)) await issueCertificate(pki, name, { subject, usage: 'clientAuth' });
   await openssl(['genpkey', '-algorithm', 'RSA', '-pkeyopt', 'rsa_keygen_bits:2048', '-out', 'sa.key'], dir);
   await openssl(['pkey', '-in', 'sa.key', '-pubout', '-out', 'sa.pub'], dir);
   await writeFile(join(dir, '.complete'), '');
   return pki;
+}
+
+/**
+ * Issues `<name>.crt` / `<name>.key` in the PKI dir, signed by its CA: a client certificate
+ * (`subject` carries the user as CN and groups as O) or a serving certificate for `ips`/`dns`.
+ * Returns the paths.
+ */
+export async function issueCertificate(
+  pki: Pick<Pki, 'dir'>,
+  name: string,
+  options: { subject: string; usage: 'clientAuth' | 'serverAuth'; ips?: readonly string[]; dns?: readonly string[] },
+): Promise<{ cert: string; key: string }> {
+  const dir = pki.dir;
+  const sans = [...(options.ips ?? []).map((ip) => `IP:${ip}`), ...(options.dns ?? []).map((d) => `DNS:${d}`)];
+  await writeFile(
+    join(dir, `${name}.ext`),
+    `${sans.length ? `subjectAltName=${sans.join(',')}\n` : ''}extendedKeyUsage=${options.usage}\nkeyUsage=digitalSignature,keyEncipherment\n`,
+  );
+  await openssl(['req', ...EC_KEY, '-keyout', `${name}.key`, '-out', `${name}.csr`, '-subj', options.subject], dir);
+  await openssl(
+    // A random serial rather than -CAcreateserial: certificates are issued concurrently (one per
+    // node), and openssl's serial file is not safe for that.
+    ['x509', '-req', '-in', `${name}.csr`, '-CA', 'ca.crt', '-CAkey', 'ca.key', '-set_serial', `0x${randomBytes(16).toString('hex')}`,
+      '-out', `${name}.crt`, '-days', VALIDITY_DAYS, '-extfile', `${name}.ext`],
+    dir,
+  );
+  return { cert: join(dir, `${name}.crt`), key: join(dir, `${name}.key`) };
 }
 
 /** Reads a file as base64, for kubeconfig `*-data` fields. */

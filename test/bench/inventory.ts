@@ -64,7 +64,7 @@ async function runningPods(plane: ControlPlane, namespace: string): Promise<numb
 
 /** Runs both sizes; `log` gets progress lines. */
 export async function benchInventory(log: (line: string) => void, sizes: readonly number[] = [5_000, 50_000], repeats = 3): Promise<InventoryBenchRow[]> {
-  const plane = await ControlPlane.start({ nodes: NODES });
+  const plane = await ControlPlane.start({ kwokNodes: NODES });
   const reports = await mkdtemp(join(tmpdir(), 'crowsnest-bench-inventory-'));
   const rows: InventoryBenchRow[] = [];
   try {

@@ -15,7 +15,7 @@ import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { KubeConfig } from '@kubernetes/client-node';
-import { type ControlPlane, freePort } from '../../testbed/controlplane.ts';
+import { type ControlPlane, freePort, ON_KWOK_NODES } from '../../testbed/controlplane.ts';
 import { KubeClient } from '../../src/kube/client.ts';
 import { Informer } from '../../src/kube/informer.ts';
 import { type KubeObject, Resources } from '../../src/kube/resources.ts';
@@ -119,7 +119,7 @@ async function applyDeployments(plane: ControlPlane, replicas: number): Promise<
       // rollout of 10,000 pods can go (it did not finish in 15 minutes).
       strategy: { type: 'RollingUpdate', rollingUpdate: replicas > SURGE_ALL_ABOVE_REPLICAS ? { maxSurge: '100%', maxUnavailable: 0 } : { maxSurge: '25%', maxUnavailable: '25%' } },
       selector: { matchLabels: { app: `app-${i}` } },
-      template: { metadata: { labels: { app: `app-${i}`, 'podlogreader-affiliate': 'enable' } }, spec: { containers: [{ name: 'c', image: 'nginx' }] } },
+      template: { metadata: { labels: { app: `app-${i}`, 'podlogreader-affiliate': 'enable' } }, spec: { ...ON_KWOK_NODES, containers: [{ name: 'c', image: 'nginx' }] } },
     },
   }));
   await plane.kubectl(['apply', '--server-side', '-f', '-'], { input: JSON.stringify({ apiVersion: 'v1', kind: 'List', items }) });

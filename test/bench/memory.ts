@@ -5,9 +5,9 @@
  *
  * Pods come fast: kwok nodes of our own with room for 20,000 pods each, Deployments of 100
  * replicas whose pod template names its node (`spec.nodeName`: the scheduler is skipped, the
- * controller-manager creates pods at its 500 qps), created 16 at a time. Pods also carry the
- * kwok toleration and `nodeSelector: {type: kwok}`, so they keep landing on kwok nodes once the
- * testbed taints them.
+ * controller-manager creates pods at its 500 qps), created 16 at a time. Nodes are tainted as
+ * the testbed's kwok nodes are, and pods carry the kwok toleration and node selector
+ * (ON_KWOK_NODES).
  *
  * Each size is measured twice: the operator that ran while the pods were created (steady state
  * after the churn), and fresh operators started at that size, one per V8 flag set (how long the
@@ -20,7 +20,7 @@ import { readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { type ControlPlane, freePort } from '../../testbed/controlplane.ts';
+import { type ControlPlane, freePort, KWOK_NODE_ANNOTATION, KWOK_TAINT, ON_KWOK_NODES } from '../../testbed/controlplane.ts';
 import { median } from './stats.ts';
 
 const repo = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -28,10 +28,6 @@ const NAMESPACE = 'bench-memory';
 const REPLICAS = 100;
 const NODE_CAPACITY = 20_000;
 const CREATE_CONCURRENCY = 16;
-const KWOK_ANNOTATION = 'kwok.x-k8s.io/node';
-/** The taint the testbed puts on kwok nodes (from the real-nodes change on); ours carry it too. */
-const KWOK_TAINT = { key: KWOK_ANNOTATION, value: 'fake', effect: 'NoSchedule' } as const;
-const KWOK_TOLERATION = { key: KWOK_ANNOTATION, operator: 'Equal', value: 'fake', effect: 'NoSchedule' } as const;
 const SAMPLES = 5;
 const SAMPLE_INTERVAL_MS = 2_000;
 
@@ -198,7 +194,7 @@ async function createNodes(plane: ControlPlane, count: number): Promise<string[]
   await mapLimit(names, CREATE_CONCURRENCY, async (name) => {
     const res = await plane.request('POST', '/api/v1/nodes', {
       apiVersion: 'v1', kind: 'Node',
-      metadata: { name, annotations: { [KWOK_ANNOTATION]: 'fake', 'node.alpha.kubernetes.io/ttl': '0' }, labels: { type: 'kwok', 'kubernetes.io/hostname': name, 'kubernetes.io/os': 'linux' } },
+      metadata: { name, annotations: { [KWOK_NODE_ANNOTATION]: 'fake', 'node.alpha.kubernetes.io/ttl': '0' }, labels: { type: 'kwok', 'kubernetes.io/hostname': name, 'kubernetes.io/os': 'linux' } },
       spec: { taints: [KWOK_TAINT] },
       status: {
         allocatable: { cpu: '1000', memory: '4Ti', pods: String(NODE_CAPACITY) },
@@ -223,7 +219,7 @@ async function createDeployments(plane: ControlPlane, nodes: readonly string[], 
         template: {
           metadata: { labels },
           spec: {
-            nodeName: nodes[i % nodes.length], nodeSelector: { type: 'kwok' }, tolerations: [KWOK_TOLERATION],
+            nodeName: nodes[i % nodes.length], ...ON_KWOK_NODES,
             containers: [{ name: 'app', image: 'localhost/app:1', resources: { requests: { cpu: '1m', memory: '1Mi' } } }],
           },
         },

@@ -106,7 +106,7 @@ function table(header: string[], rows: string[][]): void {
 }
 
 async function informerBench(): Promise<void> {
-  const plane = await ControlPlane.start({ nodes: 0 });
+  const plane = await ControlPlane.start({ kwokNodes: 0 });
   try {
     await plane.request('POST', '/api/v1/namespaces', { metadata: { name: 'bench' } });
     const rows: string[][] = [];
@@ -160,7 +160,7 @@ async function informerBench(): Promise<void> {
 
 async function logAccessBench(): Promise<void> {
   // 100 replicas × 100 Deployments needs room: 20 kwok nodes of 1,000 pods each.
-  const plane = await ControlPlane.start({ nodes: 20 });
+  const plane = await ControlPlane.start({ kwokNodes: 20 });
   const header = ['pods', 'latency p50', 'p99', 'max', 'Role changes', 'writes', 'writes/change', 'LISTs in churn', 'RSS', 'peak RSS', 'churn'];
   const row = (r: LogAccessResult): string[] => [
     String(r.pods), `${r.latencyP50Ms.toFixed(0)} ms`, `${r.latencyP99Ms.toFixed(0)} ms`, `${r.latencyMaxMs.toFixed(0)} ms`,
@@ -207,7 +207,7 @@ async function memoryBench(): Promise<void> {
   const sizes = (process.env.BENCH_MEMORY_PODS ?? '10000,150000').split(',').map(Number);
   const variants = (process.env.BENCH_MEMORY_VARIANTS ?? Object.keys(V8_VARIANTS).join(',')).split(',');
   const log = (line: string): void => void process.stderr.write(`[bench] ${line}\n`);
-  const plane = await ControlPlane.start({ nodes: 0 });
+  const plane = await ControlPlane.start({ kwokNodes: 0 });
   let result: Awaited<ReturnType<typeof benchMemory>>;
   try {
     const residents = (process.env.BENCH_MEMORY_RESIDENTS ?? 'operator,v8-defaults').split(',');

@@ -13,7 +13,7 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { standInKubelet } from '../../testbed/scan-pods.ts';
 import { buildScanPod } from '../../src/ports/pod.ts';
-import { eventually, newNamespace, testbed } from './testbed.ts';
+import { eventually, newNamespace, ON_KWOK_NODES, testbed } from './testbed.ts';
 
 const run = promisify(execFile);
 const repo = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -97,7 +97,7 @@ describe('helm chart', () => {
     await plane.kubectl(['-n', workloads, 'apply', '-f', '-'], {
       input: JSON.stringify({
         apiVersion: 'apps/v1', kind: 'Deployment', metadata: { name: 'api' },
-        spec: { replicas: 2, selector: { matchLabels: { app: 'api' } }, template: { metadata: { labels: { app: 'api', 'podlogreader-affiliate': 'enable' } }, spec: { containers: [{ name: 'c', image: 'nginx' }] } } },
+        spec: { replicas: 2, selector: { matchLabels: { app: 'api' } }, template: { metadata: { labels: { app: 'api', 'podlogreader-affiliate': 'enable' } }, spec: { ...ON_KWOK_NODES, containers: [{ name: 'c', image: 'nginx' }] } } },
       }),
     });
     await eventually('the operator holds its Lease', async () => {
@@ -216,7 +216,7 @@ describe('helm chart', () => {
 
     const kubelet = standInKubelet(plane, scanNamespace, () => 'scan');
     try {
-      const result = await run(join(repo, 'bin', 'crowsnest'), ['ports', 'collect', '--kubeconfig', kubeconfig, '--namespace', scanNamespace, '--report-dir', join(dir, 'reports'), '--image', 'crowsnest:test', '--log-format', 'json'], { maxBuffer: 64 * 1024 * 1024 })
+      const result = await run(join(repo, 'bin', 'crowsnest'), ['ports', 'collect', '--kubeconfig', kubeconfig, '--namespace', scanNamespace, '--report-dir', join(dir, 'reports'), '--image', 'crowsnest:test', '--node-selector', 'type=kwok', '--log-format', 'json'], { maxBuffer: 64 * 1024 * 1024 })
         .then((r) => ({ code: 0, stdout: r.stdout, stderr: r.stderr }), (err: { code: number; stdout: string; stderr: string }) => err);
       assert.equal(result.code, 0, result.stderr + result.stdout);
       assert.doesNotMatch(result.stderr, /forbidden|denied/i);

@@ -15,7 +15,7 @@ import { silentLogger } from '../../src/kube/logger-type.ts';
 import { runLogAccess } from './logaccess-run.ts';
 import { DEFAULT_LOGACCESS_OPTIONS } from '../../src/logaccess/desired.ts';
 import { metricValue } from '../helpers/metrics.ts';
-import { adminKubeConfig, eventually, newNamespace, requestToken, testbed } from './testbed.ts';
+import { adminKubeConfig, eventually, newNamespace, ON_KWOK_NODES, requestToken, testbed } from './testbed.ts';
 
 interface Rule { resources: string[]; resourceNames?: string[] }
 
@@ -97,7 +97,7 @@ describe('logaccess when writes fail', () => {
     await plane.kubectl(['-n', namespace, 'apply', '-f', '-'], {
       input: JSON.stringify({
         apiVersion: 'apps/v1', kind: 'Deployment', metadata: { name: 'web' },
-        spec: { replicas: 2, selector: { matchLabels: { app: 'web' } }, template: { metadata: { labels: { app: 'web', 'podlogreader-affiliate': 'enable' } }, spec: { containers: [{ name: 'c', image: 'nginx' }] } } },
+        spec: { replicas: 2, selector: { matchLabels: { app: 'web' } }, template: { metadata: { labels: { app: 'web', 'podlogreader-affiliate': 'enable' } }, spec: { ...ON_KWOK_NODES, containers: [{ name: 'c', image: 'nginx' }] } } },
       }),
     });
     const podNames = async (): Promise<string[]> =>
@@ -144,7 +144,7 @@ describe('logaccess when two workloads want the same Role name', () => {
     const namespace = await newNamespace('la-clash');
     running.push(startInProcess(await adminKubeConfig()).stop);
     await plane.waitForDefaultServiceAccount(namespace);
-    const template = { metadata: { labels: { app: 'web', 'podlogreader-affiliate': 'enable' } }, spec: { containers: [{ name: 'c', image: 'nginx' }] } };
+    const template = { metadata: { labels: { app: 'web', 'podlogreader-affiliate': 'enable' } }, spec: { ...ON_KWOK_NODES, containers: [{ name: 'c', image: 'nginx' }] } };
     await plane.kubectl(['-n', namespace, 'apply', '-f', '-'], {
       input: JSON.stringify({ apiVersion: 'apps/v1', kind: 'Deployment', metadata: { name: 'web' }, spec: { replicas: 1, selector: { matchLabels: { app: 'web' } }, template } }),
     });

@@ -21,7 +21,7 @@ import type { Manager } from '../../src/kube/manager.ts';
 import type { LogAccessOptions } from '../../src/logaccess/desired.ts';
 import type { HealthCheck } from '../../src/observe/http.ts';
 import { runLogAccess } from './logaccess-run.ts';
-import { adminKubeConfig, asToken, eventually, newNamespace, requestToken, testbed } from './testbed.ts';
+import { adminKubeConfig, asToken, eventually, newNamespace, ON_KWOK_NODES, requestToken, testbed } from './testbed.ts';
 
 // --- the contract, spelled out literally (not imported) so a wrong constant in the code fails here ---
 
@@ -112,14 +112,14 @@ interface WorkloadSpec {
   readonly appLabel?: string;
 }
 
-/** The manifest of a small workload whose pods kwok runs. */
+/** The manifest of a small workload whose pods kwok runs (they tolerate and select the kwok nodes). */
 function manifest(spec: WorkloadSpec): Record<string, unknown> {
   const { kind, name, replicas = 1 } = spec;
   const labels = { app: spec.appLabel ?? name, ...spec.labels };
   const selector = spec.selector ?? { matchLabels: { app: spec.appLabel ?? name } };
   const containers = [{ name: 'app', image: 'registry.invalid/app:1' }];
-  const template = { metadata: { labels }, spec: { containers } };
-  const runToCompletion = { metadata: { labels }, spec: { containers, restartPolicy: 'Never' } };
+  const template = { metadata: { labels }, spec: { ...ON_KWOK_NODES, containers } };
+  const runToCompletion = { metadata: { labels }, spec: { ...ON_KWOK_NODES, containers, restartPolicy: 'Never' } };
   const head = { apiVersion: KIND_API[kind].apiVersion, kind, metadata: { name } };
   switch (kind) {
     case 'Deployment':
@@ -553,7 +553,7 @@ describe('logaccess with default options (Role only, pods list allowed)', () => 
       }),
       create(`/api/v1/namespaces/${namespace}/pods`, {
         metadata: { name: 'loner', labels: { app: 'loner', ...OPT_IN } },
-        spec: { containers: [{ name: 'app', image: 'registry.invalid/app:1' }] },
+        spec: { ...ON_KWOK_NODES, containers: [{ name: 'app', image: 'registry.invalid/app:1' }] },
       }),
     ]);
     await eventually('the pods of other and the bare pod exist', async () => (await podsOf(namespace, 'Deployment', 'other')).length === 2 && (await get(`/api/v1/namespaces/${namespace}/pods/loner`)) !== undefined, SETTLE_MS);

@@ -56,7 +56,8 @@ async function scanPodsLeft(namespace: string): Promise<number> {
 
 async function nodeNames(): Promise<string[]> {
   const plane = await testbed();
-  const res = await plane.request('GET', '/api/v1/nodes');
+  // Only kwok's: the collector runs with --node-selector type=kwok, as the stand-in kubelet plays kwok nodes only.
+  const res = await plane.request('GET', '/api/v1/nodes?labelSelector=type%3Dkwok');
   return (JSON.parse(res.body) as { items: { metadata: { name: string } }[] }).items.map((n) => n.metadata.name).sort();
 }
 
@@ -78,7 +79,7 @@ describe('ports collect', () => {
 
     const kubelet = standInKubelet(await testbed(), namespace, () => 'scan');
     try {
-      const run1 = await runCli(['ports', 'collect', '--namespace', namespace, '--report-dir', dir, '--image', 'crowsnest:test']);
+      const run1 = await runCli(['ports', 'collect', '--namespace', namespace, '--report-dir', dir, '--image', 'crowsnest:test', '--node-selector', 'type=kwok']);
       assert.equal(run1.code, 0, run1.stderr + run1.stdout);
       assert.match(run1.stdout, /first report/);
       const [name1] = await reports(dir);
@@ -101,7 +102,7 @@ describe('ports collect', () => {
       const second = await listen();
       servers.push(second.server);
       await new Promise((resolve) => setTimeout(resolve, 1_100)); // report names have one-second resolution
-      const run2 = await runCli(['ports', 'collect', '--namespace', namespace, '--report-dir', dir, '--image', 'crowsnest:test', '--output', 'json']);
+      const run2 = await runCli(['ports', 'collect', '--namespace', namespace, '--report-dir', dir, '--image', 'crowsnest:test', '--node-selector', 'type=kwok', '--output', 'json']);
       assert.equal(run2.code, 0, run2.stderr);
       const report2 = JSON.parse(run2.stdout) as Report;
       assert.equal(report2.diff?.previousReport, name1);
@@ -127,7 +128,7 @@ describe('ports collect', () => {
     const [failing, hanging] = [nodes[1]!, nodes[2]!];
     const kubelet = standInKubelet(await testbed(), namespace, (node) => (node === failing ? 'fail' : node === hanging ? 'hang' : 'scan'));
     try {
-      const result = await runCli(['ports', 'collect', '--namespace', namespace, '--report-dir', dir, '--image', 'crowsnest:test', '--timeout', '4s']);
+      const result = await runCli(['ports', 'collect', '--namespace', namespace, '--report-dir', dir, '--image', 'crowsnest:test', '--node-selector', 'type=kwok', '--timeout', '4s']);
       assert.equal(result.code, 3, result.stderr + result.stdout);
       const report = JSON.parse(await readFile(join(dir, (await reports(dir))[0]!), 'utf8')) as Report;
       assert.deepEqual(report.nodes.map((n) => n.node), [nodes[0]]);
@@ -164,7 +165,7 @@ describe('ports collect', () => {
       { path: `/api/v1/namespaces/${namespace}/pods`, object: { apiVersion: 'v1', kind: 'Pod', spec: { containers: [{ name: 'c', image: 'x' }] } } },
     );
     try {
-      const child = spawn(join(repo, 'bin', 'crowsnest'), ['ports', 'collect', '--namespace', namespace, '--report-dir', dir, '--image', 'crowsnest:test', '--timeout', '60s', '--log-format', 'json'], {
+      const child = spawn(join(repo, 'bin', 'crowsnest'), ['ports', 'collect', '--namespace', namespace, '--report-dir', dir, '--image', 'crowsnest:test', '--node-selector', 'type=kwok', '--timeout', '60s', '--log-format', 'json'], {
         env: { ...process.env, KUBECONFIG: plane.kubeconfigPath },
         stdio: ['ignore', 'pipe', 'pipe'],
       });

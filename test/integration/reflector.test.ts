@@ -155,7 +155,7 @@ describe('reflector on a real apiserver', () => {
     const names = Array.from({ length: 20 }, (_, i) => `pt-${i}`);
     await mapConcurrent(names, 8, (name) => create(admin, type, namespace, name));
 
-    const proxy = await TcpProxy.start(plane.ports.apiserver);
+    const proxy = await TcpProxy.start(plane.ports.apiserver, plane.host);
     const watcher = new KubeClient(await adminKubeConfig({ port: proxy.port }));
     const controller = new AbortController();
     const informer = new Informer({ client: watcher, type, namespace });
@@ -189,7 +189,7 @@ describe('reflector on a real apiserver', () => {
     const namespace = await newNamespace('reflector-silent');
     await create(admin, Resources.configMaps, namespace, 'before');
 
-    const proxy = await TcpProxy.start(plane.ports.apiserver);
+    const proxy = await TcpProxy.start(plane.ports.apiserver, plane.host);
     const watcher = new KubeClient(await adminKubeConfig({ port: proxy.port }));
     const controller = new AbortController();
     const informer = new Informer({ client: watcher, type: Resources.configMaps, namespace, watchIdleTimeoutMs: 1_500 });
@@ -237,7 +237,7 @@ describe('reflector on a real apiserver', () => {
     const namespace = await newNamespace('reflector-relist-rv');
     const type = Resources.podTemplates; // served without the watch cache: watches read etcd
     await mapConcurrent(['pt-0', 'pt-1', 'pt-2'], 3, (name) => create(admin, type, namespace, name));
-    const proxy = await TcpProxy.start(plane.ports.apiserver);
+    const proxy = await TcpProxy.start(plane.ports.apiserver, plane.host);
     const watcher = new KubeClient(await adminKubeConfig({ port: proxy.port }));
     const lists: string[] = [];
     const { reflector, store } = reflectorOn(recording(new KubeListerWatcher({ client: watcher, type, namespace }), lists));

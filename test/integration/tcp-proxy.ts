@@ -14,13 +14,13 @@ export class TcpProxy {
   private mode: Mode = 'relay';
   port = 0;
 
-  private constructor(targetPort: number) {
+  private constructor(targetHost: string, targetPort: number) {
     this.server = createServer((client) => {
       if (this.mode === 'cut') {
         client.destroy();
         return;
       }
-      const upstream = createConnection({ host: '127.0.0.1', port: targetPort });
+      const upstream = createConnection({ host: targetHost, port: targetPort });
       const pair = { client, upstream };
       this.pairs.add(pair);
       const forward = (from: Socket, to: Socket): void => {
@@ -40,8 +40,9 @@ export class TcpProxy {
     });
   }
 
-  static async start(targetPort: number): Promise<TcpProxy> {
-    const proxy = new TcpProxy(targetPort);
+  /** A relay on 127.0.0.1 (a free port) to `targetHost:targetPort` (the testbed's `plane.host`). */
+  static async start(targetPort: number, targetHost: string): Promise<TcpProxy> {
+    const proxy = new TcpProxy(targetHost, targetPort);
     await new Promise<void>((resolve) => proxy.server.listen(0, '127.0.0.1', resolve));
     const address = proxy.server.address();
     proxy.port = typeof address === 'object' && address ? address.port : 0;

@@ -1,11 +1,12 @@
 /**
  * The testbed is a real cluster: RBAC is enforced, ServiceAccount tokens are issued by
- * TokenRequest, and kwok nodes run what the scheduler places on them. A test can stand in for
+ * TokenRequest, and kwok nodes run what the scheduler places on them (pods that opt in: the kwok
+ * nodes are tainted; realnodes.test.ts covers the real nodes). A test can stand in for
  * the kubelet of a kwok node: serve a container's log and end its pod with an exit code.
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { asToken, eventually, finishPod, newNamespace, serveContainerLogs, serviceAccountToken, testbed } from './testbed.ts';
+import { asToken, eventually, finishPod, newNamespace, ON_KWOK_NODES, serveContainerLogs, serviceAccountToken, testbed } from './testbed.ts';
 
 describe('testbed control plane', () => {
   it('issues a ServiceAccount token through TokenRequest that authenticates as that ServiceAccount', async () => {
@@ -48,15 +49,23 @@ describe('testbed control plane', () => {
     assert.equal((await asToken(token, 'GET', `/api/v1/namespaces/${namespace}/secrets`)).status, 403, 'still no secrets');
   });
 
-  it('shows its kwok nodes Ready and runs the pods of a Deployment created with kubectl', async () => {
+  it('shows its kwok nodes Ready and tainted, and runs there the pods of a Deployment that opts into kwok', async () => {
     const plane = await testbed();
     const namespace = await newNamespace('deploy');
-    const nodes = JSON.parse(await plane.kubectl(['get', 'nodes', '-o', 'json'])) as { items: Array<{ status: { conditions: Array<{ type: string; status: string }> } }> };
+    const nodes = JSON.parse(await plane.kubectl(['get', 'nodes', '-l', 'type=kwok', '-o', 'json'])) as { items: Array<{ spec: { taints?: unknown[] }; status: { conditions: Array<{ type: string; status: string }> } }> };
     assert.equal(nodes.items.length, 3);
-    for (const node of nodes.items) assert.ok(node.status.conditions.some((c) => c.type === 'Ready' && c.status === 'True'));
+    for (const node of nodes.items) {
+      assert.ok(node.status.conditions.some((c) => c.type === 'Ready' && c.status === 'True'));
+      assert.deepEqual(node.spec.taints, [{ key: 'kwok.x-k8s.io/node', value: 'fake', effect: 'NoSchedule' }]);
+    }
 
     await plane.waitForDefaultServiceAccount(namespace);
-    await plane.kubectl(['-n', namespace, 'create', 'deployment', 'web', '--image=nginx', '--replicas=3']);
+    await plane.kubectl(['-n', namespace, 'apply', '-f', '-'], {
+      input: JSON.stringify({
+        apiVersion: 'apps/v1', kind: 'Deployment', metadata: { name: 'web' },
+        spec: { replicas: 3, selector: { matchLabels: { app: 'web' } }, template: { metadata: { labels: { app: 'web' } }, spec: { ...ON_KWOK_NODES, containers: [{ name: 'c', image: 'nginx' }] } } },
+      }),
+    });
     await eventually('3 pods Running on kwok nodes', async () => {
       const pods = JSON.parse(await plane.kubectl(['-n', namespace, 'get', 'pods', '-o', 'json'])) as { items: Array<{ spec: { nodeName?: string }; status: { phase?: string } }> };
       return pods.items.length === 3 && pods.items.every((p) => p.status.phase === 'Running' && p.spec.nodeName?.startsWith('kwok-node-'));

@@ -12,8 +12,12 @@ import { ControlPlane } from '../../testbed/controlplane.ts';
 
 let shared: Promise<ControlPlane> | undefined;
 
+/**
+ * The shared cluster: three kwok nodes (tainted: see {@link KWOK_TOLERATION}) and two real nodes,
+ * `crowsnest-real-0` and `crowsnest-real-1` (see testbed/realnode.ts and realpods.ts).
+ */
 export function testbed(): Promise<ControlPlane> {
-  shared ??= ControlPlane.start({ nodes: 3 });
+  shared ??= ControlPlane.start({ kwokNodes: 3, realNodes: 2 });
   return shared;
 }
 
@@ -41,6 +45,7 @@ export async function adminKubeConfig(options: { port?: number } = {}): Promise<
   kc.loadFromFile(plane.kubeconfigPath);
   if (options.port !== undefined) {
     const cluster = kc.getCurrentCluster()!;
+    // A relay on loopback (TcpProxy): the serving certificate is valid for 127.0.0.1 too.
     kc.clusters = kc.clusters.map((c) => (c.name === cluster.name ? { ...c, server: `https://127.0.0.1:${options.port}` } : c));
   }
   return kc;
@@ -59,7 +64,7 @@ export async function asToken(token: string, method: string, path: string, body?
   return await new Promise((resolve, reject) => {
     const req = httpsRequest(
       {
-        host: '127.0.0.1', port: plane.ports.apiserver, path, method, ca,
+        host: plane.host, port: plane.ports.apiserver, path, method, ca,
         headers: { authorization: `Bearer ${token}`, accept: 'application/json', ...(payload ? { 'content-type': 'application/json' } : {}) },
       },
       (res) => {
@@ -94,3 +99,6 @@ export async function serviceAccountToken(namespace: string, name: string): Prom
 }
 
 export { containerLogsPath, finishPod, serveContainerLogs } from '../../testbed/kubelet.ts';
+export { KWOK_NODE_SELECTOR, KWOK_TOLERATION, ON_KWOK_NODES } from '../../testbed/controlplane.ts';
+/** Pods that run for real on the real nodes: create and wait, log, exec, reach from the host. */
+export { execInPod, fetchFromHost, httpServerCommand, podLog, runPod, waitForPod } from '../../testbed/realpods.ts';
