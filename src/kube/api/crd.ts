@@ -96,11 +96,10 @@ export interface PrinterColumn {
 }
 
 /**
- * One version of a CRD, as {@link customResourceDefinition} needs it: an API definition's names
- * and schema (an `ApiDefinition` of define.ts is one; spelled out here so crd.ts depends on
- * nothing of define.ts, which builds on it).
+ * What a CRD version is made of: an API type's names and schema. An `ApiDefinition` (define.ts)
+ * extends it; defined here so crd.ts depends on nothing of define.ts, which builds on it.
  */
-export interface CrdVersionSource {
+export interface CrdVersionNames {
   readonly group: string;
   readonly version: string;
   readonly kind: string;
@@ -112,6 +111,10 @@ export interface CrdVersionSource {
   /** The whole object's schema (apiVersion, kind, metadata, spec, status). */
   readonly schema: TObject;
   readonly printerColumns: readonly PrinterColumn[];
+}
+
+/** One version of a CRD, as {@link customResourceDefinition} needs it. */
+export interface CrdVersionSource extends CrdVersionNames {
   /** The version objects are stored in; default the first. */
   readonly storage?: boolean;
 }

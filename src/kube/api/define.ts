@@ -6,7 +6,7 @@
  */
 import Type, { type Static, type TObject, type TSchema } from 'typebox';
 import type { ObjectMeta, ResourceType } from '../resources.ts';
-import { crdYaml, customResourceDefinition, type PrinterColumn } from './crd.ts';
+import { type CrdVersionNames, crdYaml, customResourceDefinition, type PrinterColumn } from './crd.ts';
 
 export type { PrinterColumn } from './crd.ts';
 import { type ValidationResult, validatorFor } from './validate.ts';
@@ -42,23 +42,12 @@ export interface ApiObjectOf<Spec, Status> {
   status?: Status;
 }
 
-export interface ApiDefinition<Spec extends TSchema = TSchema, Status extends TSchema = TSchema> {
-  readonly group: string;
-  readonly version: string;
+export interface ApiDefinition<Spec extends TSchema = TSchema, Status extends TSchema = TSchema> extends CrdVersionNames {
   /** `group/version`. */
   readonly apiVersion: string;
-  readonly kind: string;
-  readonly plural: string;
-  readonly singular: string;
-  readonly shortNames: readonly string[];
-  readonly categories: readonly string[];
-  readonly scope: 'Namespaced' | 'Cluster';
   readonly description: string;
-  readonly printerColumns: readonly PrinterColumn[];
   /** For informers and writes. */
   readonly type: ResourceType;
-  /** The whole object's schema (apiVersion, kind, metadata, spec, status). */
-  readonly schema: TObject;
   readonly specSchema: Spec;
   readonly statusSchema: Status;
   /**
