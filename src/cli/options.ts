@@ -389,18 +389,18 @@ export function parsePositiveInteger(value: string | boolean): number {
   return Number(text);
 }
 
-/** A TCP port to listen on, 1–65535. */
-function parsePort(value: string | boolean): number {
-  const text = asString(value);
-  if (!/^\d+$/.test(text) || Number(text) < 1 || Number(text) > 65_535) throw new Error('must be a port number from 1 to 65535');
-  return Number(text);
-}
-
 /** Accepts what {@link parseBindAddress} accepts and keeps the user's spelling. */
 function parseBindAddressFlag(value: string | boolean): string {
   const text = asString(value);
   parseBindAddress(text);
   return text;
+}
+
+/** A TCP port to listen on, 1–65535. */
+function parsePort(value: string | boolean): number {
+  const text = asString(value);
+  if (!/^\d+$/.test(text) || Number(text) < 1 || Number(text) > 65_535) throw new Error('must be a port number from 1 to 65535');
+  return Number(text);
 }
 
 const DNS1123_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;

@@ -15,6 +15,24 @@ import { ExponentialBackoff } from './ratelimiter.ts';
 import { KubeListerWatcher, Reflector, type ReflectorState } from './reflector.ts';
 import type { KubeObject, ResourceType } from './resources.ts';
 
+/**
+ * What a capability sees of an informer: its cache and its changes. The manager runs it; handlers
+ * turn changes into work-queue keys.
+ */
+export interface InformerView<T extends KubeObject = KubeObject> {
+  /** Name in logs and metrics (`informer` label). */
+  readonly name: string;
+  /** The cache. NEVER modify an object read from it. */
+  readonly store: ReadonlyStore<T>;
+  readonly hasSynced: boolean;
+  /**
+   * Registers change handlers; every object already cached is replayed to `handler` as an add
+   * first (client-go's `AddEventHandler`), so a handler added late misses nothing. Returns a
+   * function that removes it.
+   */
+  addEventHandler(handler: StoreHandler<T>): () => void;
+}
+
 export interface InformerOptions<T extends KubeObject> {
   readonly client: KubeClient;
   readonly type: ResourceType;
@@ -49,24 +67,6 @@ export interface InformerOptions<T extends KubeObject> {
 
 /** client-go's reflector backoff: 800 ms doubling to 30 s, with jitter. */
 const RECONNECT_BACKOFF = { initialMs: 800, factor: 2, maxMs: 30_000, jitter: 1 } as const;
-
-/**
- * What a capability sees of an informer: its cache and its changes. The manager runs it; handlers
- * turn changes into work-queue keys.
- */
-export interface InformerView<T extends KubeObject = KubeObject> {
-  /** Name in logs and metrics (`informer` label). */
-  readonly name: string;
-  /** The cache. NEVER modify an object read from it. */
-  readonly store: ReadonlyStore<T>;
-  readonly hasSynced: boolean;
-  /**
-   * Registers change handlers; every object already cached is replayed to `handler` as an add
-   * first (client-go's `AddEventHandler`), so a handler added late misses nothing. Returns a
-   * function that removes it.
-   */
-  addEventHandler(handler: StoreHandler<T>): () => void;
-}
 
 export class Informer<T extends KubeObject = KubeObject> implements InformerView<T> {
   readonly store: Store<T>;
