@@ -68,7 +68,7 @@ export interface InformerOptions<T extends KubeObject> {
 /** client-go's reflector backoff: 800 ms doubling to 30 s, with jitter. */
 const RECONNECT_BACKOFF = { initialMs: 800, factor: 2, maxMs: 30_000, jitter: 1 } as const;
 
-export class Informer<T extends KubeObject = KubeObject> implements InformerView<T> {
+export class Informer<T extends KubeObject = KubeObject> {
   readonly store: Store<T>;
   readonly reflector: Reflector<T>;
   readonly name: string;

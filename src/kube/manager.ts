@@ -239,7 +239,9 @@ export class Manager {
       throw new Error(`two transforms are named ${request.transform.name}: give each its own name, or share one`);
     }
     if (request.indexers) shared.informer.store.addIndexers(request.indexers as Record<string, IndexFunc<KubeObject>>);
-    return shared.informer as unknown as InformerView<T>;
+    const view: InformerView = shared.informer;
+    // The store holds what the transform made of each object; the caller names that type.
+    return view as unknown as InformerView<T>;
   }
 
   /** Writes as `fieldManager` (the capability's entry of FIELD_MANAGERS). */
