@@ -10,7 +10,6 @@
  * process with exit code 1, as controller-runtime does: a replica that may still hold stale
  * in-memory state must not keep writing, and the kubelet restarts it as a fresh candidate.
  */
-import { setFlagsFromString } from 'node:v8';
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
 import { KubeClient } from '../kube/client.ts';
@@ -21,6 +20,7 @@ import { Manager, type ManagerResult } from '../kube/manager.ts';
 import { type HealthServer, type RunningServer, startHealthServer, startMetricsServer } from '../observe/http.ts';
 import { controllerCatalog } from './catalog.ts';
 import type { OperatorOptions } from './options.ts';
+import { applyOperatorV8Flags } from './v8-flags.ts';
 
 export const EXIT_OK = 0;
 export const EXIT_LEADERSHIP_LOST = 1;
@@ -41,31 +41,6 @@ export interface OperatorDeps {
   readonly register?: (manager: Manager) => void;
   /** Called once the manager is built and registered, before it runs (tests: its webhook server's port). */
   readonly onManager?: (manager: Manager) => void;
-}
-
-/**
- * V8 settings the operator gives itself, because its memory is mostly its caches plus the garbage
- * of decoding watch events: a 1 MiB semi-space (young generation) instead of V8's 16 MiB, and
- * heap growth that favours size. Measured with `make bench BENCH=memory` at 10,000 cached pods:
- * 101–103 MiB RSS on a fresh start instead of 166 MiB, 126 MiB instead of 155 MiB (peak 130
- * instead of 245) for an operator that ran while the pods were created; the first sync takes 2.6 s
- * instead of 1.5 s. Set at run time (before the caches fill), so no launcher or container command
- * has to pass them; a flag given to node on the command line or in NODE_OPTIONS wins.
- */
-export const OPERATOR_V8_FLAGS: readonly string[] = ['--max-semi-space-size=1', '--optimize-for-size'];
-
-/** The {@link OPERATOR_V8_FLAGS} not already given to node (`given`: its execArgv and NODE_OPTIONS). */
-export function operatorV8FlagsToApply(given: readonly string[]): string[] {
-  const nameOf = (flag: string): string => flag.replace(/^--(no-)?/, '').split('=')[0]!.replaceAll('_', '-');
-  const givenNames = new Set(given.filter((g) => g.startsWith('--')).map(nameOf));
-  return OPERATOR_V8_FLAGS.filter((flag) => !givenNames.has(nameOf(flag)));
-}
-
-/** Applies {@link operatorV8FlagsToApply} to this process; returns the flags applied. */
-function applyOperatorV8Flags(): string[] {
-  const applied = operatorV8FlagsToApply([...process.execArgv, ...(process.env['NODE_OPTIONS'] ?? '').split(/\s+/)]);
-  for (const flag of applied) setFlagsFromString(flag);
-  return applied;
 }
 
 export async function runOperator(opts: OperatorOptions, deps: OperatorDeps): Promise<number> {

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { OPERATOR_V8_FLAGS, operatorV8FlagsToApply } from './run.ts';
+import { OPERATOR_V8_FLAGS, operatorV8FlagsToApply } from './v8-flags.ts';
 
 describe('the V8 flags the operator gives itself', () => {
   it('are a small young generation and size-favouring heap growth', () => {
