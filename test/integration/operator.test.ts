@@ -1,9 +1,10 @@
 /**
  * `crowsnest operator` against the testbed: as real processes, one replica leads, a standby takes
  * over within the lease duration when the leader is killed, and a SIGTERMed leader drains,
- * releases its Lease at once and exits 0; in this process (runOperator, with a webhook
- * registered by the test, as a capability would), admission webhooks are served by every
- * replica, leader and standby, each ready only once its certificate is there.
+ * releases its Lease at once and exits 0; in this process (runOperator, with what a capability
+ * would register: a webhook, a controller), admission webhooks are served by every replica,
+ * leader and standby, each ready only once its certificate is there, and controllers run only on
+ * the leader, a new leader reconciling everything its caches hold.
  */
 import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
@@ -15,7 +16,9 @@ import { after, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { pino } from 'pino';
 import { Registry } from 'prom-client';
-import type { KubeObject } from '../../src/kube/resources.ts';
+import { done } from '../../src/kube/controller.ts';
+import type { Manager } from '../../src/kube/manager.ts';
+import { type KubeObject, objectKey, Resources } from '../../src/kube/resources.ts';
 import { mutate } from '../../src/kube/webhook/review.ts';
 import type { OperatorOptions } from '../../src/operator/options.ts';
 import { runOperator } from '../../src/operator/run.ts';
@@ -143,7 +146,7 @@ async function listening(port: number): Promise<boolean> {
   });
 }
 
-describe('crowsnest operator webhooks', () => {
+describe('crowsnest operator in this process, with what a capability would register', () => {
   const stops: Array<() => Promise<void>> = [];
   after(async () => {
     for (const stop of stops.splice(0).reverse()) await stop();
@@ -153,16 +156,15 @@ describe('crowsnest operator webhooks', () => {
     readonly identity: string;
     readonly healthPort: number;
     readonly certDir: string;
-    /** Identities of the replicas whose webhook handler answered, one per request. */
-    readonly served: string[];
+    /** Stops it (SIGTERM's path: drain, release the Lease); later calls do nothing. */
+    stop(): Promise<void>;
   }
 
-  /** Runs `runOperator` in this process with no controllers and a test webhook that labels ConfigMaps with the replica's identity. */
-  async function startInProcess(identity: string, namespace: string, webhookPort: number): Promise<InProcessReplica> {
+  /** Runs `runOperator` in this process with no catalog controllers, and what `register` adds. */
+  async function startInProcess(identity: string, namespace: string, webhookPort: number, register: (manager: Manager) => void): Promise<InProcessReplica> {
     const plane = await testbed();
     const certDir = await mkdtemp(join(tmpdir(), `crowsnest-webhook-${identity}-`));
     const healthPort = await freePort();
-    const served: string[] = [];
     const options: OperatorOptions = {
       kubeconfig: plane.kubeconfigPath, controllers: [],
       metricsBindAddress: '0', healthProbeBindAddress: `127.0.0.1:${healthPort}`,
@@ -179,26 +181,32 @@ describe('crowsnest operator webhooks', () => {
       registry: new Registry(),
       shutdownSignal: shutdown.signal,
       exit: (code) => { exitCode = code; },
-      // What a capability's registration does: the manager serves it on every replica.
-      register: (manager) => manager.addWebhook({
-        name: `label-${identity}`,
-        path: '/label-configmaps',
-        failurePolicy: 'Fail',
-        review: (request) => {
-          served.push(identity);
-          const object = structuredClone(request.object) as KubeObject;
-          object.metadata = { ...object.metadata, labels: { ...object.metadata?.labels, [`served-by-${identity}`]: 'true' } };
-          return mutate(object);
-        },
-      }),
+      register,
     });
-    stops.push(async () => {
+    let stopped: Promise<void> | undefined;
+    const stop = (): Promise<void> => (stopped ??= (async () => {
       shutdown.abort();
       assert.equal(await running, 0);
       assert.equal(exitCode, undefined, 'stopped without a forced exit');
       await rm(certDir, { recursive: true, force: true });
+    })());
+    stops.push(stop);
+    return { identity, healthPort, certDir, stop };
+  }
+
+  /** A test webhook that labels ConfigMaps with the replica's identity, as a capability would register it. */
+  function labellingWebhook(identity: string, served: string[]): (manager: Manager) => void {
+    return (manager) => manager.addWebhook({
+      name: `label-${identity}`,
+      path: '/label-configmaps',
+      failurePolicy: 'Fail',
+      review: (request) => {
+        served.push(identity);
+        const object = structuredClone(request.object) as KubeObject;
+        object.metadata = { ...object.metadata, labels: { ...object.metadata?.labels, [`served-by-${identity}`]: 'true' } };
+        return mutate(object);
+      },
     });
-    return { identity, healthPort, certDir, served };
   }
 
   async function readyz(replica: InProcessReplica): Promise<{ status: number; body: string }> {
@@ -213,12 +221,13 @@ describe('crowsnest operator webhooks', () => {
     const host = new URL(plane.server).hostname;
     const ca = { cert: plane.pki.caCert, key: plane.pki.caKey };
     const ports = { leader: await freePort(), standby: await freePort() };
-    const leader = await startInProcess('webhook-leader', namespace, ports.leader);
+    const served = { leader: [] as string[], standby: [] as string[] };
+    const leader = await startInProcess('webhook-leader', namespace, ports.leader, labellingWebhook('webhook-leader', served.leader));
     await issueServingCertificate(ca, leader.certDir, { name: 'tls', hosts: [host, '127.0.0.1'] });
     await eventually('webhook-leader leads', async () => (await holder(namespace)) === 'webhook-leader', 20_000);
     await eventually('webhook-leader is ready', async () => (await readyz(leader)).status === 200, 20_000);
 
-    const standby = await startInProcess('webhook-standby', namespace, ports.standby);
+    const standby = await startInProcess('webhook-standby', namespace, ports.standby, labellingWebhook('webhook-standby', served.standby));
     await eventually('the standby is up and not ready: it has no certificate', async () => {
       const { status, body } = await readyz(standby);
       return status === 500 && body.includes('[-]webhook-certificate failed') && body.includes('[+]informers-synced ok');
@@ -252,6 +261,36 @@ describe('crowsnest operator webhooks', () => {
       labels = (JSON.parse(res.body) as KubeObject).metadata?.labels ?? {};
       return labels['served-by-webhook-leader'] === 'true' && labels['served-by-webhook-standby'] === 'true';
     }, 30_000);
-    assert.ok(standby.served.length > 0 && leader.served.length > 0);
+    assert.ok(served.standby.length > 0 && served.leader.length > 0);
+  });
+
+  it('runs controllers only on the leader; a new leader looks at every cached object once (its handlers replay the caches)', async () => {
+    const plane = await testbed();
+    const namespace = await newNamespace('op-controllers');
+    const configMaps = `/api/v1/namespaces/${namespace}/configmaps`;
+    for (const name of ['cm-0', 'cm-1', 'cm-2']) assert.equal((await plane.request('POST', configMaps, { metadata: { name } })).status, 201);
+    const reconciled: Record<string, string[]> = { 'ctl-a': [], 'ctl-b': [] };
+    const countingController = (identity: string) => (manager: Manager): void => {
+      const informer = manager.informer({ type: Resources.configMaps, namespace });
+      const controller = manager.addController({ name: 'test-configmaps', reconcile: async (key) => { reconciled[identity]!.push(key); return done; } });
+      controller.watch(informer, { onAdd: (o) => controller.enqueue(objectKey(o)), onUpdate: (_old, o) => controller.enqueue(objectKey(o)) });
+    };
+    const keys = (...names: string[]): string[] => names.map((n) => `${namespace}/${n}`);
+    const seen = (identity: string): string[] => [...new Set(reconciled[identity]!.filter((k) => k !== `${namespace}/kube-root-ca.crt`))].sort();
+
+    const a = await startInProcess('ctl-a', namespace, await freePort(), countingController('ctl-a'));
+    await eventually('ctl-a leads', async () => (await holder(namespace)) === 'ctl-a', 20_000);
+    await eventually('ctl-a reconciled the ConfigMaps there were', () => seen('ctl-a').length === 3, 20_000);
+    const b = await startInProcess('ctl-b', namespace, await freePort(), countingController('ctl-b'));
+    await eventually('ctl-b is ready: its cache synced', async () => (await fetch(`http://127.0.0.1:${b.healthPort}/readyz`).catch(() => undefined))?.status === 200, 20_000);
+
+    assert.equal((await plane.request('POST', configMaps, { metadata: { name: 'cm-3' } })).status, 201);
+    await eventually('the leader reconciled the new ConfigMap', () => seen('ctl-a').includes(`${namespace}/cm-3`), 20_000);
+    assert.deepEqual(seen('ctl-b'), [], 'the standby caches, but reconciles nothing');
+
+    await a.stop();
+    await eventually('ctl-b leads', async () => (await holder(namespace)) === 'ctl-b', LEASE_MS * 2);
+    await eventually('the new leader reconciled every cached ConfigMap', () => seen('ctl-b').length === 4, 20_000);
+    assert.deepEqual(seen('ctl-b'), keys('cm-0', 'cm-1', 'cm-2', 'cm-3'));
   });
 });
