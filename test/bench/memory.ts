@@ -20,6 +20,8 @@ import { readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { KubeConfig } from '@kubernetes/client-node';
+import { KubeClient } from '../../src/kube/client.ts';
 import { type ControlPlane, freePort, KWOK_NODE_ANNOTATION, KWOK_TAINT, ON_KWOK_NODES } from '../../testbed/controlplane.ts';
 import { median } from './stats.ts';
 
@@ -188,11 +190,20 @@ async function mapLimit<T>(items: readonly T[], limit: number, work: (item: T) =
   }));
 }
 
+/**
+ * The bench's own API calls go through our client: its requests time out and fail loudly, where
+ * a stalled answer to the testbed's helper could leave a promise pending with nothing keeping
+ * the process alive (the first 150,000-pod run ended that way, silently, at 69,000 pods).
+ */
+async function post(client: KubeClient, path: string, body: unknown): Promise<void> {
+  await client.json(path, { method: 'POST', body, timeoutMs: 60_000 });
+}
+
 /** kwok nodes of our own, each with room for {@link NODE_CAPACITY} pods, tainted as the testbed's are. */
-async function createNodes(plane: ControlPlane, count: number): Promise<string[]> {
+async function createNodes(client: KubeClient, count: number): Promise<string[]> {
   const names = Array.from({ length: count }, (_, i) => `bench-kwok-${i}`);
   await mapLimit(names, CREATE_CONCURRENCY, async (name) => {
-    const res = await plane.request('POST', '/api/v1/nodes', {
+    await post(client, '/api/v1/nodes', {
       apiVersion: 'v1', kind: 'Node',
       metadata: { name, annotations: { [KWOK_NODE_ANNOTATION]: 'fake', 'node.alpha.kubernetes.io/ttl': '0' }, labels: { type: 'kwok', 'kubernetes.io/hostname': name, 'kubernetes.io/os': 'linux' } },
       spec: { taints: [KWOK_TAINT] },
@@ -201,17 +212,16 @@ async function createNodes(plane: ControlPlane, count: number): Promise<string[]
         capacity: { cpu: '1000', memory: '4Ti', pods: String(NODE_CAPACITY) },
       },
     });
-    if (res.status !== 201) throw new Error(`creating node ${name}: ${res.status} ${res.body}`);
   });
   return names;
 }
 
 /** Deployments `d-<from>` … `d-<to - 1>`, each of {@link REPLICAS} opted-in pods pinned to one node. */
-async function createDeployments(plane: ControlPlane, nodes: readonly string[], from: number, to: number): Promise<void> {
+async function createDeployments(client: KubeClient, nodes: readonly string[], from: number, to: number): Promise<void> {
   const indexes = Array.from({ length: to - from }, (_, i) => from + i);
   await mapLimit(indexes, CREATE_CONCURRENCY, async (i) => {
     const labels = { app: `d-${i}`, 'podlogreader-affiliate': 'enable' };
-    const res = await plane.request('POST', `/apis/apps/v1/namespaces/${NAMESPACE}/deployments`, {
+    await post(client, `/apis/apps/v1/namespaces/${NAMESPACE}/deployments`, {
       apiVersion: 'apps/v1', kind: 'Deployment', metadata: { name: `d-${i}` },
       spec: {
         replicas: REPLICAS,
@@ -225,14 +235,12 @@ async function createDeployments(plane: ControlPlane, nodes: readonly string[], 
         },
       },
     });
-    if (res.status !== 201) throw new Error(`creating Deployment d-${i}: ${res.status} ${res.body}`);
   });
 }
 
 /** Pods in the namespace, counted from one list page's remainingItemCount (cheap at 150,000). */
-async function countPods(plane: ControlPlane): Promise<number> {
-  const res = await plane.request('GET', `/api/v1/namespaces/${NAMESPACE}/pods?limit=1`);
-  const list = JSON.parse(res.body) as { items: unknown[]; metadata: { remainingItemCount?: number } };
+async function countPods(client: KubeClient): Promise<number> {
+  const list = await client.json<{ items: unknown[]; metadata: { remainingItemCount?: number } }>(`/api/v1/namespaces/${NAMESPACE}/pods`, { query: { limit: 1 }, timeoutMs: 60_000 });
   return list.items.length + (list.metadata.remainingItemCount ?? 0);
 }
 
@@ -240,9 +248,9 @@ async function countPods(plane: ControlPlane): Promise<number> {
  * Whether some pod is not Running yet. (A selected list carries no remainingItemCount, so the
  * Running ones cannot be counted this cheaply; one that is not is enough to know.)
  */
-async function somePodNotRunning(plane: ControlPlane): Promise<boolean> {
-  const res = await plane.request('GET', `/api/v1/namespaces/${NAMESPACE}/pods?limit=1&fieldSelector=${encodeURIComponent('status.phase!=Running')}`);
-  return (JSON.parse(res.body) as { items: unknown[] }).items.length > 0;
+async function somePodNotRunning(client: KubeClient): Promise<boolean> {
+  const list = await client.json<{ items: unknown[] }>(`/api/v1/namespaces/${NAMESPACE}/pods`, { query: { limit: 1, fieldSelector: 'status.phase!=Running' }, timeoutMs: 60_000 });
+  return list.items.length > 0;
 }
 
 export interface MemoryBenchResult {
@@ -264,14 +272,31 @@ export async function benchMemory(
   /** V8 flag sets of the operators that run while the pods are created (one each). */
   residentVariants: readonly string[] = ['operator'],
 ): Promise<MemoryBenchResult> {
+  const kc = new KubeConfig();
+  kc.loadFromFile(plane.kubeconfigPath);
+  const client = new KubeClient(kc);
+  // Something must keep the process alive while it only waits on the API server.
+  const keepAlive = setInterval(() => {}, 60_000);
+  try {
+    return await measure(plane, client, sizes, variants, log, onRow, residentVariants);
+  } finally {
+    clearInterval(keepAlive);
+    await client.close();
+  }
+}
+
+async function measure(
+  plane: ControlPlane, client: KubeClient, sizes: readonly number[], variants: readonly string[], log: (line: string) => void,
+  onRow: (row: MemoryRow) => void, residentVariants: readonly string[],
+): Promise<MemoryBenchResult> {
   const rows: MemoryRow[] = [];
   const creation: MemoryBenchResult['creation'] = [];
   const record = (row: MemoryRow): void => {
     rows.push(row);
     onRow(row);
   };
-  const nodes = await createNodes(plane, Math.ceil(Math.max(...sizes) / NODE_CAPACITY) + 1);
-  await plane.request('POST', '/api/v1/namespaces', { metadata: { name: NAMESPACE } });
+  const nodes = await createNodes(client, Math.ceil(Math.max(...sizes) / NODE_CAPACITY) + 1);
+  await post(client, '/api/v1/namespaces', { metadata: { name: NAMESPACE } });
   await plane.waitForDefaultServiceAccount(NAMESPACE);
 
   const flagsOf = (variant: string): readonly string[] => {
@@ -299,11 +324,11 @@ export async function benchMemory(
       const target = pods / REPLICAS;
       const started = performance.now();
       log(`memory: creating Deployments ${deployments}…${target - 1} (${pods} pods in all)`);
-      await createDeployments(plane, nodes, deployments, target);
+      await createDeployments(client, nodes, deployments, target);
       deployments = target;
       let lastLog = 0;
       await until(`${pods} pods`, async () => {
-        const count = await countPods(plane);
+        const count = await countPods(client);
         if (Date.now() - lastLog > 15_000) {
           log(`memory: ${count}/${pods} pods after ${((performance.now() - started) / 1000).toFixed(0)} s`);
           lastLog = Date.now();
@@ -312,7 +337,7 @@ export async function benchMemory(
       }, 4 * 3600_000, 2_000);
       const createdSeconds = (performance.now() - started) / 1000;
       await until(`${pods} pods Running`, async () => {
-        const waiting = await somePodNotRunning(plane);
+        const waiting = await somePodNotRunning(client);
         if (waiting && Date.now() - lastLog > 15_000) {
           log(`memory: not every pod Running after ${((performance.now() - started) / 1000).toFixed(0)} s`);
           lastLog = Date.now();
