@@ -103,6 +103,8 @@ describe('resolveOperatorOptions', () => {
       controllers: ['logaccess'],
       metricsBindAddress: ':8080',
       healthProbeBindAddress: ':8081',
+      webhookPort: 9443,
+      webhookCertDir: '/tmp/k8s-webhook-server/serving-certs',
       leaderElect: false,
       leaderElectionNamespace: 'crowsnest-system',
       leaderElectionId: 'crowsnest-operator',
@@ -127,6 +129,8 @@ describe('resolveOperatorOptions', () => {
       controllers: '*',
       'metrics-bind-address': '127.0.0.1:9090',
       'health-probe-bind-address': '0',
+      'webhook-port': '10250',
+      'webhook-cert-dir': '/certs',
       'leader-elect': true,
       'leader-election-namespace': 'ops',
       'leader-election-id': 'lookout.example.com',
@@ -146,6 +150,8 @@ describe('resolveOperatorOptions', () => {
       controllers: ['logaccess'],
       metricsBindAddress: '127.0.0.1:9090',
       healthProbeBindAddress: '0',
+      webhookPort: 10250,
+      webhookCertDir: '/certs',
       leaderElect: true,
       leaderElectionNamespace: 'ops',
       leaderElectionId: 'lookout.example.com',
@@ -168,6 +174,12 @@ describe('resolveOperatorOptions', () => {
     assert.equal(options.leaseDurationMs, 60_000);
     assert.equal(options.metricsBindAddress, ':9000');
     assert.equal(options.identity, 'from-env');
+  });
+
+  test('a webhook port outside 1-65535 is refused, naming the flag', () => {
+    for (const port of ['0', '65536', 'https', '-1']) {
+      assert.throws(() => resolveWith({ 'webhook-port': port }), /--webhook-port.*port number from 1 to 65535/);
+    }
   });
 
   test('an empty env variable counts as unset', () => {

@@ -12,7 +12,9 @@ import { hostname } from 'node:os';
 import { parseBindAddress } from '../observe/http.ts';
 import type { LogFormat, LogLevel } from '../observe/logger.ts';
 import { controllerCatalog } from '../operator/catalog.ts';
-import type { LogAccessOptions } from '../logaccess/desired.ts';
+import type { OperatorOptions } from '../operator/options.ts';
+
+export type { OperatorOptions } from '../operator/options.ts';
 
 // ---------------------------------------------------------------------------------------------
 // Errors
@@ -183,6 +185,8 @@ const OPERATOR_DEFAULTS = {
   // Same ports as controller-runtime / kubebuilder scaffolds, so manifests look familiar.
   metricsBindAddress: ':8080',
   healthProbeBindAddress: ':8081',
+  webhookPort: '9443',
+  webhookCertDir: '/tmp/k8s-webhook-server/serving-certs',
   leaderElectionNamespace: 'crowsnest-system',
   leaderElectionId: 'crowsnest-operator',
   // client-go / controller-runtime leader election defaults.
@@ -220,6 +224,18 @@ export const operatorFlags: readonly FlagDefinition[] = [
     valueName: '<address>',
     description: `address serving /healthz and /readyz, as host:port or :port; '0' disables`,
     defaultText: OPERATOR_DEFAULTS.healthProbeBindAddress,
+  },
+  {
+    name: 'webhook-port',
+    valueName: '<port>',
+    description: 'port of the admission webhook server, served on every replica when a controller has webhooks',
+    defaultText: OPERATOR_DEFAULTS.webhookPort,
+  },
+  {
+    name: 'webhook-cert-dir',
+    valueName: '<dir>',
+    description: 'directory with the webhook serving certificate (tls.crt, tls.key), reloaded when it changes',
+    defaultText: OPERATOR_DEFAULTS.webhookCertDir,
   },
   {
     name: 'leader-elect',
@@ -401,6 +417,13 @@ function parseBindAddressFlag(value: string | boolean): string {
   return text;
 }
 
+/** A TCP port to listen on, 1–65535. */
+function parsePort(value: string | boolean): number {
+  const text = asString(value);
+  if (!/^\d+$/.test(text) || Number(text) < 1 || Number(text) > 65_535) throw new Error('must be a port number from 1 to 65535');
+  return Number(text);
+}
+
 const DNS1123_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
 const DNS1123_LABEL_MAX_LENGTH = 63;
 const DNS1123_SUBDOMAIN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
@@ -515,46 +538,6 @@ export function resolveGlobalOptions(sources: OptionSources, stderrIsTTY: boolea
 // ---------------------------------------------------------------------------------------------
 // Operator options
 
-/** Everything `crowsnest operator` needs to run, validated. Durations in milliseconds. */
-export interface OperatorOptions {
-  /** Explicit kubeconfig path, from the global `--kubeconfig`. */
-  readonly kubeconfig?: string;
-  /** kubeconfig context, from the global `--context`. */
-  readonly context?: string;
-  /** Controllers to run, in {@link knownControllers} order. Default: all. */
-  readonly controllers: readonly string[];
-  /** `host:port` or `:port` for /metrics; `"0"` or `""` disables. Default `:8080`. */
-  readonly metricsBindAddress: string;
-  /** `host:port` or `:port` for /healthz and /readyz; `"0"` or `""` disables. Default `:8081`. */
-  readonly healthProbeBindAddress: string;
-  /**
-   * Whether to run controllers only while holding the Lease. Default: `true` in a pod
-   * (`KUBERNETES_SERVICE_HOST` set) or when the Lease namespace is given, else `false`.
-   */
-  readonly leaderElect: boolean;
-  /** Namespace of the Lease. Default `$POD_NAMESPACE`, else `crowsnest-system`. */
-  readonly leaderElectionNamespace: string;
-  /** Name of the Lease. Default `crowsnest-operator`. */
-  readonly leaderElectionId: string;
-  /** Lease duration. Default 15 000 ms. Always > {@link renewDeadlineMs}. */
-  readonly leaseDurationMs: number;
-  /** Renew deadline. Default 10 000 ms. Always > 1.2 × {@link retryPeriodMs}. */
-  readonly renewDeadlineMs: number;
-  /** Retry period. Default 2 000 ms. */
-  readonly retryPeriodMs: number;
-  /** Concurrent reconciles per controller. Default 2. */
-  readonly workers: number;
-  /**
-   * Grace period for in-flight work on shutdown without leader election; 0 stops at once. With
-   * leader election the renew deadline bounds the drain instead. Default 30 000 ms.
-   */
-  readonly shutdownTimeoutMs: number;
-  /** Holder identity in the Lease. Default `<hostname>_<random uuid>`. */
-  readonly identity: string;
-  /** Settings of the logaccess controller. */
-  readonly logaccess: LogAccessOptions;
-}
-
 /** Where the operator's computed defaults come from; injected so tests are deterministic. */
 export interface OperatorDefaultsSource {
   /** Default `os.hostname`. */
@@ -601,6 +584,8 @@ export function resolveOperatorOptions(
       parseBindAddressFlag,
       OPERATOR_DEFAULTS.healthProbeBindAddress,
     ),
+    webhookPort: resolve(sources, 'webhook-port', parsePort, OPERATOR_DEFAULTS.webhookPort),
+    webhookCertDir: resolve(sources, 'webhook-cert-dir', parseNonEmpty, OPERATOR_DEFAULTS.webhookCertDir),
     leaderElect: resolve(sources, 'leader-elect', parseBool, inPod || leaseNamespaceGiven),
     leaderElectionNamespace: resolve(sources, 'leader-election-namespace', parseNamespace, namespaceDefault),
     leaderElectionId: resolve(sources, 'leader-election-id', parseObjectName, OPERATOR_DEFAULTS.leaderElectionId),
