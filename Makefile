@@ -39,7 +39,8 @@ crds: deps ## write the chart's CRDs (deploy/helm/crowsnest/crds) from the API d
 	@$(RUN) node scripts/crds.ts
 
 .PHONY: lint
-lint: build ## type check (strict) — the project's only lint for now
+lint: build ## type check (strict), and layers import downward only with no cycles (scripts/lint-layers.ts)
+	@$(RUN) node scripts/lint-layers.ts
 
 IMAGE_OUT ?= .image
 
@@ -56,18 +57,18 @@ testbed: ## build the control-plane binaries into the cache (once per machine)
 	@testbed/build.sh >/dev/null
 
 .PHONY: test
-test: build test-unit test-image test-integration ## all tests: unit, image, then integration on a real local control plane
+test: lint test-unit test-image test-integration ## all tests: lint, unit, image, then integration on a real local control plane
 
 .PHONY: test-unit
 test-unit: deps ## unit tests (pure logic, fake clocks), and the host port scan compared with ss
-	@$(RUN) node --test 'src/**/*.test.ts' 'test/host/**/*.test.ts' 'image/**/*.test.ts' 'testbed/**/*.test.ts'
+	@$(RUN) node --test 'src/**/*.test.ts' 'scripts/**/*.test.ts' 'test/host/**/*.test.ts' 'image/**/*.test.ts' 'testbed/**/*.test.ts'
 
 .PHONY: test-image
 test-image: deps ## image tests: loopback registry + crane, the images built twice (same digest), run read-only
 	@$(RUN) node --test 'test/image/**/*.test.ts'
 
 .PHONY: test-integration
-test-integration: deps testbed ## integration tests against one shared local control plane
+test-integration: deps testbed image ## integration tests against one shared local control plane (real nodes run the image just built)
 	@$(RUN) node --test $(INTEGRATION) 'test/integration/**/*.test.ts'
 
 .PHONY: cluster

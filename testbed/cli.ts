@@ -1,6 +1,8 @@
 /**
  * `make cluster` / `make cluster-down`: a cluster for humans, detached from the shell that
- * started it, with its kubeconfig at .cluster/kubeconfig and kubectl in .cluster/bin/.
+ * started it, with its kubeconfig at .cluster/kubeconfig, kubectl and helm in .cluster/bin/, the
+ * chart values for its registry in .cluster/values-testbed.yaml, and a default StorageClass with
+ * two local volumes per real node (testbed/volumes.ts).
  *
  *   node testbed/cli.ts up   [--dir .cluster] [--kwok-nodes 3] [--real-nodes 2]   idempotent: reuses a healthy one
  *   node testbed/cli.ts down [--dir .cluster]
@@ -9,6 +11,8 @@ import { mkdir, rm, symlink, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { ControlPlane } from './controlplane.ts';
+import { testbedChartValues } from './images.ts';
+import { createVolumePool } from './volumes.ts';
 
 const { positionals, values } = parseArgs({
   allowPositionals: true,
@@ -28,10 +32,16 @@ const command = positionals[0];
 async function writeImageSettings(plane: ControlPlane): Promise<void> {
   const env = Object.entries(plane.images).map(([name, reference]) => `${name.toUpperCase()}_IMAGE=${reference}\n`).join('');
   await writeFile(join(dir, 'images.env'), env);
-  const crowsnest = plane.images['crowsnest'];
-  if (crowsnest) {
-    const at = crowsnest.lastIndexOf(':');
-    await writeFile(join(dir, 'values-testbed.yaml'), `image:\n  repository: ${crowsnest.slice(0, at)}\n  tag: ${JSON.stringify(crowsnest.slice(at + 1))}\n  pullPolicy: IfNotPresent\n`);
+  const values = testbedChartValues(plane.images, plane.imageDigests);
+  if (values) await writeFile(join(dir, 'values-testbed.yaml'), values);
+}
+
+/** kubectl and helm of the testbed in `<dir>/bin`, for the PATH the hint prints. */
+async function linkTools(plane: ControlPlane): Promise<void> {
+  await mkdir(join(dir, 'bin'), { recursive: true });
+  for (const tool of ['kubectl', 'helm']) {
+    await rm(join(dir, 'bin', tool), { force: true });
+    await symlink(join(plane.binDir, tool), join(dir, 'bin', tool));
   }
 }
 
@@ -45,6 +55,10 @@ if (command === 'up') {
   const existing = await ControlPlane.attach(dir);
   if (existing && (await existing.healthy())) {
     process.stderr.write(`[testbed] control plane in ${dir} is already running at ${existing.server}\n`);
+    // The image `make cluster` just built, under the same tag: the values file pins its digest.
+    if (await existing.pushCrowsnestImage()) process.stderr.write(`[testbed] pushed ${existing.images['crowsnest']}@${existing.imageDigests['crowsnest']}\n`);
+    await linkTools(existing);
+    await writeImageSettings(existing);
     hint();
     process.exit(0);
   }
@@ -59,8 +73,10 @@ if (command === 'up') {
   const realNodes = Number(values['real-nodes']);
   if (!Number.isInteger(realNodes) || realNodes < 0) throw new Error(`--real-nodes must be a non-negative integer, got ${values['real-nodes']}`);
   const plane = await ControlPlane.start({ dir, kwokNodes, realNodes, detached: true });
-  await mkdir(join(dir, 'bin'), { recursive: true });
-  await symlink(join(plane.binDir, 'kubectl'), join(dir, 'bin', 'kubectl'));
+  await linkTools(plane);
+  // No storage provisioner here: a default StorageClass with a few local volumes per node, so
+  // claims (the chart's report volumes) bind as they would in a cluster.
+  if (realNodes > 0) await createVolumePool(plane);
   await writeImageSettings(plane);
   hint();
   process.exit(0);

@@ -36,7 +36,7 @@ import {
 } from './network.ts';
 import { base64File, type ClientName, ensurePki, type Pki } from './pki.ts';
 import { registryReference } from '../image/testbed-images.ts';
-import { REGISTRY_PORT, startRegistry, testbedImageSources } from './images.ts';
+import { crowsnestImageSource, pushImage, REGISTRY_PORT, startRegistry, testbedImageSources } from './images.ts';
 import { RealNodes } from './realnode.ts';
 
 const execFileAsync = promisify(execFile);
@@ -82,6 +82,8 @@ interface StateFile {
   readonly nodePids?: Record<string, number>;
   /** Pushed image references by short name. */
   readonly images?: Record<string, string>;
+  /** Their manifest digests. */
+  readonly imageDigests?: Record<string, string>;
 }
 
 interface Ports {
@@ -147,6 +149,8 @@ export class ControlPlane {
    * fully qualified (`198.18.<8S+4>.1:5000/crowsnest/test:<tag>`); empty without real nodes.
    */
   readonly images: Record<string, string> = {};
+  /** Manifest digests (`sha256:…`) of {@link images}, by the same short names. */
+  readonly imageDigests: Record<string, string> = {};
   /** Seconds each part of the start took, in the order the parts finished. */
   readonly startTimes: ReadonlyArray<{ part: string; seconds: number }>;
 
@@ -296,6 +300,7 @@ export class ControlPlane {
     Object.assign(plane.pids, state.pids);
     Object.assign(plane.nodePids, state.nodePids ?? {});
     Object.assign(plane.images, state.images ?? {});
+    Object.assign(plane.imageDigests, state.imageDigests ?? {});
     return plane;
   }
 
@@ -554,12 +559,28 @@ export class ControlPlane {
 
   private async startRegistry(sources: Awaited<ReturnType<typeof testbedImageSources>>): Promise<void> {
     const network = this.network!;
-    const { registry, images } = await startRegistry({
+    const { registry, images, digests } = await startRegistry({
       dir: this.dir, address: network.hostIp, detached: this.detached, cgroupProcs: daemonCgroupProcs(network), sources, log: this.log,
     });
     this.nodePids['registry'] = registry.pid;
     Object.assign(this.images, images);
+    Object.assign(this.imageDigests, digests);
     await this.writeState();
+  }
+
+  /**
+   * Pushes the Crowsnest image of a `make image` output dir to this testbed's registry again (a
+   * running cluster reused by `make cluster` gets the image just built). Resolves to false when
+   * there is no build or no registry.
+   */
+  async pushCrowsnestImage(crowsnestOut = join(testbedDir, '..', '.image')): Promise<boolean> {
+    const source = crowsnestImageSource(crowsnestOut);
+    if (!source || !this.network) return false;
+    const pushed = await pushImage(join(this.binDir, 'crane'), `${this.network.hostIp}:${REGISTRY_PORT}`, source);
+    this.images['crowsnest'] = pushed.reference;
+    this.imageDigests['crowsnest'] = pushed.digest;
+    await this.writeState();
+    return true;
   }
 
   private async startRuntimes(images: { pause: string; registry: string }): Promise<void> {
@@ -760,7 +781,7 @@ export class ControlPlane {
   private async writeState(): Promise<void> {
     const state: StateFile = {
       ownerPid: process.pid, binDir: this.binDir, detached: this.detached, host: this.host, ports: this.ports, pids: this.pids,
-      ...(this.network ? { slot: this.network.slot, nodePids: this.nodePids, images: this.images } : {}),
+      ...(this.network ? { slot: this.network.slot, nodePids: this.nodePids, images: this.images, imageDigests: this.imageDigests } : {}),
     };
     await writeFile(join(this.dir, STATE_FILE), JSON.stringify(state, null, 2));
   }

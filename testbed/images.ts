@@ -39,32 +39,68 @@ export async function testbedImageSources(options: { binDir: string; outDir: str
     pause: { name: pause.name, layout: pause.layoutDir },
     test: { name: testbox.name, layout: testbox.layoutDir },
   };
-  const built = options.crowsnestOut ? join(options.crowsnestOut, 'crowsnest.json') : undefined;
-  if (built && existsSync(built)) {
-    const image = JSON.parse(readFileSync(built, 'utf8')) as { name: string; layout: string };
-    sources['crowsnest'] = { name: image.name, layout: image.layout };
-  }
+  const crowsnest = options.crowsnestOut ? crowsnestImageSource(options.crowsnestOut) : undefined;
+  if (crowsnest) sources['crowsnest'] = crowsnest;
   return sources as ImageSources;
 }
 
 /**
  * Starts the testbed's registry in `<dir>/registry` on `address`:{@link REGISTRY_PORT} and
- * pushes `sources`; resolves to the registry and the pushed references by short name. With
+ * pushes `sources`; resolves to the registry, the pushed references by short name and their
+ * manifest digests (`sha256:…`). With
  * `cgroupProcs`, the registry process is moved into that cgroup (the slot's daemons), so reaping
  * the slot ends it too.
  */
 export async function startRegistry(options: {
   dir: string; address: string; detached: boolean; cgroupProcs?: string; sources: ImageSources; log: (line: string) => void;
-}): Promise<{ registry: LoopbackRegistry; images: Record<string, string> }> {
+}): Promise<{ registry: LoopbackRegistry; images: Record<string, string>; digests: Record<string, string> }> {
   const registry = await LoopbackRegistry.start({
     dir: join(options.dir, 'registry'), address: options.address, port: REGISTRY_PORT, detached: options.detached, log: options.log,
   });
   if (options.cgroupProcs) writeFileSync(options.cgroupProcs, String(registry.pid));
   const images: Record<string, string> = {};
+  const digests: Record<string, string> = {};
   await Promise.all(Object.entries(options.sources).map(async ([name, source]) => {
-    const reference = registryReference(registry.host, source.name);
-    await pushOciLayout(registry.crane, source.layout, reference);
-    images[name] = reference;
+    const pushed = await pushImage(registry.crane, registry.host, source);
+    images[name] = pushed.reference;
+    digests[name] = pushed.digest;
   }));
-  return { registry, images };
+  return { registry, images, digests };
+}
+
+/** Pushes `source` to the registry at `registryHost` with `crane`; resolves to its reference there and manifest digest. */
+export async function pushImage(crane: string, registryHost: string, source: ImageSource): Promise<{ reference: string; digest: string }> {
+  const reference = registryReference(registryHost, source.name);
+  const pushed = await pushOciLayout(crane, source.layout, reference);
+  return { reference, digest: pushed.slice(pushed.indexOf('@') + 1) };
+}
+
+/** The Crowsnest image of a `make image` output dir (`crowsnestOut`), if it holds a build. */
+export function crowsnestImageSource(crowsnestOut: string): ImageSource | undefined {
+  const built = join(crowsnestOut, 'crowsnest.json');
+  if (!existsSync(built)) return undefined;
+  const image = JSON.parse(readFileSync(built, 'utf8')) as { name: string; layout: string };
+  return { name: image.name, layout: image.layout };
+}
+
+/**
+ * The Helm values that install the chart from the testbed's registry (`.cluster/values-testbed.yaml`):
+ * the Crowsnest image by repository, tag and digest, so a rebuilt image pushed under the same tag
+ * is the one the nodes run, never an older copy they cached.
+ */
+export function testbedChartValues(images: Readonly<Record<string, string>>, digests: Readonly<Record<string, string>>): string | undefined {
+  const reference = images['crowsnest'];
+  const digest = digests['crowsnest'];
+  if (!reference || !digest) return undefined;
+  const at = reference.lastIndexOf(':');
+  return [
+    '# The chart on this testbed: its Crowsnest image, from the testbed\'s own registry.',
+    '#   helm install crowsnest deploy/helm/crowsnest -n crowsnest-system --create-namespace -f .cluster/values-testbed.yaml',
+    'image:',
+    `  repository: ${reference.slice(0, at)}`,
+    `  tag: ${JSON.stringify(reference.slice(at + 1))}`,
+    `  digest: ${JSON.stringify(digest)}`,
+    '  pullPolicy: IfNotPresent',
+    '',
+  ].join('\n');
 }

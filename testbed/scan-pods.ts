@@ -1,9 +1,10 @@
 /**
- * Plays the kubelet for `crowsnest ports collect`'s scan pods on the testbed, whose nodes are kwok
- * fakes: for each scan pod it runs the real scanner (`bin/crowsnest ports scan --output json`) as
- * a local process, serves the output as the pod's container log through kwok and marks the pod
- * finished — or fails it, or leaves it hanging, as the caller asks per node. Tests use it, and
- * `make demo` to show a cluster port report of the local cluster.
+ * Plays the kubelet for `crowsnest ports collect`'s scan pods on the testbed's kwok nodes, which
+ * run nothing: for each scan pod it runs the real scanner (`bin/crowsnest ports scan --output
+ * json`) as a local process, serves the output as the pod's container log through kwok and marks
+ * the pod finished — or fails it, or leaves it hanging, as the caller asks per node. Scans that
+ * should simply work run for real on the real nodes (the Crowsnest image, hostPID); this is for
+ * what a real node cannot be made to do on demand: a scan that fails, one that never ends.
  */
 import { execFile } from 'node:child_process';
 import { dirname, join } from 'node:path';

@@ -165,8 +165,12 @@ Examples:
   # Versions of crowsnest, Node.js and the cluster of the current context
   crowsnest version
 
-  # Run the operator against a dev cluster, no leader election, text logs
-  crowsnest operator --kubeconfig ~/.kube/dev --no-leader-elect --log-format text
+  # Run the operator against a dev cluster, text logs (outside a pod it runs alone:
+  # no leader election unless --leader-elect or --leader-election-namespace asks for it)
+  crowsnest operator --kubeconfig ~/.kube/dev --log-format text
+
+  # Two operators by hand, one leading: a Lease in a namespace that exists
+  crowsnest operator --leader-election-namespace crowsnest-system
 
   # Metrics on localhost only, probe endpoints off
   crowsnest operator --metrics-bind-address 127.0.0.1:8080 \\

@@ -25,6 +25,8 @@ export function defineOperatorCommand(command: Command, io: CliIO, state: RunSta
     const flags: Record<string, string | boolean | undefined> = {};
     for (const [name, attribute] of attributeNames) flags[name] = command.getOptionValue(attribute);
     const options = resolveOperatorOptions({ flags, env: io.env }, globals);
+    // Before the runtime loads: the operator's V8 memory settings work best set first.
+    (await import('../operator/v8-flags.ts')).applyOperatorV8Flags();
 
     const [{ createLogger }, { createRegistry }, { runOperator }] = await Promise.all([
       import('../observe/logger.ts'),

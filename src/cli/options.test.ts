@@ -103,7 +103,9 @@ describe('resolveOperatorOptions', () => {
       controllers: ['logaccess'],
       metricsBindAddress: ':8080',
       healthProbeBindAddress: ':8081',
-      leaderElect: true,
+      webhookPort: 9443,
+      webhookCertDir: '/tmp/k8s-webhook-server/serving-certs',
+      leaderElect: false,
       leaderElectionNamespace: 'crowsnest-system',
       leaderElectionId: 'crowsnest-operator',
       leaseDurationMs: 15_000,
@@ -127,6 +129,8 @@ describe('resolveOperatorOptions', () => {
       controllers: '*',
       'metrics-bind-address': '127.0.0.1:9090',
       'health-probe-bind-address': '0',
+      'webhook-port': '10250',
+      'webhook-cert-dir': '/certs',
       'leader-elect': true,
       'leader-election-namespace': 'ops',
       'leader-election-id': 'lookout.example.com',
@@ -146,6 +150,8 @@ describe('resolveOperatorOptions', () => {
       controllers: ['logaccess'],
       metricsBindAddress: '127.0.0.1:9090',
       healthProbeBindAddress: '0',
+      webhookPort: 10250,
+      webhookCertDir: '/certs',
       leaderElect: true,
       leaderElectionNamespace: 'ops',
       leaderElectionId: 'lookout.example.com',
@@ -170,8 +176,24 @@ describe('resolveOperatorOptions', () => {
     assert.equal(options.identity, 'from-env');
   });
 
+  test('a webhook port outside 1-65535 is refused, naming the flag', () => {
+    for (const port of ['0', '65536', 'https', '-1']) {
+      assert.throws(() => resolveWith({ 'webhook-port': port }), /--webhook-port.*port number from 1 to 65535/);
+    }
+  });
+
   test('an empty env variable counts as unset', () => {
     assert.equal(resolveWith({}, { CROWSNEST_WORKERS: '' }).workers, 2);
+  });
+
+  test('leader election is on by default in a pod and when the Lease namespace is named, off when run by hand', () => {
+    assert.equal(resolveWith({}).leaderElect, false, 'run by hand: no Lease to wait for');
+    assert.equal(resolveWith({}, { KUBERNETES_SERVICE_HOST: '10.96.0.1', POD_NAMESPACE: 'lookout' }).leaderElect, true);
+    assert.equal(resolveWith({}, { KUBERNETES_SERVICE_HOST: '10.96.0.1' }).leaderElect, true, 'any pod, with or without POD_NAMESPACE');
+    assert.equal(resolveWith({ 'leader-election-namespace': 'ops' }).leaderElect, true);
+    assert.equal(resolveWith({}, { CROWSNEST_LEADER_ELECTION_NAMESPACE: 'ops' }).leaderElect, true);
+    assert.equal(resolveWith({ 'leader-elect': true }).leaderElect, true);
+    assert.equal(resolveWith({ 'leader-elect': false }, { KUBERNETES_SERVICE_HOST: '10.96.0.1' }).leaderElect, false);
   });
 
   test('leader election can be turned off by --no-leader-elect, --leader-elect=false or env', () => {
@@ -213,8 +235,8 @@ describe('resolveOperatorOptions', () => {
     ['an invalid Lease name', { 'leader-election-id': 'crowsnest/operator' }, {}, /--leader-election-id: must be an object name/],
     ['an empty identity', { identity: ' ' }, {}, /--identity: must not be empty/],
     ['a bad env value', {}, { CROWSNEST_RENEW_DEADLINE: 'soon' }, /--renew-deadline \(from CROWSNEST_RENEW_DEADLINE\): invalid duration/],
-    ['a renew deadline not below the lease duration', { 'lease-duration': '10s' }, {}, /--lease-duration \(10000ms\) must be greater than --renew-deadline \(10000ms\)/],
-    ['a renew deadline too close to the retry period', { 'retry-period': '9s' }, {}, /--renew-deadline \(10000ms\) must be greater than 1.2 × --retry-period/],
+    ['a renew deadline not below the lease duration', { 'leader-elect': true, 'lease-duration': '10s' }, {}, /--lease-duration \(10000ms\) must be greater than --renew-deadline \(10000ms\)/],
+    ['a renew deadline too close to the retry period', { 'leader-elect': true, 'retry-period': '9s' }, {}, /--renew-deadline \(10000ms\) must be greater than 1.2 × --retry-period/],
   ];
   for (const [what, flags, env, message] of badValues) {
     test(`${what} is an OptionError naming the flag`, () => {

@@ -12,7 +12,9 @@ import { hostname } from 'node:os';
 import { parseBindAddress } from '../observe/http.ts';
 import type { LogFormat, LogLevel } from '../observe/logger.ts';
 import { controllerCatalog } from '../operator/catalog.ts';
-import type { LogAccessOptions } from '../logaccess/desired.ts';
+import type { OperatorOptions } from '../operator/options.ts';
+
+export type { OperatorOptions } from '../operator/options.ts';
 
 // ---------------------------------------------------------------------------------------------
 // Errors
@@ -183,6 +185,8 @@ const OPERATOR_DEFAULTS = {
   // Same ports as controller-runtime / kubebuilder scaffolds, so manifests look familiar.
   metricsBindAddress: ':8080',
   healthProbeBindAddress: ':8081',
+  webhookPort: '9443',
+  webhookCertDir: '/tmp/k8s-webhook-server/serving-certs',
   leaderElectionNamespace: 'crowsnest-system',
   leaderElectionId: 'crowsnest-operator',
   // client-go / controller-runtime leader election defaults.
@@ -222,10 +226,22 @@ export const operatorFlags: readonly FlagDefinition[] = [
     defaultText: OPERATOR_DEFAULTS.healthProbeBindAddress,
   },
   {
+    name: 'webhook-port',
+    valueName: '<port>',
+    description: 'port of the admission webhook server, served on every replica when a controller has webhooks',
+    defaultText: OPERATOR_DEFAULTS.webhookPort,
+  },
+  {
+    name: 'webhook-cert-dir',
+    valueName: '<dir>',
+    description: 'directory with the webhook serving certificate (tls.crt, tls.key), reloaded when it changes',
+    defaultText: OPERATOR_DEFAULTS.webhookCertDir,
+  },
+  {
     name: 'leader-elect',
     valueName: '[bool]',
     description: 'elect a leader with a Lease so only one replica runs the controllers',
-    defaultText: 'true',
+    defaultText: 'true in a pod ($KUBERNETES_SERVICE_HOST set) or with --leader-election-namespace, else false',
     negatable: true,
   },
   {
@@ -401,6 +417,13 @@ function parseBindAddressFlag(value: string | boolean): string {
   return text;
 }
 
+/** A TCP port to listen on, 1–65535. */
+function parsePort(value: string | boolean): number {
+  const text = asString(value);
+  if (!/^\d+$/.test(text) || Number(text) < 1 || Number(text) > 65_535) throw new Error('must be a port number from 1 to 65535');
+  return Number(text);
+}
+
 const DNS1123_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
 const DNS1123_LABEL_MAX_LENGTH = 63;
 const DNS1123_SUBDOMAIN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
@@ -515,43 +538,6 @@ export function resolveGlobalOptions(sources: OptionSources, stderrIsTTY: boolea
 // ---------------------------------------------------------------------------------------------
 // Operator options
 
-/** Everything `crowsnest operator` needs to run, validated. Durations in milliseconds. */
-export interface OperatorOptions {
-  /** Explicit kubeconfig path, from the global `--kubeconfig`. */
-  readonly kubeconfig?: string;
-  /** kubeconfig context, from the global `--context`. */
-  readonly context?: string;
-  /** Controllers to run, in {@link knownControllers} order. Default: all. */
-  readonly controllers: readonly string[];
-  /** `host:port` or `:port` for /metrics; `"0"` or `""` disables. Default `:8080`. */
-  readonly metricsBindAddress: string;
-  /** `host:port` or `:port` for /healthz and /readyz; `"0"` or `""` disables. Default `:8081`. */
-  readonly healthProbeBindAddress: string;
-  /** Whether to run controllers only while holding the Lease. Default `true`. */
-  readonly leaderElect: boolean;
-  /** Namespace of the Lease. Default `$POD_NAMESPACE`, else `crowsnest-system`. */
-  readonly leaderElectionNamespace: string;
-  /** Name of the Lease. Default `crowsnest-operator`. */
-  readonly leaderElectionId: string;
-  /** Lease duration. Default 15 000 ms. Always > {@link renewDeadlineMs}. */
-  readonly leaseDurationMs: number;
-  /** Renew deadline. Default 10 000 ms. Always > 1.2 × {@link retryPeriodMs}. */
-  readonly renewDeadlineMs: number;
-  /** Retry period. Default 2 000 ms. */
-  readonly retryPeriodMs: number;
-  /** Concurrent reconciles per controller. Default 2. */
-  readonly workers: number;
-  /**
-   * Grace period for in-flight work on shutdown without leader election; 0 stops at once. With
-   * leader election the renew deadline bounds the drain instead. Default 30 000 ms.
-   */
-  readonly shutdownTimeoutMs: number;
-  /** Holder identity in the Lease. Default `<hostname>_<random uuid>`. */
-  readonly identity: string;
-  /** Settings of the logaccess controller. */
-  readonly logaccess: LogAccessOptions;
-}
-
 /** Where the operator's computed defaults come from; injected so tests are deterministic. */
 export interface OperatorDefaultsSource {
   /** Default `os.hostname`. */
@@ -580,6 +566,12 @@ export function resolveOperatorOptions(
   const podNamespace = sources.env['POD_NAMESPACE'];
   const namespaceDefault = podNamespace ? podNamespace : OPERATOR_DEFAULTS.leaderElectionNamespace;
   const identityRaw = lookup(sources, 'identity');
+  // kubebuilder's convention: leader election is on where replicas run (the chart, any pod:
+  // the kubelet sets KUBERNETES_SERVICE_HOST in every container), off for an operator started by
+  // hand, which is alone and would otherwise wait on a Lease in a namespace its cluster may not
+  // have. Naming the Lease namespace asks for the Lease.
+  const inPod = Boolean(sources.env['KUBERNETES_SERVICE_HOST']);
+  const leaseNamespaceGiven = lookup(sources, 'leader-election-namespace') !== undefined;
 
   const options: OperatorOptions = {
     kubeconfig: globals.kubeconfig,
@@ -592,7 +584,9 @@ export function resolveOperatorOptions(
       parseBindAddressFlag,
       OPERATOR_DEFAULTS.healthProbeBindAddress,
     ),
-    leaderElect: resolve(sources, 'leader-elect', parseBool, true),
+    webhookPort: resolve(sources, 'webhook-port', parsePort, OPERATOR_DEFAULTS.webhookPort),
+    webhookCertDir: resolve(sources, 'webhook-cert-dir', parseNonEmpty, OPERATOR_DEFAULTS.webhookCertDir),
+    leaderElect: resolve(sources, 'leader-elect', parseBool, inPod || leaseNamespaceGiven),
     leaderElectionNamespace: resolve(sources, 'leader-election-namespace', parseNamespace, namespaceDefault),
     leaderElectionId: resolve(sources, 'leader-election-id', parseObjectName, OPERATOR_DEFAULTS.leaderElectionId),
     leaseDurationMs: resolve(sources, 'lease-duration', parsePositiveDurationMs, OPERATOR_DEFAULTS.leaseDuration),

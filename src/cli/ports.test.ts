@@ -69,7 +69,7 @@ describe('crowsnest ports scan', () => {
     const { code, stdout } = await run(['ports', 'scan', '--proc', root, '--net-pid', '1', '-o', 'json']);
     assert.equal(code, EXIT_OK);
     const scan = JSON.parse(stdout);
-    assert.equal(scan.apiVersion, 'crowsnest.io/v1alpha1');
+    assert.equal(scan.apiVersion, 'crowsnest.dev/v1alpha1');
     assert.equal(scan.kind, 'HostPortScan');
     assert.deepEqual(
       scan.sockets.map((s: { address: string; port: number; pid?: number }) => [s.address, s.port, s.pid]),

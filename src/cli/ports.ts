@@ -79,7 +79,7 @@ Examples:
   # Listening sockets of this host (as root, with every process)
   sudo crowsnest ports scan
 
-  # The JSON document (apiVersion crowsnest.io/v1alpha1, kind HostPortScan), e.g. for jq
+  # The JSON document (apiVersion crowsnest.dev/v1alpha1, kind HostPortScan), e.g. for jq
   crowsnest ports scan -o json | jq '.sockets[] | select(.port == 22)'
 
   # In a pod with hostPID: true: the node's sockets, not the pod's

@@ -15,6 +15,7 @@ import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { KubeClient } from '../kube/client.ts';
 import { realClock, type Clock } from '../kube/clock.ts';
+import { REPORT_API_VERSION } from '../kube/labels.ts';
 import type { KubeObject } from '../kube/resources.ts';
 import type { Logger } from '../kube/logger-type.ts';
 import { mapConcurrent } from '../kube/concurrency.ts';
@@ -166,7 +167,7 @@ export interface SinkSummary {
 
 /** The run summary: written beside the snapshot and printed at the end of a run. */
 export interface RunSummary {
-  readonly apiVersion: 'crowsnest.io/v1alpha1';
+  readonly apiVersion: typeof REPORT_API_VERSION;
   readonly kind: 'InventoryRunSummary';
   readonly clusterId: string;
   readonly runId: string;
@@ -208,7 +209,7 @@ export async function collectInventory(client: KubeClient, options: CollectOptio
   const started = new Date(clock.now());
   const { logger } = options;
   const summary: RunSummary = {
-    apiVersion: 'crowsnest.io/v1alpha1',
+    apiVersion: REPORT_API_VERSION,
     kind: 'InventoryRunSummary',
     clusterId: options.clusterId,
     runId: options.runId,

@@ -11,10 +11,10 @@ import { resendKeptSnapshots } from './resend.ts';
 const endpointDefaults = { chunkBytes: 1 << 20, timeoutMs: 5_000, maxAttempts: 1, retryInitialMs: 1, userAgent: 'test' };
 
 /** A kept run: its gzip NDJSON snapshot and a summary saying the endpoint never got it. */
-async function keptRun(dir: string, stamp: string, runId: string, path = join(dir, `inventory-c1-${stamp}.ndjson.gz`)): Promise<string> {
+async function keptRun(dir: string, stamp: string, runId: string, path = join(dir, `inventory-c1-${stamp}.ndjson.gz`), apiVersion = 'crowsnest.dev/v1alpha1'): Promise<string> {
   await writeFile(path, gzipSync(`{"kind":"ConfigMap","metadata":{"name":"${runId}"}}\n`));
   const summary = {
-    kind: 'InventoryRunSummary', runId, result: 'failure', skippedTypes: [], failedGroups: [], dropped: { count: 0, objects: [] },
+    apiVersion, kind: 'InventoryRunSummary', runId, result: 'failure', skippedTypes: [], failedGroups: [], dropped: { count: 0, objects: [] },
     sink: { kind: 'endpoint', delivered: false, path, error: 'endpoint unreachable' },
   };
   await writeFile(join(dir, `inventory-c1-${stamp}.summary.json`), JSON.stringify(summary));
@@ -53,6 +53,21 @@ describe('resendKeptSnapshots', () => {
       assert.equal(summary.sink.delivered, true);
       assert.equal(summary.sink.path, undefined);
       assert.ok(summary.sink.resentAt);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('resends a snapshot kept by an earlier version, whose summary says apiVersion crowsnest.io/v1alpha1', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'resend-'));
+    try {
+      received.length = 0;
+      answer = 204;
+      const kept = await keptRun(dir, '20261123T110000Z', 'run-old', undefined, 'crowsnest.io/v1alpha1');
+      const results = await resendKeptSnapshots({ dir, clusterId: 'c1', endpoint: { ...endpointDefaults, url }, signal: new AbortController().signal, logger: silentLogger });
+      assert.deepEqual(results.map((r) => [r.runId, r.delivered]), [['run-old', true]]);
+      assert.deepEqual(received, ['run-old']);
+      await assert.rejects(stat(kept), /ENOENT/);
     } finally {
       await rm(dir, { recursive: true, force: true });
     }

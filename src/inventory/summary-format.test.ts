@@ -5,7 +5,7 @@ import { renderSummaryText } from './summary-format.ts';
 
 function summary(overrides: Partial<RunSummary> = {}): RunSummary {
   return {
-    apiVersion: 'crowsnest.io/v1alpha1', kind: 'InventoryRunSummary', clusterId: 'prod', runId: 'r-1',
+    apiVersion: 'crowsnest.dev/v1alpha1', kind: 'InventoryRunSummary', clusterId: 'prod', runId: 'r-1',
     startedAt: '2026-11-23T10:00:00.000Z', finishedAt: '2026-11-23T10:00:02.000Z', durationMs: 2_000,
     result: 'success', objects: 12, rawBytes: 20_480,
     types: [

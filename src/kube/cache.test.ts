@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { INDEX_NAMESPACE, INDEX_OWNER, type IndexFunc, Store } from './cache.ts';
+import { INDEX_NAMESPACE, INDEX_OWNER, type IndexFunc, namespaceIndex, Store } from './cache.ts';
 import { type KubeObject, objectKey } from './resources.ts';
 
 const INDEX_APP = 'app';
@@ -104,7 +104,7 @@ describe('Store', () => {
 
   describe('indexes', () => {
     function filledStore(): Store<KubeObject> {
-      const store = new Store({ indexers: { [INDEX_APP]: byAppLabel } });
+      const store = new Store({ indexers: { [INDEX_APP]: byAppLabel, [INDEX_NAMESPACE]: namespaceIndex } });
       store.upsert(pod('a', { namespace: 'ns1', owners: ['o1'], app: 'web' }));
       store.upsert(pod('b', { namespace: 'ns1', owners: ['o1', 'o2'] }));
       store.upsert(pod('c', { namespace: 'ns2', owners: ['o2'], app: 'web' }));
@@ -157,10 +157,11 @@ describe('Store', () => {
 
     it('byIndex on an unknown index throws', () => {
       assert.throws(() => new Store().byIndex('no-such-index', 'x'), /no index named no-such-index/);
+      assert.throws(() => new Store().byIndex(INDEX_NAMESPACE, 'x'), /no index named namespace/, 'the namespace index only when asked for');
     });
 
     it('custom indexers come in addition to the built-in ones', () => {
-      const store = new Store({ indexers: { [INDEX_APP]: byAppLabel } });
+      const store = new Store({ indexers: { [INDEX_APP]: byAppLabel, [INDEX_NAMESPACE]: namespaceIndex } });
       store.upsert(pod('a', { owners: ['o1'], app: 'web' }));
       assert.deepEqual(keysByIndex(store, INDEX_NAMESPACE, 'ns'), ['ns/a']);
       assert.deepEqual(keysByIndex(store, INDEX_OWNER, 'o1'), ['ns/a']);
@@ -275,7 +276,7 @@ describe('Store', () => {
     }
 
     it('keeps the indexes in step with the new content', () => {
-      const store = new Store();
+      const store = new Store({ indexers: { [INDEX_NAMESPACE]: namespaceIndex } });
       for (const obj of [pod('gone', { owners: ['o1'] }), pod('recreated', { uid: 'r1', owners: ['o1'] }), pod('change', { owners: ['o1'] })]) store.upsert(obj);
       store.replace([pod('recreated', { uid: 'r2', owners: ['o2'] }), pod('change', { rv: '2', owners: ['o2'] })]);
       assert.deepEqual(keysByIndex(store, INDEX_OWNER, 'o1'), []);

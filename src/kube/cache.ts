@@ -4,7 +4,8 @@
  * rule as client-go's informer cache).
  *
  * Indexes map an object to zero or more index values; `byIndex(name, value)` answers in O(result).
- * `namespace` and `owner` (ownerReference uids) are always present.
+ * `owner` (ownerReference uids) is always present; others, `namespace` among them
+ * ({@link namespaceIndex}), only when asked for: each costs an entry per object.
  */
 import { type KubeObject, objectKey } from './resources.ts';
 
@@ -22,11 +23,19 @@ export interface StoreHandler<T> {
   onDelete?(obj: T, finalStateUnknown: boolean): void;
 }
 
+/**
+ * The read side of a {@link Store}: what controllers, webhook handlers and listers get. The
+ * reflector alone writes.
+ */
+export type ReadonlyStore<T extends KubeObject = KubeObject> = Pick<Store<T>, 'hasSynced' | 'size' | 'get' | 'getByName' | 'list' | 'keys' | 'byIndex'>;
+
 export const INDEX_NAMESPACE = 'namespace';
 export const INDEX_OWNER = 'owner';
 
+/** The namespace index, for stores that ask for it (`indexers: { [INDEX_NAMESPACE]: namespaceIndex }`). */
+export const namespaceIndex: IndexFunc<KubeObject> = (obj) => (obj.metadata?.namespace ? [obj.metadata.namespace] : []);
+
 const builtinIndexers: Record<string, IndexFunc<KubeObject>> = {
-  [INDEX_NAMESPACE]: (obj) => (obj.metadata?.namespace ? [obj.metadata.namespace] : []),
   [INDEX_OWNER]: (obj) => (obj.metadata?.ownerReferences ?? []).map((ref) => ref.uid),
 };
 
@@ -41,6 +50,29 @@ export class Store<T extends KubeObject = KubeObject> {
   constructor(options: { readonly indexers?: Readonly<Record<string, IndexFunc<T>>> } = {}) {
     this.indexers = { ...(builtinIndexers as Record<string, IndexFunc<T>>), ...options.indexers };
     for (const name of Object.keys(this.indexers)) this.indices.set(name, new Map());
+  }
+
+  /**
+   * Adds indexes (several users of one shared informer may each bring theirs). Existing objects
+   * are indexed at once. Adding an index under a name that exists with another function is a
+   * programming error (the two users would read each other's index) and throws.
+   */
+  addIndexers(indexers: Readonly<Record<string, IndexFunc<T>>>): void {
+    for (const [name, fn] of Object.entries(indexers)) {
+      const existing = this.indexers[name];
+      if (existing === fn) continue;
+      if (existing) throw new Error(`index ${name} already exists with another function`);
+      this.indexers[name] = fn;
+      const index = new Map<string, Set<string>>();
+      this.indices.set(name, index);
+      for (const [key, obj] of this.items) {
+        for (const value of fn(obj)) {
+          let keys = index.get(value);
+          if (!keys) index.set(value, (keys = new Set()));
+          keys.add(key);
+        }
+      }
+    }
   }
 
   /** True once the first complete list has been stored. */

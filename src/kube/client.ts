@@ -9,6 +9,7 @@
  */
 import { Agent, type Dispatcher, fetch } from 'undici';
 import { realClock, timeoutSignal, type TimerHandle } from './clock.ts';
+import { WatchLineDecoder } from './watch-lines.ts';
 import { toConnectionSource, type AnyConnectionSource, type ConnectionSource, type TlsMaterial } from './connection.ts';
 import { readBoundedText } from './http-body.ts';
 
@@ -215,7 +216,15 @@ export class KubeClient {
     path: string,
     query: Readonly<Record<string, string | number | boolean | undefined>>,
     onEvent: (event: { type: string; object: unknown }) => void,
-    options: { signal: AbortSignal; idleTimeoutMs: number; onIdleTimeout?: () => void },
+    options: {
+      signal: AbortSignal;
+      idleTimeoutMs: number;
+      onIdleTimeout?: () => void;
+      /** Called for each line that is not a watch event (they are counted either way). */
+      onMalformedLine?: (excerpt: string) => void;
+      /** Default application/json; metadata-only watches ask for `PartialObjectMetadata`. */
+      accept?: string;
+    },
   ): Promise<WatchStreamStats> {
     const abort = new AbortController();
     const onOuterAbort = (): void => abort.abort(options.signal.reason);
@@ -235,34 +244,25 @@ export class KubeClient {
       // A watch gets a connection of its own, destroyed when the watch ends: an aborted request
       // does not make undici drop its socket, and a half-open socket handed back to a shared
       // pool would swallow the next watch too (the watchdog would then fire forever).
-      const res = await this.send(path, { query: { ...query, watch: true }, signal: abort.signal, timeoutMs: 0, dedicatedConnection: true });
+      const res = await this.send(path, {
+        query: { ...query, watch: true }, signal: abort.signal, timeoutMs: 0, dedicatedConnection: true,
+        ...(options.accept ? { accept: options.accept } : {}),
+      });
       dedicated = res.dispatcher;
       if (!res.body) return { malformedLines: 0 };
-      const decoder = new TextDecoder();
-      let buffered = '';
+      const lines = new WatchLineDecoder({
+        onEvent,
+        onMalformed: (excerpt) => {
+          malformed++;
+          options.onMalformedLine?.(excerpt);
+        },
+      });
       try {
         for await (const chunk of res.body as AsyncIterable<Uint8Array>) {
           resetIdle();
-          buffered += decoder.decode(chunk, { stream: true });
-          let newline: number;
-          while ((newline = buffered.indexOf('\n')) >= 0) {
-            const line = buffered.slice(0, newline).trim();
-            buffered = buffered.slice(newline + 1);
-            if (!line) continue;
-            let event: { type?: unknown; object?: unknown };
-            try {
-              event = JSON.parse(line) as typeof event;
-            } catch {
-              malformed++;
-              continue;
-            }
-            if (typeof event.type !== 'string') {
-              malformed++;
-              continue;
-            }
-            onEvent({ type: event.type, object: event.object });
-          }
+          lines.push(chunk);
         }
+        lines.end();
       } catch (err) {
         // Our own abort (caller's signal or the idle watchdog) ends the stream normally.
         if (!abort.signal.aborted) throw err;

@@ -28,6 +28,19 @@ export type FieldManager = (typeof FIELD_MANAGERS)[keyof typeof FIELD_MANAGERS];
 export const LEGACY_FIELD_MANAGER = 'crowsnest';
 
 /**
+ * The one API group of Crowsnest: its CRDs, finalizers, label and annotation keys, and the
+ * `apiVersion` of the documents it writes ({@link REPORT_API_VERSION}).
+ */
+export const API_GROUP = 'crowsnest.dev';
+
+/**
+ * `apiVersion` of the report documents Crowsnest writes: host scans, cluster port reports,
+ * inventory run summaries. Readers go by `kind` (and the fields they need), so the documents of
+ * earlier versions, which said `crowsnest.io/v1alpha1`, are still read, resent and diffed.
+ */
+export const REPORT_API_VERSION = `${API_GROUP}/v1alpha1` as const;
+
+/**
  * Prefix of every finalizer Crowsnest sets (`crowsnest.dev/<what it cleans up>`): a finalizer
  * name must be a qualified name, and the group says whose it is to whoever finds it stuck.
  */

@@ -3,167 +3,15 @@ import { describe, it } from 'node:test';
 import { ApiException } from '@kubernetes/client-node';
 import { Registry } from 'prom-client';
 import { FakeClock } from './clock.ts';
-import {
-  decide,
-  jitteredRetryDelayMs,
-  LeaderElector,
-  leaseSpecFromRecord,
-  observe,
-  recordFromLease,
-  releasedRecord,
-  validateLeaderElectionConfig,
-  type LeaderCallbacks,
-  type LeaderElectionRecord,
-  type Lease,
-  type LeaseApi,
-  type LeaseRef,
-  type Observation,
-} from './leader.ts';
+import { LeaderElector, type LeaderCallbacks, type LeaseApi, type LeaseRef } from './leader.ts';
+import { type LeaderElectionRecord, type Lease, leaseSpecFromRecord, recordFromLease } from './leader-record.ts';
 import { LABEL_MANAGED_BY } from './labels.ts';
 
 const T0 = 1_700_000_000_000;
-const TIMING = { leaseDurationMs: 15_000, renewDeadlineMs: 10_000, retryPeriodMs: 2_000 };
 
 function held(holderIdentity: string, overrides: Partial<LeaderElectionRecord> = {}): LeaderElectionRecord {
   return { holderIdentity, leaseDurationSeconds: 15, acquireTimeMs: T0 - 60_000, renewTimeMs: T0 - 1_000, leaseTransitions: 3, ...overrides };
 }
-
-describe('validateLeaderElectionConfig', () => {
-  const valid = { namespace: 'crowsnest', name: 'operator', identity: 'pod-a', ...TIMING };
-  const cases: ReadonlyArray<{ name: string; change: Partial<typeof valid>; error: RegExp | undefined }> = [
-    { name: 'accepts the client-go defaults', change: {}, error: undefined },
-    { name: 'rejects a lease duration not above the renew deadline', change: { leaseDurationMs: 10_000 }, error: /leaseDurationMs \(10000\) must be greater than renewDeadlineMs \(10000\)/ },
-    { name: 'rejects a renew deadline not above retry period × 1.2', change: { renewDeadlineMs: 2_400 }, error: /renewDeadlineMs \(2400\) must be greater than retryPeriodMs × 1.2/ },
-    { name: 'accepts a renew deadline just above retry period × 1.2', change: { renewDeadlineMs: 2_401 }, error: undefined },
-    { name: 'rejects a zero retry period', change: { retryPeriodMs: 0 }, error: /retryPeriodMs must be greater than zero/ },
-    { name: 'rejects a lease duration of a fractional number of seconds', change: { leaseDurationMs: 15_500 }, error: /whole number of seconds/ },
-    { name: 'rejects an empty identity', change: { identity: '' }, error: /identity must be a non-empty string/ },
-    { name: 'rejects an empty lease name', change: { name: '' }, error: /name must be a non-empty string/ },
-  ];
-  for (const c of cases) {
-    it(c.name, () => {
-      const config = { ...valid, ...c.change };
-      if (c.error) assert.throws(() => validateLeaderElectionConfig(config), c.error);
-      else assert.doesNotThrow(() => validateLeaderElectionConfig(config));
-    });
-  }
-
-  it('is applied by the LeaderElector constructor', () => {
-    assert.throws(
-      () => new LeaderElector({ leaseApi: new FakeLeaseServer(), namespace: 'ns', name: 'l', identity: 'a', leaseDurationMs: 5_000 }),
-      /leaseDurationMs \(5000\) must be greater than renewDeadlineMs \(10000\)/,
-    );
-  });
-});
-
-describe('decide', () => {
-  const observedAt = (record: LeaderElectionRecord, observedAtMs: number): Observation => ({ record, observedAtMs });
-
-  it('creates the lease with us as holder when there is none', () => {
-    assert.deepEqual(decide(undefined, T0, 'a', TIMING), {
-      action: 'create',
-      record: { holderIdentity: 'a', leaseDurationSeconds: 15, acquireTimeMs: T0, renewTimeMs: T0, leaseTransitions: 0 },
-    });
-  });
-
-  it('waits while another holder has not been silent for its lease duration', () => {
-    assert.deepEqual(decide(observedAt(held('b'), T0), T0 + 14_999, 'a', TIMING), { action: 'wait', holder: 'b', expiresAtMs: T0 + 15_000 });
-  });
-
-  it('takes over once the lease duration passed since we saw the holder last change it, counting a transition', () => {
-    assert.deepEqual(decide(observedAt(held('b'), T0), T0 + 15_000, 'a', TIMING), {
-      action: 'acquire',
-      previousHolder: 'b',
-      record: { holderIdentity: 'a', leaseDurationSeconds: 15, acquireTimeMs: T0 + 15_000, renewTimeMs: T0 + 15_000, leaseTransitions: 4 },
-    });
-  });
-
-  it('measures expiry from our observation, not the remote renewTime, so a skewed holder clock cannot expire a live lease', () => {
-    const skewed = held('b', { renewTimeMs: T0 - 3_600_000 });
-    assert.equal(decide(observedAt(skewed, T0), T0 + 1_000, 'a', TIMING).action, 'wait');
-  });
-
-  it("honours the holder's own lease duration rather than ours", () => {
-    const long = held('b', { leaseDurationSeconds: 60 });
-    assert.equal(decide(observedAt(long, T0), T0 + 30_000, 'a', TIMING).action, 'wait');
-    assert.equal(decide(observedAt(long, T0), T0 + 60_000, 'a', TIMING).action, 'acquire');
-  });
-
-  it('takes a released lease (no holder) at once', () => {
-    const released = releasedRecord(held('b'), T0);
-    assert.equal(released.leaseDurationSeconds, 1);
-    const decision = decide(observedAt(released, T0), T0, 'a', TIMING);
-    assert.equal(decision.action, 'acquire');
-    assert.equal(decision.action === 'acquire' && decision.record.leaseTransitions, 4);
-  });
-
-  it('renews our own lease keeping acquireTime and transitions, even after it expired', () => {
-    for (const nowMs of [T0 + 1_000, T0 + 60_000]) {
-      assert.deepEqual(decide(observedAt(held('a'), T0), nowMs, 'a', TIMING), {
-        action: 'renew',
-        record: { ...held('a'), renewTimeMs: nowMs },
-      });
-    }
-  });
-});
-
-describe('observe', () => {
-  it('keeps the first observation time while the record does not change', () => {
-    const first = observe(undefined, held('b'), T0);
-    const again = observe(first, held('b'), T0 + 10_000);
-    assert.equal(again.observedAtMs, T0);
-  });
-
-  it('restarts the observation time when the holder renews', () => {
-    const first = observe(undefined, held('b'), T0);
-    const renewed = observe(first, held('b', { renewTimeMs: T0 + 2_000 }), T0 + 10_000);
-    assert.equal(renewed.observedAtMs, T0 + 10_000);
-  });
-});
-
-describe('Lease record conversion', () => {
-  it('reads the RFC 3339 microsecond strings the server sends, and Dates', () => {
-    const lease = {
-      spec: {
-        holderIdentity: 'b',
-        leaseDurationSeconds: 15,
-        acquireTime: '2023-11-14T22:13:20.123456Z',
-        renewTime: new Date(T0),
-        leaseTransitions: 2,
-      },
-    } as unknown as Lease;
-    assert.deepEqual(recordFromLease(lease), {
-      holderIdentity: 'b',
-      leaseDurationSeconds: 15,
-      acquireTimeMs: Date.parse('2023-11-14T22:13:20.123Z'),
-      renewTimeMs: T0,
-      leaseTransitions: 2,
-    });
-  });
-
-  it('treats a Lease without a spec as free and expired', () => {
-    assert.deepEqual(recordFromLease({}), {
-      holderIdentity: '',
-      leaseDurationSeconds: 0,
-      acquireTimeMs: undefined,
-      renewTimeMs: undefined,
-      leaseTransitions: 0,
-    });
-  });
-
-  it('writes times with the six fractional digits the API server requires of MicroTime', () => {
-    const spec = leaseSpecFromRecord(held('a', { renewTimeMs: Date.parse('2023-11-14T22:13:20.123Z') }));
-    assert.equal(spec.renewTime, '2023-11-14T22:13:20.123000Z');
-  });
-});
-
-describe('jitteredRetryDelayMs', () => {
-  it('waits between one and 2.2 retry periods, like client-go JitterUntil with factor 1.2', () => {
-    assert.equal(jitteredRetryDelayMs(2_000, () => 0), 2_000);
-    assert.equal(jitteredRetryDelayMs(2_000, () => 0.5), 3_200);
-    assert.ok(jitteredRetryDelayMs(2_000, () => 0.999_999) < 4_400);
-  });
-});
 
 // ---------------------------------------------------------------------------------------------
 // The elector against an in-memory Lease with API-server concurrency semantics
@@ -288,6 +136,13 @@ function start(
 }
 
 describe('LeaderElector', () => {
+  it('validates its timings like validateLeaderElectionConfig', () => {
+    assert.throws(
+      () => new LeaderElector({ leaseApi: new FakeLeaseServer(), namespace: 'ns', name: 'l', identity: 'a', leaseDurationMs: 5_000 }),
+      /leaseDurationMs \(5000\) must be greater than renewDeadlineMs \(10000\)/,
+    );
+  });
+
   it('creates the Lease and starts leading when none exists', async () => {
     const h = start();
     await settle();
@@ -469,5 +324,29 @@ describe('LeaderElector', () => {
     await assert.rejects(h.elector.run(new AbortController().signal, { onStartedLeading() {}, onStoppedLeading() {} }), /only once/);
     h.cancel.abort();
     await h.done;
+  });
+
+  it('fails its health check when it believes it leads but has not renewed within lease duration + tolerance', async () => {
+    // A clock whose time can jump while its timers do not fire: what a replica sees after its
+    // event loop was stuck (or a renewal hung past every deadline) and came back.
+    const timers = new FakeClock(T0);
+    let jumpMs = 0;
+    const clock = { now: () => timers.now() + jumpMs, setTimer: timers.setTimer.bind(timers), clearTimer: timers.clearTimer.bind(timers) };
+    const elector = new LeaderElector({ leaseApi: new FakeLeaseServer(), namespace: 'ns', name: 'operator', identity: 'a', clock, random: () => 0 });
+    const cancel = new AbortController();
+    let leading = false;
+    const done = elector.run(cancel.signal, { onStartedLeading: () => { leading = true; }, onStoppedLeading: () => {} });
+    await settle();
+    assert.equal(leading, true);
+    assert.doesNotThrow(() => elector.check(20_000), 'healthy right after acquiring');
+    jumpMs = 15_000 + 20_000;
+    assert.doesNotThrow(() => elector.check(20_000), 'healthy up to lease duration + tolerance');
+    jumpMs += 1;
+    assert.throws(() => elector.check(20_000), /leading but the lease was last renewed 35001 ms ago/);
+    jumpMs = 0;
+    cancel.abort();
+    await advance(timers, 1_000);
+    await done;
+    assert.doesNotThrow(() => elector.check(0), 'a replica that stopped leading is healthy');
   });
 });

@@ -71,14 +71,14 @@ interface LiveWatch {
 class FakeListerWatcher implements ListerWatcher<KubeObject> {
   /** Answers to list() calls in order: a page, or an error to throw. With none left, list() waits until aborted. */
   readonly listAnswers: Array<ListPage<KubeObject> | Error> = [];
-  readonly listCalls: Array<{ limit: number; continueToken: string | undefined }> = [];
+  readonly listCalls: Array<{ limit: number; continueToken: string | undefined; resourceVersion?: string }> = [];
   /** Every watch() call, oldest first; each stays open until the test ends or fails it, or the signal aborts. */
   readonly watches: LiveWatch[] = [];
   /** What an open watch does when the signal aborts: reject (as fetch does) or end quietly. */
   watchOnAbort: 'reject' | 'resolve' = 'reject';
 
   async list(options: ListOptions): Promise<ListPage<KubeObject>> {
-    this.listCalls.push({ limit: options.limit, continueToken: options.continueToken });
+    this.listCalls.push({ limit: options.limit, continueToken: options.continueToken, ...(options.resourceVersion ? { resourceVersion: options.resourceVersion } : {}) });
     const answer = this.listAnswers.shift();
     if (answer === undefined) return untilAborted(options.signal);
     if (answer instanceof Error) throw answer;
@@ -128,7 +128,7 @@ class SpyStore extends Store<KubeObject> {
 }
 
 type TunableOptions = Partial<
-  Pick<ReflectorOptions<KubeObject>, 'pageSize' | 'minWatchTimeoutSeconds' | 'watchIdleTimeoutMs' | 'backoffResetAfterMs' | 'random'>
+  Pick<ReflectorOptions<KubeObject>, 'pageSize' | 'minWatchTimeoutSeconds' | 'watchIdleTimeoutMs' | 'backoffResetAfterMs' | 'random' | 'streamingList'>
 >;
 
 function newHarness(options: TunableOptions = {}) {
@@ -183,6 +183,8 @@ function show(state: ReflectorState): string {
   switch (state.kind) {
     case 'listing':
       return state.continueToken ? `listing{${state.continueToken}}` : 'listing';
+    case 'streaming':
+      return 'streaming';
     case 'watching':
       return `watching{${state.resourceVersion}}`;
     case 'backingOff':
@@ -699,4 +701,154 @@ describe('Reflector', () => {
       assert.equal(h.lw.listCalls.length, 0);
     });
   });
+});
+
+describe('Reflector full syncs after the first (client-go relistResourceVersion)', () => {
+  const tooLarge = (): KubeApiError => new KubeApiError({
+    method: 'GET', path: '/x', status: 504,
+    body: JSON.stringify({ kind: 'Status', code: 504, reason: 'Timeout', message: 'Timeout: Too large resource version: 20, current: 10', details: { causes: [{ reason: 'ResourceVersionTooLarge', message: 'Too large resource version' }] } }),
+  });
+
+  /** Lists, watches, sees c at 11 and a bookmark at 15, then the watch expires. */
+  async function expiredAfterRv15(h: ReturnType<typeof newHarness>): Promise<void> {
+    await h.start();
+    const watch = h.lw.liveWatch(0);
+    watch.emit({ type: 'ADDED', object: pod('c', '11') });
+    watch.emit({ type: 'BOOKMARK', resourceVersion: '15' });
+    watch.emit({ type: 'ERROR', code: 410, message: 'too old resource version: 15 (40)' });
+    watch.end();
+    await flush();
+  }
+
+  it('relists after an expired watch at the last resourceVersion it saw (NotOlderThan, served from the watch cache), not at ""', async () => {
+    const h = newHarness();
+    h.lw.listAnswers.push(initialList(), page('40', [pod('a', '5')]));
+    await expiredAfterRv15(h);
+    assert.deepEqual(h.lw.listCalls, [
+      { limit: DEFAULT_PAGE_SIZE, continueToken: undefined },
+      { limit: DEFAULT_PAGE_SIZE, continueToken: undefined, resourceVersion: '15' },
+    ]);
+    assert.equal(h.current(), 'watching{40}');
+    assert.deepEqual(h.backoff.calls, []);
+    await h.stop();
+  });
+
+  for (const [name, err] of [['410 Gone', apiError(410)], ['"too large resource version" (504)', tooLarge()]] as const) {
+    it(`when the server answers that relist with ${name}, lists again at once at the latest state (""), then at its resourceVersion next time`, async () => {
+      const h = newHarness();
+      h.lw.listAnswers.push(initialList(), err, page('40', [pod('a', '5')]), page('50', [pod('a', '5')]));
+      await expiredAfterRv15(h);
+      assert.deepEqual(h.lw.listCalls.map((c) => c.resourceVersion ?? '""'), ['""', '15', '""']);
+      assert.deepEqual(h.backoff.calls, [], 'no backoff: the server answered, just not at that resourceVersion');
+      assert.equal(h.current(), 'watching{40}');
+
+      const second = h.lw.liveWatch(1);
+      second.emit({ type: 'BOOKMARK', resourceVersion: '45' });
+      second.fail(apiError(410));
+      await flush();
+      assert.equal(h.lw.listCalls[3]?.resourceVersion, '45', 'a successful list makes the last resourceVersion usable again');
+      await h.stop();
+    });
+  }
+
+  it('asks for the resourceVersion with the first page only: continue tokens carry their own', async () => {
+    const h = newHarness({ pageSize: 1 });
+    h.lw.listAnswers.push(initialList(), page('40', [pod('a', '5')], 'c1'), page('40', [pod('b', '6')]));
+    await expiredAfterRv15(h);
+    assert.deepEqual(h.lw.listCalls.slice(1), [
+      { limit: 1, continueToken: undefined, resourceVersion: '15' },
+      { limit: 1, continueToken: 'c1' },
+    ]);
+    await h.stop();
+  });
+
+  it('an error that says nothing about the resourceVersion backs off, and the retry asks for the same resourceVersion', async () => {
+    const h = newHarness();
+    h.lw.listAnswers.push(initialList(), apiError(500), page('40', [pod('a', '5')]));
+    await expiredAfterRv15(h);
+    assert.equal(h.current(), `backingOff{${INITIAL_BACKOFF_MS}ms → list}`);
+    h.clock.advance(INITIAL_BACKOFF_MS);
+    await flush();
+    assert.deepEqual(h.lw.listCalls.map((c) => c.resourceVersion ?? '""'), ['""', '15', '15']);
+    await h.stop();
+  });
+});
+
+describe('Reflector streaming lists (WatchList)', () => {
+  const endBookmark = (resourceVersion: string): WatchEvent<KubeObject> => ({ type: 'BOOKMARK', resourceVersion, initialEventsEnd: true });
+
+  it('gathers the initial events apart, replaces the store once at the end bookmark, and goes on watching on the same stream', async () => {
+    const h = newHarness({ streamingList: true });
+    await h.start();
+    assert.deepEqual(h.shown(), ['streaming']);
+    const stream = h.lw.liveWatch(0);
+    assert.equal(stream.options.sendInitialEvents, true);
+    assert.equal(stream.options.resourceVersion, '');
+    stream.emit({ type: 'ADDED', object: pod('a', '5') });
+    stream.emit({ type: 'ADDED', object: pod('b', '6') });
+    stream.emit({ type: 'BOOKMARK', resourceVersion: '8' });
+    assert.equal(h.store.hasSynced, false, 'not synced before the end bookmark');
+    assert.equal(h.store.size, 0, 'initial events are not applied one by one');
+
+    stream.emit(endBookmark('10'));
+    assert.deepEqual(h.store.replaced, [['ns/a', 'ns/b']]);
+    assert.ok(h.store.hasSynced);
+    assert.equal(h.current(), 'watching{10}');
+    stream.emit({ type: 'MODIFIED', object: pod('a', '11') });
+    assert.equal(rvOf(h.store, 'ns/a'), '11', 'after the bookmark the stream is the watch');
+    assert.equal(h.lw.listCalls.length, 0);
+    assert.deepEqual({ lists: h.reflector.stats.lists, streams: h.reflector.stats.streams }, { lists: 1, streams: 1 });
+    await h.stop();
+  });
+
+  it('relists after an expiry by streaming at the last resourceVersion; a stream broken before its end bookmark leaves the store as it was and backs off', async () => {
+    const h = newHarness({ streamingList: true });
+    await h.start();
+    const first = h.lw.liveWatch(0);
+    first.emit({ type: 'ADDED', object: pod('a', '5') });
+    first.emit(endBookmark('10'));
+    first.emit({ type: 'BOOKMARK', resourceVersion: '12' });
+    first.fail(apiError(410));
+    await flush();
+    const second = h.lw.liveWatch(1);
+    assert.deepEqual({ sendInitialEvents: second.options.sendInitialEvents, resourceVersion: second.options.resourceVersion }, { sendInitialEvents: true, resourceVersion: '12' });
+    second.emit({ type: 'ADDED', object: pod('x', '13') });
+    second.fail(new Error('read ECONNRESET'));
+    await flush();
+    assert.equal(h.current(), `backingOff{${INITIAL_BACKOFF_MS}ms → list}`);
+    assert.deepEqual(h.store.keys(), ['ns/a'], 'half a stream is never stored');
+
+    h.clock.advance(INITIAL_BACKOFF_MS);
+    await flush();
+    assert.equal(h.lw.liveWatch(2).options.sendInitialEvents, true);
+    await h.stop();
+  });
+
+  const unsupported = [
+    { name: 'refuses it (422 Invalid: WatchList is off)', breakStream: (w: LiveWatch) => w.fail(apiError(422)) },
+    { name: 'refuses it (400 Bad Request)', breakStream: (w: LiveWatch) => w.fail(apiError(400)) },
+    {
+      name: 'ignores it (the stream ends without the end bookmark)',
+      breakStream: (w: LiveWatch) => {
+        w.emit({ type: 'ADDED', object: pod('a', '5') });
+        w.end();
+      },
+    },
+  ];
+  for (const { name, breakStream } of unsupported) {
+    it(`a server that ${name} gets paged lists from then on, without backoff`, async () => {
+      const h = newHarness({ streamingList: true });
+      h.lw.listAnswers.push(initialList(), page('40', [pod('a', '5')]));
+      await h.start();
+      breakStream(h.lw.liveWatch(0));
+      await flush();
+      assert.deepEqual(h.shown(), ['streaming', 'listing', 'watching{10}']);
+      assert.deepEqual(h.backoff.calls, []);
+      h.lw.liveWatch(1).fail(apiError(410));
+      await flush();
+      assert.equal(h.lw.watches[2]?.options.sendInitialEvents, undefined, 'the relist is a paged list too');
+      assert.deepEqual(h.lw.listCalls.map((c) => c.resourceVersion ?? '""'), ['""', '10']);
+      await h.stop();
+    });
+  }
 });

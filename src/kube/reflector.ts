@@ -1,17 +1,33 @@
 /**
  * The reflector keeps a {@link Store} equal to the server's state of one resource type (in one
- * namespace or all, optionally label/field-filtered): a paginated list, then a watch from the
- * list's resourceVersion, with client-go's recovery rules.
+ * namespace or all, optionally label/field-filtered): a full sync (a paginated list, or a
+ * streaming list), then a watch from the sync's resourceVersion, with client-go's recovery rules.
  *
- * State machine (each state is a value of {@link ReflectorState}):
+ * A full sync after the first is asked at the last resourceVersion this reflector saw
+ * (`resourceVersionMatch=NotOlderThan`): the API server answers it from its watch cache, without
+ * reading etcd, with a state at least as new as ours; only when the server says it cannot (410
+ * Gone, "too large resource version") is the sync retried at once at `""`, the latest state
+ * (client-go's `relistResourceVersion`). A streaming list (`sendInitialEvents=true`, WatchList)
+ * sends the state as ADDED events on a watch, closed by a BOOKMARK annotated
+ * `k8s.io/initial-events-end`, and the same stream goes on as the watch; a server that refuses it
+ * (or ignores it: the stream ends without that bookmark) gets paged lists from then on.
  *
- *   listing{continue?}  ── page with continue ──────────────▶ listing{continue}
- *        │  last page: store.replace(all pages) ─────────────▶ watching{rv}
- *        │  410 (continue token expired) ────────────────────▶ listing{} (from scratch)
+ * State machine (each state is a value of {@link ReflectorState}); `sync` is `streaming{rv}` when
+ * streaming lists are on and the server takes them, else `listing{rv}`:
+ *
+ *   listing{rv, continue?} ── page with continue ───────────▶ listing{rv, continue}
+ *        │  last page: store.replace(all pages) ─────────────▶ watching{rv of the list}
+ *        │  410 (continue token expired) ────────────────────▶ listing{rv} (from scratch)
+ *        │  410 / too large rv on listing{rv ≠ ""} ──────────▶ listing{""} (at once)
+ *        └─ other error ────────────────────────────────────▶ backingOff{then: list}
+ *   streaming{rv}       ── ADDED… then the end BOOKMARK: store.replace(all) ▶ watching{rv}
+ *        │                                                     (on the same stream)
+ *        │  refused (400/422) or ended without the BOOKMARK ─▶ listing{rv} (from now on)
+ *        │  410 / too large rv on streaming{rv ≠ ""} ────────▶ streaming{""} (at once)
  *        └─ other error ────────────────────────────────────▶ backingOff{then: list}
  *   watching{rv}        ── ADDED/MODIFIED/DELETED/BOOKMARK ──▶ watching{rv of the event}
  *        │  stream ended (server timeout, idle watchdog) ────▶ watching{rv} (reconnect at once)
- *        │  410 Gone (HTTP or ERROR event: rv too old) ──────▶ listing{} (relist; the store
+ *        │  410 Gone (HTTP or ERROR event: rv too old) ──────▶ sync at rv (relist; the store
  *        │                                                     infers missed deletes)
  *        └─ other error ────────────────────────────────────▶ backingOff{then: watch{rv}}
  *   backingOff{then}    ── delay elapsed ─────────────────────▶ then
@@ -28,11 +44,15 @@ import { KubeApiError, type KubeClient } from './client.ts';
 import { isGone } from './errors.ts';
 import { ExponentialBackoff } from './ratelimiter.ts';
 import type { Store } from './cache.ts';
-import { apiVersionOf, collectionPath, type KubeObject, type ResourceType } from './resources.ts';
+import { apiVersionOf, collectionPath, type KubeObject, objectKey, type ResourceType } from './resources.ts';
 import type { Logger } from './logger-type.ts';
+import { statusBody, statusCode } from './errors.ts';
 
 export type ReflectorState =
-  | { readonly kind: 'listing'; readonly continueToken?: string; readonly pages: number }
+  /** A paged list; `resourceVersion` (absent: `""`, the latest state) is asked with NotOlderThan. */
+  | { readonly kind: 'listing'; readonly continueToken?: string; readonly pages: number; readonly resourceVersion?: string }
+  /** A streaming list at `resourceVersion` (absent: `""`), until its end bookmark. */
+  | { readonly kind: 'streaming'; readonly resourceVersion?: string }
   | { readonly kind: 'watching'; readonly resourceVersion: string }
   | { readonly kind: 'backingOff'; readonly delayMs: number; readonly reason: string; readonly then: ResumePoint }
   | { readonly kind: 'stopped' };
@@ -49,15 +69,24 @@ export interface ListPage<T> {
 
 export type WatchEvent<T> =
   | { readonly type: 'ADDED' | 'MODIFIED' | 'DELETED'; readonly object: T }
-  | { readonly type: 'BOOKMARK'; readonly resourceVersion: string }
+  /** `initialEventsEnd`: the bookmark that ends a streaming list's initial state. */
+  | { readonly type: 'BOOKMARK'; readonly resourceVersion: string; readonly initialEventsEnd?: boolean }
   | { readonly type: 'ERROR'; readonly code: number; readonly message: string };
 
 /** The two calls a reflector needs. The real one is {@link KubeListerWatcher}; tests use fakes. */
 export interface ListerWatcher<T> {
-  list(options: { readonly limit: number; readonly continueToken?: string; readonly signal: AbortSignal }): Promise<ListPage<T>>;
-  /** Streams events until the server ends the watch, then resolves. Rejects on connection errors. */
+  /**
+   * One page. `resourceVersion` (only with the first page: a continue token carries its own) asks
+   * for a state not older than it (`resourceVersionMatch=NotOlderThan`).
+   */
+  list(options: { readonly limit: number; readonly continueToken?: string; readonly resourceVersion?: string; readonly signal: AbortSignal }): Promise<ListPage<T>>;
+  /**
+   * Streams events until the server ends the watch, then resolves. Rejects on connection errors.
+   * With `sendInitialEvents` it is a streaming list: the state not older than `resourceVersion`
+   * (`""`: the latest) first, as ADDED events closed by an `initialEventsEnd` bookmark.
+   */
   watch(
-    options: { readonly resourceVersion: string; readonly timeoutSeconds: number; readonly idleTimeoutMs: number; readonly signal: AbortSignal },
+    options: { readonly resourceVersion: string; readonly timeoutSeconds: number; readonly idleTimeoutMs: number; readonly signal: AbortSignal; readonly sendInitialEvents?: boolean },
     onEvent: (event: WatchEvent<T>) => void,
   ): Promise<void>;
 }
@@ -94,6 +123,11 @@ export interface ReflectorOptions<T extends KubeObject> {
   /** Page size of the initial list. Default 500. */
   readonly pageSize?: number;
   /**
+   * Sync with streaming lists (WatchList, `sendInitialEvents=true`) instead of paged lists, falling
+   * back to paged lists if the server refuses them. Default false.
+   */
+  readonly streamingList?: boolean;
+  /**
    * Server-side watch timeout is drawn uniformly from [min, 2×min) so that many watchers do not
    * reconnect in lockstep (client-go: 5 min). Default 300 s.
    */
@@ -128,8 +162,17 @@ export class Reflector<T extends KubeObject> {
   private readonly opts: ReflectorOptions<T>;
   private readonly clock: Clock;
   private currentState: ReflectorState = { kind: 'listing', pages: 0 };
-  /** Counters for metrics and tests. */
-  readonly stats = { lists: 0, listPages: 0, watches: 0, relists: 0, events: 0 };
+  /** Counters for metrics and tests: `lists` counts paged and streaming syncs, `streams` the latter. */
+  readonly stats = { lists: 0, listPages: 0, streams: 0, watches: 0, relists: 0, events: 0 };
+  /**
+   * The newest resourceVersion seen (a sync, or any watch event): a relist asks for a state not
+   * older than it, which the API server can answer from its watch cache.
+   */
+  private lastSyncResourceVersion = '';
+  /** The server could not serve {@link lastSyncResourceVersion} (410, too large): sync at `""`. */
+  private lastSyncResourceVersionUnavailable = false;
+  /** Set once the server refused (or ignored) a streaming list: paged lists from then on. */
+  private streamingUnsupported = false;
 
   constructor(options: ReflectorOptions<T>) {
     this.opts = options;
@@ -142,7 +185,7 @@ export class Reflector<T extends KubeObject> {
 
   /** Runs until `signal` aborts. Never rejects: every failure is logged and retried. */
   async run(signal: AbortSignal): Promise<void> {
-    let next: ReflectorState = { kind: 'listing', pages: 0 };
+    let next: ReflectorState = this.sync();
     while (!signal.aborted) {
       this.enter(next);
       try {
@@ -165,27 +208,39 @@ export class Reflector<T extends KubeObject> {
   private async step(state: ReflectorState, signal: AbortSignal): Promise<ReflectorState> {
     switch (state.kind) {
       case 'listing':
-        return await this.list(signal);
+        return await this.list(state.resourceVersion ?? '', signal);
+      case 'streaming':
+        return await this.watch(state.resourceVersion ?? '', signal, 'stream');
       case 'watching':
-        return await this.watch(state.resourceVersion, signal);
+        return await this.watch(state.resourceVersion, signal, 'watch');
       case 'backingOff':
         await sleep(this.clock, state.delayMs, signal);
-        return state.then.kind === 'list' ? { kind: 'listing', pages: 0 } : { kind: 'watching', resourceVersion: state.then.resourceVersion };
+        return state.then.kind === 'list' ? this.sync() : { kind: 'watching', resourceVersion: state.then.resourceVersion };
       case 'stopped':
         return state;
     }
   }
 
+  /** The state that makes a full sync: a streaming list where possible, else a paged one, at the relist resourceVersion. */
+  private sync(): ReflectorState {
+    // client-go's relistResourceVersion; it asks "0" (any state, from the cache, unpaged) the
+    // first time, we ask "" (the latest, paged) so the first state is current and never one huge page.
+    const resourceVersion = this.lastSyncResourceVersionUnavailable ? '' : this.lastSyncResourceVersion;
+    const at = resourceVersion ? { resourceVersion } : {};
+    return this.opts.streamingList && !this.streamingUnsupported ? { kind: 'streaming', ...at } : { kind: 'listing', pages: 0, ...at };
+  }
+
   /** Lists every page (restarting on an expired continue token), then replaces the store. */
-  private async list(signal: AbortSignal): Promise<ReflectorState> {
+  private async list(resourceVersion: string, signal: AbortSignal): Promise<ReflectorState> {
     const items: T[] = [];
     let continueToken: string | undefined;
     let pages = 0;
     this.stats.lists++;
+    const at = resourceVersion ? { resourceVersion } : {};
     for (;;) {
       let page: ListPage<T>;
       try {
-        page = await this.opts.listerWatcher.list({ limit: this.opts.pageSize ?? DEFAULT_PAGE_SIZE, ...(continueToken ? { continueToken } : {}), signal });
+        page = await this.opts.listerWatcher.list({ limit: this.opts.pageSize ?? DEFAULT_PAGE_SIZE, ...(continueToken ? { continueToken } : at), signal });
       } catch (err) {
         if (signal.aborted) return { kind: 'stopped' };
         if (isGone(err) && continueToken) {
@@ -195,9 +250,10 @@ export class Reflector<T extends KubeObject> {
           continueToken = undefined;
           pages = 0;
           this.stats.lists++;
-          this.enter({ kind: 'listing', pages });
+          this.enter({ kind: 'listing', pages, ...at });
           continue;
         }
+        if (resourceVersion && isResourceVersionUnavailable(err)) return this.resourceVersionUnavailable(resourceVersion, err);
         return this.backOff(err, { kind: 'list' });
       }
       pages++;
@@ -205,16 +261,35 @@ export class Reflector<T extends KubeObject> {
       for (const item of page.items) items.push(item);
       if (page.continueToken) {
         continueToken = page.continueToken;
-        this.enter({ kind: 'listing', continueToken, pages });
+        this.enter({ kind: 'listing', continueToken, pages, ...at });
         continue;
       }
       this.opts.store.replace(items);
+      this.synced(page.resourceVersion);
       this.opts.logger?.debug({ reflector: this.opts.name, objects: items.length, pages, resourceVersion: page.resourceVersion }, 'listed');
       return { kind: 'watching', resourceVersion: page.resourceVersion };
     }
   }
 
-  private async watch(fromResourceVersion: string, signal: AbortSignal): Promise<ReflectorState> {
+  /** A full sync reached the store at `resourceVersion`. */
+  private synced(resourceVersion: string): void {
+    this.lastSyncResourceVersion = resourceVersion;
+    this.lastSyncResourceVersionUnavailable = false;
+  }
+
+  /** The server cannot serve a sync at `resourceVersion`: sync at once at the latest state instead. */
+  private resourceVersionUnavailable(resourceVersion: string, err: unknown): ReflectorState {
+    this.lastSyncResourceVersionUnavailable = true;
+    this.opts.logger?.info({ reflector: this.opts.name, resourceVersion, reason: err instanceof Error ? err.message : String(err) }, 'resourceVersion unavailable; syncing at the latest state');
+    return this.sync();
+  }
+
+  /**
+   * One watch stream from `fromResourceVersion`. In `stream` mode it is a streaming list: the
+   * initial ADDED events are gathered apart and replace the store at the end bookmark, after which
+   * the stream is an ordinary watch.
+   */
+  private async watch(fromResourceVersion: string, signal: AbortSignal, mode: 'watch' | 'stream'): Promise<ReflectorState> {
     let resourceVersion = fromResourceVersion;
     let gone: string | undefined;
     let failure: { code: number; message: string } | undefined;
@@ -223,11 +298,19 @@ export class Reflector<T extends KubeObject> {
     const timeoutSeconds = Math.floor(minTimeout * (1 + random()));
     const started = this.clock.now();
     let received = 0;
-    this.stats.watches++;
     const store = this.opts.store;
+    /** The initial state of a streaming list, until its end bookmark; then undefined. */
+    let initial: Map<string, T> | undefined;
+    if (mode === 'stream') {
+      initial = new Map();
+      this.stats.lists++;
+      this.stats.streams++;
+    } else {
+      this.stats.watches++;
+    }
     try {
       await this.opts.listerWatcher.watch(
-        { resourceVersion, timeoutSeconds, idleTimeoutMs: this.opts.watchIdleTimeoutMs ?? DEFAULT_WATCH_IDLE_TIMEOUT_MS, signal },
+        { resourceVersion, timeoutSeconds, idleTimeoutMs: this.opts.watchIdleTimeoutMs ?? DEFAULT_WATCH_IDLE_TIMEOUT_MS, signal, ...(mode === 'stream' ? { sendInitialEvents: true } : {}) },
         (event) => {
           if (gone || failure) return;
           this.stats.events++;
@@ -235,21 +318,31 @@ export class Reflector<T extends KubeObject> {
           switch (event.type) {
             case 'ADDED':
             case 'MODIFIED':
-              store.upsert(event.object);
+              if (initial) initial.set(objectKey(event.object), event.object);
+              else store.upsert(event.object);
               resourceVersion = event.object.metadata?.resourceVersion ?? resourceVersion;
               break;
             case 'DELETED':
-              store.delete(event.object);
+              if (initial) initial.delete(objectKey(event.object));
+              else store.delete(event.object);
               resourceVersion = event.object.metadata?.resourceVersion ?? resourceVersion;
               break;
             case 'BOOKMARK':
               resourceVersion = event.resourceVersion || resourceVersion;
+              if (initial && event.initialEventsEnd) {
+                store.replace([...initial.values()]);
+                this.opts.logger?.debug({ reflector: this.opts.name, objects: initial.size, resourceVersion }, 'streamed');
+                initial = undefined;
+                this.synced(resourceVersion);
+                this.enter({ kind: 'watching', resourceVersion });
+              }
               break;
             case 'ERROR':
               if (event.code === 410) gone = event.message;
               else failure = { code: event.code, message: event.message };
               break;
           }
+          if (!initial) this.lastSyncResourceVersion = resourceVersion;
           if (this.currentState.kind === 'watching' && this.currentState.resourceVersion !== resourceVersion) {
             this.currentState = { kind: 'watching', resourceVersion };
           }
@@ -257,6 +350,7 @@ export class Reflector<T extends KubeObject> {
       );
     } catch (err) {
       if (signal.aborted) return { kind: 'stopped' };
+      if (initial) return this.streamFailed(fromResourceVersion, err);
       if (isGone(err)) gone = (err as Error).message;
       else {
         this.resetBackoffIfHealthy(started);
@@ -264,10 +358,15 @@ export class Reflector<T extends KubeObject> {
       }
     }
     if (signal.aborted) return { kind: 'stopped' };
+    if (initial) {
+      const error = gone ? new KubeApiError({ method: 'WATCH', path: '', status: 410, body: JSON.stringify({ message: gone }) })
+        : failure ? new Error(`watch error event ${failure.code}: ${failure.message}`) : undefined;
+      return this.streamFailed(fromResourceVersion, error);
+    }
     if (gone) {
       this.stats.relists++;
       this.opts.logger?.info({ reflector: this.opts.name, resourceVersion, reason: gone }, 'watch expired (410 Gone); relisting');
-      return { kind: 'listing', pages: 0 };
+      return this.sync();
     }
     this.resetBackoffIfHealthy(started);
     if (failure) return this.backOff(new Error(`watch error event ${failure.code}: ${failure.message}`), { kind: 'watch', resourceVersion });
@@ -277,6 +376,22 @@ export class Reflector<T extends KubeObject> {
       return this.backOff(new Error(`very short watch: closed within ${VERY_SHORT_WATCH_MS} ms without an event`), { kind: 'watch', resourceVersion });
     }
     return { kind: 'watching', resourceVersion };
+  }
+
+  /**
+   * A streaming list ended before its end bookmark: refused or ignored by the server (paged lists
+   * from now on), asked at a resourceVersion it cannot serve (again at the latest), or failed
+   * (back off). `err` is undefined when the server ended the stream normally.
+   */
+  private streamFailed(resourceVersion: string, err: unknown): ReflectorState {
+    if (err === undefined || isStreamingRefused(err)) {
+      this.streamingUnsupported = true;
+      const reason = err === undefined ? 'the stream ended without the initial-events-end bookmark' : err instanceof Error ? err.message : String(err);
+      this.opts.logger?.info({ reflector: this.opts.name, reason }, 'the API server does not serve streaming lists; using paged lists');
+      return this.sync();
+    }
+    if (resourceVersion && isResourceVersionUnavailable(err)) return this.resourceVersionUnavailable(resourceVersion, err);
+    return this.backOff(err, { kind: 'list' });
   }
 
   /** A watch that stayed up long enough proves the server healthy again, however it ended. */
@@ -295,6 +410,28 @@ export class Reflector<T extends KubeObject> {
 }
 
 
+/**
+ * The server cannot serve a list at the resourceVersion asked (client-go's `isExpiredError` and
+ * `isTooLargeResourceVersionError`): 410 Gone/Expired, or a resourceVersion newer than its cache
+ * reached in time (504 with cause `ResourceVersionTooLarge`).
+ */
+export function isResourceVersionUnavailable(err: unknown): boolean {
+  if (isGone(err)) return true;
+  const status = statusBody(err);
+  const causes = (status?.details as { readonly causes?: ReadonlyArray<{ readonly reason?: string }> } | undefined)?.causes;
+  if (causes?.some((cause) => cause.reason === 'ResourceVersionTooLarge')) return true;
+  return /too large resource version/i.test(status?.message ?? (err instanceof Error ? err.message : ''));
+}
+
+/** A streaming list the server refused as a bad request: WatchList (`sendInitialEvents`) is off or unknown there. */
+function isStreamingRefused(err: unknown): boolean {
+  const code = statusCode(err);
+  return code === HTTP_BAD_REQUEST || code === HTTP_UNPROCESSABLE;
+}
+
+const HTTP_BAD_REQUEST = 400;
+const HTTP_UNPROCESSABLE = 422;
+
 export interface KubeListerWatcherOptions {
   readonly client: KubeClient;
   readonly type: ResourceType;
@@ -307,7 +444,20 @@ export interface KubeListerWatcherOptions {
    * is often the largest part of an object and never needed by a controller.
    */
   readonly transform?: (obj: KubeObject) => KubeObject;
+  /**
+   * Ask the server for metadata only (`PartialObjectMetadata`): spec and status are never sent,
+   * parsed or held, which is most of a pod. Objects still get the type's apiVersion and kind.
+   */
+  readonly metadataOnly?: boolean;
+  /** Called for each watch line that was not a watch event (see watch-lines.ts). */
+  readonly onMalformedLine?: (excerpt: string) => void;
 }
+
+/** Accept headers of metadata-only lists and watches (the API server's `as=` content negotiation). */
+const METADATA_LIST_ACCEPT = 'application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1, application/json';
+const METADATA_WATCH_ACCEPT = 'application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1, application/json';
+/** Annotation of the bookmark that ends a streaming list's initial events. */
+export const INITIAL_EVENTS_END_ANNOTATION = 'k8s.io/initial-events-end';
 
 /** Lists and watches one resource type through a {@link KubeClient}. */
 export class KubeListerWatcher<T extends KubeObject = KubeObject> implements ListerWatcher<T> {
@@ -321,37 +471,43 @@ export class KubeListerWatcher<T extends KubeObject = KubeObject> implements Lis
     this.apiVersion = apiVersionOf(options.type);
   }
 
-  async list(options: { limit: number; continueToken?: string; signal: AbortSignal }): Promise<ListPage<T>> {
-    const body = await this.opts.client.json<{ metadata: { resourceVersion: string; continue?: string }; items: KubeObject[] }>(this.path, {
+  async list(options: { limit: number; continueToken?: string; resourceVersion?: string; signal: AbortSignal }): Promise<ListPage<T>> {
+    const body = await this.opts.client.json<{ metadata: { resourceVersion: string; continue?: string }; items: KubeObject[] | null }>(this.path, {
       query: {
         limit: options.limit,
         continue: options.continueToken,
+        resourceVersion: options.resourceVersion || undefined,
+        resourceVersionMatch: options.resourceVersion ? 'NotOlderThan' : undefined,
         labelSelector: this.opts.labelSelector,
         fieldSelector: this.opts.fieldSelector,
       },
+      ...(this.opts.metadataOnly ? { accept: METADATA_LIST_ACCEPT } : {}),
       signal: options.signal,
       timeoutMs: 60_000,
     });
     return {
-      // List items carry no apiVersion/kind; set them so cached objects are self-describing.
-      items: body.items.map((item) => this.prepare(item)),
+      // List items carry no apiVersion/kind; set them so cached objects are self-describing. An
+      // empty PartialObjectMetadataList comes with `items: null` (Go's nil slice).
+      items: (body.items ?? []).map((item) => this.prepare(item)),
       resourceVersion: body.metadata.resourceVersion,
       ...(body.metadata.continue ? { continueToken: body.metadata.continue } : {}),
     };
   }
 
   async watch(
-    options: { resourceVersion: string; timeoutSeconds: number; idleTimeoutMs: number; signal: AbortSignal },
+    options: { resourceVersion: string; timeoutSeconds: number; idleTimeoutMs: number; signal: AbortSignal; sendInitialEvents?: boolean },
     onEvent: (event: WatchEvent<T>) => void,
   ): Promise<void> {
     await this.opts.client.watch(
       this.path,
       {
-        resourceVersion: options.resourceVersion,
+        resourceVersion: options.resourceVersion || undefined,
         allowWatchBookmarks: true,
         timeoutSeconds: options.timeoutSeconds,
         labelSelector: this.opts.labelSelector,
         fieldSelector: this.opts.fieldSelector,
+        // A streaming list must say NotOlderThan (the API server refuses it otherwise).
+        ...(options.sendInitialEvents ? { sendInitialEvents: true, resourceVersionMatch: 'NotOlderThan' } : {}),
       },
       (raw) => {
         const object = raw.object as KubeObject & { code?: number; message?: string };
@@ -362,7 +518,11 @@ export class KubeListerWatcher<T extends KubeObject = KubeObject> implements Lis
             onEvent({ type: raw.type, object: this.prepare(object) });
             break;
           case 'BOOKMARK':
-            onEvent({ type: 'BOOKMARK', resourceVersion: object.metadata?.resourceVersion ?? '' });
+            onEvent({
+              type: 'BOOKMARK',
+              resourceVersion: object.metadata?.resourceVersion ?? '',
+              ...(object.metadata?.annotations?.[INITIAL_EVENTS_END_ANNOTATION] === 'true' ? { initialEventsEnd: true } : {}),
+            });
             break;
           case 'ERROR':
             onEvent({ type: 'ERROR', code: object.code ?? 0, message: object.message ?? 'unknown watch error' });
@@ -372,11 +532,21 @@ export class KubeListerWatcher<T extends KubeObject = KubeObject> implements Lis
             break;
         }
       },
-      { signal: options.signal, idleTimeoutMs: options.idleTimeoutMs },
+      {
+        signal: options.signal,
+        idleTimeoutMs: options.idleTimeoutMs,
+        ...(this.opts.onMalformedLine ? { onMalformedLine: this.opts.onMalformedLine } : {}),
+        ...(this.opts.metadataOnly ? { accept: METADATA_WATCH_ACCEPT } : {}),
+      },
     );
   }
 
   private prepare(obj: KubeObject): T {
+    if (this.opts.metadataOnly) {
+      // PartialObjectMetadata says so in its apiVersion and kind; the cache holds the type's.
+      obj.apiVersion = this.apiVersion;
+      obj.kind = this.opts.type.kind;
+    }
     obj.apiVersion ??= this.apiVersion;
     obj.kind ??= this.opts.type.kind;
     if (this.opts.transform) return this.opts.transform(obj) as T;

@@ -3,26 +3,30 @@
  * exactly its current pods (and, optionally, a ServiceAccount and RoleBinding of the same name),
  * kept in sync as pods come and go. Replaces podlogreader without its permission widenings.
  *
- * Reads top to bottom in call order: runLogAccess → LogAccessController (informers and their
- * handlers) → reconcile → ensureRole / ensureDependent / removeAll.
+ * Reads top to bottom in call order: registerLogAccess (the caches it asks the manager for) →
+ * LogAccessController → reconcile → ensureRole / ensureDependent / removeAll → eventHandlers
+ * (how changes become work).
  *
  * Work arrives as workload keys (`Kind/namespace/name`); the reconciler reads only the informer
  * caches and writes only when the cached object differs from the desired one, so a settled
- * cluster costs no API calls and a pod change costs at most one write.
+ * cluster costs no API calls and a pod change costs at most one write. It is built from its
+ * caches and a writer, so its unit tests (controller.test.ts) preload caches, run one reconcile
+ * and assert the writes, as kubernetes/sample-controller's do.
  */
 import { Gauge, Counter, type Registry } from 'prom-client';
-import type { KubeClient } from '../kube/client.ts';
-import { INDEX_OWNER } from '../kube/cache.ts';
-import { Controller, done, type Outcome, requeueAfter } from '../kube/controller.ts';
+import { INDEX_OWNER, type StoreHandler } from '../kube/cache.ts';
+import { done, type Outcome, requeueAfter } from '../kube/controller.ts';
 import type { EventRecorder } from '../kube/events.ts';
-import { Informer } from '../kube/informer.ts';
+import type { InformerView } from '../kube/informer.ts';
 import { FIELD_MANAGERS, isManagedByUs, LEGACY_FIELD_MANAGER, MANAGED_SELECTOR } from '../kube/labels.ts';
-import type { Logger } from '../kube/logger-type.ts';
-import { type KubeObject, metadataOnly, type ResourceType, Resources } from '../kube/resources.ts';
-import { createOrGet, deleteObject, hasFieldManager, keepFieldManagers, migrateFieldManager, serverSideApply } from '../kube/writes.ts';
-import type { ControllerContext } from '../operator/context.ts';
+import { silentLogger, type Logger } from '../kube/logger-type.ts';
+import type { CacheTransform, Manager } from '../kube/manager.ts';
+import { controllerRef, isControlledBy } from '../kube/owners.ts';
+import { Interner, StringInterner } from '../kube/intern.ts';
+import { type KubeObject, metadataOnly, type ObjectMeta, type OwnerReference, type ResourceType, Resources } from '../kube/resources.ts';
+import type { ObjectWriter } from '../kube/writer.ts';
+import { hasFieldManager, keepFieldManagers } from '../kube/writes.ts';
 import {
-  controllerRef,
   desiredRole,
   desiredRoleBinding,
   desiredServiceAccount,
@@ -39,6 +43,7 @@ import {
   templateLabelsOnly,
   type WorkloadKey,
   type WorkloadKind,
+  WORKLOAD_KINDS,
   workloadOfObject,
   workloadOfPod,
 } from './desired.ts';
@@ -46,8 +51,6 @@ import {
 export { OPT_IN_ALIAS_LABEL, OPT_IN_LABEL, type LogAccessOptions } from './desired.ts';
 
 export const CONTROLLER_NAME = 'logaccess';
-/** Every write of this controller is recorded under this field manager. */
-const FIELD_MANAGER = FIELD_MANAGERS.logaccess;
 /**
  * How often a workload whose Role name is taken by someone else's Role is looked at again: that
  * Role is not in our (label-filtered) cache, so no event tells us when it goes away.
@@ -67,29 +70,110 @@ const WORKLOAD_TYPES: Readonly<Record<WorkloadKind, ResourceType>> = {
   ReplicaSet: Resources.replicaSets,
 };
 
-/** Runs the controller until `signal` aborts; resolves after its queue drained. */
-export async function runLogAccess(context: ControllerContext, options: LogAccessOptions, signal: AbortSignal): Promise<void> {
-  await new LogAccessController(context, options).run(signal);
+/** The caches logaccess reads; shared with any other capability that asks for the same objects. */
+export interface LogAccessInformers {
+  /**
+   * Pods carrying one of the two opt-in labels; one label-filtered informer per label because a
+   * label selector cannot express "A or B". Only these pods ever appear in a Role.
+   */
+  readonly pods: readonly InformerView[];
+  readonly workloads: Readonly<Record<WorkloadKind, InformerView>>;
+  /** Only the objects we manage (label-filtered): someone else's Role is never in here. */
+  readonly roles: InformerView;
+  readonly serviceAccounts: InformerView;
+  readonly roleBindings: InformerView;
+}
+
+/** What {@link LogAccessController} works with. */
+export interface LogAccessDeps {
+  readonly informers: LogAccessInformers;
+  /** Writes as {@link FIELD_MANAGERS.logaccess}. */
+  readonly writer: ObjectWriter;
+  readonly recorder: Pick<EventRecorder, 'event'>;
+  readonly options: LogAccessOptions;
+  readonly logger?: Logger;
+  /** Registry for `crowsnest_logaccess_*`. Default: the metrics are kept but not exported. */
+  readonly registry?: Registry;
+}
+
+/**
+ * Registers logaccess with the manager: its caches, its controller (run only while this replica
+ * leads) and the handlers that feed it.
+ */
+export function registerLogAccess(manager: Manager, options: LogAccessOptions): void {
+  const logger = manager.logger.child?.({ controller: CONTROLLER_NAME }) ?? manager.logger;
+  const logAccess = new LogAccessController({
+    informers: logAccessInformers(manager),
+    writer: manager.writer(FIELD_MANAGERS.logaccess),
+    recorder: manager.recorder,
+    options,
+    logger,
+    registry: manager.registry,
+  });
+  const controller = manager.addController({ name: CONTROLLER_NAME, reconcile: (key) => logAccess.reconcile(key) });
+  for (const [informer, handler] of logAccess.eventHandlers((key) => controller.enqueue(key))) controller.watch(informer, handler);
+}
+
+/** Shared copies of namespaces and of each ReplicaSet's (Job's, …) owner reference among cached pods. */
+const namespaces = new StringInterner();
+const ownerReferences = new Interner<readonly OwnerReference[]>();
+
+/**
+ * Pods are cached as their identity and controller reference only (asked of the server as
+ * metadata, so their specs never arrive): that is all a Role needs, and full pods would be most
+ * of the operator's memory at scale. A pod's labels are not kept either: the informers are
+ * label-filtered, and the owner chain, not labels, decides whose pod it is. The namespace and
+ * the owner reference are shared with every other pod that has the same (see intern.ts).
+ */
+export const POD_OWNERS: CacheTransform = {
+  name: 'pod-owners',
+  apply: (pod) => {
+    const m = pod.metadata ?? {};
+    const owner = controllerRef(pod);
+    const metadata: ObjectMeta = { name: m.name, namespace: namespaces.intern(m.namespace), uid: m.uid, resourceVersion: m.resourceVersion };
+    if (owner) {
+      metadata.ownerReferences = ownerReferences.get(`${owner.uid}/${owner.kind}/${owner.name}`, () => [
+        { apiVersion: owner.apiVersion, kind: owner.kind, name: owner.name, uid: owner.uid, controller: true },
+      ]) as OwnerReference[];
+    }
+    if (m.deletionTimestamp) metadata.deletionTimestamp = m.deletionTimestamp;
+    return { apiVersion: pod.apiVersion, kind: pod.kind, metadata };
+  },
+};
+
+/** Workloads keep their metadata plus the pod template labels that decide opt-in. */
+export const WORKLOAD_TEMPLATE_LABELS: Readonly<Record<WorkloadKind, CacheTransform>> = Object.fromEntries(
+  WORKLOAD_KINDS.map((kind) => [kind, { name: `template-labels-${kind.toLowerCase()}`, apply: (obj: KubeObject) => metadataOnly(obj, (o) => templateLabelsOnly(kind, o)) }]),
+) as Record<WorkloadKind, CacheTransform>;
+
+/** Our own objects keep the names of their field managers, so the one-time move from the legacy manager is decided from the cache. */
+const FIELD_MANAGER_NAMES: CacheTransform = { name: 'field-managers', apply: keepFieldManagers };
+
+/** Asks the manager for every cache logaccess reads. */
+export function logAccessInformers(manager: Pick<Manager, 'informer'>): LogAccessInformers {
+  const ours = `${MANAGED_SELECTOR},${LABEL_WORKLOAD_KIND}`;
+  return {
+    pods: [
+      manager.informer({ type: Resources.pods, labelSelector: `${OPT_IN_LABEL}=${OPT_IN_VALUE}`, metadataOnly: true, transform: POD_OWNERS }),
+      manager.informer({ type: Resources.pods, labelSelector: `${OPT_IN_ALIAS_LABEL}=${OPT_IN_ALIAS_VALUE}`, metadataOnly: true, transform: POD_OWNERS }),
+    ],
+    workloads: Object.fromEntries(
+      (Object.entries(WORKLOAD_TYPES) as Array<[WorkloadKind, ResourceType]>).map(([kind, type]) => [kind, manager.informer({ type, transform: WORKLOAD_TEMPLATE_LABELS[kind] })]),
+    ) as Record<WorkloadKind, InformerView>,
+    roles: manager.informer({ type: Resources.roles, labelSelector: ours, transform: FIELD_MANAGER_NAMES }),
+    serviceAccounts: manager.informer({ type: Resources.serviceAccounts, labelSelector: ours, transform: FIELD_MANAGER_NAMES }),
+    roleBindings: manager.informer({ type: Resources.roleBindings, labelSelector: ours, transform: FIELD_MANAGER_NAMES }),
+  };
 }
 
 type Workload = KubeObject & { apiVersion: string; kind: WorkloadKind };
 
 export class LogAccessController {
-  private readonly client: KubeClient;
-  private readonly recorder: EventRecorder;
+  private readonly informers: LogAccessInformers;
+  private readonly writer: ObjectWriter;
+  private readonly recorder: Pick<EventRecorder, 'event'>;
   private readonly logger: Logger;
   private readonly options: LogAccessOptions;
-  private readonly controller: Controller;
-  /**
-   * Pods carrying one of the two opt-in labels; one label-filtered informer per label because a
-   * label selector cannot express "A or B". Only these pods ever appear in a Role.
-   */
-  private readonly podInformers: readonly Informer[];
-  private readonly workloadInformers: Readonly<Record<WorkloadKind, Informer>>;
-  /** Only the objects we manage (label-filtered): someone else's Role is never in here. */
-  private readonly roles: Informer;
-  private readonly serviceAccounts: Informer;
-  private readonly roleBindings: Informer;
   private readonly metrics: LogAccessMetrics;
   /**
    * What we last wrote per object (`resource/namespace/name`), so that a reconcile running
@@ -100,75 +184,13 @@ export class LogAccessController {
   /** Uids of bare opted-in pods already reported, so the log says it once. */
   private readonly ignoredPods = new Set<string>();
 
-  constructor(context: ControllerContext, options: LogAccessOptions) {
-    this.client = context.client;
-    this.recorder = context.recorder;
-    this.logger = context.logger;
-    this.options = options;
-    this.metrics = logAccessMetrics(context.registry);
-    const informer = (type: ResourceType, labelSelector?: string, name?: string, transform?: (obj: KubeObject) => KubeObject): Informer =>
-      new Informer({
-        client: context.client, type, name: `${CONTROLLER_NAME}/${name ?? type.resource}`, logger: context.logger, registry: context.registry,
-        ...(labelSelector ? { labelSelector } : {}),
-        ...(transform ? { transform } : {}),
-      });
-    // Pods and workloads are cached as metadata (plus the template labels that decide opt-in):
-    // the controller needs names and owners, and full pod specs would dominate its memory.
-    const podMetadata = (obj: KubeObject): KubeObject => metadataOnly(obj);
-    const workloadMetadata = (kind: WorkloadKind) => (obj: KubeObject): KubeObject =>
-      metadataOnly(obj, (o) => templateLabelsOnly(kind, o));
-
-    this.podInformers = [
-      informer(Resources.pods, `${OPT_IN_LABEL}=${OPT_IN_VALUE}`, 'pods', podMetadata),
-      informer(Resources.pods, `${OPT_IN_ALIAS_LABEL}=${OPT_IN_ALIAS_VALUE}`, 'pods-alias', podMetadata),
-    ];
-    this.workloadInformers = Object.fromEntries(
-      Object.entries(WORKLOAD_TYPES).map(([kind, type]) => [kind, informer(type, undefined, undefined, workloadMetadata(kind as WorkloadKind))]),
-    ) as Record<WorkloadKind, Informer>;
-    // Our own objects keep the names of their field managers, so the one-time move from the
-    // legacy shared manager (see apply) is decided from the cache.
-    const ours = `${MANAGED_SELECTOR},${LABEL_WORKLOAD_KIND}`;
-    this.roles = informer(Resources.roles, ours, undefined, keepFieldManagers);
-    this.serviceAccounts = informer(Resources.serviceAccounts, ours, undefined, keepFieldManagers);
-    this.roleBindings = informer(Resources.roleBindings, ours, undefined, keepFieldManagers);
-
-    this.controller = new Controller({
-      name: CONTROLLER_NAME,
-      reconcile: (key) => this.reconcile(key),
-      workers: context.workers,
-      registry: context.registry,
-      logger: context.logger,
-    });
-    this.registerHandlers();
-    context.addReadinessCheck({
-      name: 'informers-synced',
-      check: () => {
-        const pending = this.allInformers().filter((i) => !i.hasSynced).map((i) => i.name);
-        if (pending.length > 0) throw new Error(`waiting for caches: ${pending.join(', ')}`);
-      },
-    });
-  }
-
-  /** Starts the informers, waits for every cache, then runs the workers until `signal` aborts. */
-  async run(signal: AbortSignal): Promise<void> {
-    const informers = this.allInformers();
-    const running = informers.map((i) => i.run(signal));
-    try {
-      await Promise.all(informers.map((i) => i.waitForSync(signal)));
-    } catch (err) {
-      await Promise.all(running);
-      if (signal.aborted) return;
-      throw err;
-    }
-    this.logger.info({ pods: this.podInformers.reduce((n, i) => n + i.store.size, 0), roles: this.roles.store.size }, 'caches synced; reconciling');
-    // Every workload with an opted-in template, and every object we manage, gets a look at start:
-    // that is how a restart catches up with changes made while no replica ran.
-    for (const [kind, inf] of Object.entries(this.workloadInformers) as Array<[WorkloadKind, Informer]>) {
-      for (const w of inf.store.list()) if (isOptedIn(kind, w)) this.enqueueWorkload({ kind, namespace: w.metadata!.namespace!, name: w.metadata!.name! });
-    }
-    for (const store of [this.roles.store, this.serviceAccounts.store, this.roleBindings.store]) for (const obj of store.list()) this.enqueueOwnerOf(obj);
-    this.metrics.managedRoles.set(this.roles.store.size);
-    await Promise.all([this.controller.run(signal), ...running]);
+  constructor(deps: LogAccessDeps) {
+    this.informers = deps.informers;
+    this.writer = deps.writer;
+    this.recorder = deps.recorder;
+    this.logger = deps.logger ?? silentLogger;
+    this.options = deps.options;
+    this.metrics = logAccessMetrics(deps.registry, deps.informers.roles);
   }
 
   /**
@@ -176,9 +198,9 @@ export class LogAccessController {
    * in, and are gone otherwise. Errors are thrown so the queue retries with backoff; the Role on
    * the server stays as it was, never wider.
    */
-  private async reconcile(keyText: string): Promise<Outcome> {
+  async reconcile(keyText: string): Promise<Outcome> {
     const key = parseKey(keyText);
-    const workload = this.workloadInformers[key.kind].store.getByName(key.namespace, key.name) as Workload | undefined;
+    const workload = this.informers.workloads[key.kind].store.getByName(key.namespace, key.name) as Workload | undefined;
     const name = this.options.namePrefix + key.name;
     // A ReplicaSet under a Deployment or a Job under a CronJob is part of that workload, not one of its own.
     const standsFor = workload && workloadOfObject(key.kind, workload);
@@ -188,26 +210,25 @@ export class LogAccessController {
     }
     const roleOutcome = await this.ensureRole(workload, name);
     if (this.options.createServiceAccountAndRoleBinding) {
-      await this.ensureDependent(workload, Resources.serviceAccounts, this.serviceAccounts, desiredServiceAccount(workload, this.options), 'ServiceAccountExists');
-      await this.ensureDependent(workload, Resources.roleBindings, this.roleBindings, desiredRoleBinding(workload, this.options), 'RoleBindingExists');
+      await this.ensureDependent(workload, Resources.serviceAccounts, this.informers.serviceAccounts, desiredServiceAccount(workload, this.options), 'ServiceAccountExists');
+      await this.ensureDependent(workload, Resources.roleBindings, this.informers.roleBindings, desiredRoleBinding(workload, this.options), 'RoleBindingExists');
     } else {
       // Started once with --create-sa-and-rolebinding and now without: what we created goes.
-      await this.removeManaged(key, name, [[Resources.roleBindings, this.roleBindings], [Resources.serviceAccounts, this.serviceAccounts]]);
+      await this.removeManaged(key, name, [[Resources.roleBindings, this.informers.roleBindings], [Resources.serviceAccounts, this.informers.serviceAccounts]]);
     }
-    this.metrics.managedRoles.set(this.roles.store.size);
     return roleOutcome;
   }
 
   private async ensureRole(workload: Workload, name: string): Promise<Outcome> {
     const desired = desiredRole(workload, this.podNamesOf(workload), this.options);
-    const cached = this.roles.store.getByName(workload.metadata!.namespace, name) as KubeObject | undefined;
+    const cached = this.informers.roles.store.getByName(workload.metadata!.namespace, name);
     if (cached) return await this.updateIfChanged(workload, Resources.roles, cached, desired, 'RoleExists');
     return await this.createOrReport(workload, Resources.roles, desired, 'RoleExists');
   }
 
   /** ServiceAccount and RoleBinding: created once, kept matching, never someone else's. */
-  private async ensureDependent(workload: Workload, type: ResourceType, informer: Informer, desired: KubeObject, takenReason: string): Promise<void> {
-    const cached = informer.store.getByName(workload.metadata!.namespace, desired.metadata!.name!) as KubeObject | undefined;
+  private async ensureDependent(workload: Workload, type: ResourceType, informer: InformerView, desired: KubeObject, takenReason: string): Promise<void> {
+    const cached = informer.store.getByName(workload.metadata!.namespace, desired.metadata!.name!);
     if (cached) await this.updateIfChanged(workload, type, cached, desired, takenReason);
     else await this.createOrReport(workload, type, desired, takenReason);
   }
@@ -244,9 +265,9 @@ export class LogAccessController {
    */
   private async apply(type: ResourceType, desired: KubeObject, uid: string, cached?: KubeObject): Promise<void> {
     if (cached && hasFieldManager(cached, LEGACY_FIELD_MANAGER)) {
-      await migrateFieldManager(this.client, type, { namespace: desired.metadata!.namespace!, name: desired.metadata!.name!, uid }, LEGACY_FIELD_MANAGER, { fieldManager: FIELD_MANAGER });
+      await this.writer.migrateFieldManager(type, { namespace: desired.metadata!.namespace!, name: desired.metadata!.name!, uid }, LEGACY_FIELD_MANAGER);
     }
-    const result = await serverSideApply(this.client, type, { ...desired, metadata: { ...desired.metadata, uid } }, { fieldManager: FIELD_MANAGER });
+    const result = await this.writer.apply(type, { ...desired, metadata: { ...desired.metadata, uid } });
     this.metrics.writes.inc({ kind: type.kind, verb: 'apply' });
     this.remember(type, desired, result);
   }
@@ -264,7 +285,7 @@ export class LogAccessController {
     }
     // A failed read of the object holding the name throws (and is retried): one we could not
     // read must not be reported as someone else's.
-    const result = await createOrGet(this.client, type, desired, { fieldManager: FIELD_MANAGER });
+    const result = await this.writer.createOrGet(type, desired);
     if (result.created) {
       this.remember(type, desired, result.object);
       this.metrics.writes.inc({ kind: type.kind, verb: 'create' });
@@ -297,12 +318,12 @@ export class LogAccessController {
 
   /** Opt-out or workload gone: delete what we manage for it (the garbage collector may beat us). */
   private async removeAll(key: WorkloadKey, name: string): Promise<void> {
-    await this.removeManaged(key, name, [[Resources.roleBindings, this.roleBindings], [Resources.roles, this.roles], [Resources.serviceAccounts, this.serviceAccounts]]);
-    this.metrics.managedRoles.set(this.roles.store.size);
+    const { roleBindings, roles, serviceAccounts } = this.informers;
+    await this.removeManaged(key, name, [[Resources.roleBindings, roleBindings], [Resources.roles, roles], [Resources.serviceAccounts, serviceAccounts]]);
   }
 
   /** Deletes the named objects we manage for this workload from the given caches' types. */
-  private async removeManaged(key: WorkloadKey, name: string, stores: ReadonlyArray<readonly [ResourceType, Informer]>): Promise<void> {
+  private async removeManaged(key: WorkloadKey, name: string, stores: ReadonlyArray<readonly [ResourceType, InformerView]>): Promise<void> {
     for (const [type, informer] of stores) {
       const cached = informer.store.getByName(key.namespace, name);
       const owner = cached && controllerRef(cached);
@@ -312,19 +333,19 @@ export class LogAccessController {
 
   private async deleteManaged(type: ResourceType, cached: KubeObject): Promise<void> {
     this.written.delete(writtenId(type, cached));
-    const deleted = await deleteObject(this.client, type, { namespace: cached.metadata!.namespace!, name: cached.metadata!.name!, uid: cached.metadata!.uid! });
+    const deleted = await this.writer.delete(type, { namespace: cached.metadata!.namespace!, name: cached.metadata!.name!, uid: cached.metadata!.uid! });
     if (deleted) this.metrics.writes.inc({ kind: type.kind, verb: 'delete' });
   }
 
   /** Names of the workload's pods that carry an opt-in label, found by owner references. */
   private podNamesOf(workload: Workload): string[] {
     const uid = workload.metadata!.uid!;
-    const intermediates = workload.kind === 'Deployment' ? this.ownedBy(this.workloadInformers.ReplicaSet, uid)
-      : workload.kind === 'CronJob' ? this.ownedBy(this.workloadInformers.Job, uid)
+    const intermediates = workload.kind === 'Deployment' ? this.ownedBy(this.informers.workloads.ReplicaSet, uid)
+      : workload.kind === 'CronJob' ? this.ownedBy(this.informers.workloads.Job, uid)
         : [workload];
     const names = new Set<string>();
     for (const owner of intermediates) {
-      for (const informer of this.podInformers) {
+      for (const informer of this.informers.pods) {
         for (const pod of this.ownedBy(informer, owner.metadata!.uid!)) names.add(pod.metadata!.name!);
       }
     }
@@ -332,48 +353,65 @@ export class LogAccessController {
   }
 
   /** Objects whose *controller* owner has this uid (the owner index also lists non-controller refs). */
-  private ownedBy(informer: Informer, ownerUid: string): KubeObject[] {
-    return informer.store.byIndex(INDEX_OWNER, ownerUid).filter((o) => controllerRef(o)?.uid === ownerUid);
+  private ownedBy(informer: InformerView, ownerUid: string): KubeObject[] {
+    return informer.store.byIndex(INDEX_OWNER, ownerUid).filter((o) => isControlledBy(o, ownerUid));
   }
 
   // --- event handlers: changes become workload keys -----------------------------------------------
 
-  private registerHandlers(): void {
+  /**
+   * The handler for each cache: every change becomes the key of the workload it concerns. The
+   * manager attaches them while this replica leads, replaying what each cache holds, which is
+   * how a new leader (or a restart) catches up with changes made while none ran.
+   */
+  eventHandlers(enqueue: (key: string) => void): Array<readonly [InformerView, StoreHandler<KubeObject>]> {
+    const { workloads } = this.informers;
     const owners = {
-      replicaSet: (ns: string, n: string) => this.workloadInformers.ReplicaSet.store.getByName(ns, n),
-      job: (ns: string, n: string) => this.workloadInformers.Job.store.getByName(ns, n),
+      replicaSet: (ns: string, n: string) => workloads.ReplicaSet.store.getByName(ns, n),
+      job: (ns: string, n: string) => workloads.Job.store.getByName(ns, n),
     };
+    const enqueueWorkload = (key: WorkloadKey): void => enqueue(formatKey(key));
+    const enqueueOwnerOf = (obj: KubeObject): void => {
+      const owner = controllerRef(obj);
+      const namespace = obj.metadata?.namespace;
+      if (!owner || !namespace || !(owner.kind in WORKLOAD_TYPES)) return;
+      enqueueWorkload({ kind: owner.kind as WorkloadKind, namespace, name: owner.name });
+    };
+    const handlers: Array<readonly [InformerView, StoreHandler<KubeObject>]> = [];
+
     const onPod = (pod: KubeObject): void => {
       const key = workloadOfPod(pod, owners);
-      if (key) this.enqueueWorkload(key);
+      if (key) enqueueWorkload(key);
       else if (!controllerRef(pod)) this.noteIgnoredPod(pod);
     };
-    for (const informer of this.podInformers) {
-      informer.on({ onAdd: onPod, onUpdate: (old, pod) => { onPod(old); onPod(pod); }, onDelete: onPod });
+    for (const informer of this.informers.pods) {
+      handlers.push([informer, { onAdd: onPod, onUpdate: (old, pod) => { onPod(old); onPod(pod); }, onDelete: onPod }]);
     }
-    for (const [kind, informer] of Object.entries(this.workloadInformers) as Array<[WorkloadKind, Informer]>) {
+    for (const [kind, informer] of Object.entries(workloads) as Array<[WorkloadKind, InformerView]>) {
       const onWorkload = (obj: KubeObject): void => {
         // A ReplicaSet or Job stands for its Deployment or CronJob (their pods hang off it), or
-        // for itself when it has no controller.
+        // for itself when it has no controller. Every workload gets a key, opted in or not:
+        // reconcile decides, and one that opted out must lose its Role.
         const workload = workloadOfObject(kind, obj);
-        if (workload) this.enqueueWorkload(workload);
+        if (workload) enqueueWorkload(workload);
       };
-      informer.on({ onAdd: onWorkload, onUpdate: (_old, obj) => onWorkload(obj), onDelete: onWorkload });
+      handlers.push([informer, { onAdd: onWorkload, onUpdate: (_old, obj) => onWorkload(obj), onDelete: onWorkload }]);
     }
     // Our own objects: a change by someone else (or a delete) is reverted by the next reconcile.
-    const managed: Array<[ResourceType, Informer]> = [[Resources.roles, this.roles], [Resources.serviceAccounts, this.serviceAccounts], [Resources.roleBindings, this.roleBindings]];
+    const managed: Array<[ResourceType, InformerView]> = [[Resources.roles, this.informers.roles], [Resources.serviceAccounts, this.informers.serviceAccounts], [Resources.roleBindings, this.informers.roleBindings]];
     for (const [type, informer] of managed) {
-      informer.on({
-        onAdd: (o) => this.enqueueOwnerOf(o),
-        onUpdate: (_old, o) => this.enqueueOwnerOf(o),
+      handlers.push([informer, {
+        onAdd: enqueueOwnerOf,
+        onUpdate: (_old, o) => enqueueOwnerOf(o),
         onDelete: (o) => {
           // Whatever we wrote is gone: the next reconcile must not take it for cache lag.
           const last = this.written.get(writtenId(type, o));
           if (last && (!last.uid || last.uid === o.metadata?.uid)) this.written.delete(writtenId(type, o));
-          this.enqueueOwnerOf(o);
+          enqueueOwnerOf(o);
         },
-      });
+      }]);
     }
+    return handlers;
   }
 
   /** Says once per pod (not on every status update) that an opted-in bare pod gets no Role. */
@@ -383,23 +421,6 @@ export class LogAccessController {
     if (this.ignoredPods.size >= IGNORED_PODS_REMEMBERED) this.ignoredPods.clear();
     this.ignoredPods.add(uid);
     this.logger.info({ pod: `${pod.metadata?.namespace}/${pod.metadata?.name}` }, 'opted-in pod has no controller (Deployment, StatefulSet, DaemonSet, Job, ReplicaSet); no Role for it');
-  }
-
-  private enqueueWorkload(key: WorkloadKey): void {
-    // A workload we do not watch for opt-in (non-opted-in, absent) still gets a key: reconcile
-    // decides; enqueueing is cheap and deduplicated.
-    this.controller.enqueue(formatKey(key));
-  }
-
-  private enqueueOwnerOf(obj: KubeObject): void {
-    const owner = controllerRef(obj);
-    const namespace = obj.metadata?.namespace;
-    if (!owner || !namespace || !(owner.kind in WORKLOAD_TYPES)) return;
-    this.enqueueWorkload({ kind: owner.kind as WorkloadKind, namespace, name: owner.name });
-  }
-
-  private allInformers(): Informer[] {
-    return [...this.podInformers, ...Object.values(this.workloadInformers), this.roles, this.serviceAccounts, this.roleBindings];
   }
 }
 
@@ -439,15 +460,22 @@ interface LogAccessMetrics {
 
 const metricsByRegistry = new WeakMap<Registry, LogAccessMetrics>();
 
-function logAccessMetrics(registry: Registry): LogAccessMetrics {
-  let metrics = metricsByRegistry.get(registry);
+/** The metrics of the controller on `registry` (none: kept but not exported); the Role count is read from `roles` at scrape time. */
+function logAccessMetrics(registry: Registry | undefined, roles: InformerView): LogAccessMetrics {
+  let metrics = registry && metricsByRegistry.get(registry);
   if (!metrics) {
+    const registers = registry ? [registry] : [];
     metrics = {
-      managedRoles: new Gauge({ name: 'crowsnest_logaccess_managed_roles', help: 'Roles the logaccess controller manages (in its cache).', registers: [registry] }),
-      writes: new Counter({ name: 'crowsnest_logaccess_writes_total', help: 'API writes by the logaccess controller, by object kind and verb.', labelNames: ['kind', 'verb'], registers: [registry] }),
-      conflicts: new Counter({ name: 'crowsnest_logaccess_name_conflicts_total', help: 'Objects not created because their name belongs to an object crowsnest does not manage.', labelNames: ['kind'], registers: [registry] }),
+      managedRoles: new Gauge({
+        name: 'crowsnest_logaccess_managed_roles', help: 'Roles the logaccess controller manages (in its cache).', registers,
+        collect() {
+          this.set(roles.store.size);
+        },
+      }),
+      writes: new Counter({ name: 'crowsnest_logaccess_writes_total', help: 'API writes by the logaccess controller, by object kind and verb.', labelNames: ['kind', 'verb'], registers }),
+      conflicts: new Counter({ name: 'crowsnest_logaccess_name_conflicts_total', help: 'Objects not created because their name belongs to an object crowsnest does not manage.', labelNames: ['kind'], registers }),
     };
-    metricsByRegistry.set(registry, metrics);
+    if (registry) metricsByRegistry.set(registry, metrics);
   }
   return metrics;
 }

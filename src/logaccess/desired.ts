@@ -3,8 +3,9 @@
  * the Role / ServiceAccount / RoleBinding it should have. No API calls here, so every rule that
  * protects users from a permission widening is unit-tested directly.
  */
-import type { KubeObject, OwnerReference } from '../kube/resources.ts';
+import type { KubeObject } from '../kube/resources.ts';
 import { managedLabels } from '../kube/labels.ts';
+import { controllerRef, controllerReferenceTo } from '../kube/owners.ts';
 
 /** The seed's opt-in label (podlogreader) and its value. */
 export const OPT_IN_LABEL = 'podlogreader-affiliate';
@@ -54,11 +55,6 @@ export const DEFAULT_LOGACCESS_OPTIONS: LogAccessOptions = {
   allowPodList: true,
   createServiceAccountAndRoleBinding: false,
 };
-
-/** The controller owner reference of an object, if it has one. */
-export function controllerRef(obj: KubeObject): OwnerReference | undefined {
-  return obj.metadata?.ownerReferences?.find((ref) => ref.controller === true);
-}
 
 export function hasOptInLabel(labels: Readonly<Record<string, string>> | undefined): boolean {
   return labels?.[OPT_IN_LABEL] === OPT_IN_VALUE || labels?.[OPT_IN_ALIAS_LABEL] === OPT_IN_ALIAS_VALUE;
@@ -157,16 +153,9 @@ function objectMeta(name: string, workload: KubeObject & { apiVersion: string; k
     name,
     namespace: workload.metadata!.namespace!,
     labels: { ...managedLabels(), [LABEL_WORKLOAD_KIND]: workload.kind },
-    ownerReferences: [{
-      apiVersion: workload.apiVersion,
-      kind: workload.kind,
-      name: workload.metadata!.name!,
-      uid: workload.metadata!.uid!,
-      controller: true,
-      // The garbage collector removes our objects with the workload; we do not need to block
-      // the workload's foreground deletion on them (that would need `update` on its finalizers).
-      blockOwnerDeletion: false,
-    }],
+    // The garbage collector removes our objects with the workload; they need not block its
+    // foreground deletion (that would need `update` on the workload's finalizers).
+    ownerReferences: [controllerReferenceTo(workload, { blockOwnerDeletion: false })],
   };
 }
 

@@ -1,9 +1,11 @@
 /**
- * The controllers `crowsnest operator` can run. Kept free of heavy imports so the CLI can list
- * and validate `--controllers` without loading the runtime: each entry loads its code lazily.
+ * The capabilities `crowsnest operator` can run, in start order. Kept free of heavy imports so the
+ * CLI can list and validate `--controllers` without loading the runtime: each entry loads its code
+ * lazily, then registers what it needs (informers, controllers, webhooks, servers, checks) with
+ * the manager.
  */
-import type { OperatorOptions } from '../cli/options.ts';
-import type { ControllerContext } from './context.ts';
+import type { Manager } from '../kube/manager.ts';
+import type { OperatorOptions } from './options.ts';
 
 export interface ControllerDefinition {
   /** Name used in `--controllers`, logs and metric labels. */
@@ -11,21 +13,20 @@ export interface ControllerDefinition {
   /** One line for `--help`. */
   readonly description: string;
   /**
-   * Runs the controller until `signal` aborts (leadership lost or shutdown), then drains its
-   * queue and resolves. Called only on the leader when leader election is on. `options` are the
-   * operator's; a capability reads its own section of them.
+   * Loads the capability and returns its registration, called once before the manager runs.
+   * `options` are the operator's; a capability reads its own section of them.
    */
-  readonly load: () => Promise<(context: ControllerContext, options: OperatorOptions, signal: AbortSignal) => Promise<void>>;
+  readonly load: () => Promise<(manager: Manager, options: OperatorOptions) => void>;
 }
 
-/** Every controller, in start order. Capabilities add theirs here as they land. */
+/** Every capability, in start order. Capabilities add theirs here as they land. */
 export const controllerCatalog: readonly ControllerDefinition[] = [
   {
     name: 'logaccess',
     description: 'a Role allowing pods/log on exactly the pods of each opted-in workload (podlogreader-affiliate: enable)',
     load: async () => {
-      const { runLogAccess } = await import('../logaccess/controller.ts');
-      return (context, options, signal) => runLogAccess(context, options.logaccess, signal);
+      const { registerLogAccess } = await import('../logaccess/controller.ts');
+      return (manager, options) => registerLogAccess(manager, options.logaccess);
     },
   },
 ];

@@ -5,7 +5,7 @@ import { buildScanPod, SCAN_CONTAINER, SCAN_POD_NODE_ANNOTATION, type ScanPodOpt
 import type { HostScan } from './scan.ts';
 
 const scan: HostScan = {
-  apiVersion: 'crowsnest.io/v1alpha1',
+  apiVersion: 'crowsnest.dev/v1alpha1',
   kind: 'HostPortScan',
   hostname: 'node-a',
   scannedAt: '2026-11-23T03:00:10.000Z',
@@ -59,7 +59,7 @@ describe('parseScanOutput', () => {
   });
 
   test('JSON of another kind is an error naming HostPortScan and the kind found', () => {
-    const other = { apiVersion: 'crowsnest.io/v1alpha1', kind: 'ClusterPortReport', nodes: [] };
+    const other = { apiVersion: 'crowsnest.dev/v1alpha1', kind: 'ClusterPortReport', nodes: [] };
     assert.throws(() => parseScanOutput(JSON.stringify(other)), { message: 'scan output is not a HostPortScan document (kind ClusterPortReport)' });
   });
 
@@ -131,10 +131,10 @@ describe('buildScanPod', () => {
       'app.kubernetes.io/managed-by': 'crowsnest',
       'app.kubernetes.io/part-of': 'crowsnest',
       'app.kubernetes.io/component': 'ports-scan',
-      'crowsnest.io/ports-run': 'ab12cd34',
+      'ports.crowsnest.dev/run': 'ab12cd34',
     });
     assert.deepEqual(pod.metadata.annotations, { [SCAN_POD_NODE_ANNOTATION]: 'worker-1.example.internal' });
-    assert.equal(SCAN_POD_NODE_ANNOTATION, 'crowsnest.io/node');
+    assert.equal(SCAN_POD_NODE_ANNOTATION, 'ports.crowsnest.dev/node');
   });
 
   test('the container runs the JSON scan of the host network namespace through pid 1', () => {

@@ -9,7 +9,7 @@ function source(path: string, overrides: Partial<ScanSource> = {}): ScanSource {
 
 function hostScan(sockets: HostSocket[], overrides: Partial<HostScan> = {}): HostScan {
   return {
-    apiVersion: 'crowsnest.io/v1alpha1',
+    apiVersion: 'crowsnest.dev/v1alpha1',
     kind: 'HostPortScan',
     hostname: 'node-a',
     scannedAt: '2026-01-02T03:04:05.678Z',
@@ -73,7 +73,7 @@ describe('json', () => {
     assert.deepEqual(JSON.parse(text), scan);
     const lines = text.split('\n');
     assert.equal(lines[0], '{');
-    assert.equal(lines[1], '  "apiVersion": "crowsnest.io/v1alpha1",');
+    assert.equal(lines[1], '  "apiVersion": "crowsnest.dev/v1alpha1",');
     assert.equal(lines.filter((line) => line.startsWith('    {"protocol":')).length, 3);
     assert.ok(lines.includes(`    ${JSON.stringify(kernel)}`));
     assert.ok(text.endsWith('\n}\n'));

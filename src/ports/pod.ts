@@ -17,11 +17,11 @@ export const SCAN_POD_LABELS = {
   managedBy: 'app.kubernetes.io/managed-by',
   partOf: 'app.kubernetes.io/part-of',
   component: 'app.kubernetes.io/component',
-  runId: 'crowsnest.io/ports-run',
+  runId: 'ports.crowsnest.dev/run',
 } as const;
 export const SCAN_POD_COMPONENT = 'ports-scan';
 /** Node names can exceed the 63 characters of a label value: the node goes in an annotation. */
-export const SCAN_POD_NODE_ANNOTATION = 'crowsnest.io/node';
+export const SCAN_POD_NODE_ANNOTATION = 'ports.crowsnest.dev/node';
 export const SCAN_CONTAINER = 'scan';
 
 export interface ScanPodOptions {

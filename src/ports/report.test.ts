@@ -26,7 +26,7 @@ function socket(overrides: Partial<HostSocket> = {}): HostSocket {
 
 function hostScan(hostname: string, sockets: HostSocket[], overrides: Partial<HostScan> = {}): HostScan {
   return {
-    apiVersion: 'crowsnest.io/v1alpha1',
+    apiVersion: 'crowsnest.dev/v1alpha1',
     kind: 'HostPortScan',
     hostname,
     scannedAt: '2026-11-23T03:00:10.000Z',
@@ -56,7 +56,7 @@ function nodePorts(node: string, ports: ReportedPort[]): NodePorts {
 
 function report(nodes: NodePorts[], failures: { node: string; reason: string }[] = [], overrides: Partial<ClusterPortReport> = {}): ClusterPortReport {
   return {
-    apiVersion: 'crowsnest.io/v1alpha1',
+    apiVersion: 'crowsnest.dev/v1alpha1',
     kind: CLUSTER_PORT_REPORT_KIND,
     runId: 'prev0001',
     startedAt: '2026-11-22T03:00:00.000Z',
@@ -77,7 +77,7 @@ describe('buildReport', () => {
       outcomes: [ok('worker-b', []), failed('worker-z', 'timed out after 120s (phase Pending)'), ok('control-plane', [socket()]), failed('worker-a', 'node is not Ready (KubeletNotReady)')],
     });
     assert.equal(built.kind, 'ClusterPortReport');
-    assert.equal(built.apiVersion, 'crowsnest.io/v1alpha1');
+    assert.equal(built.apiVersion, 'crowsnest.dev/v1alpha1');
     assert.equal(built.runId, 'run00001');
     assert.equal(built.startedAt, '2026-11-23T03:00:00.000Z');
     assert.equal(built.finishedAt, '2026-11-23T03:00:42.500Z');
@@ -345,6 +345,17 @@ describe('readPreviousReport and writeReport', () => {
     assert.deepEqual(skipped, []);
   });
 
+  test('a report an earlier version wrote (apiVersion crowsnest.io/v1alpha1) is still the previous report', async () => {
+    await writeFile(join(dir, 'ports-20261122T030000Z.json'), JSON.stringify({ ...at('2026-11-22T03:00:00.000Z', 'before-the-rename'), apiVersion: 'crowsnest.io/v1alpha1' }));
+    const skipped: string[] = [];
+    const previous = await readPreviousReport(dir, (name) => skipped.push(name));
+    assert.equal(previous?.report.runId, 'before-the-rename');
+    assert.deepEqual(skipped, []);
+    const next = buildReport({ runId: 'after0001', startedAt: STARTED, finishedAt: FINISHED, outcomes: [ok('node-a', [])], previous: previous! });
+    assert.equal(next.apiVersion, 'crowsnest.dev/v1alpha1');
+    assert.equal(next.diff?.previousReport, 'ports-20261122T030000Z.json');
+  });
+
   test('a corrupt or foreign newest report is skipped with the reason and the older one used', async () => {
     await writeFile(join(dir, 'ports-20261121T030000Z.json'), JSON.stringify(at('2026-11-21T03:00:00.000Z', 'older')));
     await writeFile(join(dir, 'ports-20261122T030000Z.json'), '{"kind": "ClusterPortReport", "nodes": [');
@@ -415,7 +426,7 @@ describe('a node whose scan fails for a while', () => {
     const port4444 = { protocol: 'tcp' as const, family: 'ipv4' as const, address: '0.0.0.0', port: 4444 };
     const scanOf = (ports: typeof port22[]): NodeScanOutcome => ({
       node: 'n1', ok: true, durationMs: 1,
-      scan: { apiVersion: 'crowsnest.io/v1alpha1', kind: 'HostPortScan', hostname: 'n1', scannedAt: '2026-11-20T03:00:00.000Z', sockets: ports.map((p, i) => ({ ...p, state: 'LISTEN' as const, inode: i + 1, uid: 0 })), processInfo: { available: true, unavailableSockets: 0, processesDenied: 0 }, malformedLines: 0, sources: [] },
+      scan: { apiVersion: 'crowsnest.dev/v1alpha1', kind: 'HostPortScan', hostname: 'n1', scannedAt: '2026-11-20T03:00:00.000Z', sockets: ports.map((p, i) => ({ ...p, state: 'LISTEN' as const, inode: i + 1, uid: 0 })), processInfo: { available: true, unavailableSockets: 0, processesDenied: 0 }, malformedLines: 0, sources: [] },
     });
     const at = (day: number): Date => new Date(`2026-11-${day}T03:00:00.000Z`);
     const run1 = buildReport({ runId: 'r1', startedAt: at(20), finishedAt: at(20), outcomes: [scanOf([port22])] });

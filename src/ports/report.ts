@@ -18,6 +18,7 @@ import {
   RUN_SUFFIX_PATTERN,
   runNameSuffix,
 } from '../report-files.ts';
+import { REPORT_API_VERSION } from '../kube/labels.ts';
 import { escapeControl } from '../terminal-text.ts';
 import type { NodeScanOutcome } from './collect.ts';
 import type { Family, HostSocket, Protocol, ProcessInfo } from './scan.ts';
@@ -74,7 +75,7 @@ export interface PortsDiff {
 }
 
 export interface ClusterPortReport {
-  readonly apiVersion: 'crowsnest.io/v1alpha1';
+  readonly apiVersion: typeof REPORT_API_VERSION;
   readonly kind: typeof CLUSTER_PORT_REPORT_KIND;
   readonly runId: string;
   readonly startedAt: string;
@@ -121,7 +122,7 @@ export function buildReport(input: {
   failed.sort((a, b) => a.node.localeCompare(b.node));
   skipped.sort((a, b) => a.node.localeCompare(b.node));
   const report: ClusterPortReport = {
-    apiVersion: 'crowsnest.io/v1alpha1',
+    apiVersion: REPORT_API_VERSION,
     kind: CLUSTER_PORT_REPORT_KIND,
     runId: input.runId,
     startedAt: input.startedAt.toISOString(),

@@ -12,6 +12,7 @@
  * through a host process instead: `<proc>/1/net/*`, which {@link ScanHostOptions.netPid} selects.
  */
 import { hostname as osHostname } from 'node:os';
+import { REPORT_API_VERSION } from '../kube/labels.ts';
 import { nameSocketOwners, walkSocketFds, type SocketFdWalk, type SocketOwner } from './processes.ts';
 import { errorCode, nodeProcFs, type FileReadError, type ProcFs } from './procfs.ts';
 import {
@@ -30,7 +31,7 @@ export type { Family, MalformedLine, Protocol } from './procnet.ts';
 export type { SocketOwner } from './processes.ts';
 
 /** `apiVersion` of {@link HostScan}; bumped on any incompatible change of the document. */
-export const HOST_SCAN_API_VERSION = 'crowsnest.io/v1alpha1';
+export const HOST_SCAN_API_VERSION = REPORT_API_VERSION;
 
 /** `kind` of {@link HostScan}. */
 export const HOST_SCAN_KIND = 'HostPortScan';

@@ -4,31 +4,38 @@
  * never in unit tests. `BENCH=<name>` runs one of them.
  *
  * - informer: initial sync (paged list into the indexed cache) vs
- *   `kubectl get <type> -A --chunk-size=500 -o json` on the same objects, at two sizes.
+ *   `kubectl get <type> -A --chunk-size=500 -o json` on the same objects; and paged list vs
+ *   streaming list (WatchList), with the API server's RSS growth during each
+ *   (`BENCH_INFORMER_SIZES=2000,10000,50000`).
  * - logaccess: 100 opted-in Deployments × 20 replicas, rolling restart; then × 100 replicas.
  * - inventory: `crowsnest inventory collect` vs `kubectl get pods,configmaps --chunk-size=500 -o json`
  *   at 5,000 and 50,000 objects (`BENCH_INVENTORY_SIZES=5000` for one size).
  * - ports: `crowsnest ports scan --output json` vs `ss -ltnup` with 10,000 open sockets (no
  *   control plane); parser throughput on 100,000 /proc/net lines.
  * - prober: the injected agent's RSS and CPU with 10 and 100 peers beside a Go reference.
+ * - memory: operator RSS and heap at 10,000 and 150,000 opted-in kwok pods, beside an idle operator,
+ *   and fresh starts under V8 flag sets (`BENCH_MEMORY_PODS=10000` for one size,
+ *   `BENCH_MEMORY_VARIANTS=default` for one flag set).
  */
 import { execFile } from 'node:child_process';
+import { readdirSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { ControlPlane } from '../../testbed/controlplane.ts';
 import { benchInventory } from './inventory.ts';
 import { benchLogAccess, type LogAccessResult } from './logaccess.ts';
+import { benchMemory, type MemoryRow, V8_VARIANTS } from './memory.ts';
 import { benchPortsScan } from './ports-scan.ts';
 import { benchProber } from './prober.ts';
 import { median } from './stats.ts';
 
 const run = promisify(execFile);
 const repo = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
-const SIZES = [2_000, 10_000];
+const SIZES = (process.env.BENCH_INFORMER_SIZES ?? '2000,10000,50000').split(',').map(Number);
 const REPEATS = 3;
 
-interface Sample { wallMs: number; maxRssBytes: number; objects: number; processWallMs?: number }
+interface Sample { wallMs: number; maxRssBytes: number; objects: number; processWallMs?: number; apiserverGrowthBytes?: number; listPages?: number; streams?: number }
 
 async function createConfigMaps(plane: ControlPlane, namespace: string, from: number, to: number): Promise<void> {
   let next = from;
@@ -46,10 +53,42 @@ async function createConfigMaps(plane: ControlPlane, namespace: string, from: nu
   await Promise.all(Array.from({ length: 32 }, worker));
 }
 
-async function ours(plane: ControlPlane): Promise<Sample> {
+/** The kube-apiserver process of `plane`, found by its port among the processes of this machine. */
+function apiserverPid(plane: ControlPlane): number {
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const cmdline = readFileSync(`/proc/${entry}/cmdline`, 'utf8');
+      if (cmdline.includes('kube-apiserver') && cmdline.includes(`--secure-port=${plane.ports.apiserver}\0`)) return Number(entry);
+    } catch {
+      // gone meanwhile
+    }
+  }
+  throw new Error('kube-apiserver process not found');
+}
+
+function rssBytes(pid: number): number {
+  return Number(/^VmRSS:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? Number.NaN) * 1024;
+}
+
+/**
+ * One informer sync in its own process; the API server's RSS is sampled every 20 ms meanwhile,
+ * and its growth over the value before is reported (what serving this sync cost it, at most).
+ */
+async function ours(plane: ControlPlane, mode: 'list' | 'stream' = 'list'): Promise<Sample> {
+  const pid = apiserverPid(plane);
+  const before = rssBytes(pid);
+  let peak = before;
+  const sampler = setInterval(() => {
+    peak = Math.max(peak, rssBytes(pid));
+  }, 20);
   const started = performance.now();
-  const { stdout } = await run(process.execPath, [join(repo, 'test/bench/informer-sync.ts'), plane.kubeconfigPath, 'configmaps', '500']);
-  return { ...(JSON.parse(stdout) as Sample), processWallMs: performance.now() - started };
+  try {
+    const { stdout } = await run(process.execPath, [join(repo, 'test/bench/informer-sync.ts'), plane.kubeconfigPath, 'configmaps', '500', mode]);
+    return { ...(JSON.parse(stdout) as Sample), processWallMs: performance.now() - started, apiserverGrowthBytes: peak - before };
+  } finally {
+    clearInterval(sampler);
+  }
 }
 
 async function kubectl(plane: ControlPlane): Promise<Sample> {
@@ -73,16 +112,27 @@ async function informerBench(): Promise<void> {
   try {
     await plane.request('POST', '/api/v1/namespaces', { metadata: { name: 'bench' } });
     const rows: string[][] = [];
+    const streamRows: string[][] = [];
     let created = 0;
     for (const size of SIZES) {
       await createConfigMaps(plane, 'bench', created, size);
       created = size;
       const a: Sample[] = [];
       const b: Sample[] = [];
+      const c: Sample[] = [];
       for (let i = 0; i < REPEATS; i++) {
         a.push(await ours(plane));
         b.push(await kubectl(plane));
+        c.push(await ours(plane, 'stream'));
       }
+      if (c.some((s) => s.streams !== 1 || s.listPages !== 0)) throw new Error(`the streaming runs fell back to paged lists: ${JSON.stringify(c)}`);
+      const mib = (bytes: number): string => `${(bytes / 2 ** 20).toFixed(0)} MiB`;
+      streamRows.push([
+        String(a[0]!.objects),
+        `${median(a.map((s) => s.wallMs)).toFixed(0)} ms`, `${median(c.map((s) => s.wallMs)).toFixed(0)} ms`,
+        mib(median(a.map((s) => s.maxRssBytes))), mib(median(c.map((s) => s.maxRssBytes))),
+        mib(median(a.map((s) => s.apiserverGrowthBytes!))), mib(median(c.map((s) => s.apiserverGrowthBytes!))),
+      ]);
       const oursWall = median(a.map((s) => s.wallMs));
       const kubectlWall = median(b.map((s) => s.wallMs));
       const oursProcessWall = median(a.map((s) => s.processWallMs!));
@@ -102,6 +152,9 @@ async function informerBench(): Promise<void> {
     console.log(`'process' columns are whole runs from exec to exit (kubectl also encodes and prints); ratio = informer process / kubectl process;`);
     console.log(`RSS is each process's peak\n`);
     table(header, rows);
+    console.log(`\ninformer initial sync: paged list (500/page) vs streaming list (WatchList: sendInitialEvents, end bookmark), median of ${REPEATS}`);
+    console.log(`'API server growth' = the kube-apiserver's peak RSS while serving the sync minus its RSS before (sampled every 20 ms)\n`);
+    table(['objects', 'list sync', 'stream sync', 'list: our RSS', 'stream: our RSS', 'list: API server growth', 'stream: API server growth'], streamRows);
   } finally {
     await plane.stop();
   }
@@ -152,9 +205,40 @@ async function inventoryBench(): Promise<void> {
   );
 }
 
+async function memoryBench(): Promise<void> {
+  const sizes = (process.env.BENCH_MEMORY_PODS ?? '10000,150000').split(',').map(Number);
+  const variants = (process.env.BENCH_MEMORY_VARIANTS ?? Object.keys(V8_VARIANTS).join(',')).split(',');
+  const log = (line: string): void => void process.stderr.write(`[bench] ${line}\n`);
+  const plane = await ControlPlane.start({ kwokNodes: 0 });
+  let result: Awaited<ReturnType<typeof benchMemory>>;
+  try {
+    const residents = (process.env.BENCH_MEMORY_RESIDENTS ?? 'operator,v8-defaults').split(',');
+    result = await benchMemory(plane, sizes, variants, log, (row) => log(`memory row: ${JSON.stringify(row)}`), residents);
+  } finally {
+    await plane.stop();
+  }
+  const mib = (v: number): string => `${v.toFixed(0)} MiB`;
+  console.log('\noperator memory: crowsnest operator --controllers logaccess, every pod opted in (Deployments of 100 kwok pods)');
+  console.log('targets (issue): <= 150 MiB RSS at 10,000 pods, < 1 GiB at 150,000; RSS = median of 5 samples 2 s apart once caught up');
+  console.log('anon = heap, malloc and buffers; file = mapped code (the node binary); sync = start to ready (every cache synced)');
+  console.log(`V8 flag sets: ${Object.entries(V8_VARIANTS).map(([name, flags]) => `${name} = ${flags.join(' ') || 'none'}`).join('; ')}\n`);
+  table(
+    ['pods', 'operator', 'RSS', 'peak RSS', 'heap used', 'heap total', 'external', 'anon', 'file', 'sync'],
+    result.rows.map((r: MemoryRow) => [
+      String(r.pods), r.label, mib(r.rssMiB), mib(r.peakRssMiB), mib(r.heapUsedMiB), mib(r.heapTotalMiB), mib(r.externalMiB),
+      mib(r.rssAnonMiB), mib(r.rssFileMiB), r.syncSeconds === undefined ? '' : `${r.syncSeconds.toFixed(1)} s`,
+    ]),
+  );
+  console.log('');
+  table(['pods', 'created in', 'Running in'], result.creation.map((c) => [
+    String(c.pods), `${c.createdSeconds.toFixed(0)} s`, c.runningSeconds === undefined ? 'not all within the wait (measured during kwok status updates)' : `${c.runningSeconds.toFixed(0)} s`,
+  ]));
+}
+
 const selected = process.env.BENCH;
 if (!selected || selected === 'informer') await informerBench();
 if (!selected || selected === 'logaccess') await logAccessBench();
 if (!selected || selected === 'inventory') await inventoryBench();
 if (!selected || selected === 'ports') await benchPortsScan((line) => process.stderr.write(`[bench] ${line}\n`));
 if (!selected || selected === 'prober') await benchProber((line) => process.stderr.write(`[bench] ${line}\n`));
+if (!selected || selected === 'memory') await memoryBench();

@@ -165,7 +165,7 @@ describe('ports scan finds what ss -ltnup finds on this host', { skip }, () => {
   test('the crowsnest binary prints a HostPortScan document with our listeners', async () => {
     const { stdout } = await run(join(repo, 'bin', 'crowsnest'), ['ports', 'scan', '--output', 'json'], { maxBuffer: 256 * 1024 * 1024 });
     const scan = JSON.parse(stdout) as HostScan;
-    assert.equal(scan.apiVersion, 'crowsnest.io/v1alpha1');
+    assert.equal(scan.apiVersion, 'crowsnest.dev/v1alpha1');
     assert.equal(scan.kind, 'HostPortScan');
     assert.ok(!Number.isNaN(Date.parse(scan.scannedAt)));
     const keys = new Set(scan.sockets.map(socketKey));

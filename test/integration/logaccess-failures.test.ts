@@ -12,7 +12,7 @@ import { after, describe, it } from 'node:test';
 import { KubeClient } from '../../src/kube/client.ts';
 import { EventRecorder } from '../../src/kube/events.ts';
 import { silentLogger } from '../../src/kube/logger-type.ts';
-import { runLogAccess } from '../../src/logaccess/controller.ts';
+import { runLogAccess } from './logaccess-run.ts';
 import { DEFAULT_LOGACCESS_OPTIONS } from '../../src/logaccess/desired.ts';
 import { metricValue } from '../helpers/metrics.ts';
 import { adminKubeConfig, eventually, newNamespace, ON_KWOK_NODES, requestToken, testbed } from './testbed.ts';
@@ -27,7 +27,7 @@ function startInProcess(kc: KubeConfig): { registry: Registry; stop: () => Promi
   const client = new KubeClient(kc);
   const controller = new AbortController();
   const done = runLogAccess(
-    { client, logger: silentLogger, registry, recorder: new EventRecorder({ client, reportingInstance: 'test' }), workers: 2, addReadinessCheck: () => 0 },
+    { client, logger: silentLogger, registry, recorder: new EventRecorder({ client, reportingInstance: 'test' }), workers: 2 },
     DEFAULT_LOGACCESS_OPTIONS,
     controller.signal,
   );

@@ -10,7 +10,7 @@ import { Registry } from 'prom-client';
 import { KubeClient } from '../../src/kube/client.ts';
 import { EventRecorder } from '../../src/kube/events.ts';
 import { silentLogger } from '../../src/kube/logger-type.ts';
-import { runLogAccess } from '../../src/logaccess/controller.ts';
+import { runLogAccess } from './logaccess-run.ts';
 import { adminKubeConfig, eventually, newNamespace, testbed } from './testbed.ts';
 
 interface Role {
@@ -49,7 +49,7 @@ describe('logaccess upgrade from the shared field manager', () => {
     const recorder = new EventRecorder({ client, reportingInstance: 'test' });
     const abort = new AbortController();
     const running = runLogAccess(
-      { client, logger: silentLogger, registry: new Registry(), recorder, workers: 2, addReadinessCheck: () => {} },
+      { client, logger: silentLogger, registry: new Registry(), recorder, workers: 2 },
       { namePrefix: 'podlogreader-', allowPodList: true, createServiceAccountAndRoleBinding: false },
       abort.signal,
     );

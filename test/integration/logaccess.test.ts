@@ -17,11 +17,12 @@ import { Registry } from 'prom-client';
 import { KubeClient } from '../../src/kube/client.ts';
 import { EventRecorder } from '../../src/kube/events.ts';
 import { silentLogger } from '../../src/kube/logger-type.ts';
-import { type LogAccessOptions, runLogAccess } from '../../src/logaccess/controller.ts';
+import type { Manager } from '../../src/kube/manager.ts';
+import type { LogAccessOptions } from '../../src/logaccess/desired.ts';
 import type { HealthCheck } from '../../src/observe/http.ts';
-import type { ControllerContext } from '../../src/operator/context.ts';
 import { installChartOperator, type ChartOperator } from './helm.ts';
-import { adminKubeConfig, asToken, eventually, newNamespace, ON_KWOK_NODES, requestToken, testbed } from './testbed.ts';
+import { runLogAccess } from './logaccess-run.ts';
+import { adminKubeConfig, asToken, eventually, getObject, listObjects, newNamespace, ON_KWOK_NODES, requestToken, testbed } from './testbed.ts';
 
 // --- the contract, spelled out literally (not imported) so a wrong constant in the code fails here ---
 
@@ -34,11 +35,6 @@ const DEFAULT_OPTIONS: LogAccessOptions = { namePrefix: PREFIX, allowPodList: tr
 
 /** How long a change may take to show up. Generous: the machine is shared with a long build. */
 const SETTLE_MS = 20_000;
-/**
- * How long we watch for something that must NOT happen. The controller reacts to a cache event in
- * milliseconds; two seconds is ample for a wrong write to land, and short enough to keep the file fast.
- */
-const QUIET_MS = 2_000;
 const POLL_MS = 100;
 /** The testbed starts three kwok nodes; a DaemonSet runs one pod on each. */
 const KWOK_NODES = 3;
@@ -149,18 +145,8 @@ async function createWorkload(namespace: string, spec: WorkloadSpec): Promise<Ob
 
 // --- admin API helpers --------------------------------------------------------------------------
 
-/** GET as admin; `undefined` on 404. */
-async function get<T>(path: string): Promise<T | undefined> {
-  const plane = await testbed();
-  const res = await plane.request('GET', path);
-  if (res.status === 404) return undefined;
-  if (res.status !== 200) throw new Error(`GET ${path}: ${res.status} ${res.body}`);
-  return JSON.parse(res.body) as T;
-}
-
-async function list<T>(path: string): Promise<T[]> {
-  return (await get<{ items: T[] }>(path))?.items ?? [];
-}
+const get = getObject;
+const list = listObjects;
 
 async function create<T = Obj>(path: string, body: unknown): Promise<T> {
   const plane = await testbed();
@@ -305,6 +291,22 @@ async function mayReadLog(namespace: string, serviceAccount: string, pod: string
   return review.status.allowed;
 }
 
+/**
+ * Waits until the controller has handled everything that happened before `control` and has
+ * nothing left to do: `control` makes a change the controller must write, and waits for that
+ * write; its event came after the ones under test in the same watches, so their keys were
+ * queued before it. Then the queue is drained (nothing queued, no reconcile running), so every
+ * reconcile about those earlier events has finished: a check that something did NOT happen needs
+ * no sleep, and cannot pass merely because the controller had not got to it yet.
+ */
+async function caughtUp(registry: Registry, control: () => Promise<unknown>): Promise<void> {
+  await control();
+  await settles('the controller has nothing queued and no reconcile running', async () => ({
+    actual: { queued: await metricSum(registry, 'workqueue_depth'), running: (await metricSum(registry, 'workqueue_longest_running_processor_seconds')) > 0 },
+    expected: { queued: 0, running: false },
+  }));
+}
+
 /** Sum of every series of `name` in `registry` (0 when it has none yet). */
 async function metricSum(registry: Registry, name: string): Promise<number> {
   let sum = 0;
@@ -404,13 +406,10 @@ async function startController(options: LogAccessOptions): Promise<RunningContro
   const registry = new Registry();
   const recorder = new EventRecorder({ client, reportingInstance: 'test' });
   const readiness: HealthCheck[] = [];
-  const context: ControllerContext = {
-    client, logger: silentLogger, registry, recorder, workers: 2,
-    addReadinessCheck: (check) => readiness.push(check),
-  };
   const abort = new AbortController();
   let stopping = false;
-  const finished = runLogAccess(context, options, abort.signal).then(
+  const deps = { client, logger: silentLogger, registry, recorder, workers: 2, onManager: (manager: Manager) => readiness.push(...manager.readinessChecks()) };
+  const finished = runLogAccess(deps, options, abort.signal).then(
     () => {
       if (!stopping) earlyExit = 'resolved before it was stopped';
     },
@@ -568,8 +567,11 @@ describe('logaccess with default options (Role only, pods list allowed)', () => 
     const others = await podsOf(namespace, 'Deployment', 'other');
     assert.deepEqual(pods.filter((p) => others.includes(p)), [], 'no pod of other in web\'s Role');
 
-    // Nothing must appear for `other` or `loner`: give a wrong write time to land.
-    await new Promise((r) => setTimeout(r, QUIET_MS));
+    // Nothing must appear for `other` or `loner`. Control: a third pod of web, which must be written.
+    await caughtUp(controller.registry, async () => {
+      await kubectl(namespace, 'scale', 'deployment/web', '--replicas=3');
+      await roleFollowsPods(namespace, 'Deployment', 'web', 3);
+    });
     const roles = await list<Role>(`${RBAC}/namespaces/${namespace}/roles`);
     assert.deepEqual(roles.map((r) => r.metadata.name), [`${PREFIX}web`], 'no Role for the non-opted-in Deployment nor the bare Pod');
     assert.equal((await plane.request('GET', `/api/v1/namespaces/${namespace}/pods/loner`)).status, 200, 'the bare pod was there all along');
@@ -587,8 +589,11 @@ describe('logaccess with default options (Role only, pods list allowed)', () => 
       expected: [{ kind: 'Deployment', name: 'web' }],
     }));
     await eventually('the Deployment has its 2 pods', async () => (await podsOf(namespace, 'Deployment', 'web')).length === 2, SETTLE_MS);
-    // The pods' arrival triggers more reconciles; any overwrite would land within this time.
-    await new Promise((r) => setTimeout(r, QUIET_MS));
+    // The pods' arrival triggers more reconciles; control: a workload created after them gets its Role.
+    await caughtUp(controller.registry, async () => {
+      await createWorkload(namespace, { kind: 'Deployment', name: 'control', replicas: 1, labels: OPT_IN });
+      await roleFollowsPods(namespace, 'Deployment', 'control', 1);
+    });
     const now = await roleOf(namespace, 'web');
     assert.equal(now?.metadata.resourceVersion, theirs.metadata.resourceVersion, 'the user\'s Role was not written');
     assert.deepEqual(now?.rules, theirs.rules);
@@ -627,15 +632,19 @@ describe('logaccess with default options (Role only, pods list allowed)', () => 
         expected: { managedRoles: Object.keys(beforeRestart).length, reconciledAtLeastOncePerRole: true, queueDepth: 0 },
       };
     });
-    // A duplicate write could follow the first reconciles (e.g. a late requeue): give it time to land.
-    await new Promise((r) => setTimeout(r, QUIET_MS));
     assert.equal(await metricSum(registry, 'crowsnest_logaccess_writes_total'), 0, 'no API writes for a settled cluster');
     assert.deepEqual(await managed(), beforeRestart, 'no managed Role changed resourceVersion');
 
-    // Still live, and the write counter does count: a change is followed with a write.
-    await kubectl(namespace, 'scale', 'deployment/web', '--replicas=3');
-    await roleFollowsPods(namespace, 'Deployment', 'web', 3);
-    assert.ok(await metricSum(registry, 'crowsnest_logaccess_writes_total') >= 1, 'the scale-up was written and counted');
+    // Still live, and the write counter does count: a change is followed by exactly its one
+    // write. A late duplicate of the catch-up (a requeue) would land before this control is done.
+    await caughtUp(registry, async () => {
+      await kubectl(namespace, 'scale', 'deployment/web', '--replicas=3');
+      await roleFollowsPods(namespace, 'Deployment', 'web', 3);
+    });
+    assert.equal(await metricSum(registry, 'crowsnest_logaccess_writes_total'), 1, 'the scale-up, and only it, was written');
+    const { [`${namespace}/${PREFIX}web`]: _scaled, ...others } = beforeRestart;
+    const { [`${namespace}/${PREFIX}web`]: _now, ...othersNow } = await managed();
+    assert.deepEqual(othersNow, others, 'no other managed Role changed resourceVersion');
   });
 });
 
@@ -708,8 +717,12 @@ describe('logaccess with createServiceAccountAndRoleBinding', () => {
     }));
     // Their ServiceAccount does not stop the Role from being kept.
     await roleFollowsPods(namespace, 'Deployment', 'web', 2);
-    // The pods' arrival triggers more reconciles; any overwrite would land within this time.
-    await new Promise((r) => setTimeout(r, QUIET_MS));
+    // The pods' arrival triggers more reconciles; control: a workload created after them gets its own.
+    await caughtUp(controller.registry, async () => {
+      await createWorkload(namespace, { kind: 'Deployment', name: 'control', replicas: 1, labels: OPT_IN });
+      await roleFollowsPods(namespace, 'Deployment', 'control', 1);
+      await eventually('the control has its ServiceAccount', async () => (await serviceAccountOf(namespace, 'control')) !== undefined, SETTLE_MS);
+    });
     assert.equal((await serviceAccountOf(namespace, 'web'))?.metadata.resourceVersion, sa.metadata.resourceVersion, 'the user\'s ServiceAccount was not written');
     assert.equal((await roleBindingOf(namespace, 'web'))?.metadata.resourceVersion, rb.metadata.resourceVersion, 'the user\'s RoleBinding was not written');
   });

@@ -1,10 +1,12 @@
 /**
- * `crowsnest ports collect` on the testbed. Nodes are kwok fakes, so this test plays the kubelet
- * for the scan pods: for each pod the collector creates, it runs the real scanner
- * (`bin/crowsnest ports scan --output json`) as a local process, serves its output as the pod's
- * container log through kwok (the collector reads it via the real apiserver → kubelet path) and
- * marks the pod finished. Everything else — node list, pod spec accepted by the apiserver,
- * waiting, log read, merge, report, diff, cleanup — is the collector's own code path.
+ * `crowsnest ports collect` on the testbed. The scan of every node, merge, report and diff runs
+ * for real: scan pods of the Crowsnest image (from the testbed's registry) on the two real nodes,
+ * with hostPID, reading this machine's sockets (the nodes share its PID namespace, so /proc/1/net
+ * is its network namespace). What real nodes cannot be made to do on demand — a scan that fails,
+ * one that never finishes — is played on the kwok nodes by a stand-in kubelet
+ * (testbed/scan-pods.ts): it serves the pod's log through kwok and ends the pod as asked, while
+ * the collector's own code path (node list, pod spec accepted by the API server, waiting, log
+ * read, report, cleanup) is unchanged.
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
@@ -54,11 +56,18 @@ async function scanPodsLeft(namespace: string): Promise<number> {
   return (JSON.parse(res.body) as { items: unknown[] }).items.length;
 }
 
-async function nodeNames(): Promise<string[]> {
+/** Names of the nodes `selector` picks: `type!=kwok` the real ones, `type=kwok` those the stand-in kubelet plays. */
+async function nodeNames(selector: 'type!=kwok' | 'type=kwok'): Promise<string[]> {
   const plane = await testbed();
-  // Only kwok's: the collector runs with --node-selector type=kwok, as the stand-in kubelet plays kwok nodes only.
-  const res = await plane.request('GET', '/api/v1/nodes?labelSelector=type%3Dkwok');
+  const res = await plane.request('GET', `/api/v1/nodes?labelSelector=${encodeURIComponent(selector)}`);
   return (JSON.parse(res.body) as { items: { metadata: { name: string } }[] }).items.map((n) => n.metadata.name).sort();
+}
+
+/** The Crowsnest image in the testbed's registry, by digest (what `make test-integration` built just before). */
+async function crowsnestImage(): Promise<string> {
+  const plane = await testbed();
+  assert.ok(plane.images['crowsnest'], 'the Crowsnest image is in the testbed registry (make image)');
+  return `${plane.images['crowsnest']}@${plane.imageDigests['crowsnest']}`;
 }
 
 describe('ports collect', () => {
@@ -69,17 +78,32 @@ describe('ports collect', () => {
     await Promise.all(dirs.map((dir) => rm(dir, { recursive: true, force: true })));
   });
 
-  it('scans every node in parallel, merges the results into a JSON and a text report, diffs the next run, and deletes its pods', async () => {
+  it('scans every real node in parallel with a hostPID pod, merges the results into a JSON and a text report, diffs the next run, and deletes its pods', async () => {
+    const plane = await testbed();
     const namespace = await newNamespace('ports');
+    await plane.waitForDefaultServiceAccount(namespace);
     const dir = await mkdtemp(join(tmpdir(), 'crowsnest-ports-'));
     dirs.push(dir);
-    const nodes = await nodeNames();
+    const nodes = await nodeNames('type!=kwok');
+    assert.deepEqual(nodes, ['crowsnest-real-0', 'crowsnest-real-1']);
+    const image = await crowsnestImage();
     const first = await listen();
     servers.push(first.server);
+    // Every scan pod the run creates, seen while it exists: where it ran and with what.
+    const seenPods = new Map<string, { node?: string; hostPID?: boolean; image?: string }>();
+    let watching = true;
+    const watcher = (async () => {
+      while (watching) {
+        const res = await plane.request('GET', `/api/v1/namespaces/${namespace}/pods`);
+        for (const pod of (JSON.parse(res.body) as { items: { metadata: { name: string }; spec: { nodeName?: string; hostPID?: boolean; containers: { image: string }[] } }[] }).items) {
+          seenPods.set(pod.metadata.name, { node: pod.spec.nodeName, hostPID: pod.spec.hostPID, image: pod.spec.containers[0]?.image });
+        }
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    })();
 
-    const kubelet = standInKubelet(await testbed(), namespace, () => 'scan');
     try {
-      const run1 = await runCli(['ports', 'collect', '--namespace', namespace, '--report-dir', dir, '--image', 'crowsnest:test', '--node-selector', 'type=kwok']);
+      const run1 = await runCli(['ports', 'collect', '--namespace', namespace, '--report-dir', dir, '--image', image, '--node-selector', 'type!=kwok']);
       assert.equal(run1.code, 0, run1.stderr + run1.stdout);
       assert.match(run1.stdout, /first report/);
       const [name1] = await reports(dir);
@@ -94,14 +118,14 @@ describe('ports collect', () => {
       for (const node of nodes) assert.match(text1, new RegExp(`== ${node} \\(\\d+ ports`));
       assert.ok(text1.includes(`127.0.0.1:${first.port}`));
       await eventually('scan pods to be deleted', async () => (await scanPodsLeft(namespace)) === 0, 20_000);
-      assert.equal(kubelet.handled.size, nodes.length, 'one pod per node');
-      assert.deepEqual([...new Set(kubelet.handled.values())].sort(), nodes);
+      assert.deepEqual([...seenPods.values()].map((p) => p.node).sort(), nodes, 'one pod per node');
+      for (const pod of seenPods.values()) assert.deepEqual({ hostPID: pod.hostPID, image: pod.image }, { hostPID: true, image });
 
       // Between runs: one port closes, another opens.
       first.server.close();
       const second = await listen();
       servers.push(second.server);
-      const run2 = await runCli(['ports', 'collect', '--namespace', namespace, '--report-dir', dir, '--image', 'crowsnest:test', '--node-selector', 'type=kwok', '--output', 'json']);
+      const run2 = await runCli(['ports', 'collect', '--namespace', namespace, '--report-dir', dir, '--image', image, '--node-selector', 'type!=kwok', '--output', 'json']);
       assert.equal(run2.code, 0, run2.stderr);
       const report2 = JSON.parse(run2.stdout) as Report;
       assert.equal(report2.diff?.previousReport, name1);
@@ -115,7 +139,8 @@ describe('ports collect', () => {
       assert.match(text2, new RegExp(`\\+ tcp 127\\.0\\.0\\.1:${second.port}`));
       assert.match(text2, new RegExp(`- tcp 127\\.0\\.0\\.1:${first.port}`));
     } finally {
-      await kubelet.stop();
+      watching = false;
+      await watcher;
     }
   });
 
@@ -123,7 +148,7 @@ describe('ports collect', () => {
     const namespace = await newNamespace('ports-fail');
     const dir = await mkdtemp(join(tmpdir(), 'crowsnest-ports-fail-'));
     dirs.push(dir);
-    const nodes = await nodeNames();
+    const nodes = await nodeNames('type=kwok');
     const [failing, hanging] = [nodes[1]!, nodes[2]!];
     const kubelet = standInKubelet(await testbed(), namespace, (node) => (node === failing ? 'fail' : node === hanging ? 'hang' : 'scan'));
     try {
@@ -173,7 +198,7 @@ describe('ports collect', () => {
       child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
       child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
       const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-      const nodes = await nodeNames();
+      const nodes = await nodeNames('type=kwok');
       await eventually('every scan pod create to be held in admission', () => webhook.requests.length === nodes.length, 20_000);
       const heldUntil = Date.now() + heldMs;
       const signalled = Date.now();

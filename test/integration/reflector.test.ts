@@ -1,11 +1,16 @@
 /**
  * The reflector and cache against a real kube-apiserver: paging, ordered watch events, recovery
- * from an apiserver crash, watch expiry (410) after etcd compaction, and the silent-watch watchdog.
+ * from an apiserver crash, watch expiry (410) after etcd compaction and the relist at the last
+ * resourceVersion seen, its fallback when the server cannot serve that one, streaming lists
+ * (WatchList), and the silent-watch watchdog.
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { KubeClient } from '../../src/kube/client.ts';
+import { Store } from '../../src/kube/cache.ts';
+import { KubeApiError, KubeClient } from '../../src/kube/client.ts';
 import { Informer } from '../../src/kube/informer.ts';
+import { ExponentialBackoff } from '../../src/kube/ratelimiter.ts';
+import { KubeListerWatcher, type ListerWatcher, Reflector } from '../../src/kube/reflector.ts';
 import { collectionPath, type KubeObject, objectKey, type ResourceType, Resources } from '../../src/kube/resources.ts';
 import { TcpProxy } from './tcp-proxy.ts';
 import { mapConcurrent } from '../../src/kube/concurrency.ts';
@@ -206,6 +211,113 @@ describe('reflector on a real apiserver', () => {
       await running;
       await watcher.close();
       await proxy.close();
+    }
+  });
+
+  /** A lister-watcher on the real server that records the resourceVersion of each first list page. */
+  function recording(lw: KubeListerWatcher, lists: string[], rewrite: (resourceVersion: string) => string = (rv) => rv): ListerWatcher<KubeObject> {
+    return {
+      list: (options) => {
+        if (!options.continueToken) lists.push(rewrite(options.resourceVersion ?? ''));
+        const resourceVersion = rewrite(options.resourceVersion ?? '');
+        return lw.list({ ...options, ...(resourceVersion ? { resourceVersion } : {}) });
+      },
+      watch: (options, onEvent) => lw.watch(options, onEvent),
+    };
+  }
+
+  function reflectorOn(listerWatcher: ListerWatcher<KubeObject>): { reflector: Reflector<KubeObject>; store: Store } {
+    const store = new Store();
+    const reflector = new Reflector({ name: 'test', listerWatcher, store, backoff: new ExponentialBackoff({ initialMs: 200, maxMs: 2_000, jitter: 0 }) });
+    return { reflector, store };
+  }
+
+  it('relists after its watch expired at the last resourceVersion it saw, which the server serves though etcd was compacted past it', async () => {
+    const plane = await testbed();
+    const namespace = await newNamespace('reflector-relist-rv');
+    const type = Resources.podTemplates; // served without the watch cache: watches read etcd
+    await mapConcurrent(['pt-0', 'pt-1', 'pt-2'], 3, (name) => create(admin, type, namespace, name));
+    const proxy = await TcpProxy.start(plane.ports.apiserver, plane.host);
+    const watcher = new KubeClient(await adminKubeConfig({ port: proxy.port }));
+    const lists: string[] = [];
+    const { reflector, store } = reflectorOn(recording(new KubeListerWatcher({ client: watcher, type, namespace }), lists));
+    const controller = new AbortController();
+    const running = reflector.run(controller.signal);
+    try {
+      await eventually('synced', () => store.hasSynced, 20_000);
+      await create(admin, type, namespace, 'pt-seen');
+      await eventually('the watch saw pt-seen', () => store.getByName(namespace, 'pt-seen') !== undefined, 10_000);
+      const lastSeen = (reflector.state as { resourceVersion: string }).resourceVersion;
+      proxy.cut();
+      await remove(admin, type, namespace, 'pt-0');
+      // Enough revisions that the one after the last seen is compacted away too.
+      for (let i = 0; i < 5; i++) await patchLabel(admin, type, namespace, 'pt-1', String(i));
+      await plane.compactEtcd();
+      proxy.restore();
+      await eventually('a relist after 410', () => reflector.stats.relists > 0, 60_000);
+      await eventually('cache equals server state', async () => {
+        const server = await serverState(admin, type, namespace);
+        return server.size === store.size && [...server].every(([name, rv]) => store.getByName(namespace, name)?.metadata?.resourceVersion === rv);
+      }, 30_000);
+      assert.deepEqual(lists, ['', lastSeen], 'the relist asked for a state not older than the last one seen, and got it');
+    } finally {
+      controller.abort();
+      await running;
+      await watcher.close();
+      await proxy.close();
+    }
+  });
+
+  it('falls back at once to the latest state when the server has not reached the resourceVersion asked ("too large resource version")', async () => {
+    const namespace = await newNamespace('reflector-too-large');
+    await create(admin, Resources.configMaps, namespace, 'cm-1');
+    const lw = new KubeListerWatcher({ client: admin, type: Resources.configMaps, namespace });
+    // What a relist sees after the API server was restored from an older etcd backup: our last
+    // resourceVersion is ahead of anything it has.
+    const lists: string[] = [];
+    let watches = 0;
+    const expiring: ListerWatcher<KubeObject> = {
+      ...recording(lw, lists, (rv) => (rv ? '999999999' : rv)),
+      watch: async (options, onEvent) => {
+        if (watches++ === 0) throw new KubeApiError({ method: 'GET', path: '/', status: 410, body: '{"kind":"Status","code":410,"reason":"Expired"}' });
+        return await lw.watch(options, onEvent);
+      },
+    };
+    const { reflector, store } = reflectorOn(expiring);
+    const controller = new AbortController();
+    const running = reflector.run(controller.signal);
+    try {
+      await eventually('relisted and watching again', () => watches >= 2 && reflector.state.kind === 'watching', 30_000);
+      assert.deepEqual(lists, ['', '999999999', ''], 'asked at the unavailable version once, then at the latest state');
+      assert.ok(store.getByName(namespace, 'cm-1'));
+    } finally {
+      controller.abort();
+      await running;
+    }
+  });
+
+  it('syncs with a streaming list (WatchList): no list request, the state closed by the initial-events-end bookmark, then the same stream as the watch', async () => {
+    const namespace = await newNamespace('reflector-stream');
+    const names = Array.from({ length: 700 }, (_, i) => `cm-${i}`);
+    await mapConcurrent(names, 16, (name) => create(admin, Resources.configMaps, namespace, name));
+    const controller = new AbortController();
+    const informer = new Informer({ client: admin, type: Resources.configMaps, namespace, streamingList: true });
+    const events = record(informer);
+    const running = informer.run(controller.signal);
+    try {
+      await informer.waitForSync(controller.signal);
+      assert.deepEqual({ streams: informer.reflector.stats.streams, listPages: informer.reflector.stats.listPages }, { streams: 1, listPages: 0 });
+      assert.equal(informer.store.size, names.length + 1, 'every ConfigMap (and kube-root-ca.crt)');
+      events.length = 0;
+      await create(admin, Resources.configMaps, namespace, 'late');
+      await remove(admin, Resources.configMaps, namespace, 'cm-0');
+      await eventually('both changes', () => events.length >= 2, 10_000);
+      assert.deepEqual(events, [{ op: 'add', name: 'late' }, { op: 'delete', name: 'cm-0', finalStateUnknown: false }]);
+      assert.equal(informer.reflector.stats.watches, 0, 'the changes came over the stream that listed');
+      assert.ok(await converged(informer, admin, Resources.configMaps, namespace));
+    } finally {
+      controller.abort();
+      await running;
     }
   });
 });

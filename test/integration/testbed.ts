@@ -38,6 +38,20 @@ export async function globalTeardown(): Promise<void> {
   if (shared) await (await shared).stop();
 }
 
+/** GET `path` as admin, parsed; `undefined` on 404, an error naming the answer otherwise. */
+export async function getObject<T>(path: string): Promise<T | undefined> {
+  const plane = await testbed();
+  const res = await plane.request('GET', path);
+  if (res.status === 404) return undefined;
+  if (res.status !== 200) throw new Error(`GET ${path}: ${res.status} ${res.body}`);
+  return JSON.parse(res.body) as T;
+}
+
+/** The items of the list at `path`, as admin (none when it is not found). */
+export async function listObjects<T>(path: string): Promise<T[]> {
+  return (await getObject<{ items: T[] }>(path))?.items ?? [];
+}
+
 /** A client-node KubeConfig for the testbed admin, optionally pointed at another port (a proxy). */
 export async function adminKubeConfig(options: { port?: number } = {}): Promise<KubeConfig> {
   const plane = await testbed();

@@ -12,7 +12,7 @@
  *   generation with the path of the node, instead of producing a CRD the API server refuses.
  */
 import { dump } from 'js-yaml';
-import type { ApiDefinition } from './define.ts';
+import type { TObject } from 'typebox';
 
 export type JsonSchemaProps = Record<string, unknown>;
 
@@ -83,11 +83,41 @@ export function structuralSchema(schema: unknown, path = ''): JsonSchemaProps {
   return { ...(type !== undefined ? { type } : {}), ...(description !== undefined ? { description } : {}), ...rest };
 }
 
-/** One version of a CRD, as {@link customResourceDefinition} needs it: an API definition's names and schema. */
-export type CrdVersionSource = Pick<ApiDefinition, 'group' | 'version' | 'kind' | 'plural' | 'singular' | 'shortNames' | 'categories' | 'scope' | 'schema' | 'printerColumns'> & {
+/** A `kubectl get` column (`additionalPrinterColumns`). */
+export interface PrinterColumn {
+  readonly name: string;
+  readonly type: 'string' | 'integer' | 'number' | 'boolean' | 'date';
+  /** JSONPath into the object, e.g. `.status.injectedPods`. */
+  readonly jsonPath: string;
+  readonly description?: string;
+  /** 0: shown by default; higher: only with `-o wide`. */
+  readonly priority?: number;
+  readonly format?: string;
+}
+
+/**
+ * What a CRD version is made of: an API type's names and schema. An `ApiDefinition` (define.ts)
+ * extends it; defined here so crd.ts depends on nothing of define.ts, which builds on it.
+ */
+export interface CrdVersionNames {
+  readonly group: string;
+  readonly version: string;
+  readonly kind: string;
+  readonly plural: string;
+  readonly singular: string;
+  readonly shortNames: readonly string[];
+  readonly categories: readonly string[];
+  readonly scope: 'Namespaced' | 'Cluster';
+  /** The whole object's schema (apiVersion, kind, metadata, spec, status). */
+  readonly schema: TObject;
+  readonly printerColumns: readonly PrinterColumn[];
+}
+
+/** One version of a CRD, as {@link customResourceDefinition} needs it. */
+export interface CrdVersionSource extends CrdVersionNames {
   /** The version objects are stored in; default the first. */
   readonly storage?: boolean;
-};
+}
 
 /**
  * The CRD serving `versions` (all of one group and kind; the first is stored unless one says

@@ -6,23 +6,15 @@
  */
 import Type, { type Static, type TObject, type TSchema } from 'typebox';
 import type { ObjectMeta, ResourceType } from '../resources.ts';
-import { crdYaml, customResourceDefinition } from './crd.ts';
+import { type CrdVersionNames, crdYaml, customResourceDefinition, type PrinterColumn } from './crd.ts';
+
+export type { PrinterColumn } from './crd.ts';
 import { type ValidationResult, validatorFor } from './validate.ts';
+import { API_GROUP } from '../labels.ts';
 
-/** The one API group of Crowsnest's own types. */
-export const API_GROUP = 'crowsnest.dev';
+/** The one API group of Crowsnest's own types (labels.ts names it for everything else too). */
+export { API_GROUP };
 
-/** A `kubectl get` column (`additionalPrinterColumns`). */
-export interface PrinterColumn {
-  readonly name: string;
-  readonly type: 'string' | 'integer' | 'number' | 'boolean' | 'date';
-  /** JSONPath into the object, e.g. `.status.injectedPods`. */
-  readonly jsonPath: string;
-  readonly description?: string;
-  /** 0: shown by default; higher: only with `-o wide`. */
-  readonly priority?: number;
-  readonly format?: string;
-}
 
 export interface ApiDefinitionInit<Spec extends TSchema, Status extends TSchema> {
   readonly group?: string;
@@ -51,23 +43,12 @@ export interface ApiObjectOf<Spec, Status> {
   status?: Status;
 }
 
-export interface ApiDefinition<Spec extends TSchema = TSchema, Status extends TSchema = TSchema> {
-  readonly group: string;
-  readonly version: string;
+export interface ApiDefinition<Spec extends TSchema = TSchema, Status extends TSchema = TSchema> extends CrdVersionNames {
   /** `group/version`. */
   readonly apiVersion: string;
-  readonly kind: string;
-  readonly plural: string;
-  readonly singular: string;
-  readonly shortNames: readonly string[];
-  readonly categories: readonly string[];
-  readonly scope: 'Namespaced' | 'Cluster';
   readonly description: string;
-  readonly printerColumns: readonly PrinterColumn[];
   /** For informers and writes. */
   readonly type: ResourceType;
-  /** The whole object's schema (apiVersion, kind, metadata, spec, status). */
-  readonly schema: TObject;
   readonly specSchema: Spec;
   readonly statusSchema: Status;
   /**

@@ -18,5 +18,5 @@ app.kubernetes.io/component: operator
 {{- end -}}
 
 {{- define "crowsnest.image" -}}
-{{ .Values.image.repository }}:{{ .Values.image.tag | default .Chart.AppVersion }}
+{{ .Values.image.repository }}:{{ .Values.image.tag | default .Chart.AppVersion }}{{ with .Values.image.digest }}@{{ . }}{{ end }}
 {{- end -}}

@@ -1,0 +1,56 @@
+/**
+ * What `crowsnest operator` runs with, as resolved and validated values. The operator owns this
+ * type; the CLI fills it from flags, environment and defaults (src/cli/options.ts), and each
+ * capability reads its own section (e.g. {@link LogAccessOptions}, defined beside the capability).
+ */
+import type { LogAccessOptions } from '../logaccess/desired.ts';
+
+/** Everything `crowsnest operator` needs to run, validated. Durations in milliseconds. */
+export interface OperatorOptions {
+  /** Explicit kubeconfig path, from the global `--kubeconfig`. */
+  readonly kubeconfig?: string;
+  /** kubeconfig context, from the global `--context`. */
+  readonly context?: string;
+  /** Controllers to run, in the catalog's order. Default: all. */
+  readonly controllers: readonly string[];
+  /** `host:port` or `:port` for /metrics; `"0"` or `""` disables. Default `:8080`. */
+  readonly metricsBindAddress: string;
+  /** `host:port` or `:port` for /healthz and /readyz; `"0"` or `""` disables. Default `:8081`. */
+  readonly healthProbeBindAddress: string;
+  /**
+   * TCP port of the admission webhook server (every replica, leader or not). Served only when a
+   * selected capability registers a webhook. Default 9443 (controller-runtime's).
+   */
+  readonly webhookPort: number;
+  /**
+   * Directory holding the webhook's serving certificate as `tls.crt` and `tls.key` (a mounted
+   * Secret); reloaded when they change. Default `/tmp/k8s-webhook-server/serving-certs`.
+   */
+  readonly webhookCertDir: string;
+  /**
+   * Whether to run controllers only while holding the Lease. Default: `true` in a pod
+   * (`KUBERNETES_SERVICE_HOST` set) or when the Lease namespace is given, else `false`.
+   */
+  readonly leaderElect: boolean;
+  /** Namespace of the Lease. Default `$POD_NAMESPACE`, else `crowsnest-system`. */
+  readonly leaderElectionNamespace: string;
+  /** Name of the Lease. Default `crowsnest-operator`. */
+  readonly leaderElectionId: string;
+  /** Lease duration. Default 15 000 ms. Always > {@link renewDeadlineMs}. */
+  readonly leaseDurationMs: number;
+  /** Renew deadline. Default 10 000 ms. Always > 1.2 × {@link retryPeriodMs}. */
+  readonly renewDeadlineMs: number;
+  /** Retry period. Default 2 000 ms. */
+  readonly retryPeriodMs: number;
+  /** Concurrent reconciles per controller. Default 2. */
+  readonly workers: number;
+  /**
+   * Grace period for in-flight work on shutdown without leader election; 0 stops at once. With
+   * leader election the renew deadline bounds the drain instead. Default 30 000 ms.
+   */
+  readonly shutdownTimeoutMs: number;
+  /** Holder identity in the Lease. Default `<hostname>_<random uuid>`. */
+  readonly identity: string;
+  /** Settings of the logaccess controller. */
+  readonly logaccess: LogAccessOptions;
+}
