@@ -14,10 +14,10 @@ import { mapConcurrent } from '../../../src/kube/concurrency.ts';
 import { EventRecorder } from '../../../src/kube/events.ts';
 import { silentLogger } from '../../../src/kube/logger-type.ts';
 import { MAX_BACKOFF_MS } from '../../../src/kube/reflector.ts';
-import { runLogAccess } from '../../../src/logaccess/controller.ts';
 import { DEFAULT_LOGACCESS_OPTIONS } from '../../../src/logaccess/desired.ts';
 import { KubeConfig } from '@kubernetes/client-node';
 import { installChartOperator } from '../helm.ts';
+import { runLogAccess } from '../logaccess-run.ts';
 import { TcpProxy } from '../tcp-proxy.ts';
 import { eventually, newNamespace, testbed } from '../testbed.ts';
 import { ApiServerProxy, crowsnest, removeTempDirs, startCrowsnest, tempDir } from './helpers.ts';
@@ -63,7 +63,7 @@ describe('the API server stops or goes away', () => {
     const client = new KubeClient(kubeConfig);
     const stop = new AbortController();
     const controller = runLogAccess(
-      { client, logger: silentLogger, registry: new Registry(), recorder: new EventRecorder({ client, reportingInstance: 'outage-test' }), workers: 2, addReadinessCheck: () => {} },
+      { client, logger: silentLogger, registry: new Registry(), recorder: new EventRecorder({ client, reportingInstance: 'outage-test' }), workers: 2 },
       DEFAULT_LOGACCESS_OPTIONS,
       stop.signal,
     );
