@@ -29,4 +29,12 @@ export const controllerCatalog: readonly ControllerDefinition[] = [
       return (manager, options) => registerLogAccess(manager, options.logaccess);
     },
   },
+  {
+    name: 'prober',
+    description: 'NetworkProber: injects an RTT agent into the pods a NetworkProber selects, serves their peers, keeps its status',
+    load: async () => {
+      const { registerProber } = await import('../prober/register.ts');
+      return (manager, options) => void registerProber(manager, options.prober, options.webhookCertDir);
+    },
+  },
 ];

@@ -51,7 +51,8 @@ export interface ProberSettings {
   readonly peerHost?: string;
   /** How agents reach the peer endpoint, `https://host:port`. */
   readonly peersUrl: string;
-  readonly agentImage: string;
+  /** The agent's image; without one, pods are admitted without the agent. */
+  readonly agentImage?: string;
   readonly agentResources: ResourceRequirements;
   readonly imagePullPolicy?: 'Always' | 'IfNotPresent' | 'Never';
 }
@@ -89,6 +90,7 @@ export class ProberRuntime {
     this.webhook = proberWebhook({
       probersIn: (namespace) => deps.probers.store.byIndex(INDEX_NAMESPACE, namespace),
       settings: () => {
+        if (!settings.agentImage) return 'the operator has no agent image (--prober-agent-image)';
         const bundle = caBundle.read(deps.clock.now());
         if (!bundle) return `the operator has no CA bundle (${join(settings.certDir, 'ca.crt')}) to give the agent yet`;
         return {

@@ -1,8 +1,9 @@
 /**
- * Runs the prober capability in the test process as one operator replica that leads: informers
- * for NetworkProbers, injected pods and the certificate Secret; the webhook server and the peer
- * endpoint on the testbed host's bridge address (the API server and the real nodes' pods reach
- * it); self-managed certificates; the status controller. The MutatingWebhookConfiguration is the
+ * Runs the prober capability in the test process as one operator replica without leader election,
+ * registered with a Manager exactly as `crowsnest operator` registers it (src/prober/register.ts):
+ * informers for NetworkProbers, injected pods and the certificate Secret; the webhook server on
+ * the testbed host's bridge address and the peer endpoint (the API server and the real nodes'
+ * pods reach both); self-managed certificates; the status controller. The MutatingWebhookConfiguration is the
  * chart's own (`helm template`), pointed at this process with `webhook.url` and scoped to the
  * test's namespaces by a label, so tests of other files never meet it.
  */
@@ -14,19 +15,15 @@ import { promisify } from 'node:util';
 import { loadAll } from 'js-yaml';
 import { Registry } from 'prom-client';
 import { type ControlPlane, freePort } from '../../testbed/controlplane.ts';
-import type { StoreHandler } from '../../src/kube/cache.ts';
 import { KubeClient } from '../../src/kube/client.ts';
-import { realClock } from '../../src/kube/clock.ts';
-import { Controller } from '../../src/kube/controller.ts';
 import { EventRecorder } from '../../src/kube/events.ts';
-import { Informer } from '../../src/kube/informer.ts';
-import { type KubeObject, Resources } from '../../src/kube/resources.ts';
-import { type SecretObject, WebhookCertificates } from '../../src/kube/webhook/certificates.ts';
-import { WebhookServer } from '../../src/kube/webhook/server.ts';
-import { type NetworkProber, NetworkProberApi } from '../../src/prober/api.ts';
+import { silentLogger } from '../../src/kube/logger-type.ts';
+import { Manager } from '../../src/kube/manager.ts';
+import type { KubeObject } from '../../src/kube/resources.ts';
+import type { WebhookServer } from '../../src/kube/webhook/server.ts';
 import { DEFAULT_AGENT_RESOURCES } from '../../src/prober/inject.ts';
-import { INJECTED_SELECTOR, type SlimPod, slimPod } from '../../src/prober/members.ts';
-import { type CacheSource, ProberRuntime } from '../../src/prober/runtime.ts';
+import { registerProber } from '../../src/prober/register.ts';
+import type { ProberRuntime } from '../../src/prober/runtime.ts';
 import { installCrds } from './crds.ts';
 import { adminKubeConfig, eventually, newNamespace, testbed } from './testbed.ts';
 
@@ -59,17 +56,6 @@ export interface StartProberOptions {
   readonly timeoutSeconds?: number;
 }
 
-/** An Informer as the prober reads it (the manager's InformerView has this shape). */
-function source<T extends KubeObject>(informer: Informer<T>): CacheSource<T> {
-  return {
-    store: informer.store,
-    addEventHandler: (handler: StoreHandler<T>) => {
-      for (const obj of informer.store.list()) handler.onAdd?.(obj);
-      return informer.store.subscribe(handler);
-    },
-  };
-}
-
 export async function startProber(options: StartProberOptions = {}): Promise<ProberUnderTest> {
   const plane = await testbed();
   await installCrds();
@@ -84,35 +70,26 @@ export async function startProber(options: StartProberOptions = {}): Promise<Pro
   const registry = new Registry();
   const stop = new AbortController();
   const [webhookPort, peerPort] = [await freePort(), await freePort()];
-
-  const probers = new Informer<NetworkProber>({ client, type: NetworkProberApi.type, registry, name: 'networkprobers' });
-  const pods = new Informer<SlimPod>({ client, type: Resources.pods, labelSelector: INJECTED_SELECTOR, transform: slimPod, registry, name: 'pods/prober' });
-  const secrets = new Informer<SecretObject>({ client, type: Resources.secrets, namespace: operatorNamespace, fieldSelector: `metadata.name=${secretName}`, registry, name: 'secrets/webhook' });
   const recorder = new EventRecorder({ client, reportingInstance: 'prober-test', registry });
-  const certificates = new WebhookCertificates({
-    client, secrets: source(secrets), namespace: operatorNamespace, secretName, hosts: [hostIp, '127.0.0.1'], certDir,
-    configurations: [{ kind: 'MutatingWebhookConfiguration', name: configurationName }], clock: realClock,
-  });
-  const runtime = new ProberRuntime({ client, probers: source(probers), pods: source(pods), clock: realClock, registry, recorder }, {
-    namespace: operatorNamespace, certDir, peerPort, peerHost: hostIp, peersUrl: `https://${hostIp}:${peerPort}`,
-    agentImage: options.agentImage ?? plane.images['crowsnest'] ?? 'registry.invalid/crowsnest:never-pulled', agentResources: DEFAULT_AGENT_RESOURCES,
-  });
-  const webhookServer = new WebhookServer({
-    host: hostIp, port: webhookPort, certFile: join(certDir, 'tls.crt'), keyFile: join(certDir, 'tls.key'), handlers: [runtime.webhook], registry,
-    certificatePollIntervalMs: 1_000,
-  });
-  const controller = new Controller<string>({ name: 'prober', reconcile: runtime.reconciler.reconcile, workers: 2, registry });
-  const handlers = runtime.controllerHandlers(controller);
 
-  const running: Array<Promise<unknown>> = [
-    probers.run(stop.signal), pods.run(stop.signal), secrets.run(stop.signal),
-    certificates.serve(stop.signal), certificates.lead(stop.signal),
-  ];
-  await webhookServer.start();
-  running.push(runtime.serve(stop.signal));
-  await Promise.all([probers.waitForSync(stop.signal), pods.waitForSync(stop.signal), secrets.waitForSync(stop.signal)]);
-  const detach = [source(probers).addEventHandler(handlers.probers), source(pods).addEventHandler(handlers.pods)];
-  running.push(controller.run(stop.signal), runtime.lead(stop.signal, (key) => controller.enqueue(key)));
+  // What `crowsnest operator --controllers=prober` registers, in this process.
+  const manager = new Manager({
+    client, recorder, registry, logger: silentLogger, workers: 2,
+    webhookServer: { host: hostIp, port: webhookPort, certDir, certificatePollIntervalMs: 1_000 },
+  });
+  const runtime = registerProber(manager, {
+    namespace: operatorNamespace, certMode: 'self', certSecret: secretName, certHosts: [hostIp, '127.0.0.1'],
+    webhookConfiguration: configurationName, peerPort, peersUrl: `https://${hostIp}:${peerPort}`,
+    agentImage: options.agentImage ?? plane.images['crowsnest'] ?? 'registry.invalid/crowsnest:never-pulled', agentResources: DEFAULT_AGENT_RESOURCES,
+  }, certDir);
+  const running = manager.run(stop.signal);
+  let failure: unknown;
+  running.catch((err: unknown) => (failure = err));
+  await eventually('the prober\'s webhook server to listen', () => {
+    if (failure) throw failure;
+    return manager.runningWebhookServer !== undefined;
+  }, 30_000);
+  const webhookServer = manager.runningWebhookServer!;
 
   // The chart's webhook configuration, pointed here and scoped to this run's namespaces.
   const { stdout } = await run(join(plane.binDir, 'helm'), [
@@ -137,9 +114,7 @@ export async function startProber(options: StartProberOptions = {}): Promise<Pro
     stop: async ({ keepConfiguration = false } = {}) => {
       if (!keepConfiguration) await plane.request('DELETE', `/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations/${configurationName}`);
       stop.abort();
-      for (const remove of detach) remove();
-      await webhookServer.stop();
-      await Promise.allSettled(running);
+      await running.catch(() => {});
       await recorder.flush().catch(() => {});
       await client.close();
       await rm(certDir, { recursive: true, force: true });

@@ -33,6 +33,9 @@
 - --webhook-cert-mode={{ .Values.webhook.certMode }}
 - --webhook-cert-secret={{ include "crowsnest.webhook.secretName" . }}
 - --webhook-service={{ include "crowsnest.webhook.serviceName" . }}
+{{- with .Values.webhook.url }}
+- --webhook-cert-hosts={{ (urlParse .).hostname }}
+{{- end }}
 - --prober-webhook-configuration={{ include "crowsnest.prober.webhookConfigurationName" . }}
 - --prober-peer-port={{ .Values.prober.peerPort }}
 - --prober-agent-image={{ include "crowsnest.prober.agentImage" . }}
