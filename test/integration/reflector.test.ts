@@ -298,6 +298,9 @@ describe('reflector on a real apiserver', () => {
 
   it('syncs with a streaming list (WatchList): no list request, the state closed by the initial-events-end bookmark, then the same stream as the watch', async () => {
     const namespace = await newNamespace('reflector-stream');
+    // kube-root-ca.crt comes from the controller-manager, some time after the namespace: counted below.
+    await eventually('kube-root-ca.crt in the namespace', async () =>
+      (await admin.json(`/api/v1/namespaces/${namespace}/configmaps/kube-root-ca.crt`).then(() => true, () => false)), 30_000);
     const names = Array.from({ length: 700 }, (_, i) => `cm-${i}`);
     await mapConcurrent(names, 16, (name) => create(admin, Resources.configMaps, namespace, name));
     const controller = new AbortController();
