@@ -102,7 +102,7 @@ describe('resolveOperatorOptions', () => {
     assert.deepEqual(resolveWith({}), {
       kubeconfig: undefined,
       context: undefined,
-      controllers: ['logaccess', 'prober'],
+      controllers: ['logaccess'],
       metricsBindAddress: ':8080',
       healthProbeBindAddress: ':8081',
       webhookPort: 9443,
@@ -196,6 +196,12 @@ describe('resolveOperatorOptions', () => {
         agentResources: { requests: { cpu: '5m' }, limits: { memory: '96Mi', cpu: '1' } },
       },
     });
+  });
+
+  test('run by hand, the default controllers leave out those the API server or pods must call; in a pod, all', () => {
+    assert.deepEqual(resolveWith({}).controllers, ['logaccess']);
+    assert.deepEqual(resolveWith({}, { KUBERNETES_SERVICE_HOST: '10.0.0.1' }).controllers, ['logaccess', 'prober']);
+    assert.deepEqual(resolveWith({ controllers: '*' }).controllers, ['logaccess', 'prober'], 'asked for, it runs by hand too');
   });
 
   test('the prober runs where the pod runs: its namespace names the Secret, the certificate and the peers URL', () => {

@@ -103,6 +103,9 @@ export const knownControllers: readonly string[] = controllerCatalog.map((c) => 
 /** The `--controllers` value that enables every known controller. */
 const ALL_CONTROLLERS = '*';
 
+/** The default `--controllers` outside a pod: every controller that nothing in the cluster needs to call. */
+const BY_HAND_CONTROLLERS = [ALL_CONTROLLERS, ...controllerCatalog.filter((c) => c.inClusterOnly).map((c) => `-${c.name}`)].join(',');
+
 /**
  * Resolves a `--controllers` list with kube-controller-manager semantics: `*` enables every
  * known controller, `name` enables one, `-name` disables one (winning over `*`). Order in the
@@ -220,7 +223,7 @@ export const operatorFlags: readonly FlagDefinition[] = [
     name: 'controllers',
     valueName: '<list>',
     description: `comma-separated controllers to run: '*' for all, 'name' to enable, '-name' to disable`,
-    defaultText: OPERATOR_DEFAULTS.controllers,
+    defaultText: `'*' in a pod; run by hand, '*' less those the API server or pods must call (${controllerCatalog.filter((c) => c.inClusterOnly).map((c) => c.name).join(', ') || 'none'})`,
   },
   {
     name: 'metrics-bind-address',
@@ -670,7 +673,7 @@ export function resolveOperatorOptions(
   const options: OperatorOptions = {
     kubeconfig: globals.kubeconfig,
     context: globals.context,
-    controllers: resolve(sources, 'controllers', parseControllers, OPERATOR_DEFAULTS.controllers),
+    controllers: resolve(sources, 'controllers', parseControllers, inPod ? OPERATOR_DEFAULTS.controllers : BY_HAND_CONTROLLERS),
     metricsBindAddress: resolve(sources, 'metrics-bind-address', parseBindAddressFlag, OPERATOR_DEFAULTS.metricsBindAddress),
     healthProbeBindAddress: resolve(
       sources,
