@@ -58,6 +58,7 @@ interface CommandEntry {
 }
 
 const COMMANDS: readonly CommandEntry[] = [
+  { name: 'agent', description: "the network prober's sidecar: probes its peers, serves /ping and /metrics (injected by a NetworkProber)", define: async () => (await import('./agent.ts')).defineAgentCommand },
   {
     name: 'inventory',
     description: "snapshot the cluster's objects, redacted, into a report directory or to an HTTP endpoint",

@@ -1,7 +1,9 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
+import { DEFAULT_AGENT_RESOURCES } from '../prober/inject.ts';
 import {
   envVarFor,
+  operatorFlags,
   OptionError,
   parseDuration,
   resolveControllers,
@@ -115,6 +117,17 @@ describe('resolveOperatorOptions', () => {
       shutdownTimeoutMs: 30_000,
       identity: 'node-a_fixed',
       logaccess: { namePrefix: 'podlogreader-', allowPodList: true, createServiceAccountAndRoleBinding: false },
+      prober: {
+        namespace: 'crowsnest-system',
+        certMode: 'self',
+        certSecret: 'crowsnest-webhook-cert',
+        certHosts: ['crowsnest-webhook', 'crowsnest-webhook.crowsnest-system', 'crowsnest-webhook.crowsnest-system.svc', 'crowsnest-webhook.crowsnest-system.svc.cluster.local'],
+        webhookConfiguration: 'crowsnest-prober',
+        peerPort: 9444,
+        peersUrl: 'https://crowsnest-webhook.crowsnest-system.svc:9444',
+        agentImage: undefined,
+        agentResources: DEFAULT_AGENT_RESOURCES,
+      },
     });
   });
 
@@ -143,11 +156,20 @@ describe('resolveOperatorOptions', () => {
       'logaccess-name-prefix': 'logs-',
       'logaccess-allow-pod-list': false,
       'create-sa-and-rolebinding': true,
+      'webhook-cert-mode': 'cert-manager',
+      'webhook-cert-secret': 'certs',
+      'webhook-service': 'lookout',
+      'webhook-cert-hosts': '198.51.100.7, dev.example',
+      'prober-webhook-configuration': 'lookout-prober',
+      'prober-peer-port': '7443',
+      'prober-peers-url': 'https://peers.example:7443/',
+      'prober-agent-image': 'registry.example/crowsnest:1',
+      'prober-agent-resources': '{"requests":{"cpu":"5m"},"limits":{"memory":"96Mi","cpu":1}}',
     });
     assert.deepEqual(options, {
       kubeconfig: undefined,
       context: undefined,
-      controllers: ['logaccess'],
+      controllers: ['logaccess', 'prober'],
       metricsBindAddress: '127.0.0.1:9090',
       healthProbeBindAddress: '0',
       webhookPort: 10250,
@@ -162,7 +184,50 @@ describe('resolveOperatorOptions', () => {
       shutdownTimeoutMs: 60_000,
       identity: 'me',
       logaccess: { namePrefix: 'logs-', allowPodList: false, createServiceAccountAndRoleBinding: true },
+      prober: {
+        namespace: 'ops',
+        certMode: 'cert-manager',
+        certSecret: 'certs',
+        certHosts: ['lookout', 'lookout.ops', 'lookout.ops.svc', 'lookout.ops.svc.cluster.local', '198.51.100.7', 'dev.example'],
+        webhookConfiguration: 'lookout-prober',
+        peerPort: 7443,
+        peersUrl: 'https://peers.example:7443',
+        agentImage: 'registry.example/crowsnest:1',
+        agentResources: { requests: { cpu: '5m' }, limits: { memory: '96Mi', cpu: '1' } },
+      },
     });
+  });
+
+  test('run by hand, the default controllers leave out those the API server or pods must call; in a pod, all', () => {
+    assert.deepEqual(resolveWith({}).controllers, ['logaccess']);
+    assert.deepEqual(resolveWith({}, { KUBERNETES_SERVICE_HOST: '10.0.0.1' }).controllers, ['logaccess', 'prober']);
+    assert.deepEqual(resolveWith({ controllers: '*' }).controllers, ['logaccess', 'prober'], 'asked for, it runs by hand too');
+  });
+
+  test('the prober runs where the pod runs: its namespace names the Secret, the certificate and the peers URL', () => {
+    const options = resolveWith({ 'leader-election-namespace': 'lease-ns' }, { POD_NAMESPACE: 'monitoring' });
+    assert.equal(options.prober.namespace, 'monitoring');
+    assert.equal(options.prober.peersUrl, 'https://crowsnest-webhook.monitoring.svc:9444');
+    assert.ok(options.prober.certHosts.includes('crowsnest-webhook.monitoring.svc'));
+  });
+
+  test('bad prober and webhook certificate values are refused, naming the flag', () => {
+    const cases: Array<[Record<string, string>, RegExp]> = [
+      [{ 'webhook-cert-mode': 'vault' }, /--webhook-cert-mode.*must be one of self, cert-manager/],
+      [{ 'prober-peers-url': 'http://peers:9444' }, /--prober-peers-url.*https:\/\//],
+      [{ 'prober-peers-url': 'not a url' }, /--prober-peers-url.*URL/],
+      [{ 'prober-peer-port': '70000' }, /--prober-peer-port/],
+      [{ 'prober-agent-resources': '{"requests":{"cpu":"lots"}}' }, /--prober-agent-resources.*requests\.cpu: "lots" is not a Kubernetes quantity/],
+      [{ 'prober-agent-resources': '{"request":{"cpu":"1"}}' }, /--prober-agent-resources.*unknown key "request"/],
+      [{ 'prober-agent-resources': 'cpu=1' }, /--prober-agent-resources.*must be JSON/],
+      [{ 'webhook-service': 'Web_Hook' }, /--webhook-service/],
+    ];
+    for (const [flags, message] of cases) assert.throws(() => resolveWith(flags), message, JSON.stringify(flags));
+  });
+
+  test('the --help default of --prober-agent-resources is the prober\'s own default', () => {
+    const flag = operatorFlags.find((f) => f.name === 'prober-agent-resources');
+    assert.deepEqual(JSON.parse(flag?.defaultText ?? 'null'), DEFAULT_AGENT_RESOURCES);
   });
 
   test('CROWSNEST_* env variables set options the flags leave alone', () => {

@@ -13,6 +13,7 @@ import { parseBindAddress } from '../observe/http.ts';
 import type { LogFormat, LogLevel } from '../observe/logger.ts';
 import { controllerCatalog } from '../operator/catalog.ts';
 import type { OperatorOptions } from '../operator/options.ts';
+import { parseResourceRequirements, serviceHosts, WEBHOOK_CERT_MODES, type WebhookCertMode } from '../prober/options.ts';
 
 export type { OperatorOptions } from '../operator/options.ts';
 
@@ -101,6 +102,9 @@ export const knownControllers: readonly string[] = controllerCatalog.map((c) => 
 
 /** The `--controllers` value that enables every known controller. */
 const ALL_CONTROLLERS = '*';
+
+/** The default `--controllers` outside a pod: every controller that nothing in the cluster needs to call. */
+const BY_HAND_CONTROLLERS = [ALL_CONTROLLERS, ...controllerCatalog.filter((c) => c.inClusterOnly).map((c) => `-${c.name}`)].join(',');
 
 /**
  * Resolves a `--controllers` list with kube-controller-manager semantics: `*` enables every
@@ -197,6 +201,14 @@ const OPERATOR_DEFAULTS = {
   shutdownTimeout: '30s',
   // podlogreader's naming, so Roles users already reference keep their names.
   logaccessNamePrefix: 'podlogreader-',
+  webhookCertMode: 'self',
+  webhookCertSecret: 'crowsnest-webhook-cert',
+  webhookService: 'crowsnest-webhook',
+  proberWebhookConfiguration: 'crowsnest-prober',
+  proberPeerPort: '9444',
+  // The same as the prober's DEFAULT_AGENT_RESOURCES (a unit test holds them equal); spelled here
+  // so --help needs no import of the prober.
+  proberAgentResources: '{"requests":{"cpu":"10m","memory":"64Mi"},"limits":{"memory":"128Mi"}}',
 } as const;
 
 /**
@@ -211,7 +223,7 @@ export const operatorFlags: readonly FlagDefinition[] = [
     name: 'controllers',
     valueName: '<list>',
     description: `comma-separated controllers to run: '*' for all, 'name' to enable, '-name' to disable`,
-    defaultText: OPERATOR_DEFAULTS.controllers,
+    defaultText: `'*' in a pod; run by hand, '*' less those the API server or pods must call (${controllerCatalog.filter((c) => c.inClusterOnly).map((c) => c.name).join(', ') || 'none'})`,
   },
   {
     name: 'metrics-bind-address',
@@ -236,6 +248,30 @@ export const operatorFlags: readonly FlagDefinition[] = [
     valueName: '<dir>',
     description: 'directory with the webhook serving certificate (tls.crt, tls.key), reloaded when it changes',
     defaultText: OPERATOR_DEFAULTS.webhookCertDir,
+  },
+  {
+    name: 'webhook-cert-mode',
+    valueName: '<mode>',
+    description: `where the webhook certificate comes from: 'self' (the leader keeps a CA and serving certificate in --webhook-cert-secret, renews them and the webhook configurations' caBundle; every replica writes them into --webhook-cert-dir) or 'cert-manager' (the directory is cert-manager's Secret, mounted)`,
+    defaultText: OPERATOR_DEFAULTS.webhookCertMode,
+  },
+  {
+    name: 'webhook-cert-secret',
+    valueName: '<name>',
+    description: 'the Secret in the operator\'s namespace holding the self-managed webhook certificate',
+    defaultText: OPERATOR_DEFAULTS.webhookCertSecret,
+  },
+  {
+    name: 'webhook-service',
+    valueName: '<name>',
+    description: 'the Service in front of the webhook server and the peer endpoint: the certificate names it, and agents reach the operator through it',
+    defaultText: OPERATOR_DEFAULTS.webhookService,
+  },
+  {
+    name: 'webhook-cert-hosts',
+    valueName: '<list>',
+    description: 'more DNS names or IPs for the self-managed certificate, comma-separated (an operator outside the cluster, reached by webhook URL)',
+    defaultText: 'none',
   },
   {
     name: 'leader-elect',
@@ -311,7 +347,37 @@ export const operatorFlags: readonly FlagDefinition[] = [
     description: 'logaccess: also keep a ServiceAccount and a RoleBinding of the same name (podlogreader flag); existing ones we did not create are left alone',
     defaultText: 'false',
     negatable: true,
-  }
+  },
+  {
+    name: 'prober-webhook-configuration',
+    valueName: '<name>',
+    description: 'prober: the MutatingWebhookConfiguration whose caBundle the leader keeps (self-managed certificates)',
+    defaultText: OPERATOR_DEFAULTS.proberWebhookConfiguration,
+  },
+  {
+    name: 'prober-peer-port',
+    valueName: '<port>',
+    description: 'prober: port of the HTTPS endpoint agents learn their peers from, on every replica',
+    defaultText: OPERATOR_DEFAULTS.proberPeerPort,
+  },
+  {
+    name: 'prober-peers-url',
+    valueName: '<url>',
+    description: 'prober: how agents reach that endpoint',
+    defaultText: 'https://<webhook-service>.<namespace>.svc:<prober-peer-port>',
+  },
+  {
+    name: 'prober-agent-image',
+    valueName: '<image>',
+    description: 'prober: the image of the injected agent when a NetworkProber names none (the chart passes its own image); without one, pods are admitted without the agent',
+    defaultText: 'none',
+  },
+  {
+    name: 'prober-agent-resources',
+    valueName: '<json>',
+    description: 'prober: the agent container\'s requests and limits when a NetworkProber sets none',
+    defaultText: OPERATOR_DEFAULTS.proberAgentResources,
+  },
 ];
 
 // ---------------------------------------------------------------------------------------------
@@ -452,6 +518,30 @@ function parseNamePrefix(value: string | boolean): string {
   return text;
 }
 
+function parseCertMode(value: string | boolean): WebhookCertMode {
+  const text = asString(value);
+  const mode = WEBHOOK_CERT_MODES.find((m) => m === text);
+  if (!mode) throw new Error(`must be one of ${WEBHOOK_CERT_MODES.join(', ')}`);
+  return mode;
+}
+
+/** Comma-separated, blanks dropped; the empty string is the empty list. */
+function parseList(value: string | boolean): string[] {
+  return asString(value).split(',').map((item) => item.trim()).filter((item) => item !== '');
+}
+
+function parseHttpsUrl(value: string | boolean): string {
+  const text = asString(value);
+  let url: URL;
+  try {
+    url = new URL(text);
+  } catch {
+    throw new Error('must be a URL like https://host:port');
+  }
+  if (url.protocol !== 'https:') throw new Error('must be an https:// URL (agents send their token only over TLS)');
+  return text.replace(/\/+$/, '');
+}
+
 function parseNonEmpty(value: string | boolean): string {
   const text = asString(value);
   if (text.trim() === '') throw new Error('must not be empty');
@@ -572,11 +662,18 @@ export function resolveOperatorOptions(
   // have. Naming the Lease namespace asks for the Lease.
   const inPod = Boolean(sources.env['KUBERNETES_SERVICE_HOST']);
   const leaseNamespaceGiven = lookup(sources, 'leader-election-namespace') !== undefined;
+  // The namespace the operator runs in (its Secret, its Service): the pod's, else the Lease's.
+  const operatorNamespace = podNamespace ? podNamespace : resolve(sources, 'leader-election-namespace', parseNamespace, namespaceDefault);
+  const certMode = resolve(sources, 'webhook-cert-mode', parseCertMode, OPERATOR_DEFAULTS.webhookCertMode);
+  const webhookService = resolve(sources, 'webhook-service', parseNamespace, OPERATOR_DEFAULTS.webhookService);
+  const extraCertHosts = resolve(sources, 'webhook-cert-hosts', parseList, '');
+  const peerPort = resolve(sources, 'prober-peer-port', parsePort, OPERATOR_DEFAULTS.proberPeerPort);
+  const agentImageRaw = lookup(sources, 'prober-agent-image');
 
   const options: OperatorOptions = {
     kubeconfig: globals.kubeconfig,
     context: globals.context,
-    controllers: resolve(sources, 'controllers', parseControllers, OPERATOR_DEFAULTS.controllers),
+    controllers: resolve(sources, 'controllers', parseControllers, inPod ? OPERATOR_DEFAULTS.controllers : BY_HAND_CONTROLLERS),
     metricsBindAddress: resolve(sources, 'metrics-bind-address', parseBindAddressFlag, OPERATOR_DEFAULTS.metricsBindAddress),
     healthProbeBindAddress: resolve(
       sources,
@@ -599,6 +696,17 @@ export function resolveOperatorOptions(
       namePrefix: resolve(sources, 'logaccess-name-prefix', parseNamePrefix, OPERATOR_DEFAULTS.logaccessNamePrefix),
       allowPodList: resolve(sources, 'logaccess-allow-pod-list', parseBool, true),
       createServiceAccountAndRoleBinding: resolve(sources, 'create-sa-and-rolebinding', parseBool, false),
+    },
+    prober: {
+      namespace: operatorNamespace,
+      certMode,
+      certSecret: resolve(sources, 'webhook-cert-secret', parseObjectName, OPERATOR_DEFAULTS.webhookCertSecret),
+      certHosts: [...serviceHosts(webhookService, operatorNamespace), ...extraCertHosts],
+      webhookConfiguration: resolve(sources, 'prober-webhook-configuration', parseObjectName, OPERATOR_DEFAULTS.proberWebhookConfiguration),
+      peerPort,
+      peersUrl: resolve(sources, 'prober-peers-url', parseHttpsUrl, `https://${webhookService}.${operatorNamespace}.svc:${peerPort}`),
+      agentImage: agentImageRaw ? convert('prober-agent-image', agentImageRaw, parseNonEmpty) : undefined,
+      agentResources: resolve(sources, 'prober-agent-resources', (value) => parseResourceRequirements(asString(value)), OPERATOR_DEFAULTS.proberAgentResources),
     },
   };
 

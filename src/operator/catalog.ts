@@ -13,6 +13,12 @@ export interface ControllerDefinition {
   /** One line for `--help`. */
   readonly description: string;
   /**
+   * It serves the API server or pods (an admission webhook, an endpoint agents call), so it only
+   * works where they reach the operator: the default `--controllers` of an operator run by hand,
+   * outside a pod, leaves it out (kubebuilder's operators skip their webhooks locally alike).
+   */
+  readonly inClusterOnly?: boolean;
+  /**
    * Loads the capability and returns its registration, called once before the manager runs.
    * `options` are the operator's; a capability reads its own section of them.
    */
@@ -27,6 +33,15 @@ export const controllerCatalog: readonly ControllerDefinition[] = [
     load: async () => {
       const { registerLogAccess } = await import('../logaccess/controller.ts');
       return (manager, options) => registerLogAccess(manager, options.logaccess);
+    },
+  },
+  {
+    name: 'prober',
+    inClusterOnly: true,
+    description: 'NetworkProber: injects an RTT agent into the pods a NetworkProber selects, serves their peers, keeps its status',
+    load: async () => {
+      const { registerProber } = await import('../prober/register.ts');
+      return (manager, options) => void registerProber(manager, options.prober, options.webhookCertDir);
     },
   },
 ];

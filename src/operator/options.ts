@@ -4,6 +4,7 @@
  * capability reads its own section (e.g. {@link LogAccessOptions}, defined beside the capability).
  */
 import type { LogAccessOptions } from '../logaccess/desired.ts';
+import type { ProberOptions } from '../prober/options.ts';
 
 /** Everything `crowsnest operator` needs to run, validated. Durations in milliseconds. */
 export interface OperatorOptions {
@@ -53,4 +54,6 @@ export interface OperatorOptions {
   readonly identity: string;
   /** Settings of the logaccess controller. */
   readonly logaccess: LogAccessOptions;
+  /** Settings of the prober (and of the self-managed webhook certificate it is the first to need). */
+  readonly prober: ProberOptions;
 }

@@ -12,6 +12,7 @@
  *   at 5,000 and 50,000 objects (`BENCH_INVENTORY_SIZES=5000` for one size).
  * - ports: `crowsnest ports scan --output json` vs `ss -ltnup` with 10,000 open sockets (no
  *   control plane); parser throughput on 100,000 /proc/net lines.
+ * - prober: the injected agent's RSS and CPU with 10 and 100 peers beside a Go reference.
  * - memory: operator RSS and heap at 10,000 and 150,000 opted-in kwok pods, beside an idle operator,
  *   and fresh starts under V8 flag sets (`BENCH_MEMORY_PODS=10000` for one size,
  *   `BENCH_MEMORY_VARIANTS=default` for one flag set).
@@ -26,6 +27,7 @@ import { benchInventory } from './inventory.ts';
 import { benchLogAccess, type LogAccessResult } from './logaccess.ts';
 import { benchMemory, type MemoryRow, V8_VARIANTS } from './memory.ts';
 import { benchPortsScan } from './ports-scan.ts';
+import { benchProber } from './prober.ts';
 import { median } from './stats.ts';
 
 const run = promisify(execFile);
@@ -238,4 +240,5 @@ if (!selected || selected === 'informer') await informerBench();
 if (!selected || selected === 'logaccess') await logAccessBench();
 if (!selected || selected === 'inventory') await inventoryBench();
 if (!selected || selected === 'ports') await benchPortsScan((line) => process.stderr.write(`[bench] ${line}\n`));
+if (!selected || selected === 'prober') await benchProber((line) => process.stderr.write(`[bench] ${line}\n`));
 if (!selected || selected === 'memory') await memoryBench();

@@ -228,6 +228,10 @@ describe('crowsnest operator in this process, with what a capability would regis
       leaseDurationMs: LEASE_MS, renewDeadlineMs: RENEW_MS, retryPeriodMs: RETRY_MS,
       workers: 1, shutdownTimeoutMs: 5_000, identity,
       logaccess: { namePrefix: 'podlogreader-', allowPodList: true, createServiceAccountAndRoleBinding: false },
+      prober: {
+        namespace, certMode: 'cert-manager', certSecret: 'unused', certHosts: [], webhookConfiguration: 'unused',
+        peerPort: 9444, peersUrl: 'https://unused:9444', agentImage: undefined, agentResources: {},
+      },
     };
     const shutdown = new AbortController();
     let exitCode: number | undefined;

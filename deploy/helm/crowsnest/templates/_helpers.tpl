@@ -20,3 +20,20 @@ app.kubernetes.io/component: operator
 {{- define "crowsnest.image" -}}
 {{ .Values.image.repository }}:{{ .Values.image.tag | default .Chart.AppVersion }}{{ with .Values.image.digest }}@{{ . }}{{ end }}
 {{- end -}}
+
+{{- /* Whether the operator runs at all: it has a capability to run. */ -}}
+{{- define "crowsnest.operator.enabled" -}}
+{{- if or .Values.logaccess.enabled .Values.prober.enabled -}}true{{- end -}}
+{{- end -}}
+
+{{- /* --controllers: "*" means the capabilities this chart enables (and holds RBAC for), no others. */ -}}
+{{- define "crowsnest.operator.controllers" -}}
+{{- if eq (toString .Values.operator.controllers) "*" -}}
+{{- $enabled := list -}}
+{{- if .Values.logaccess.enabled }}{{ $enabled = append $enabled "logaccess" }}{{ end -}}
+{{- if .Values.prober.enabled }}{{ $enabled = append $enabled "prober" }}{{ end -}}
+{{- join "," $enabled -}}
+{{- else -}}
+{{- .Values.operator.controllers -}}
+{{- end -}}
+{{- end -}}

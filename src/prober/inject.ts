@@ -1,0 +1,209 @@
+/**
+ * The pure half of the webhook: which NetworkProber (if any) selects a pod being created, and the
+ * pod with the agent injected. No API calls here; the handler (webhook.ts) reads the probers from
+ * the informer cache and hands them in.
+ *
+ * The agent is a **native sidecar**: an init container with `restartPolicy: Always`, appended
+ * after the pod's own init containers. It starts before the app containers, runs beside them,
+ * and does not keep a Job's pod from completing (a plain container would).
+ *
+ * Safety rules, each tested:
+ * - Only a NetworkProber of the pod's own namespace can select it (the seed matched across
+ *   namespaces).
+ * - Idempotent: a pod that has a container named `net-prober` already is left alone (reinvocation,
+ *   a re-created copy of an injected pod, or the user's own container of that name).
+ * - Pods the agent would hurt are skipped with a warning: hostNetwork (every such pod on a node
+ *   would bind the same ports), a port the pod declares already, Windows pods.
+ * - The readiness probe only says the agent's servers listen: a native sidecar's readiness is
+ *   part of the pod's, so a probe that depended on the operator being reachable would take the
+ *   user's pods out of their Services whenever the operator is down.
+ * - No CPU limit by default: CFS throttling inflates the latencies the agent measures (a known
+ *   pain of Goldpinger deployments). Memory is limited.
+ */
+import type { KubeObject } from '../kube/resources.ts';
+import { matchesLabelSelector } from '../kube/selector.ts';
+import type { NetworkProber } from './api.ts';
+import { proberPorts } from './api.ts';
+import {
+  AGENT_CONTAINER, AGENT_LOG_LEVEL_ANNOTATION, ENV, METRICS_PORT_NAME, PING_PORT_NAME, PROBER_ANNOTATION, SEED_INJECTED_ANNOTATION, SEED_INJECTED_VALUE,
+  TOKEN_AUDIENCE, TOKEN_EXPIRATION_SECONDS, TOKEN_FILE, TOKEN_MOUNT_PATH, TOKEN_VOLUME,
+} from './contract.ts';
+import { INJECTED_LABEL, INJECTED_LABEL_VALUE } from './members.ts';
+
+/** CPU and memory of a container, as the Pod API writes them. */
+export interface ResourceRequirements {
+  readonly requests?: Readonly<Record<string, string | number>>;
+  readonly limits?: Readonly<Record<string, string | number>>;
+}
+
+/** What the operator decides for every injected agent. */
+export interface InjectionSettings {
+  /** The agent image when the NetworkProber names none: the operator's own. */
+  readonly defaultImage: string;
+  /** `https://host:port` of the peer endpoint, as the agents reach it. */
+  readonly peersUrl: string;
+  /** PEM bundle the agents trust for the peer endpoint. */
+  readonly caBundle: string;
+  /** When the NetworkProber sets none. */
+  readonly defaultResources: ResourceRequirements;
+  /** Default `IfNotPresent`. */
+  readonly imagePullPolicy?: 'Always' | 'IfNotPresent' | 'Never';
+}
+
+/** Requests and limits of an agent probing about ten peers: it measured ~45 MiB RSS with 100 (see the README). */
+export const DEFAULT_AGENT_RESOURCES: ResourceRequirements = { requests: { cpu: '10m', memory: '64Mi' }, limits: { memory: '128Mi' } };
+
+/**
+ * V8 sized for a small, steady heap: a 1 MiB young generation instead of 16 MiB (the agent
+ * allocates little per probe), and an old-space cap well under the memory limit so V8 collects
+ * before the kernel's OOM killer acts.
+ */
+export const AGENT_NODE_OPTIONS = '--max-semi-space-size=1 --max-old-space-size=48';
+
+/** The unprivileged user of our image (distroless' `nonroot`). */
+const AGENT_UID = 65532;
+const PRIVILEGED_PORT_LIMIT = 1024;
+
+interface Container {
+  name?: string;
+  ports?: Array<{ containerPort?: number; hostPort?: number; name?: string; protocol?: string }>;
+  [key: string]: unknown;
+}
+
+/** The parts of a Pod the webhook reads or writes. */
+export interface PodObject extends KubeObject {
+  spec?: {
+    initContainers?: Container[];
+    containers?: Container[];
+    ephemeralContainers?: Container[];
+    volumes?: Array<{ name?: string; [key: string]: unknown }>;
+    hostNetwork?: boolean;
+    os?: { name?: string };
+    [key: string]: unknown;
+  };
+}
+
+/** What to do with a pod being created. */
+export type InjectionDecision =
+  | { readonly kind: 'inject'; readonly pod: PodObject; readonly prober: NetworkProber; readonly warnings: readonly string[] }
+  | { readonly kind: 'skip'; readonly reason: SkipReason; readonly warnings: readonly string[] };
+
+/** Why a pod is let through unchanged; the `reason` label of `crowsnest_prober_admissions_total`. */
+export type SkipReason = 'not_selected' | 'already_injected' | 'container_name_taken' | 'host_network' | 'port_taken' | 'windows';
+
+/**
+ * The NetworkProbers of `namespace` that select a pod with `labels`, in name order (the first
+ * one's agent is injected). Probers being deleted select nothing.
+ */
+export function selectingProbers(probers: readonly NetworkProber[], namespace: string, labels: Readonly<Record<string, string>> | undefined): NetworkProber[] {
+  return probers
+    .filter((p) => p.metadata?.namespace === namespace && !p.metadata?.deletionTimestamp && matchesLabelSelector(p.spec?.podSelector, labels))
+    .sort((a, b) => (a.metadata?.name ?? '').localeCompare(b.metadata?.name ?? ''));
+}
+
+/**
+ * Decides for `pod`, created in `namespace`, given the NetworkProbers of the cluster (or of the
+ * namespace). Returns the pod to store, or why it stays as it is. Never changes `pod`.
+ */
+export function decideInjection(pod: PodObject, namespace: string, probers: readonly NetworkProber[], settings: InjectionSettings): InjectionDecision {
+  const warnings: string[] = [];
+  const selecting = selectingProbers(probers, namespace, pod.metadata?.labels);
+  const prober = selecting[0];
+  if (!prober) return skip('not_selected');
+  const proberName = prober.metadata?.name ?? '';
+  if (selecting.length > 1) {
+    warnings.push(`pod is selected by ${selecting.length} NetworkProbers (${selecting.map((p) => p.metadata?.name).join(', ')}); it gets the agent of ${proberName} only`);
+  }
+
+  const spec = pod.spec ?? {};
+  const allContainers = [...(spec.initContainers ?? []), ...(spec.containers ?? []), ...(spec.ephemeralContainers ?? [])];
+  if (allContainers.some((c) => c.name === AGENT_CONTAINER)) {
+    const ours = pod.metadata?.annotations?.[SEED_INJECTED_ANNOTATION] === SEED_INJECTED_VALUE;
+    if (ours) return skip('already_injected');
+    return skip('container_name_taken', `the pod has a container named ${AGENT_CONTAINER} already; NetworkProber ${proberName} cannot inject its agent`);
+  }
+  if (spec.hostNetwork) {
+    return skip('host_network', `NetworkProber ${proberName} does not inject hostNetwork pods: every such pod on a node would bind the agent's ports on the node itself`);
+  }
+  if (spec.os?.name === 'windows') return skip('windows', `NetworkProber ${proberName} does not inject Windows pods (the agent is a Linux image)`);
+  const ports = proberPorts(prober.spec);
+  for (const port of [ports.http, ports.prometheus]) {
+    const owner = allContainers.find((c) => c.ports?.some((p) => p.containerPort === port && (p.protocol ?? 'TCP') === 'TCP'));
+    if (owner) {
+      return skip('port_taken', `container ${owner.name} declares port ${port}, which NetworkProber ${proberName} gives its agent: set httpPort/httpPrometheusPort to free ports`);
+    }
+  }
+  if (Math.min(ports.http, ports.prometheus) < PRIVILEGED_PORT_LIMIT) {
+    warnings.push(`NetworkProber ${proberName} uses a port below ${PRIVILEGED_PORT_LIMIT}; the agent runs as a non-root user and may not be allowed to bind it`);
+  }
+
+  const injected = structuredClone(pod);
+  const metadata = (injected.metadata ??= {});
+  metadata.annotations = { ...metadata.annotations, [SEED_INJECTED_ANNOTATION]: SEED_INJECTED_VALUE, [PROBER_ANNOTATION]: proberName };
+  metadata.labels = { ...metadata.labels, [INJECTED_LABEL]: INJECTED_LABEL_VALUE };
+  const injectedSpec = (injected.spec ??= {});
+  const agent = agentContainer(prober, ports, settings);
+  if (pod.metadata?.annotations?.[AGENT_LOG_LEVEL_ANNOTATION] === 'debug') (agent['env'] as unknown[]).push({ name: 'CROWSNEST_LOG_LEVEL', value: 'debug' });
+  injectedSpec.initContainers = [...(injectedSpec.initContainers ?? []), agent];
+  const volumes = injectedSpec.volumes ?? [];
+  if (!volumes.some((v) => v.name === TOKEN_VOLUME)) injectedSpec.volumes = [...volumes, tokenVolume()];
+  return { kind: 'inject', pod: injected, prober, warnings };
+
+  function skip(reason: SkipReason, warning?: string): InjectionDecision {
+    return { kind: 'skip', reason, warnings: warning ? [...warnings, warning] : warnings };
+  }
+}
+
+/** The agent container (see the module comment for the choices). */
+export function agentContainer(prober: NetworkProber, ports: { readonly http: number; readonly prometheus: number }, settings: InjectionSettings): Record<string, unknown> {
+  const fieldRef = (fieldPath: string) => ({ valueFrom: { fieldRef: { apiVersion: 'v1', fieldPath } } });
+  return {
+    name: AGENT_CONTAINER,
+    image: prober.spec.agentImage ?? settings.defaultImage,
+    imagePullPolicy: settings.imagePullPolicy ?? 'IfNotPresent',
+    args: ['agent'],
+    restartPolicy: 'Always',
+    env: [
+      { name: ENV.httpPort, value: String(ports.http) },
+      { name: ENV.prometheusPort, value: String(ports.prometheus) },
+      { name: ENV.podName, ...fieldRef('metadata.name') },
+      { name: ENV.podNamespace, ...fieldRef('metadata.namespace') },
+      { name: ENV.podIp, ...fieldRef('status.podIP') },
+      { name: ENV.nodeName, ...fieldRef('spec.nodeName') },
+      { name: ENV.proberName, value: prober.metadata?.name ?? '' },
+      { name: ENV.peersUrl, value: settings.peersUrl },
+      { name: ENV.caBundle, value: settings.caBundle },
+      { name: ENV.tokenFile, value: TOKEN_FILE },
+      { name: 'NODE_OPTIONS', value: AGENT_NODE_OPTIONS },
+    ],
+    ports: [
+      { name: PING_PORT_NAME, containerPort: ports.http, protocol: 'TCP' },
+      { name: METRICS_PORT_NAME, containerPort: ports.prometheus, protocol: 'TCP' },
+    ],
+    resources: structuredClone(prober.spec.resources ?? settings.defaultResources),
+    securityContext: {
+      runAsNonRoot: true,
+      runAsUser: AGENT_UID,
+      runAsGroup: AGENT_UID,
+      allowPrivilegeEscalation: false,
+      readOnlyRootFilesystem: true,
+      capabilities: { drop: ['ALL'] },
+      seccompProfile: { type: 'RuntimeDefault' },
+    },
+    readinessProbe: { httpGet: { path: '/readyz', port: METRICS_PORT_NAME }, periodSeconds: 10, timeoutSeconds: 2, failureThreshold: 3 },
+    volumeMounts: [{ name: TOKEN_VOLUME, mountPath: TOKEN_MOUNT_PATH, readOnly: true }],
+    terminationMessagePolicy: 'FallbackToLogsOnError',
+  };
+}
+
+/** A ServiceAccount token for our audience only, short-lived, refreshed by the kubelet. */
+function tokenVolume(): Record<string, unknown> {
+  return {
+    name: TOKEN_VOLUME,
+    // No defaultMode: the kubelet makes the file 0644, or 0600 owned by the user when every
+    // container of the pod runs as the same one.
+    projected: {
+      sources: [{ serviceAccountToken: { audience: TOKEN_AUDIENCE, expirationSeconds: TOKEN_EXPIRATION_SECONDS, path: 'token' } }],
+    },
+  };
+}

@@ -1,0 +1,3 @@
+module crowsnest.dev/bench/gopinger
+
+go 1.25

@@ -1,0 +1,59 @@
+/**
+ * `make bench BENCH=prober`: the webhook's admission latency at 100 creates/s
+ * (prober-admission.ts), and the agent's cost with 10 and 100 peers beside a Go reference
+ * (prober-agents.ts). `BENCH_PROBER_PEERS=10` runs one size; `BENCH_PROBER=admission|agents` one part.
+ */
+import { globalTeardown } from '../integration/testbed.ts';
+import { type AdmissionResult, benchProberAdmission } from './prober-admission.ts';
+import { type AgentCost, benchProberAgents, nodeFloor } from './prober-agents.ts';
+
+function table(header: string[], rows: string[][]): void {
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
+  const line = (cells: string[]): string => cells.map((c, i) => c.padStart(widths[i]!)).join('  ');
+  console.log(line(header));
+  for (const row of rows) console.log(line(row));
+}
+
+export async function benchProber(log: (line: string) => void): Promise<void> {
+  const peers = (process.env['BENCH_PROBER_PEERS'] ?? '10,100').split(',').map(Number);
+  const part = process.env['BENCH_PROBER'];
+  let agents: AgentCost[] = [];
+  let admission: AdmissionResult | undefined;
+  // The runtime's timers are unref'd; this keeps the process alive while it only waits.
+  const keepAlive = setInterval(() => {}, 1 << 30);
+  try {
+    if (!part || part === 'admission') admission = await benchProberAdmission(log);
+    if (!part || part === 'agents') agents = await benchProberAgents(log, peers);
+  } finally {
+    await globalTeardown();
+    clearInterval(keepAlive);
+  }
+  if (admission) {
+    const a = admission;
+    const ms = (v: number): string => `${v.toFixed(2)} ms`;
+    console.log('\nprober webhook: 1,000 pod creates at 100/s (a NetworkProber selects every pod; the webhook is one replica in the bench process)');
+    console.log('the API server\'s histogram starts at 5 ms: its quantiles below that are interpolated within [0, 5 ms]; our server\'s histogram has buckets from 0.5 ms\n');
+    table(['creates', 'failed', 'injected', 'API server: calls <= 5 ms', 'p50 / p99 (interp.)', 'our server p50 / p99', 'create p50 / p99', 'without webhook', 'target'], [[
+      String(a.creates), String(a.failures), String(a.injected), `${(a.apiserverAtMost5ms * 100).toFixed(1)} %`,
+      `${ms(a.apiserverP50Ms)} / ${ms(a.apiserverP99Ms)}`, `${ms(a.serverP50Ms)} / ${ms(a.serverP99Ms)}`,
+      `${ms(a.clientP50Ms)} / ${ms(a.clientP99Ms)}`, `${ms(a.clientBaselineP50Ms)} / ${ms(a.clientBaselineP99Ms)}`, 'p99 < 5 ms',
+    ]]);
+  }
+  if (agents.length === 0) return;
+  const floor = await nodeFloor();
+  const mib = (v: number): string => `${v.toFixed(1)} MiB`;
+  const milli = (cores: number): string => `${(cores * 1000).toFixed(1)} m`;
+  console.log('\nprober agent (crowsnest agent, Node 24) beside go-pinger (the same probes in plain Go; Goldpinger is not served by the Go proxy here)');
+  console.log('per pod, median over the pods (max RSS in brackets); defaults: a round per peer every 10 s (HTTP ping + TCP connect), 1 s timeout');
+  console.log('RSS includes the file-backed pages of the binary (shared by every pod on a node); anon is what each process adds. Target (issue): RSS <= 40 MiB\n');
+  table(
+    ['peers', 'pods', 'agent RSS', 'agent anon', 'agent CPU', 'go-pinger RSS', 'go-pinger anon', 'go-pinger CPU', 'CPU ratio'],
+    agents.map((r) => [
+      String(r.peers), String(r.pods),
+      `${mib(r.agent.rssMiBMedian)} (${r.agent.rssMiBMax.toFixed(1)})`, mib(r.agent.anonMiBMedian), milli(r.agent.cpuCoresMedian),
+      `${mib(r.goPinger.rssMiBMedian)} (${r.goPinger.rssMiBMax.toFixed(1)})`, mib(r.goPinger.anonMiBMedian), milli(r.goPinger.cpuCoresMedian),
+      (r.agent.cpuCoresMedian / r.goPinger.cpuCoresMedian).toFixed(1),
+    ]),
+  );
+  console.log(`\nNode ${process.version} alone, same binary: idle ${mib(floor.idle.rssMiB)} RSS (${mib(floor.idle.anonMiB)} anon); with node:net and node:tls loaded ${mib(floor.netTls.rssMiB)} (${mib(floor.netTls.anonMiB)} anon)`);
+}

@@ -1,0 +1,3 @@
+module crowsnest.dev/testbed/delay
+
+go 1.25
