@@ -6,10 +6,10 @@
  *
  * What "that delay" is, is checked independently: the kernel's ICMP echo times (busybox ping in
  * pod A, on the same path) must grow by the delay asked for, ±5 %; and the agent's medians, by
- * HTTP and by TCP connect, must grow by the same amount as ping's, ±5 % of the delay. (A
- * user-space process that waits a few milliseconds wakes later than one that never sleeps: on
- * this busy 2-core machine both ping and the agent see ~0.2 ms more than the relay holds, which
- * is the path's truth for any user-space prober, not an error of ours.) The conditions are
+ * HTTP and by TCP connect, must grow by the delay, ±5 %. (A user-space process that waits a few
+ * milliseconds wakes later than one that never sleeps: on this busy 2-core machine both ping and
+ * the agent may see ~0.2 ms more than the relay holds, which is the path's truth for any
+ * user-space prober; ping's growth is printed beside the agent's.) The conditions are
  * interleaved (see `interleaved`), and the floor — the path through the relay adding 0 ms, and
  * without the relay at all — is printed with the rest.
  */
@@ -24,7 +24,8 @@ import { testbed } from './testbed.ts';
 /** One block of one condition; the first second of it is not counted. */
 const BLOCK_MS = 6_000;
 const SWITCH_SETTLE_MS = 1_000;
-const CYCLES = 10;
+/** Six cycles: ~30 probes per condition and method, 108 s of switching (ten took 180 s for the same verdict). */
+const CYCLES = 6;
 const TOLERANCE = 0.05;
 
 interface ProbeLine { readonly time: number; readonly msg: string; readonly dest?: string; readonly method?: string; readonly rttUs?: number }
@@ -89,7 +90,7 @@ describe('prober accuracy against a known added delay', () => {
 
   /**
    * The experiment: one relay on A's path to B, its delay switched between 0, 5 and 20 ms every
-   * few seconds for three minutes, so each condition is sampled across the same background load
+   * few seconds for about two minutes, so each condition is sampled across the same background load
    * (a busy machine drifts; blocks of one condition after another would measure the drift). The
    * first second of each block is left out (probes in flight at the switch).
    */
@@ -116,7 +117,7 @@ describe('prober accuracy against a known added delay', () => {
     return { windows, ping, relay };
   }
 
-  it('measures 5 ms and 20 ms of added delay (medians) as the kernel\'s ping does, within ±5 %', async () => {
+  it('measures 5 ms and 20 ms of added delay (medians) within ±5 %, on a path whose added delay the kernel\'s ping confirms', async () => {
     const plane = await testbed();
     const nodeNetns = plane.network!.nodes.find((n) => n.name === a.spec.nodeName)!.netns;
     const report: string[] = [];
@@ -148,11 +149,12 @@ describe('prober accuracy against a known added delay', () => {
       const added = { http: m.http - floor.http, tcp: m.tcp - floor.tcp, ping: m.ping - floor.ping };
       report.push(`+${delayMs} ms: http ${m.http.toFixed(3)} (+${added.http.toFixed(3)}), tcp ${m.tcp.toFixed(3)} (+${added.tcp.toFixed(3)}), ping ${m.ping.toFixed(3)} (+${added.ping.toFixed(3)}) ms (${m.samples} samples, ${m.spread})`);
       // The relay is checked against the kernel: ICMP echoes on the same path must grow by the
-      // delay asked for. The agent is checked against both: its medians must grow by that same
-      // amount, within 5 % of the delay, as the kernel's own RTTs did.
+      // delay asked for, within 5 %. The agent's medians must grow by that delay within 5 % too
+      // (the issue's criterion; ping's growth is printed beside them, not subtracted: comparing
+      // two medians of ~30 samples each with a 0.25 ms margin doubles the noise for no insight).
       if (Math.abs(added.ping - delayMs) > TOLERANCE * delayMs) failures.push(`the relay: ping added ${added.ping.toFixed(3)} ms for ${delayMs} ms`);
       for (const method of ['http', 'tcp'] as const) {
-        if (Math.abs(added[method] - added.ping) > TOLERANCE * delayMs) failures.push(`${method} added ${added[method].toFixed(3)} ms where ping added ${added.ping.toFixed(3)} ms (${delayMs} ms asked)`);
+        if (Math.abs(added[method] - delayMs) > TOLERANCE * delayMs) failures.push(`${method} added ${added[method].toFixed(3)} ms for ${delayMs} ms (ping added ${added.ping.toFixed(3)} ms)`);
       }
     }
     console.log(`[prober accuracy]\n  ${report.join('\n  ')}`);
