@@ -39,7 +39,8 @@ crds: deps ## write the chart's CRDs (deploy/helm/crowsnest/crds) from the API d
 	@$(RUN) node scripts/crds.ts
 
 .PHONY: lint
-lint: build ## type check (strict), and layers import downward only with no cycles (scripts/lint-layers.ts)
+lint: build ## type check (strict), Biome's lint rules (biome.jsonc), and layers import downward only with no cycles (scripts/lint-layers.ts)
+	@$(RUN) npx biome lint --error-on-warnings
 	@$(RUN) node scripts/lint-layers.ts
 
 IMAGE_OUT ?= .image

@@ -12,6 +12,7 @@
  * C0 controls (newline and tab included), DEL, C1 controls, the Unicode line and paragraph
  * separators, and the bidirectional overrides and isolates that can reorder what a line shows.
  */
+// biome-ignore lint/suspicious/noControlCharactersInRegex: this pattern exists to find the control characters it escapes
 const CONTROL = /[\u0000-\u001f\u007f-\u009f\u2028\u2029\u202a-\u202e\u2066-\u2069]/g;
 
 const NAMED: Readonly<Record<string, string>> = { '\n': '\\n', '\r': '\\r', '\t': '\\t', '\u001b': '\\e' };

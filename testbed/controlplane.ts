@@ -26,7 +26,6 @@ import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { closeSync, openSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { request as httpsRequest } from 'node:https';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -38,6 +37,10 @@ import { base64File, type ClientName, ensurePki, type Pki } from './pki.ts';
 import { registryReference } from '../image/testbed-images.ts';
 import { crowsnestImageSource, pushImage, REGISTRY_PORT, startRegistry, testbedImageSources } from './images.ts';
 import { RealNodes } from './realnode.ts';
+import { freePort } from './free-port.ts';
+
+// Tests and benches take it from here, beside the control plane they start.
+export { freePort };
 
 const execFileAsync = promisify(execFile);
 const testbedDir = dirname(fileURLToPath(import.meta.url));
@@ -896,18 +899,4 @@ function isAlive(pid: number): boolean {
 
 function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
-}
-
-/** A free TCP port on 127.0.0.1 (the OS picks; we release it right away). */
-export async function freePort(): Promise<number> {
-  return await new Promise((resolvePromise, reject) => {
-    const server = createServer();
-    server.unref();
-    server.on('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      const port = typeof address === 'object' && address ? address.port : 0;
-      server.close(() => resolvePromise(port));
-    });
-  });
 }

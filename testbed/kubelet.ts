@@ -2,7 +2,7 @@
  * Standing in for a kubelet on the testbed, whose kwok nodes run nothing: a pod's container log
  * and its exit, as the real apiserver shows them. Used by tests and by `make demo`.
  */
-import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { mkdir, rename, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import type { ControlPlane } from './controlplane.ts';
 

@@ -18,7 +18,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import { freePort } from './controlplane.ts';
+import { freePort } from './free-port.ts';
 
 const execFileAsync = promisify(execFile);
 const testbedDir = dirname(fileURLToPath(import.meta.url));

@@ -26,7 +26,7 @@ export function defineAgentCommand(command: Command, io: CliIO, state: RunState)
   command.action(async () => {
     const globals = requireGlobals(state);
     const { AgentConfigError, agentConfigFromEnv, agentLogger, startAgent } = await import('../prober/agent/run.ts');
-    let config;
+    let config: ReturnType<typeof agentConfigFromEnv>;
     try {
       config = agentConfigFromEnv(io.env);
     } catch (err) {

@@ -70,7 +70,7 @@ describe('resolveInventoryCollectOptions: defaults', () => {
 
   it('reads the default config directory, and tolerates its absence', () => {
     const asked: string[] = [];
-    const options = resolveInventoryCollectOptions(sources({ clusterIdArgument: 'c', readConfigDir: (dir) => (asked.push(dir), undefined) }));
+    const options = resolveInventoryCollectOptions(sources({ clusterIdArgument: 'c', readConfigDir: (dir) => { asked.push(dir); return undefined; } }));
     assert.deepEqual(asked, [DEFAULT_CONFIG_DIR]);
     assert.equal(DEFAULT_CONFIG_DIR, '/etc/config');
     assert.equal(options.configDir, undefined);
@@ -101,7 +101,7 @@ describe('resolveInventoryCollectOptions: precedence', () => {
     ] as const) {
       const asked: string[] = [];
       const options = resolveInventoryCollectOptions(
-        sources({ ...init, clusterIdArgument: 'c', readConfigDir: (dir) => (asked.push(dir), { concurrency: '7' }) }),
+        sources({ ...init, clusterIdArgument: 'c', readConfigDir: (dir) => { asked.push(dir); return { concurrency: '7' }; } }),
       );
       assert.deepEqual(asked, [expected]);
       assert.equal(options.configDir, expected);

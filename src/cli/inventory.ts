@@ -2,7 +2,7 @@
  * `crowsnest inventory collect` and `crowsnest inventory diff`: the inventory capability's commands.
  * Heavy modules (the kubeconfig loader and HTTP client, pino, the collector) load inside the actions.
  */
-import { Command, Option } from 'commander';
+import { type Command, Option } from 'commander';
 import { abortOnTermination, EXIT_FAILURE, kubeClientFor, processIO, requireGlobals, type CliIO, type RunState } from './command.ts';
 import { inventoryCollectFlags, resolveInventoryCollectOptions, DEFAULT_CONFIG_DIR } from './inventory-options.ts';
 import { describeFlag, OptionError } from './options.ts';
@@ -132,7 +132,7 @@ ignored. Exit status: 0 no differences, 1 differences found, 2 usage or unreadab
       import('../inventory/diff.ts'),
       import('../inventory/diff-format.ts'),
     ]);
-    let diff;
+    let diff: Awaited<ReturnType<typeof diffSnapshots>>;
     const counts = { old: 0, new: 0 };
     try {
       diff = await diffSnapshots(counted(readSnapshotObjects(oldPath), () => counts.old++), counted(readSnapshotObjects(newPath), () => counts.new++));

@@ -22,8 +22,8 @@ async function run(argv: readonly string[], env: Record<string, string> = {}): P
   let stdout = '';
   let stderr = '';
   const code = await main(argv, {
-    stdout: (text) => void (stdout += text),
-    stderr: (text) => void (stderr += text),
+    stdout: (text) => { stdout += text; },
+    stderr: (text) => { stderr += text; },
     env,
     stderrIsTTY: false,
   });
@@ -59,8 +59,8 @@ describe('help', () => {
       const { code, stdout } = await run(argv);
       assert.equal(code, EXIT_OK, argv.join(' '));
       assert.match(stdout, /^Usage: crowsnest ports/);
-      assert.match(stdout, /^  scan \[options\] +list this host's listening sockets/m);
-      assert.match(stdout, /^  collect \[options\] +scan every node/m);
+      assert.match(stdout, /^ {2}scan \[options\] +list this host's listening sockets/m);
+      assert.match(stdout, /^ {2}collect \[options\] +scan every node/m);
     }
   });
 
@@ -100,6 +100,7 @@ describe('usage errors exit 2 with a one-line message and no stack', () => {
       assert.equal(code, EXIT_USAGE);
       assert.match(stderr, message);
       assert.doesNotMatch(stderr, /\n\s+at /, 'no stack trace');
+      // biome-ignore lint/suspicious/noControlCharactersInRegex: the test looks for raw control characters
       assert.doesNotMatch(stderr, /[\u0000-\u0009\u000b-\u001f]/, 'no raw control characters');
     });
   }

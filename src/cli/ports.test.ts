@@ -15,8 +15,8 @@ async function run(argv: readonly string[]): Promise<Run> {
   let stdout = '';
   let stderr = '';
   const code = await main(argv, {
-    stdout: (text) => void (stdout += text),
-    stderr: (text) => void (stderr += text),
+    stdout: (text) => { stdout += text; },
+    stderr: (text) => { stderr += text; },
     env: {},
     stderrIsTTY: false,
   });

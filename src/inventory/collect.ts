@@ -427,7 +427,7 @@ async function openSink(options: CollectOptions, started: Date): Promise<Sink> {
           options.logger.warn({ reason: describeError(err) }, 'endpoint: the summary of the spooled snapshot could not be written before the upload');
         });
       }
-      let committed;
+      let committed: Awaited<ReturnType<typeof writer.commit>>;
       try {
         committed = await writer.commit();
       } catch (err) {
@@ -498,8 +498,8 @@ function stdoutSink(write: (text: string) => void | Promise<void>): Sink {
       summary.sink.delivered = true;
     },
     async writeSummary() {},
-    async prune() {
-      return undefined;
+    prune() {
+      return Promise.resolve(undefined);
     },
     async abort() {},
   };

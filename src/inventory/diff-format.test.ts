@@ -50,6 +50,7 @@ describe('renderDiffTable', () => {
   it('escapes control characters in what the snapshot files say (names, kinds, changed keys)', () => {
     const odd = { group: '', kind: 'ConfigMap', namespace: 'a', name: 'x\u001b[2J\ny', apiVersion: 'v1' };
     const text = renderDiffTable({ added: [odd], removed: [], changed: [{ ref: odd, paths: ['data["k\u001b"]'], morePaths: 0 }], replaced: [], unchanged: 0, skipped: { duplicates: 0, unidentified: 0 } });
+    // biome-ignore lint/suspicious/noControlCharactersInRegex: the test looks for a raw escape character
     assert.doesNotMatch(text, /\u001b/);
     assert.match(text, /^ {2}\+ ConfigMap a\/x\\e\[2J\\ny$/m);
     assert.match(text, /data\["k\\e"\]/);

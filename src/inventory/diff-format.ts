@@ -26,7 +26,7 @@ export function renderDiffTable(diff: SnapshotDiff): string {
   const section = (title: string, refs: readonly ObjectRef[], marker: string, suffix?: (index: number) => string): void => {
     if (refs.length === 0) return;
     lines.push(`${title} (${refs.length}):`);
-    refs.forEach((ref, index) => lines.push(`  ${marker} ${describeRef(ref)}${suffix?.(index) ?? ''}`));
+    refs.forEach((ref, index) => { lines.push(`  ${marker} ${describeRef(ref)}${suffix?.(index) ?? ''}`); });
   };
   section('Added', diff.added, '+');
   section('Removed', diff.removed, '-');

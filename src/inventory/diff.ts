@@ -208,10 +208,10 @@ function fingerprint(obj: KubeObject, ref: ObjectRef, cache: PathCache): Fingerp
       const keys = Object.keys(value).filter((key) => value[key] !== undefined).sort();
       if (keys.length > 0) {
         let children = cache.get(path);
-        if (!children) cache.set(path, (children = new Map()));
+        if (!children) { children = new Map(); cache.set(path, children); }
         for (const key of keys) {
           let child = children.get(key);
-          if (child === undefined) children.set(key, (child = joinPath(path, key)));
+          if (child === undefined) { child = joinPath(path, key); children.set(key, child); }
           visit(value[key], child, depth + 1);
         }
         return;

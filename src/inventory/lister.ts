@@ -96,6 +96,7 @@ export async function listType(
   client: KubeClient,
   type: CollectableType,
   options: ListOptions,
+  // biome-ignore lint/suspicious/noConfusingVoidType: a callback that returns nothing is void-typed; `undefined` here would refuse it
   emit: (object: KubeObject) => boolean | void | Promise<boolean | void>,
 ): Promise<TypeListResult> {
   const apiVersion = apiVersionOf(type);

@@ -12,7 +12,7 @@ const objects: KubeObject[] = [
   { apiVersion: 'apps/v1', kind: 'Deployment', metadata: { name: 'web', namespace: 'shop' }, spec: { replicas: 2 } } as KubeObject,
   { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'cfg', namespace: 'shop' }, data: { note: 'línea ✓ 日本' } } as KubeObject,
 ];
-const ndjson = objects.map((obj) => JSON.stringify(obj)).join('\n') + '\n';
+const ndjson = `${objects.map((obj) => JSON.stringify(obj)).join('\n')}\n`;
 const pretty = JSON.stringify({ collectedAt: '2024-01-01T00:00:00Z', objects }, null, 2);
 const oneLine = JSON.stringify({ objects });
 
@@ -50,7 +50,7 @@ describe('readSnapshotObjects: formats', () => {
     { name: 'gzip JSON document', file: 'a.json.gz', content: () => gzipSync(pretty) },
     { name: 'gzip NDJSON without .gz in the name (magic bytes win)', file: 'b.ndjson', content: () => gzipSync(ndjson) },
     { name: 'plain NDJSON named .gz', file: 'c.ndjson.gz', content: () => ndjson },
-    { name: 'NDJSON with CRLF, a BOM and blank lines', file: 'd.ndjson', content: () => '\uFEFF' + ndjson.replaceAll('\n', '\r\n\r\n') },
+    { name: 'NDJSON with CRLF, a BOM and blank lines', file: 'd.ndjson', content: () => `\uFEFF${ndjson.replaceAll('\n', '\r\n\r\n')}` },
     { name: 'NDJSON without a trailing newline', file: 'e.jsonl', content: () => ndjson.trimEnd() },
     { name: 'unnamed NDJSON, sniffed', file: 'snapshot', content: () => gzipSync(ndjson) },
     { name: 'unnamed pretty JSON document, sniffed', file: 'snapshot.out', content: () => pretty },

@@ -185,11 +185,11 @@ export function jsonErrorOffset(text: string): number | undefined {
       if (c === 0x22) { i++; return; }
       if (c < 0x20) stop(i);
       if (c === 0x5c) {
-        const escape = text[i + 1];
-        if (escape === 'u') {
+        const escaped = text[i + 1];
+        if (escaped === 'u') {
           if (!/^[0-9a-fA-F]{4}$/.test(text.slice(i + 2, i + 6))) stop(i);
           i += 6;
-        } else if (escape !== undefined && '"\\/bfnrt'.includes(escape)) i += 2;
+        } else if (escaped !== undefined && '"\\/bfnrt'.includes(escaped)) i += 2;
         else stop(i);
       } else i++;
     }
@@ -211,7 +211,7 @@ export function jsonErrorOffset(text: string): number | undefined {
         return;
       }
     }
-    if (c === '"') return string();
+    if (c === '"') { string(); return; }
     for (const word of ['true', 'false', 'null']) if (text.startsWith(word, i)) { i += word.length; return; }
     number.lastIndex = i;
     if (!number.test(text)) stop(i);

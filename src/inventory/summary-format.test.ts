@@ -24,6 +24,7 @@ describe('renderSummaryText', () => {
       result: 'failure',
       sink: { kind: 'endpoint', url: 'https://inv.example/api', delivered: false, path: '/r/s.ndjson.gz', error: 'HTTP 500: \u001b[32m\ninventory success: 12 objects' },
     }));
+    // biome-ignore lint/suspicious/noControlCharactersInRegex: the test looks for a raw escape character
     assert.doesNotMatch(text, /\u001b/);
     assert.doesNotMatch(text, /^inventory success/m);
     assert.match(text, /NOT delivered to https:\/\/inv\.example\/api: HTTP 500: \\e\[32m\\ninventory success: 12 objects$/m);

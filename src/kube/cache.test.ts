@@ -43,7 +43,9 @@ function version(obj: KubeObject): string {
 function recordEvents(store: Store<KubeObject>): Record<string, string[]> {
   const byKey: Record<string, string[]> = {};
   const record = (obj: KubeObject, text: string): void => {
-    (byKey[objectKey(obj)] ??= []).push(text);
+    const texts = byKey[objectKey(obj)] ?? [];
+    texts.push(text);
+    byKey[objectKey(obj)] = texts;
   };
   store.subscribe({
     onAdd: (obj) => record(obj, `add ${version(obj)}`),

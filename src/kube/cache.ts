@@ -68,7 +68,7 @@ export class Store<T extends KubeObject = KubeObject> {
       for (const [key, obj] of this.items) {
         for (const value of fn(obj)) {
           let keys = index.get(value);
-          if (!keys) index.set(value, (keys = new Set()));
+          if (!keys) { keys = new Set(); index.set(value, keys); }
           keys.add(key);
         }
       }
@@ -177,7 +177,7 @@ export class Store<T extends KubeObject = KubeObject> {
       const index = this.indices.get(name)!;
       for (const value of fn(obj)) {
         let keys = index.get(value);
-        if (!keys) index.set(value, (keys = new Set()));
+        if (!keys) { keys = new Set(); index.set(value, keys); }
         keys.add(key);
       }
     }

@@ -174,7 +174,7 @@ export class KubeClient {
   /** Sends a request and returns the parsed JSON body; throws {@link KubeApiError} on non-2xx. */
   async json<T>(path: string, init: RequestInit = {}): Promise<T> {
     const res = await this.send(path, init);
-    let body;
+    let body: Awaited<ReturnType<typeof readBoundedText>>;
     try {
       body = await readBoundedText(res.body as AsyncIterable<Uint8Array> | null, MAX_RESPONSE_BYTES);
     } catch (err) {
@@ -302,7 +302,7 @@ export class KubeClient {
     }
     const timeoutMs = init.timeoutMs ?? DEFAULT_TIMEOUT_MS;
     const signals = [init.signal, timeoutMs > 0 ? timeoutSignal(timeoutMs) : undefined].filter((s): s is AbortSignal => !!s);
-    let res;
+    let res: Awaited<ReturnType<typeof fetch>>;
     try {
       res = await fetch(url, {
         method,

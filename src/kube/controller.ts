@@ -53,9 +53,7 @@ export class TerminalError extends Error {
  * failures, requeues and restarts. `signal` aborts when the controller shuts down; pass it to
  * API calls so shutdown does not wait on them.
  */
-export interface Reconciler<K> {
-  (key: K, signal: AbortSignal): Promise<Outcome>;
-}
+export type Reconciler<K> = (key: K, signal: AbortSignal) => Promise<Outcome>;
 
 /** Number of workers when none is given; controller-runtime defaults to 1, client-go samples use 2. */
 export const DEFAULT_WORKERS = 2;

@@ -137,7 +137,7 @@ describe('ExponentialBackoff', () => {
     it(`stretches each delay by up to the jitter fraction (random = ${random})`, () => {
       const backoff = new ExponentialBackoff({ initialMs: 100, maxMs: 400, jitter: 0.2, random: () => random });
       const delays = Array.from({ length: expected.length }, () => backoff.next());
-      delays.forEach((delay, i) => assert.ok(Math.abs(delay - expected[i]!) < 1e-9, `delay ${i}: ${delay} ≠ ${expected[i]}`));
+      delays.forEach((delay, i) => { assert.ok(Math.abs(delay - expected[i]!) < 1e-9, `delay ${i}: ${delay} ≠ ${expected[i]}`); });
     });
   }
 

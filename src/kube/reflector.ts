@@ -194,6 +194,7 @@ export class Reflector<T extends KubeObject> {
         if (signal.aborted) break;
         // step() handles expected errors; anything else is a bug, but the cache must live on.
         this.opts.logger?.error({ reflector: this.opts.name, err: String(err) }, 'reflector step failed unexpectedly');
+        // biome-ignore lint/suspicious/noThenProperty: `then` is the state to resume after backing off, an object, never a function: this state is not a thenable
         next = { kind: 'backingOff', delayMs: this.opts.backoff.next(), reason: String(err), then: { kind: 'list' } };
       }
     }
@@ -404,6 +405,7 @@ export class Reflector<T extends KubeObject> {
     // A server asking for more than the cap is asked again at the cap: it can answer 429 again.
     const delayMs = Math.min(MAX_BACKOFF_MS, Math.max(this.opts.backoff.next(), retryAfterMs ?? 0));
     const reason = err instanceof Error ? err.message : String(err);
+    // biome-ignore lint/suspicious/noThenProperty: a log field holding a string, not a thenable
     this.opts.logger?.warn({ reflector: this.opts.name, delayMs, reason, then: then.kind }, 'list/watch failed; backing off');
     return { kind: 'backingOff', delayMs, reason, then };
   }

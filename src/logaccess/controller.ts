@@ -278,7 +278,7 @@ export class LogAccessController {
 
   private async createOrReport(workload: Workload, type: ResourceType, desired: KubeObject, takenReason: string): Promise<Outcome> {
     const last = this.written.get(writtenId(type, desired));
-    if (last && last.uid) {
+    if (last?.uid) {
       // We created it moments ago and our cache has not seen it yet.
       if (last.desiredJson !== JSON.stringify(desired)) await this.apply(type, desired, last.uid);
       return done;

@@ -207,7 +207,7 @@ export function matchesDesired(cachedObject: KubeObject, desiredObject: KubeObje
   for (const [key, value] of Object.entries(desired.metadata?.labels ?? {})) if (cached.metadata?.labels?.[key] !== value) return false;
   const wantedOwner = desired.metadata?.ownerReferences?.[0];
   const owner = cached.metadata?.ownerReferences?.find((ref) => ref.uid === wantedOwner?.uid);
-  if (!owner || owner.controller !== true) return false;
+  if (owner?.controller !== true) return false;
   for (const field of ['rules', 'roleRef', 'subjects'] as const) {
     if (!(field in desired)) continue;
     // The API server may return an empty rule list as null.

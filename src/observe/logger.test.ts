@@ -46,7 +46,7 @@ describe('text format', () => {
     createLogger({ format: 'text', destination: out }).child({ controller: 'logaccess' }).info({ key: 'ns/app', queued: 3 }, 'synced');
     assert.equal(out.lines.length, 1);
     const line = out.lines[0] ?? '';
-    assert.match(line, /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z INFO  synced controller=logaccess key=ns\/app queued=3\n$/);
+    assert.match(line, /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z INFO {2}synced controller=logaccess key=ns\/app queued=3\n$/);
   });
 
   test('pid, hostname and name, the same on every line, are left out', () => {

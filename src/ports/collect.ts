@@ -209,7 +209,7 @@ function waitForPod(informer: Informer<PodObject>, namespace: string, name: stri
       }
       seen = true;
       const phase = pod.status?.phase;
-      if (phase === 'Succeeded' || phase === 'Failed') return finish(() => resolve(pod));
+      if (phase === 'Succeeded' || phase === 'Failed') { finish(() => resolve(pod)); return; }
       const waiting = pod.status?.containerStatuses?.find((c) => c.name === SCAN_CONTAINER)?.state?.waiting;
       if (waiting?.reason) {
         lastWaiting = `${waiting.reason}${waiting.message ? `: ${waiting.message}` : ''}`;

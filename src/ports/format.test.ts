@@ -82,7 +82,7 @@ describe('json', () => {
   test('with no sockets, still valid JSON', () => {
     const scan = hostScan([], { sources: [] });
     assert.deepEqual(JSON.parse(renderJson(scan)), scan);
-    assert.match(renderJson(scan), /^  "sockets": \[\],$/m);
+    assert.match(renderJson(scan), /^ {2}"sockets": \[\],$/m);
   });
 });
 

@@ -29,7 +29,7 @@ export function renderTable(scan: HostScan): string {
       .map((cell, i) => (RIGHT_ALIGNED.has(COLUMNS[i]!) ? cell.padStart(widths[i]!) : cell.padEnd(widths[i]!)))
       .join('  ')
       .trimEnd();
-  return [line(COLUMNS), ...rows.map(line)].join('\n') + '\n';
+  return `${[line(COLUMNS), ...rows.map(line)].join('\n')}\n`;
 }
 
 function tableRow(socket: HostSocket): string[] {

@@ -5,7 +5,6 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { findSocketOwners, socketInode } from './processes.ts';
-import { nodeProcFs, type ProcFs } from './procfs.ts';
 
 /** A proc root on disk: `<pid>/fd/<n>` links and `<pid>/comm`, plus entries a walk must ignore. */
 function makeProcRoot(): string {

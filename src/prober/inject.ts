@@ -138,10 +138,12 @@ export function decideInjection(pod: PodObject, namespace: string, probers: read
   }
 
   const injected = structuredClone(pod);
-  const metadata = (injected.metadata ??= {});
+  injected.metadata ??= {};
+  const metadata = injected.metadata;
   metadata.annotations = { ...metadata.annotations, [SEED_INJECTED_ANNOTATION]: SEED_INJECTED_VALUE, [PROBER_ANNOTATION]: proberName };
   metadata.labels = { ...metadata.labels, [INJECTED_LABEL]: INJECTED_LABEL_VALUE };
-  const injectedSpec = (injected.spec ??= {});
+  injected.spec ??= {};
+  const injectedSpec = injected.spec;
   const agent = agentContainer(prober, ports, settings);
   if (pod.metadata?.annotations?.[AGENT_LOG_LEVEL_ANNOTATION] === 'debug') (agent['env'] as unknown[]).push({ name: 'CROWSNEST_LOG_LEVEL', value: 'debug' });
   injectedSpec.initContainers = [...(injectedSpec.initContainers ?? []), agent];

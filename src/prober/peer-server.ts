@@ -132,7 +132,7 @@ export class PeerServer {
     if (!token) return send(res, 401, { message: 'a ServiceAccount token (audience crowsnest.dev/prober) is required' });
     const request = parseSyncRequest(body);
     if (!request) return send(res, 400, { message: 'body must be {"version": string, "results": [{"uid", "reachable", "reason"?}]}' });
-    let review;
+    let review: Awaited<ReturnType<TokenReviewer['review']>>;
     try {
       review = await this.options.reviewer.review(token);
     } catch (err) {

@@ -72,7 +72,7 @@ export class PeerDirectory {
     if (this.hashes.size > MAX_REMEMBERED_HASHES) this.hashes.clear();
     const ring = new NeighbourRing(members, (uid) => {
       let hash = this.hashes.get(uid);
-      if (hash === undefined) this.hashes.set(uid, hash = ringHash(uid));
+      if (hash === undefined) { hash = ringHash(uid); this.hashes.set(uid, hash); }
       return hash;
     });
     this.rings.set(key, { epoch, generation: prober.metadata?.generation, ring });
@@ -147,7 +147,7 @@ export class ReachabilityReports {
   /** Keeps `source`'s latest report for the prober `proberKey` (`namespace/name`). */
   record(proberKey: string, sourceUid: string, results: readonly PeerResult[], nowMs: number): void {
     let reports = this.byProber.get(proberKey);
-    if (!reports) this.byProber.set(proberKey, reports = new Map());
+    if (!reports) { reports = new Map(); this.byProber.set(proberKey, reports); }
     reports.set(sourceUid, { atMs: nowMs, results: new Map(results.map((r) => [r.uid, r])) });
   }
 

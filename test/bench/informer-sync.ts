@@ -25,4 +25,4 @@ const { listPages, streams } = informer.reflector.stats;
 controller.abort();
 await running;
 await client.close();
-process.stdout.write(JSON.stringify({ wallMs, objects, maxRssBytes: process.resourceUsage().maxRSS * 1024, listPages, streams }) + '\n');
+process.stdout.write(`${JSON.stringify({ wallMs, objects, maxRssBytes: process.resourceUsage().maxRSS * 1024, listPages, streams })}\n`);

@@ -151,7 +151,7 @@ async function startWatches(client: KubeClient, signal: AbortSignal): Promise<Wa
   const watches: Watches = { timelines: new Map(), effectiveChanges: 0, pods, replicaSets };
   const timeline = (workload: string): Timeline => {
     let t = watches.timelines.get(workload);
-    if (!t) watches.timelines.set(workload, (t = { podNames: new Set(), podSetChangedAt: Date.now(), roleNames: '', roleExactAt: undefined }));
+    if (!t) { t = { podNames: new Set(), podSetChangedAt: Date.now(), roleNames: '', roleExactAt: undefined }; watches.timelines.set(workload, t); }
     return t;
   };
   const workloadOf = (pod: KubeObject): string | undefined => pod.metadata?.labels?.['app'];

@@ -32,7 +32,7 @@ export const LABEL_SELECTOR_CASES: readonly [string, boolean][] = [
   [',app', false],
   ['app=we b', false],
   ['app=-web', false],
-  ['app=' + 'x'.repeat(64), false],
+  [`app=${'x'.repeat(64)}`, false],
   ['Example.com/team=a', false],
   ['a/b/c=d', false],
   ['/name=a', false],

@@ -27,6 +27,7 @@ test('a process name holding ESC and a newline is printed escaped, on its own li
     const [chunk] = (await once(child.stdout!, 'data')) as [Buffer];
     const port = Number(chunk.toString().trim());
     const { stdout } = await run(join(repo, 'bin', 'crowsnest'), ['ports', 'scan'], { maxBuffer: 64 * 1024 * 1024 });
+    // biome-ignore lint/suspicious/noControlCharactersInRegex: the test looks for a raw escape character
     assert.doesNotMatch(stdout, /\u001b/, 'no raw escape character reaches the terminal');
     const ours = stdout.split('\n').filter((line) => line.includes(` ${port} `) || line.includes(`:${port}`));
     assert.equal(ours.length, 1, stdout);

@@ -18,6 +18,7 @@ import { buildScanPod } from '../../src/ports/pod.ts';
 import { assertDeniedBy, helmTemplate, installChartOperator, type ChartOperator } from './helm.ts';
 import { asToken, eventually, newNamespace, requestToken, testbed } from './testbed.ts';
 
+// biome-ignore lint/suspicious/noExplicitAny: each escape below reaches anywhere into the pod to make it invalid; a typed pod would need a cast on every line
 type Pod = Record<string, any>;
 
 describe('ports chart: the scan-pod admission policy is an allow-list of the scan pod', () => {

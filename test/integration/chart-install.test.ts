@@ -270,7 +270,7 @@ describe('the chart installed for real on the testbed', () => {
     const token = await requestToken(workloads, 'podlogreader-web');
     for (const pod of pods) {
       let log = { status: 0, body: '' };
-      await eventually(`the log of ${pod.metadata.name} through the token`, async () => (log = await asToken(token, 'GET', `/api/v1/namespaces/${workloads}/pods/${pod.metadata.name}/log`)).status === 200, 20_000)
+      await eventually(`the log of ${pod.metadata.name} through the token`, async () => { log = await asToken(token, 'GET', `/api/v1/namespaces/${workloads}/pods/${pod.metadata.name}/log`); return log.status === 200; }, 20_000)
         .catch(() => assert.fail(`GET log of ${pod.metadata.name} with the ServiceAccount's token: ${log.status} ${log.body}`));
       assert.equal(log.body, `hello from ${pod.metadata.name}\n`, 'the container\'s own output, from the node\'s kubelet');
       assert.ok(REAL_NODES.includes(pod.spec.nodeName ?? ''));

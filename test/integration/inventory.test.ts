@@ -15,7 +15,7 @@ import { after, before, describe, it } from 'node:test';
 import { main, type CliIO } from '../../src/cli/main.ts';
 import { KubeClient } from '../../src/kube/client.ts';
 import { silentLogger } from '../../src/kube/logger-type.ts';
-import { collectInventory } from '../../src/inventory/collect.ts';
+import { collectInventory, type RunSummary } from '../../src/inventory/collect.ts';
 import { UNCACHED_RESOURCE } from '../../testbed/controlplane.ts';
 import { mapConcurrent } from '../../src/kube/concurrency.ts';
 import { adminKubeConfig, eventually, newNamespace, testbed } from './testbed.ts';
@@ -65,8 +65,8 @@ async function runCli(args: readonly string[], env: Record<string, string | unde
   let stdout = '';
   let stderr = '';
   const io: CliIO = {
-    stdout: (text) => void (stdout += text),
-    stderr: (text) => void (stderr += text),
+    stdout: (text) => { stdout += text; },
+    stderr: (text) => { stderr += text; },
     env: { KUBECONFIG: plane.kubeconfigPath, ...env },
     stderrIsTTY: false,
   };
@@ -84,23 +84,33 @@ async function everythingWritten(dir: string): Promise<string> {
   return parts.join('\n');
 }
 
-function objectsOf(text: string): Record<string, any>[] {
-  const trimmed = text.trim();
-  if (trimmed.startsWith('{"objects":')) return (JSON.parse(trimmed) as { objects: Record<string, any>[] }).objects;
-  return trimmed.split('\n').filter(Boolean).map((line) => JSON.parse(line) as Record<string, any>);
+/** An object as the inventory sends it: the fields these tests read. */
+interface SentObject {
+  apiVersion?: string;
+  kind?: string;
+  type?: string;
+  metadata: { name: string; uid: string; managedFields?: unknown };
+  data?: Record<string, string>;
+  helmRelease?: { chart: string; status: string; revision: number };
 }
 
-async function snapshotObjects(dir: string): Promise<Record<string, any>[]> {
+function objectsOf(text: string): SentObject[] {
+  const trimmed = text.trim();
+  if (trimmed.startsWith('{"objects":')) return (JSON.parse(trimmed) as { objects: SentObject[] }).objects;
+  return trimmed.split('\n').filter(Boolean).map((line) => JSON.parse(line) as SentObject);
+}
+
+async function snapshotObjects(dir: string): Promise<SentObject[]> {
   const names = (await readdir(dir)).filter((name) => /\.(nd)?json(\.gz)?$/.test(name) && !name.endsWith('.summary.json'));
   assert.equal(names.length, 1, `one snapshot expected in ${dir}, found ${names.join(', ')}`);
   const data = await readFile(join(dir, names[0]!));
   return objectsOf(data[0] === 0x1f ? gunzipSync(data).toString('utf8') : data.toString('utf8'));
 }
 
-async function summaryOf(dir: string): Promise<Record<string, any>> {
+async function summaryOf(dir: string): Promise<RunSummary> {
   const names = (await readdir(dir)).filter((name) => name.endsWith('.summary.json'));
   assert.equal(names.length, 1, `one summary expected in ${dir}`);
-  return JSON.parse(await readFile(join(dir, names[0]!), 'utf8')) as Record<string, any>;
+  return JSON.parse(await readFile(join(dir, names[0]!), 'utf8')) as RunSummary;
 }
 
 /** A Helm v3 release Secret as Helm writes it: data.release = base64(base64(gzip(release JSON))). */
@@ -144,7 +154,7 @@ describe('inventory collect', () => {
     return dir;
   };
 
-  const create = async (path: string, body: unknown): Promise<Record<string, any>> => client.json(path, { method: 'POST', body });
+  const create = async (path: string, body: unknown): Promise<SentObject> => client.json(path, { method: 'POST', body });
 
   before(async () => {
     const plane = await testbed();
@@ -212,7 +222,7 @@ describe('inventory collect', () => {
       assert.equal(request.headers['x-crowsnest-chunk-final'], String(index === receiver.requests.length - 1));
     });
 
-    const received = receiver.requests.flatMap((request) => (JSON.parse(request.text) as { objects: Record<string, any>[] }).objects);
+    const received = receiver.requests.flatMap((request) => (JSON.parse(request.text) as { objects: SentObject[] }).objects);
     const uids = received.map((object) => object['metadata'].uid as string);
     assert.equal(new Set(uids).size, uids.length, 'an object arrived twice');
     assert.deepEqual(new Set(uids), new Set(expected.keys()), 'the received objects differ from the labelled ones');
@@ -234,7 +244,7 @@ describe('inventory collect', () => {
       assert.ok(!everything.includes(value), `a secret value leaked: ${value}`);
     }
 
-    const summary = JSON.parse(run.stdout) as Record<string, any>;
+    const summary = JSON.parse(run.stdout) as RunSummary;
     assert.equal(summary['result'], 'success');
     assert.equal(summary['objects'], expected.size);
     assert.equal(summary['sink'].delivered, true);
@@ -251,7 +261,7 @@ describe('inventory collect', () => {
     assert.equal(run.code, 0, run.stderr);
     assert.deepEqual(receiver.requests.map((r) => r.status), [500, 204]);
     assert.equal(receiver.requests[0]!.text, receiver.requests[1]!.text, 'the retry resends the same chunk');
-    const summary = JSON.parse(run.stdout) as Record<string, any>;
+    const summary = JSON.parse(run.stdout) as RunSummary;
     assert.equal(summary['sink'].retries, 1);
   });
 
@@ -269,7 +279,7 @@ describe('inventory collect', () => {
     const summary = await summaryOf(dir);
     assert.equal(summary['result'], 'failure');
     assert.equal(summary['sink'].delivered, false);
-    assert.match(summary['sink'].error, /unreachable/);
+    assert.match(summary['sink'].error!, /unreachable/);
   });
 
   it('sends a snapshot kept while the endpoint was down with the next run, under its own run id', async () => {
@@ -286,15 +296,15 @@ describe('inventory collect', () => {
     receiver.requests.length = 0;
     const next = await runCli([...baseArgs(), '--endpoint', receiver.url, '--report-dir', dir, '--output', 'json']);
     assert.equal(next.code, 0, next.stderr);
-    const summary = JSON.parse(next.stdout) as Record<string, any>;
-    assert.deepEqual(summary['resent'].map((r: { runId: string; delivered: boolean }) => [r.runId, r.delivered]), [[keptRunId, true]]);
+    const summary = JSON.parse(next.stdout) as RunSummary;
+    assert.deepEqual(summary['resent']!.map((r: { runId: string; delivered: boolean }) => [r.runId, r.delivered]), [[keptRunId, true]]);
     const runIds = receiver.requests.map((r) => r.headers['x-crowsnest-run-id']);
     assert.equal(runIds[0], keptRunId, 'the kept snapshot goes first');
     assert.deepEqual(new Set(runIds), new Set([keptRunId, summary['runId']]));
-    const keptObjects = receiver.requests.filter((r) => r.headers['x-crowsnest-run-id'] === keptRunId).flatMap((r) => (JSON.parse(r.text) as { objects: Record<string, any>[] }).objects);
+    const keptObjects = receiver.requests.filter((r) => r.headers['x-crowsnest-run-id'] === keptRunId).flatMap((r) => (JSON.parse(r.text) as { objects: SentObject[] }).objects);
     assert.deepEqual(new Set(keptObjects.map((o) => o['metadata'].uid)), new Set(expected.keys()));
     await assert.rejects(readFile(keptPath), /ENOENT/, 'the delivered snapshot file is removed');
-    const summaries = await Promise.all((await readdir(dir)).filter((n) => n.endsWith('.summary.json')).map(async (n) => JSON.parse(await readFile(join(dir, n), 'utf8')) as Record<string, any>));
+    const summaries = await Promise.all((await readdir(dir)).filter((n) => n.endsWith('.summary.json')).map(async (n) => JSON.parse(await readFile(join(dir, n), 'utf8')) as RunSummary));
     const old = summaries.find((s) => s['runId'] === keptRunId)!;
     assert.equal(old['sink'].delivered, true);
     assert.ok(old['sink'].resentAt, 'the old summary says when it was re-sent');
@@ -342,10 +352,10 @@ describe('inventory collect', () => {
       await eventually('the broken group to be listed in /apis', async () => (await plane.request('GET', '/apis')).body.includes(`broken.${crdGroup}`));
       const run = await runCli([...baseArgs(), '--report-dir', dir, '--output', 'json']);
       assert.equal(run.code, 3, run.stderr);
-      const summary = JSON.parse(run.stdout) as Record<string, any>;
+      const summary = JSON.parse(run.stdout) as RunSummary;
       assert.equal(summary['result'], 'partial');
       assert.deepEqual(summary['failedGroups'].map((group: { groupVersion: string }) => group.groupVersion), [`broken.${crdGroup}/v1`]);
-      assert.match(summary['failedGroups'][0].reason, /503|unavailable/i);
+      assert.match(summary['failedGroups'][0]!.reason, /503|unavailable/i);
       assert.equal(summary['objects'], expected.size, 'the other groups are still collected');
     } finally {
       await client.send(apiService, { method: 'DELETE' });

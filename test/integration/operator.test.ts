@@ -90,7 +90,7 @@ async function holder(namespace: string): Promise<string | undefined> {
 
 async function leaderGauge(replica: Replica): Promise<number | undefined> {
   const res = await fetch(`http://127.0.0.1:${replica.metricsPort}/metrics`).catch(() => undefined);
-  if (!res || res.status !== 200) return undefined;
+  if (res?.status !== 200) return undefined;
   const match = /^crowsnest_leader_election_master_status\{name="crowsnest-operator"\} (\d+)/m.exec(await res.text());
   return match ? Number(match[1]) : undefined;
 }

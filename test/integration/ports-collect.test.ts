@@ -29,7 +29,7 @@ async function runCli(args: readonly string[]): Promise<{ code: number; stdout: 
   const plane = await testbed();
   let stdout = '';
   let stderr = '';
-  const io: CliIO = { stdout: (t) => void (stdout += t), stderr: (t) => void (stderr += t), env: { KUBECONFIG: plane.kubeconfigPath }, stderrIsTTY: false };
+  const io: CliIO = { stdout: (t) => { stdout += t; }, stderr: (t) => { stderr += t; }, env: { KUBECONFIG: plane.kubeconfigPath }, stderrIsTTY: false };
   const code = await main([...args, '--log-level', 'error'], io);
   return { code, stdout, stderr };
 }
@@ -44,6 +44,21 @@ interface Report {
   nodes: { node: string; ports: { protocol: string; address: string; port: number; process?: string }[] }[];
   failed: { node: string; reason: string }[];
   diff?: { nodes: { node: string; opened: { port: number }[]; closed: { port: number }[] }[]; previousReport: string };
+}
+
+/** The fields of a scan pod, as the API server accepted it, that the tests read. */
+interface AcceptedScanPodSpec {
+  nodeName?: string;
+  hostPID?: boolean;
+  hostNetwork?: boolean;
+  automountServiceAccountToken?: boolean;
+  tolerations?: unknown[];
+  containers: {
+    securityContext: { readOnlyRootFilesystem?: boolean; allowPrivilegeEscalation?: boolean; capabilities: { drop?: string[] }; runAsNonRoot?: boolean };
+    resources: { limits: { memory?: string } };
+    args: string[];
+  }[];
+  volumes?: { name: string }[];
 }
 
 async function reports(dir: string): Promise<string[]> {
@@ -228,13 +243,13 @@ describe('ports collect', () => {
     for (const processInfo of [true, false]) {
       const pod = buildScanPod({ namespace, node: 'kwok-node-0', runId: 'abc', image: 'crowsnest:test', processInfo, activeDeadlineSeconds: 120 });
       const out = await plane.kubectl(['create', '--dry-run=server', '-o', 'json', '-f', '-'], { input: JSON.stringify(pod) });
-      const accepted = JSON.parse(out) as { spec: Record<string, any> };
+      const accepted = JSON.parse(out) as { spec: AcceptedScanPodSpec };
       assert.equal(accepted.spec['nodeName'], 'kwok-node-0');
       assert.equal(accepted.spec['hostPID'], true);
       assert.equal(accepted.spec['hostNetwork'], undefined);
       assert.equal(accepted.spec['automountServiceAccountToken'], false);
       assert.deepEqual(accepted.spec['tolerations'], [{ operator: 'Exists' }]);
-      const container = accepted.spec['containers'][0];
+      const container = accepted.spec['containers'][0]!;
       assert.equal(container.securityContext.readOnlyRootFilesystem, true);
       assert.equal(container.securityContext.allowPrivilegeEscalation, false);
       assert.deepEqual(container.securityContext.capabilities.drop, ['ALL']);

@@ -60,7 +60,7 @@ async function hostState(): Promise<HostState> {
   }
   return {
     processes,
-    mounts: new Set(readFileSync('/proc/self/mountinfo', 'utf8').split('\n').filter(Boolean).map((l) => l.split(' ').slice(3, 5).join(' ') + ' ' + l.split(' - ')[1])),
+    mounts: new Set(readFileSync('/proc/self/mountinfo', 'utf8').split('\n').filter(Boolean).map((l) => `${l.split(' ').slice(3, 5).join(' ')} ${l.split(' - ')[1]}`)),
     netns: new Set(existsSync('/run/netns') ? readdirSync('/run/netns') : []),
     links: new Set([...(await lines(['ip', '-o', 'link', 'show']))].map((l) => /^\d+: ([^:]+):/.exec(l)?.[1] ?? l)),
     routes: await lines(['ip', 'route', 'show', 'table', 'all']),

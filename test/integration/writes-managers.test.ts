@@ -115,7 +115,7 @@ describe('finalizers on a real API server', () => {
     // Cluster-scoped, the case owner references cannot clean up.
     const name = `crowsnest-finalizer-${(await newNamespace('fin')).split('-').pop()}`;
     const requests: string[] = [];
-    const counted: KubeRequester = { json: <T>(path: string, init: RequestInit = {}) => (requests.push(`${init.method ?? 'GET'} ${path}`), client.json<T>(path, init)) };
+    const counted: KubeRequester = { json: <T>(path: string, init: RequestInit = {}) => { requests.push(`${init.method ?? 'GET'} ${path}`); return client.json<T>(path, init); } };
     const type = { group: 'rbac.authorization.k8s.io', version: 'v1', resource: 'clusterroles', kind: 'ClusterRole', namespaced: false };
     const path = `/apis/rbac.authorization.k8s.io/v1/clusterroles/${name}`;
     const role = await createObject(client, type, { apiVersion: 'rbac.authorization.k8s.io/v1', kind: 'ClusterRole', metadata: { name }, rules: [] } as KubeObject, { fieldManager: FIELD_MANAGERS.operator });

@@ -39,6 +39,16 @@ describe('structuralSchema', () => {
   }
 });
 
+/** The fields of a generated CRD that these tests read. */
+interface GeneratedCrd {
+  metadata: { name: string };
+  spec: {
+    names: unknown;
+    scope: string;
+    versions: { subresources: unknown; additionalPrinterColumns: unknown; schema: { openAPIV3Schema: { properties: Record<string, unknown>; required: string[] } } }[];
+  };
+}
+
 describe('defineApi', () => {
   const api = defineApi({
     version: 'v1', kind: 'Widget', plural: 'widgets', scope: 'Cluster', description: 'A test widget.',
@@ -47,11 +57,11 @@ describe('defineApi', () => {
   });
 
   it('generates a CRD with the status subresource, printer columns and a plain metadata object', () => {
-    const crd = api.crd() as any;
+    const crd = api.crd() as unknown as GeneratedCrd;
     assert.equal(crd.metadata.name, 'widgets.crowsnest.dev');
     assert.deepEqual(crd.spec.names, { kind: 'Widget', listKind: 'WidgetList', plural: 'widgets', singular: 'widget', categories: ['crowsnest'] });
     assert.equal(crd.spec.scope, 'Cluster');
-    const [version] = crd.spec.versions;
+    const version = crd.spec.versions[0]!;
     assert.deepEqual(version.subresources, { status: {} });
     assert.deepEqual(version.additionalPrinterColumns, [{ name: 'Size', type: 'integer', jsonPath: '.spec.size' }]);
     assert.deepEqual(version.schema.openAPIV3Schema.properties.metadata, { type: 'object' });

@@ -4,7 +4,7 @@
  * writes it with, and the CRD the chart installs (`make crds`). Nothing about the type is written
  * twice, so the TS type, our validation and the API server's cannot drift apart.
  */
-import Type, { type Static, type TObject, type TSchema } from 'typebox';
+import Type, { type Static, type TSchema } from 'typebox';
 import type { ObjectMeta, ResourceType } from '../resources.ts';
 import { type CrdVersionNames, crdYaml, customResourceDefinition, type PrinterColumn } from './crd.ts';
 

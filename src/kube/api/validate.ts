@@ -122,7 +122,7 @@ function walkRules(schema: unknown, value: unknown, pointer: string, report: (po
     if (!ok) report(rule.fieldPath ? `${pointer}${rule.fieldPath.replaceAll('.', '/')}` : pointer, rule.message);
   }
   if (Array.isArray(value) && s['items']) {
-    value.forEach((item, i) => walkRules(s['items'], item, `${pointer}/${i}`, report));
+    value.forEach((item, i) => { walkRules(s['items'], item, `${pointer}/${i}`, report); });
     return;
   }
   if (value === null || typeof value !== 'object' || Array.isArray(value)) return;

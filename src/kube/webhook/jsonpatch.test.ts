@@ -65,7 +65,10 @@ describe('createPatch', () => {
   // Random documents and random edits: applying the patch to the original must give the edit.
   it('round-trips: applyPatch(a, createPatch(a, b)) equals b for 2,000 random pairs', () => {
     let seed = 42;
-    const random = (): number => ((seed = (seed * 1_103_515_245 + 12_345) % 2 ** 31) / 2 ** 31);
+    const random = (): number => {
+      seed = (seed * 1_103_515_245 + 12_345) % 2 ** 31;
+      return seed / 2 ** 31;
+    };
     const keys = ['a', 'b/c', 'd~e', 'f', '-', '0'];
     const value = (depth: number): unknown => {
       const r = random();

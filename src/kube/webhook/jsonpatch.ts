@@ -53,8 +53,8 @@ export function createPatch(before: unknown, after: unknown): JsonPatchOperation
 
 function diffValue(before: unknown, after: unknown, path: string, ops: JsonPatchOperation[]): void {
   if (jsonEqual(before, after)) return;
-  if (isObject(before) && isObject(after)) return diffObject(before, after, path, ops);
-  if (Array.isArray(before) && Array.isArray(after)) return diffArray(before, after, path, ops);
+  if (isObject(before) && isObject(after)) { diffObject(before, after, path, ops); return; }
+  if (Array.isArray(before) && Array.isArray(after)) { diffArray(before, after, path, ops); return; }
   ops.push({ op: 'replace', path, value: structuredClone(after) });
 }
 

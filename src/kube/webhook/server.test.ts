@@ -118,7 +118,7 @@ describe('WebhookServer refuses what is not a review', () => {
 
   it('413 for a body over the limit, without calling the handler', async () => {
     let called = false;
-    const server = await serve([handler('small', () => ((called = true), allow()))], { maxRequestBytes: 1024 });
+    const server = await serve([handler('small', () => { called = true; return allow(); })], { maxRequestBytes: 1024 });
     const big = review({ ...pod, metadata: { ...pod.metadata, annotations: { blob: 'x'.repeat(2048) } } });
     assert.equal((await post(server, '/small', big)).status, 413);
     assert.equal(called, false);

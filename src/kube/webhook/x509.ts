@@ -97,7 +97,7 @@ const OID = {
 } as const;
 
 function name(commonName: string, organization?: string): Buffer {
-  const rdns = [];
+  const rdns: Buffer[] = [];
   if (organization) rdns.push(set(sequence(oid(OID.organization), utf8(organization))));
   rdns.push(set(sequence(oid(OID.commonName), utf8(commonName))));
   return sequence(...rdns);
@@ -116,14 +116,14 @@ export function ipAddressBytes(address: string): Buffer {
   const v4 = /(\d+\.\d+\.\d+\.\d+)$/.exec(text);
   if (v4) {
     const b = v4[1]!.split('.').map(Number);
-    text = text.slice(0, -v4[1]!.length) + `${((b[0]! << 8) | b[1]!).toString(16)}:${((b[2]! << 8) | b[3]!).toString(16)}`;
+    text = `${text.slice(0, -v4[1]!.length)}${((b[0]! << 8) | b[1]!).toString(16)}:${((b[2]! << 8) | b[3]!).toString(16)}`;
   }
   const [head, tail] = text.includes('::') ? text.split('::') as [string, string] : [text, undefined];
   const headGroups = head ? head.split(':') : [];
   const tailGroups = tail ? tail.split(':') : [];
   const groups = tail === undefined ? headGroups : [...headGroups, ...Array<string>(8 - headGroups.length - tailGroups.length).fill('0'), ...tailGroups];
   const bytes = Buffer.alloc(16);
-  groups.forEach((group, i) => bytes.writeUInt16BE(Number.parseInt(group, 16), i * 2));
+  groups.forEach((group, i) => { bytes.writeUInt16BE(Number.parseInt(group, 16), i * 2); });
   return bytes;
 }
 

@@ -69,7 +69,7 @@ for (let attempt = 1; ; attempt++) {
   const tables = TABLES.map((name) => readFileSync(`/proc/net/${name}`, 'utf8'));
   const after = execFileSync('ss', ['-H', '-ltnup'], { encoding: 'utf8' });
   if (before === after || attempt === 10) {
-    TABLES.forEach((name, i) => writeFileSync(join(here, `proc-net-${name}`), trimTimeWait(tables[i]!)));
+    TABLES.forEach((name, i) => { writeFileSync(join(here, `proc-net-${name}`), trimTimeWait(tables[i]!)); });
     writeFileSync(join(here, 'ss-ltnup.txt'), after);
     console.log(`captured on attempt ${attempt}${before === after ? '' : ' (ss output still changing)'}`);
     break;

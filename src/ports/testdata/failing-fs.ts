@@ -9,9 +9,9 @@ export function failing(failures: Record<string, string>): ProcFs {
     }
   };
   return {
-    readdir: (path) => (check(path), nodeProcFs.readdir(path)),
-    readlink: (path) => (check(path), nodeProcFs.readlink(path)),
-    readFile: (path) => (check(path), nodeProcFs.readFile(path)),
+    readdir: (path) => { check(path); return nodeProcFs.readdir(path); },
+    readlink: (path) => { check(path); return nodeProcFs.readlink(path); },
+    readFile: (path) => { check(path); return nodeProcFs.readFile(path); },
     readFilesInBackground: (paths) => {
       const reads = nodeProcFs.readFilesInBackground(paths);
       return {

@@ -261,22 +261,22 @@ export class HttpConnection {
       return;
     }
     this.buffered = this.buffered.length ? Buffer.concat([this.buffered, chunk]) : chunk;
-    if (this.buffered.length > MAX_RESPONSE_BYTES) return this.fail(new HttpProtocolError('response too large'));
+    if (this.buffered.length > MAX_RESPONSE_BYTES) { this.fail(new HttpProtocolError('response too large')); return; }
     const end = this.buffered.indexOf(HEAD_END);
     if (end === -1) return;
     const lines = this.buffered.subarray(0, end).toString('latin1').split('\r\n');
     const status = /^HTTP\/1\.[01] (\d{3})(?: .*)?$/.exec(lines[0] ?? '');
     const headers = parseHeaders(lines.slice(1));
-    if (!status || !headers) return this.fail(new HttpProtocolError(`malformed response head: ${JSON.stringify(lines[0]?.slice(0, 80))}`));
+    if (!status || !headers) { this.fail(new HttpProtocolError(`malformed response head: ${JSON.stringify(lines[0]?.slice(0, 80))}`)); return; }
     const code = Number(status[1]);
     const lengthText = headers.get('content-length');
     let length: number;
     if (code === 204 || code === 304) length = 0;
     else if (lengthText !== undefined && /^\d+$/.test(lengthText) && !headers.has('transfer-encoding')) length = Number(lengthText);
-    else return this.fail(new HttpProtocolError('response without a Content-Length'));
+    else { this.fail(new HttpProtocolError('response without a Content-Length')); return; }
     const bodyStart = end + HEAD_END.length;
     if (this.buffered.length < bodyStart + length) return;
-    if (this.buffered.length > bodyStart + length) return this.fail(new HttpProtocolError('more data than the response declared'));
+    if (this.buffered.length > bodyStart + length) { this.fail(new HttpProtocolError('more data than the response declared')); return; }
     const response: ClientResponse = { status: code, headers, body: this.buffered.subarray(bodyStart, bodyStart + length) };
     const { resolve } = this.pending;
     this.pending = undefined;

@@ -34,7 +34,7 @@ export class PeerProber {
     const key = peerKey(peer);
     try {
       let connection = this.connections.get(key);
-      const reused = connection !== undefined && connection.usable && performance.now() - connection.lastUsedMs < MAX_IDLE_MS;
+      const reused = connection?.usable && performance.now() - connection.lastUsedMs < MAX_IDLE_MS;
       if (!reused) {
         connection?.close();
         connection = await this.open(peer, deadline);

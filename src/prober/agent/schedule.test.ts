@@ -56,7 +56,10 @@ describe('ProbeScheduler', () => {
     const clock = new FakeClock(0);
     const r = recorder(clock);
     let seed = 7;
-    const random = (): number => ((seed = (seed * 48_271) % 2_147_483_647) / 2_147_483_647);
+    const random = (): number => {
+      seed = (seed * 48_271) % 2_147_483_647;
+      return seed / 2_147_483_647;
+    };
     const scheduler = new ProbeScheduler({ clock, round: r.round, random });
     scheduler.update([peer(1)], settings);
     await advance(clock, 1_000_000, 50);

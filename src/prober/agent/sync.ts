@@ -106,7 +106,7 @@ export class PeerSync {
       return { ok: false, result: 'error', message: `cannot read the ServiceAccount token at ${this.options.tokenFile}: ${(err as Error).message}` };
     }
     const body: SyncRequest = { version: this.version, results: this.options.results() };
-    let response;
+    let response: Awaited<ReturnType<HttpConnection['request']>>;
     try {
       const connection = await this.connected();
       response = await connection.request({

@@ -13,6 +13,7 @@ import { Agent } from 'node:https';
 import type { Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { RunSummary } from '../../../src/inventory/collect.ts';
 import { repo } from '../helm.ts';
 import { testbed } from '../testbed.ts';
 
@@ -87,9 +88,9 @@ export async function filesIn(dir: string): Promise<{ names: string[]; temporary
 }
 
 /** The run summaries in `dir`, oldest first. */
-export async function summariesIn(dir: string): Promise<Record<string, any>[]> {
+export async function summariesIn(dir: string): Promise<RunSummary[]> {
   const names = (await readdir(dir)).filter((name) => name.endsWith('.summary.json')).sort();
-  return Promise.all(names.map(async (name) => JSON.parse(await readFile(join(dir, name), 'utf8')) as Record<string, any>));
+  return Promise.all(names.map(async (name) => JSON.parse(await readFile(join(dir, name), 'utf8')) as RunSummary));
 }
 
 /** How an endpoint answers one request. */

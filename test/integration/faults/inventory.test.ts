@@ -10,6 +10,7 @@ import assert from 'node:assert/strict';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import type { RunSummary } from '../../../src/inventory/collect.ts';
 import { mapConcurrent } from '../../../src/kube/concurrency.ts';
 import { LABEL_SELECTOR_CASES } from '../../helpers/label-selectors.ts';
 import { eventually, newNamespace, serviceAccountToken, testbed } from '../testbed.ts';
@@ -32,7 +33,7 @@ describe('inventory collect under faults (a real process)', () => {
     endpoints.push(started);
     return started;
   };
-  const summaryOf = (stdout: string): Record<string, any> => JSON.parse(stdout) as Record<string, any>;
+  const summaryOf = (stdout: string): RunSummary => JSON.parse(stdout) as RunSummary;
 
   before(async () => {
     const plane = await testbed();
@@ -79,7 +80,7 @@ describe('inventory collect under faults (a real process)', () => {
       assert.equal(run.code, 1, run.stderr);
       const summary = summaryOf(run.stdout);
       assert.equal(summary['result'], 'failure');
-      assert.match(summary['sink'].error, /^endpoint 127\.0\.0\.1:\d+ unreachable for chunk 0 after 2 attempts: connection refused \(ECONNREFUSED\)/);
+      assert.match(summary['sink'].error!, /^endpoint 127\.0\.0\.1:\d+ unreachable for chunk 0 after 2 attempts: connection refused \(ECONNREFUSED\)/);
       const files = await filesIn(dir);
       assert.deepEqual(files.temporary, []);
       assert.equal(files.names.length, 2, files.names.join(', '));
@@ -97,7 +98,7 @@ describe('inventory collect under faults (a real process)', () => {
         assert.equal(run.code, 0, run.stderr);
         const summary = summaryOf(run.stdout);
         assert.equal(summary['objects'], CONFIG_MAPS + 1);
-        assert.equal(summary['types'][0].retries, 1);
+        assert.equal(summary['types'][0]!.retries, 1);
         assert.ok(run.durationMs >= 1_000, 'the Retry-After was waited for');
       } finally {
         proxy.rule = () => 'forward';
@@ -110,7 +111,7 @@ describe('inventory collect under faults (a real process)', () => {
       assert.equal(run.code, 0, run.stderr);
       const summary = summaryOf(run.stdout);
       assert.equal(summary['objects'], CONFIG_MAPS + 1);
-      assert.equal(summary['types'][0].pages, CONFIG_MAPS + 1);
+      assert.equal(summary['types'][0]!.pages, CONFIG_MAPS + 1);
       assert.deepEqual((await filesIn(dir)).temporary, []);
     });
   });
@@ -131,7 +132,7 @@ describe('inventory collect under faults (a real process)', () => {
       const target = await endpoint(() => ({ status: 500, body: 'endless' }));
       const run = await collect(dir, ['--endpoint', target.url, '--upload-attempts', '1']);
       assert.equal(run.code, 1, run.stderr);
-      assert.match(summaryOf(run.stdout)['sink'].error, /HTTP 500: x{200}…$/);
+      assert.match(summaryOf(run.stdout)['sink'].error!, /HTTP 500: x{200}…$/);
       assert.ok(target.bodyBytesSent < 32 * MiB, `${Math.round(target.bodyBytesSent / MiB)} MiB of the answer were taken`);
     });
 
@@ -159,7 +160,7 @@ describe('inventory collect under faults (a real process)', () => {
       const good = await endpoint(() => 204);
       const next = await collect(dir, ['--endpoint', good.url]);
       assert.equal(next.code, 0, next.stderr);
-      assert.deepEqual(summaryOf(next.stdout)['resent'].map((r: { runId: string; delivered: boolean }) => [r.runId, r.delivered]), [[kept!['runId'], true]]);
+      assert.deepEqual(summaryOf(next.stdout)['resent']!.map((r: { runId: string; delivered: boolean }) => [r.runId, r.delivered]), [[kept!['runId'], true]]);
       assert.equal(good.requests[0]!.runId, kept!['runId'], 'the kept snapshot went first');
     });
 
@@ -175,7 +176,7 @@ describe('inventory collect under faults (a real process)', () => {
       assert.equal((await filesIn(dir)).names.filter((name) => name.endsWith('.ndjson.gz')).length, 3, 'retention for delivered runs took none of them');
       const last = summaryOf((await collect(dir, ['--endpoint', down, '--upload-attempts', '1', '--keep-last', '1'])).stdout);
       failedRunIds.push(last['runId'] as string);
-      assert.equal(last['retention'].undeliveredKept, 4);
+      assert.equal(last['retention']!.undeliveredKept, 4);
 
       const good = await endpoint(() => 204);
       const run = await collect(dir, ['--endpoint', good.url, '--keep-last', '1']);
@@ -191,9 +192,9 @@ describe('inventory collect under faults (a real process)', () => {
       await collect(dir, ['--endpoint', down, '--upload-attempts', '1']);
       const run = await collect(dir, ['--endpoint', down, '--upload-attempts', '1', '--max-undelivered', '1']);
       const summary = summaryOf(run.stdout);
-      assert.equal(summary['retention'].undeliveredKept, 1);
-      assert.equal(summary['retention'].undeliveredDeleted.length, 2, 'its snapshot and summary');
-      assert.ok(summary['warnings'].some((w: string) => /never delivered were deleted, because more than --max-undelivered/.test(w)), summary['warnings']);
+      assert.equal(summary['retention']!.undeliveredKept, 1);
+      assert.equal(summary['retention']!.undeliveredDeleted.length, 2, 'its snapshot and summary');
+      assert.ok(summary['warnings'].some((w: string) => /never delivered were deleted, because more than --max-undelivered/.test(w)), summary['warnings'].join('\n'));
       assert.match(run.stderr, /undelivered snapshots deleted/);
     });
 
@@ -271,7 +272,7 @@ describe('inventory collect under faults (a real process)', () => {
       assert.equal(run.code, 3, run.stderr);
       const summary = summaryOf(run.stdout);
       assert.equal(summary['result'], 'partial');
-      assert.match(summary['skippedTypes'].find((t: { type: string }) => t.type === 'configmaps').reason, /403: Forbidden/);
+      assert.match(summary['skippedTypes'].find((t: { type: string }) => t.type === 'configmaps')!.reason, /403: Forbidden/);
     });
   });
 });
