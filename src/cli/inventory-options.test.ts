@@ -375,7 +375,7 @@ describe('resolveInventoryCollectOptions: errors and warnings', () => {
   it('warns about unknown config keys instead of failing', () => {
     const options = resolveInventoryCollectOptions(sources({ clusterIdArgument: 'c', flags: { config: '/cfg' }, config: { addTypes: 'secrets', colour: 'blue' } }));
     assert.equal(options.warnings.length, 1);
-    assert.match(options.warnings[0] ?? '', /^config directory \/cfg: unknown key "colour" ignored \(known: endpoint, loginEndpoint, resources, addTypes, /);
+    assert.match(options.warnings[0] ?? '', /^config directory \/cfg: unknown key "colour" ignored \(known: endpoint, loginEndpoint, customResourcesClusterRole, resources, addTypes, /);
     assert.deepEqual(options.selectors.add, ['secrets']);
   });
 

@@ -48,6 +48,7 @@ export const inventoryCollectFlags: readonly InventoryFlag[] = [
   { name: 'config', valueName: '<dir>', description: 'config directory, one file per key (a mounted ConfigMap); keys are the camelCase flag names, e.g. addTypes', defaultText: DEFAULT_CONFIG_DIR },
   { name: 'endpoint', valueName: '<url>', description: 'send the snapshot to this endpoint as k8s-collector did (login at <url>/sink/login, gzip JSON {"objects":[…]} to <url>/sink/send, 204 = success) instead of only writing it to the report directory', defaultText: 'none', configKey: 'endpoint' },
   { name: 'login-endpoint', valueName: '<url>', description: 'log in at <url>/account/access_keys/login instead (k8s-collector\'s later loginEndpoint)', defaultText: '--endpoint', configKey: 'loginEndpoint' },
+  { name: 'custom-resources-cluster-role', valueName: '<name>', description: 'before listing, set this ClusterRole\'s rules to get/list on exactly the custom resource types found (the chart\'s way to read them without "*" on "*")', defaultText: 'none', configKey: 'customResourcesClusterRole' },
   { name: 'resources', valueName: '<list>', description: 'resource types to collect instead of the default set: "pods", "deployments.apps", "apps/*", "customresources", "*"', defaultText: 'workloads, networking, storage, RBAC, config, CRDs and custom resources', configKey: 'resources' },
   { name: 'add-types', valueName: '<list>', description: 'types added to the set, e.g. "secrets,events"', defaultText: 'none', configKey: 'addTypes' },
   { name: 'remove-types', valueName: '<list>', description: 'types removed from the set (wins over additions)', defaultText: 'none', configKey: 'removeTypes' },
@@ -94,6 +95,7 @@ export interface InventoryCollectOptions {
   readonly qps: number;
   readonly burst: number;
   readonly redaction: RedactionOptions;
+  readonly customResourcesClusterRole?: string;
   readonly reportDir: string;
   readonly format: SnapshotFormat;
   readonly gzip: boolean;
@@ -231,6 +233,7 @@ export function resolveInventoryCollectOptions(sources: InventorySources): Inven
     qps: get('qps', parsePositiveNumber, 50),
     burst: get('burst', parsePositiveInteger, 100),
     redaction: { enabled: redactEnabled, secretValueDigest: get('secret-digest', parseBool, false) },
+    ...optionalKey('customResourcesClusterRole', get('custom-resources-cluster-role', (v) => asString(v).trim() || undefined, undefined)),
     reportDir: get('report-dir', parseReportDir, './reports'),
     format: get('format', parseFormat, 'ndjson'),
     gzip: get('gzip', parseBool, true),

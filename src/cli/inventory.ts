@@ -94,6 +94,7 @@ function addCollectCommand(parent: Command, io: CliIO, state: RunState): void {
         burst: options.burst,
         maxObjectBytes: options.maxObjectBytes,
         redaction: options.redaction,
+        ...(options.customResourcesClusterRole ? { customResourcesClusterRole: options.customResourcesClusterRole } : {}),
         sink,
         logger,
         signal: shutdown.signal,
