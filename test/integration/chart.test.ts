@@ -37,10 +37,25 @@ describe('helm chart', () => {
     }
   });
 
-  it('without logaccess deploys no operator (it would have no controller to run), nor its ServiceAccount, RBAC or policy', async () => {
-    const manifests = await helmTemplate('no-la', 'x', ['--set', 'logaccess.enabled=false', '--set', 'ports.enabled=true']);
+  it('without logaccess and prober deploys no operator (it would have no controller to run), nor its ServiceAccount, RBAC or policy', async () => {
+    const manifests = await helmTemplate('no-la', 'x', ['--set', 'logaccess.enabled=false', '--set', 'prober.enabled=false', '--set', 'ports.enabled=true']);
     assert.doesNotMatch(manifests, /crowsnest-operator/);
+    assert.doesNotMatch(manifests, /MutatingWebhookConfiguration/);
     assert.match(manifests, /kind: CronJob/);
+  });
+
+  it('runs the controllers it enables, with the RBAC of those only', async () => {
+    const both = await helmTemplate('both', 'x', []);
+    assert.match(both, /--controllers=logaccess,prober\n/);
+    const proberOnly = await helmTemplate('pr', 'x', ['--set', 'logaccess.enabled=false']);
+    assert.match(proberOnly, /--controllers=prober\n/);
+    assert.doesNotMatch(proberOnly, /-logaccess\n|--logaccess-name-prefix|kind: ValidatingAdmissionPolicy\n/, 'no logaccess ClusterRole, flags or write policy');
+    assert.match(proberOnly, /kind: MutatingWebhookConfiguration/);
+    const logaccessOnly = await helmTemplate('la', 'x', ['--set', 'prober.enabled=false']);
+    assert.match(logaccessOnly, /--controllers=logaccess\n/);
+    assert.doesNotMatch(logaccessOnly, /--prober-|tokenreviews|MutatingWebhookConfiguration/);
+    const chosen = await helmTemplate('ch', 'x', ['--set', 'operator.controllers=logaccess']);
+    assert.match(chosen, /--controllers=logaccess\n/, 'an explicit list is passed as it is');
   });
 
   it('runs the operator with only the chart ServiceAccount: it leads, keeps Roles, and cannot read Secrets', async () => {

@@ -6,10 +6,11 @@
  *
  * What "that delay" is, is checked independently: the kernel's ICMP echo times (busybox ping in
  * pod A, on the same path) must grow by the delay asked for, ±5 %; and the agent's medians, by
- * HTTP and by TCP connect, must grow by the same amount as ping's, ±5 % of the delay. (A
- * user-space process that waits a few milliseconds wakes later than one that never sleeps: on
- * this busy 2-core machine both ping and the agent see ~0.2 ms more than the relay holds, which
- * is the path's truth for any user-space prober, not an error of ours.) The conditions are
+ * HTTP and by TCP connect, must grow by the same amount as ping's, ±5 % of the delay. (Ping sees
+ * ~0.2 ms more than the relay holds: the TUN round trip and the relay's wake-up, the path's truth
+ * for any prober.) The HTTP median needs a machine that is not running other test suites: under a
+ * load of 10 on 2 cores, B's agent answered late often enough to move it by 0.3 ms (TCP connect,
+ * answered by the kernel, stayed within 0.1 ms); CI runs the suite alone. The conditions are
  * interleaved (see `interleaved`), and the floor — the path through the relay adding 0 ms, and
  * without the relay at all — is printed with the rest.
  */
@@ -24,7 +25,8 @@ import { testbed } from './testbed.ts';
 /** One block of one condition; the first second of it is not counted. */
 const BLOCK_MS = 6_000;
 const SWITCH_SETTLE_MS = 1_000;
-const CYCLES = 10;
+/** Six cycles: ~90 probes per condition and method from three agents, 108 s of switching. */
+const CYCLES = 6;
 const TOLERANCE = 0.05;
 
 interface ProbeLine { readonly time: number; readonly msg: string; readonly dest?: string; readonly method?: string; readonly rttUs?: number }
@@ -49,12 +51,15 @@ describe('prober accuracy against a known added delay', () => {
       // A CPU request the scheduler of a busy 2-core testbed honours: with the default 10m (cpu.shares
       // 10) an agent waking for a 5 ms answer waits behind everything else on the machine.
       spec: {
-        podSelector: { matchLabels: { app: 'pair' } }, pollingPeriod: '1s', timeout: '900ms', neighbours: 1,
-        resources: { requests: { cpu: '500m', memory: '64Mi' }, limits: { memory: '128Mi' } },
+        podSelector: { matchLabels: { app: 'pair' } }, pollingPeriod: '1s', timeout: '900ms', neighbours: 3,
+        resources: { requests: { cpu: '400m', memory: '64Mi' }, limits: { memory: '128Mi' } },
       },
     });
     assert.equal(created.status, 201, created.body);
-    for (const [name, node] of [['a', 'crowsnest-real-0'], ['b', 'crowsnest-real-1']] as const) {
+    // Three probers on A's node (the relay's route there delays every pod's path to B), so each
+    // condition gets ~90 probes to B per method instead of ~30: a median of 30 moved by 0.3 ms
+    // under a busy machine's scheduling bursts, more than the ±5 % of 5 ms being checked.
+    for (const [name, node] of [['a', 'crowsnest-real-0'], ['a2', 'crowsnest-real-0'], ['a3', 'crowsnest-real-0'], ['b', 'crowsnest-real-1']] as const) {
       const res = await plane.request('POST', `/api/v1/namespaces/${namespace}/pods`, {
         apiVersion: 'v1', kind: 'Pod',
         metadata: { name, labels: { app: 'pair' }, annotations: { 'prober.crowsnest.dev/agent-log-level': 'debug' } },
@@ -64,19 +69,24 @@ describe('prober accuracy against a known added delay', () => {
     }
     const ready = (p: RealPod): boolean => p.status.phase === 'Running' && (p.status.containerStatuses ?? []).every((s) => s.ready);
     a = await waitForPod(plane, namespace, 'a', ready, 'Running', 120_000);
+    for (const name of ['a2', 'a3']) await waitForPod(plane, namespace, name, ready, 'Running', 120_000);
     b = await waitForPod(plane, namespace, 'b', ready, 'Running', 120_000);
   });
   after(async () => {
     await prober?.stop();
   });
 
-  /** Pod A's agent's RTTs to B by `method`, in ms, probed within [fromMs, toMs]. */
+  /** The RTTs to B by `method` of the agents on A's node, in ms, probed within [fromMs, toMs]. */
   async function agentRtts(method: string, fromMs: number, toMs: number): Promise<number[]> {
     const plane = await testbed();
-    const lines = (await podLog(plane, namespace, 'a', 'net-prober')).split('\n').filter((l) => l.startsWith('{'));
-    return lines.map((l) => JSON.parse(l) as ProbeLine)
-      .filter((l) => l.msg === 'probe' && l.dest === 'b' && l.method === method && l.rttUs !== undefined && l.time >= fromMs && l.time <= toMs)
-      .map((l) => l.rttUs! / 1000);
+    const rtts: number[] = [];
+    for (const pod of ['a', 'a2', 'a3']) {
+      const lines = (await podLog(plane, namespace, pod, 'net-prober')).split('\n').filter((l) => l.startsWith('{'));
+      rtts.push(...lines.map((l) => JSON.parse(l) as ProbeLine)
+        .filter((l) => l.msg === 'probe' && l.dest === 'b' && l.method === method && l.rttUs !== undefined && l.time >= fromMs && l.time <= toMs)
+        .map((l) => l.rttUs! / 1000));
+    }
+    return rtts;
   }
 
   /** ICMP echo round trips from pod A to B, in ms (busybox ping: the kernel's timing, not ours). */
@@ -89,7 +99,7 @@ describe('prober accuracy against a known added delay', () => {
 
   /**
    * The experiment: one relay on A's path to B, its delay switched between 0, 5 and 20 ms every
-   * few seconds for three minutes, so each condition is sampled across the same background load
+   * few seconds for about two minutes, so each condition is sampled across the same background load
    * (a busy machine drifts; blocks of one condition after another would measure the drift). The
    * first second of each block is left out (probes in flight at the switch).
    */
@@ -97,6 +107,7 @@ describe('prober accuracy against a known added delay', () => {
     const path = await delayPath({ netns, destination: b.status.podIP!, delayMs: 0 });
     const windows = new Map<number, Array<[number, number]>>(delays.map((d) => [d, []]));
     const ping = new Map<number, number[]>(delays.map((d) => [d, []]));
+    const lateUs = new Map<number, number[]>(delays.map((d) => [d, []]));
     let relay = '';
     try {
       for (let cycle = 0; cycle < cycles; cycle++) {
@@ -107,11 +118,15 @@ describe('prober accuracy against a known added delay', () => {
           ping.get(delayMs)!.push(...await pingRtts(10));
           await new Promise((resolve) => setTimeout(resolve, Math.max(0, blockStart + BLOCK_MS - Date.now())));
           windows.get(delayMs)!.push([blockStart + SWITCH_SETTLE_MS, Date.now()]);
+          // The relay's last one-second window lies inside this block: how late it released.
+          const window = path.lastWindow();
+          if (window) lateUs.get(delayMs)!.push(window.lateUsP50);
         }
       }
     } finally {
       const stats = await path.stop();
-      relay = `relay: released ${stats?.released ?? '?'} packets, late p50 ${stats?.lateUsP50 ?? '?'} µs, p99 ${stats?.lateUsP99 ?? '?'} µs`;
+      const lateByDelay = delays.map((d) => `${d} ms: ${lateUs.get(d)!.length ? median(lateUs.get(d)!) : '?'} µs`).join(', ');
+      relay = `relay: released ${stats?.released ?? '?'} packets; late p50 per condition (median of its windows) ${lateByDelay}`;
     }
     return { windows, ping, relay };
   }
@@ -135,7 +150,7 @@ describe('prober accuracy against a known added delay', () => {
     const medians = new Map<number, { http: number; tcp: number; ping: number; samples: number; spread: string }>();
     for (const delayMs of delays) {
       const [http, tcp] = [await within('http', delayMs), await within('tcp', delayMs)];
-      assert.ok(http.length >= 20 && tcp.length >= 20, `enough samples at ${delayMs} ms: ${http.length} http, ${tcp.length} tcp`);
+      assert.ok(http.length >= 60 && tcp.length >= 60, `enough samples at ${delayMs} ms: ${http.length} http, ${tcp.length} tcp`);
       const sorted = [...http].sort((x, y) => x - y);
       const at = (q: number): string => sorted[Math.floor(q * (sorted.length - 1))]!.toFixed(3);
       medians.set(delayMs, { http: median(http), tcp: median(tcp), ping: median(ping.get(delayMs)!), samples: http.length, spread: `http p10 ${at(0.1)} p90 ${at(0.9)}` });
@@ -148,8 +163,9 @@ describe('prober accuracy against a known added delay', () => {
       const added = { http: m.http - floor.http, tcp: m.tcp - floor.tcp, ping: m.ping - floor.ping };
       report.push(`+${delayMs} ms: http ${m.http.toFixed(3)} (+${added.http.toFixed(3)}), tcp ${m.tcp.toFixed(3)} (+${added.tcp.toFixed(3)}), ping ${m.ping.toFixed(3)} (+${added.ping.toFixed(3)}) ms (${m.samples} samples, ${m.spread})`);
       // The relay is checked against the kernel: ICMP echoes on the same path must grow by the
-      // delay asked for. The agent is checked against both: its medians must grow by that same
-      // amount, within 5 % of the delay, as the kernel's own RTTs did.
+      // delay asked for, within 5 %. Their growth is the path's truth (it includes the TUN
+      // round trip through the relay and how late the relay released packets, printed above),
+      // and the agent's medians must grow by that same amount, within 5 % of the delay.
       if (Math.abs(added.ping - delayMs) > TOLERANCE * delayMs) failures.push(`the relay: ping added ${added.ping.toFixed(3)} ms for ${delayMs} ms`);
       for (const method of ['http', 'tcp'] as const) {
         if (Math.abs(added[method] - added.ping) > TOLERANCE * delayMs) failures.push(`${method} added ${added[method].toFixed(3)} ms where ping added ${added.ping.toFixed(3)} ms (${delayMs} ms asked)`);
