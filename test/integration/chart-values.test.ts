@@ -161,6 +161,12 @@ describe('chart values and their schema', () => {
     assert.doesNotMatch(role, /leases/, 'a removed type is not granted');
   });
 
+  it('refuses a top-level clusterId the collector would refuse, saying which value', async () => {
+    const result = await render(['--set', 'clusterId=Prod EU']);
+    assert.equal(result.ok, false);
+    if (!result.ok) assert.match(result.err, /inventory\.clusterId \(or k8s-collector's top-level clusterId\) is required and must match/);
+  });
+
   it('renders --set addTypes=… (which rendered nothing before) and takes the tool\'s apiEndpoint', async () => {
     const result = await render(['--set', 'clusterId=c1', '--set', 'addTypes={events}', '--set', 'apiEndpoint=https://collector.example', '--show-only', 'templates/inventory.yaml']);
     assert.ok(result.ok, result.ok ? '' : result.err);
