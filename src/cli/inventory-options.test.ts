@@ -225,11 +225,11 @@ describe('resolveInventoryCollectOptions: endpoint keys', () => {
 
   const clearText: { name: string; endpoint: string; env: Record<string, string>; dryRun?: boolean; warns: boolean }[] = [
     { name: 'warns when keys go to a plain http:// endpoint on another host', endpoint: 'http://inventory.example:8080/api?x=1', env: { CROWSNEST_ACCESS_KEY: 'a', CROWSNEST_SECRET_KEY: 's' }, warns: true },
-    { name: 'warns for the secret key alone', endpoint: 'http://10.0.0.7/api', env: { INFRALIGHT_SECRET_KEY: 's' }, warns: true },
+    { name: 'warns for the seed\'s key names too', endpoint: 'http://10.0.0.7/api', env: { INFRALIGHT_ACCESS_KEY: 'a', INFRALIGHT_SECRET_KEY: 's' }, warns: true },
     { name: 'does not warn for https://', endpoint: 'https://inventory.example/api', env: { CROWSNEST_ACCESS_KEY: 'a', CROWSNEST_SECRET_KEY: 's' }, warns: false },
-    { name: 'does not warn for 127.0.0.1', endpoint: 'http://127.0.0.1:9000/api', env: { CROWSNEST_ACCESS_KEY: 'a' }, warns: false },
-    { name: 'does not warn for localhost', endpoint: 'http://localhost:9000/api', env: { CROWSNEST_ACCESS_KEY: 'a' }, warns: false },
-    { name: 'does not warn for [::1]', endpoint: 'http://[::1]:9000/api', env: { CROWSNEST_ACCESS_KEY: 'a' }, warns: false },
+    { name: 'does not warn for 127.0.0.1', endpoint: 'http://127.0.0.1:9000/api', env: { CROWSNEST_ACCESS_KEY: 'a', CROWSNEST_SECRET_KEY: 's' }, warns: false },
+    { name: 'does not warn for localhost', endpoint: 'http://localhost:9000/api', env: { CROWSNEST_ACCESS_KEY: 'a', CROWSNEST_SECRET_KEY: 's' }, warns: false },
+    { name: 'does not warn for [::1]', endpoint: 'http://[::1]:9000/api', env: { CROWSNEST_ACCESS_KEY: 'a', CROWSNEST_SECRET_KEY: 's' }, warns: false },
     { name: 'does not warn without keys', endpoint: 'http://inventory.example/api', env: {}, warns: false },
     { name: 'does not warn in a dry run (nothing is sent)', endpoint: 'http://inventory.example/api', env: { CROWSNEST_ACCESS_KEY: 'a' }, dryRun: true, warns: false },
   ];
@@ -241,6 +241,36 @@ describe('resolveInventoryCollectOptions: endpoint keys', () => {
       assert.deepEqual(options.warnings, c.warns
         ? [`--endpoint http://${host} is plain http:// to a host that is not this machine: the access and secret keys are sent unencrypted; use https://`]
         : []);
+    });
+  }
+
+  it('warns about the login endpoint, not the data endpoint, when the keys go there', () => {
+    const options = resolveInventoryCollectOptions(sources({ clusterIdArgument: 'c', flags: { endpoint: 'https://inventory.example' }, config: { loginEndpoint: 'http://login.example:8080/' }, env: { CROWSNEST_ACCESS_KEY: 'a', CROWSNEST_SECRET_KEY: 's' } }));
+    assert.equal(options.loginEndpoint, 'http://login.example:8080/');
+    assert.deepEqual(options.warnings, ['--login-endpoint http://login.example:8080 is plain http:// to a host that is not this machine: the access and secret keys are sent unencrypted; use https://']);
+  });
+
+  it('takes --login-endpoint from the flag, CROWSNEST_LOGIN_ENDPOINT or the seed\'s loginEndpoint key, checked like --endpoint', () => {
+    for (const init of [{ flags: { 'login-endpoint': 'https://login.example' } }, { env: { CROWSNEST_LOGIN_ENDPOINT: 'https://login.example' } }, { config: { loginEndpoint: 'https://login.example' } }]) {
+      const options = resolveInventoryCollectOptions(sources({ clusterIdArgument: 'c', ...init, env: { ...('env' in init ? init.env : {}), CROWSNEST_ACCESS_KEY: 'a', CROWSNEST_SECRET_KEY: 's' } }));
+      assert.equal(options.loginEndpoint, 'https://login.example');
+      assert.deepEqual(options.warnings, []);
+    }
+    const err = optionError(() => resolveInventoryCollectOptions(sources({ clusterIdArgument: 'c', config: { loginEndpoint: 'ftp://login.example' } })));
+    assert.equal(err.flag, '--login-endpoint');
+    assert.match(err.message, /^invalid value "ftp:\/\/login.example" for --login-endpoint \(from \/etc\/config\/loginEndpoint\): must be an http/);
+  });
+
+  it('warns that a login endpoint without keys does nothing', () => {
+    const options = resolveInventoryCollectOptions(sources({ clusterIdArgument: 'c', flags: { endpoint: 'https://inventory.example', 'login-endpoint': 'https://login.example' } }));
+    assert.deepEqual(options.warnings, ['--login-endpoint is set but no keys are: there is nothing to log in with, so no login happens']);
+  });
+
+  for (const [env, missing] of [[{ CROWSNEST_ACCESS_KEY: 'a' }, 'CROWSNEST_SECRET_KEY'], [{ INFRALIGHT_SECRET_KEY: 's' }, 'CROWSNEST_ACCESS_KEY']] as const) {
+    it(`refuses one key without the other (${Object.keys(env)[0]} alone): the login needs both`, () => {
+      const err = optionError(() => resolveInventoryCollectOptions(sources({ clusterIdArgument: 'c', flags: { endpoint: 'https://inventory.example' }, env })));
+      assert.equal(err.flag, missing);
+      assert.match(err.message, /key is set but the (access|secret) key is not: the endpoint's login needs both/);
     });
   }
 
@@ -345,7 +375,7 @@ describe('resolveInventoryCollectOptions: errors and warnings', () => {
   it('warns about unknown config keys instead of failing', () => {
     const options = resolveInventoryCollectOptions(sources({ clusterIdArgument: 'c', flags: { config: '/cfg' }, config: { addTypes: 'secrets', colour: 'blue' } }));
     assert.equal(options.warnings.length, 1);
-    assert.match(options.warnings[0] ?? '', /^config directory \/cfg: unknown key "colour" ignored \(known: endpoint, resources, addTypes, /);
+    assert.match(options.warnings[0] ?? '', /^config directory \/cfg: unknown key "colour" ignored \(known: endpoint, loginEndpoint, customResourcesClusterRole, resources, addTypes, /);
     assert.deepEqual(options.selectors.add, ['secrets']);
   });
 

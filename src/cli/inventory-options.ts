@@ -46,7 +46,9 @@ export const MAX_PAGE_SIZE = 100_000;
 
 export const inventoryCollectFlags: readonly InventoryFlag[] = [
   { name: 'config', valueName: '<dir>', description: 'config directory, one file per key (a mounted ConfigMap); keys are the camelCase flag names, e.g. addTypes', defaultText: DEFAULT_CONFIG_DIR },
-  { name: 'endpoint', valueName: '<url>', description: 'POST the snapshot here (gzip JSON {"objects":[…]}, 204 = success) instead of only writing it to the report directory', defaultText: 'none', configKey: 'endpoint' },
+  { name: 'endpoint', valueName: '<url>', description: 'send the snapshot to this endpoint as k8s-collector did (login at <url>/sink/login, gzip JSON {"objects":[…]} to <url>/sink/send, 204 = success) instead of only writing it to the report directory', defaultText: 'none', configKey: 'endpoint' },
+  { name: 'login-endpoint', valueName: '<url>', description: 'log in at <url>/account/access_keys/login instead (k8s-collector\'s later loginEndpoint)', defaultText: '--endpoint', configKey: 'loginEndpoint' },
+  { name: 'custom-resources-cluster-role', valueName: '<name>', description: 'before listing, set this ClusterRole\'s rules to get/list on exactly the custom resource types found (the chart\'s way to read them without "*" on "*")', defaultText: 'none', configKey: 'customResourcesClusterRole' },
   { name: 'resources', valueName: '<list>', description: 'resource types to collect instead of the default set: "pods", "deployments.apps", "apps/*", "customresources", "*"', defaultText: 'workloads, networking, storage, RBAC, config, CRDs and custom resources', configKey: 'resources' },
   { name: 'add-types', valueName: '<list>', description: 'types added to the set, e.g. "secrets,events"', defaultText: 'none', configKey: 'addTypes' },
   { name: 'remove-types', valueName: '<list>', description: 'types removed from the set (wins over additions)', defaultText: 'none', configKey: 'removeTypes' },
@@ -80,6 +82,8 @@ export interface InventoryCollectOptions {
   /** The config directory read, when there was one. */
   readonly configDir?: string;
   readonly endpoint?: string;
+  /** Where to log in instead of `<endpoint>/sink/login`. */
+  readonly loginEndpoint?: string;
   readonly accessKey?: string;
   readonly secretKey?: string;
   readonly selectors: TypeSelectors;
@@ -91,6 +95,7 @@ export interface InventoryCollectOptions {
   readonly qps: number;
   readonly burst: number;
   readonly redaction: RedactionOptions;
+  readonly customResourcesClusterRole?: string;
   readonly reportDir: string;
   readonly format: SnapshotFormat;
   readonly gzip: boolean;
@@ -183,24 +188,36 @@ export function resolveInventoryCollectOptions(sources: InventorySources): Inven
   }
 
   const endpoint = get('endpoint', parseEndpoint, undefined, hideUserinfo);
+  const loginEndpoint = get('login-endpoint', parseEndpoint, undefined, hideUserinfo);
   const base = get('resources', (v) => parseTypeSelectors(parseList(v)), [...DEFAULT_TYPE_SELECTORS]);
   const redactEnabled = get('redact', parseBool, true);
   if (!redactEnabled) warnings.push('redaction is off (--no-redact): Secret values and Helm release values will be written as they are');
   const namespaces = get('namespaces', (v) => parseList(v).map((ns) => parseNamespace(ns)), undefined);
   const accessKey = sources.env['CROWSNEST_ACCESS_KEY'] || sources.env['INFRALIGHT_ACCESS_KEY'];
   const secretKey = sources.env['CROWSNEST_SECRET_KEY'] || sources.env['INFRALIGHT_SECRET_KEY'];
-  if (endpoint !== undefined && !dryRun && (accessKey || secretKey) && sendsInClear(endpoint)) {
-    const url = new URL(endpoint);
+  if (endpoint !== undefined && !dryRun && Boolean(accessKey) !== Boolean(secretKey)) {
+    const [set, unset] = accessKey ? ['access', 'secret'] : ['secret', 'access'];
+    throw new OptionError(
+      `CROWSNEST_${unset.toUpperCase()}_KEY`,
+      `the ${set} key is set but the ${unset} key is not: the endpoint's login needs both ` +
+        `(CROWSNEST_${unset.toUpperCase()}_KEY or INFRALIGHT_${unset.toUpperCase()}_KEY)`,
+    );
+  }
+  const loginAt = loginEndpoint ?? endpoint;
+  if (loginAt !== undefined && !dryRun && accessKey && sendsInClear(loginAt)) {
+    const url = new URL(loginAt);
     warnings.push(
-      `--endpoint ${url.protocol}//${url.host} is plain http:// to a host that is not this machine: ` +
+      `--${loginEndpoint ? 'login-endpoint' : 'endpoint'} ${url.protocol}//${url.host} is plain http:// to a host that is not this machine: ` +
         'the access and secret keys are sent unencrypted; use https://',
     );
   }
+  if (loginEndpoint !== undefined && !accessKey) warnings.push('--login-endpoint is set but no keys are: there is nothing to log in with, so no login happens');
 
   return {
     clusterId,
     ...(config !== undefined ? { configDir } : {}),
     ...(endpoint !== undefined ? { endpoint } : {}),
+    ...optionalKey('loginEndpoint', loginEndpoint),
     ...optionalKey('accessKey', accessKey),
     ...optionalKey('secretKey', secretKey),
     selectors: {
@@ -216,6 +233,7 @@ export function resolveInventoryCollectOptions(sources: InventorySources): Inven
     qps: get('qps', parsePositiveNumber, 50),
     burst: get('burst', parsePositiveInteger, 100),
     redaction: { enabled: redactEnabled, secretValueDigest: get('secret-digest', parseBool, false) },
+    ...optionalKey('customResourcesClusterRole', get('custom-resources-cluster-role', (v) => asString(v).trim() || undefined, undefined)),
     reportDir: get('report-dir', parseReportDir, './reports'),
     format: get('format', parseFormat, 'ndjson'),
     gzip: get('gzip', parseBool, true),

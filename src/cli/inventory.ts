@@ -52,6 +52,11 @@ function addCollectCommand(parent: Command, io: CliIO, state: RunState): void {
     const client = await kubeClientFor(globals, io.env);
 
     const runId = (await import('node:crypto')).randomUUID();
+    // One session for the run: the kept snapshots it re-sends and its own share one token.
+    const { LoginSession, loginUrlFor } = await import('../inventory/endpoint-login.ts');
+    const session = options.endpoint && options.accessKey && options.secretKey
+      ? new LoginSession({ loginUrl: loginUrlFor(options.endpoint, options.loginEndpoint), accessKey: options.accessKey, secretKey: options.secretKey })
+      : undefined;
     const sink: import('../inventory/collect.ts').SinkOptions = options.dryRun
       ? { kind: 'stdout', write: (text) => writeWithBackpressure(io, text) }
       : options.endpoint
@@ -61,8 +66,7 @@ function addCollectCommand(parent: Command, io: CliIO, state: RunState): void {
             retention: options.retention,
             endpoint: {
               url: options.endpoint,
-              ...(options.accessKey ? { accessKey: options.accessKey } : {}),
-              ...(options.secretKey ? { secretKey: options.secretKey } : {}),
+              ...(session ? { session } : {}),
               chunkBytes: options.chunkBytes,
               timeoutMs: options.timeoutMs,
               maxAttempts: options.uploadAttempts,
@@ -71,7 +75,7 @@ function addCollectCommand(parent: Command, io: CliIO, state: RunState): void {
             },
           }
         : { kind: 'dir', dir: options.reportDir, format: options.format, gzip: options.gzip, retention: options.retention };
-    if (options.endpoint && !options.accessKey) logger.warn({}, 'no access key set (CROWSNEST_ACCESS_KEY or INFRALIGHT_ACCESS_KEY): sending without one');
+    if (options.endpoint && !session) logger.warn({}, 'no keys set (CROWSNEST_ACCESS_KEY/CROWSNEST_SECRET_KEY or INFRALIGHT_*): no login; chunks are sent without Authorization');
     // What an interruption does depends on how far the run got: say what is really kept.
     let phase: import('../inventory/collect.ts').RunPhase = 'collecting';
     const shutdown = abortOnTermination({ warn: (fields) => logger.warn(fields, collect.interruptMessage(phase, sink.kind)) }, 'interrupted');
@@ -90,6 +94,7 @@ function addCollectCommand(parent: Command, io: CliIO, state: RunState): void {
         burst: options.burst,
         maxObjectBytes: options.maxObjectBytes,
         redaction: options.redaction,
+        ...(options.customResourcesClusterRole ? { customResourcesClusterRole: options.customResourcesClusterRole } : {}),
         sink,
         logger,
         signal: shutdown.signal,
@@ -215,8 +220,11 @@ the config directory (--config, default ${DEFAULT_CONFIG_DIR}: one file per key 
 in camelCase — endpoint, resources, addTypes, removeTypes, namespaces, ignoreNamespaces,
 labelSelector, pageSize, concurrency, qps, burst, redact, …), defaults. Lists are comma- or
 newline-separated. Keys come from CROWSNEST_ACCESS_KEY / CROWSNEST_SECRET_KEY (or the seed's
-INFRALIGHT_ACCESS_KEY / INFRALIGHT_SECRET_KEY). The seed's -external, -config, -debug and
--dry-run flags are accepted.
+INFRALIGHT_ACCESS_KEY / INFRALIGHT_SECRET_KEY) and are only sent to the login, as k8s-collector
+did: POST {"accessKey","secretKey"} to <endpoint>/sink/login (or
+<login-endpoint>/account/access_keys/login), then every chunk to <endpoint>/sink/send with
+Authorization: Bearer <access_token>; the token is kept until its expires_in and renewed once on
+a 401. The seed's -external, -config, -debug and -dry-run flags are accepted.
 
 Examples:
   # One snapshot of the current context into ./reports
@@ -226,7 +234,7 @@ Examples:
   crowsnest inventory collect my-cluster --add-types secrets --remove-types customresources
 
   # Send to an endpoint
-  CROWSNEST_ACCESS_KEY=… CROWSNEST_SECRET_KEY=… crowsnest inventory collect prod --endpoint https://inventory.example/api
+  CROWSNEST_ACCESS_KEY=… CROWSNEST_SECRET_KEY=… crowsnest inventory collect prod --endpoint https://inventory.example
 
 Exit status: 0 complete, 3 partial (delivered, but a type, group or object was skipped — see the
 summary), 1 failed (the endpoint stayed down: the snapshot is kept in the report directory),

@@ -116,7 +116,7 @@ describe('resolveOperatorOptions', () => {
       workers: 2,
       shutdownTimeoutMs: 30_000,
       identity: 'node-a_fixed',
-      logaccess: { namePrefix: 'podlogreader-', allowPodList: true, createServiceAccountAndRoleBinding: false },
+      logaccess: { namePrefix: 'podlogreader-', allowPodList: true, createServiceAccountAndRoleBinding: false, adoptPodlogreader: true },
       prober: {
         namespace: 'crowsnest-system',
         certMode: 'self',
@@ -156,6 +156,7 @@ describe('resolveOperatorOptions', () => {
       'logaccess-name-prefix': 'logs-',
       'logaccess-allow-pod-list': false,
       'create-sa-and-rolebinding': true,
+      'logaccess-adopt-podlogreader': false,
       'webhook-cert-mode': 'cert-manager',
       'webhook-cert-secret': 'certs',
       'webhook-service': 'lookout',
@@ -183,7 +184,7 @@ describe('resolveOperatorOptions', () => {
       workers: 8,
       shutdownTimeoutMs: 60_000,
       identity: 'me',
-      logaccess: { namePrefix: 'logs-', allowPodList: false, createServiceAccountAndRoleBinding: true },
+      logaccess: { namePrefix: 'logs-', allowPodList: false, createServiceAccountAndRoleBinding: true, adoptPodlogreader: false },
       prober: {
         namespace: 'ops',
         certMode: 'cert-manager',

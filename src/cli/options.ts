@@ -349,6 +349,13 @@ export const operatorFlags: readonly FlagDefinition[] = [
     negatable: true,
   },
   {
+    name: 'logaccess-adopt-podlogreader',
+    valueName: '[bool]',
+    description: 'logaccess: take over the Role, ServiceAccount and RoleBinding podlogreader made for a Deployment (podlogreader-<name>, its exact rules, nothing added), with an Event; anything else of that name is left alone',
+    defaultText: 'true',
+    negatable: true,
+  },
+  {
     name: 'prober-webhook-configuration',
     valueName: '<name>',
     description: 'prober: the MutatingWebhookConfiguration whose caBundle the leader keeps (self-managed certificates)',
@@ -696,6 +703,7 @@ export function resolveOperatorOptions(
       namePrefix: resolve(sources, 'logaccess-name-prefix', parseNamePrefix, OPERATOR_DEFAULTS.logaccessNamePrefix),
       allowPodList: resolve(sources, 'logaccess-allow-pod-list', parseBool, true),
       createServiceAccountAndRoleBinding: resolve(sources, 'create-sa-and-rolebinding', parseBool, false),
+      adoptPodlogreader: resolve(sources, 'logaccess-adopt-podlogreader', parseBool, true),
     },
     prober: {
       namespace: operatorNamespace,

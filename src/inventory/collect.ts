@@ -24,6 +24,7 @@ import { createFileExclusively, prepareReportDir, writeFileAtomically } from '..
 import { discoverTypes, type FailedGroup } from './discovery.ts';
 import { listType, RequestLimiter, type TypeListResult } from './lister.ts';
 import { redactObject, type RedactionOptions } from './redact.ts';
+import { grantCustomResourceAccess } from './custom-resource-access.ts';
 import { resendKeptSnapshots, type ResendResult } from './resend.ts';
 import {
   pruneSnapshots,
@@ -72,6 +73,11 @@ export interface CollectOptions {
   /** Objects whose JSON is larger than this are dropped (and reported), in bytes; 0 = no limit. */
   readonly maxObjectBytes: number;
   readonly redaction: RedactionOptions;
+  /**
+   * A ClusterRole this run may rewrite to read exactly the custom resource types it collects
+   * (the chart's way to collect them without `*` on `*`; see custom-resource-access.ts).
+   */
+  readonly customResourcesClusterRole?: string;
   readonly sink: SinkOptions;
   readonly logger: Logger;
   readonly signal: AbortSignal;
@@ -263,6 +269,10 @@ export async function collectInventory(client: KubeClient, options: CollectOptio
       logger,
       ...(options.clock ? { clock: options.clock } : {}),
     });
+  }
+  if (options.customResourcesClusterRole) {
+    const grant = await grantCustomResourceAccess(client, selection.selected, { clusterRole: options.customResourcesClusterRole, signal: options.signal, clock, logger });
+    if (grant.error) summary.warnings.push(grant.error);
   }
   logger.info({ types: selection.selected.length, discovered: discovery.types.length }, 'collecting');
 

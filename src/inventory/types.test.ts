@@ -194,7 +194,8 @@ describe('DEFAULT_TYPE_SELECTORS', () => {
     for (const excluded of ['secrets', 'events', 'events.events.k8s.io']) {
       assert.ok(!DEFAULT_TYPE_SELECTORS.includes(excluded), `${excluded} must not be collected by default`);
     }
-    for (const included of ['pods', 'deployments.apps', 'namespaces', 'customresources']) {
+    // k8s-collector's defaults (collector/config/config.go) that are not subresources or Argo CRs
+    for (const included of ['pods', 'deployments.apps', 'namespaces', 'customresources', 'endpoints', 'leases.coordination.k8s.io', 'flowschemas.flowcontrol.apiserver.k8s.io', 'prioritylevelconfigurations.flowcontrol.apiserver.k8s.io']) {
       assert.ok(DEFAULT_TYPE_SELECTORS.includes(included), `${included} must be collected by default`);
     }
   });

@@ -39,8 +39,9 @@ export const DEFAULT_TYPE_SELECTORS: readonly string[] = [
   'deployments.apps', 'replicasets.apps', 'statefulsets.apps', 'daemonsets.apps', 'controllerrevisions.apps',
   'jobs.batch', 'cronjobs.batch',
   'horizontalpodautoscalers.autoscaling', 'poddisruptionbudgets.policy',
-  // networking
-  'services', 'endpointslices.discovery.k8s.io',
+  // networking (Endpoints too, as k8s-collector had them: EndpointSlices replace them, but
+  // objects written by hand or by older controllers exist only as Endpoints)
+  'services', 'endpoints', 'endpointslices.discovery.k8s.io',
   'ingresses.networking.k8s.io', 'ingressclasses.networking.k8s.io', 'networkpolicies.networking.k8s.io',
   // storage
   'persistentvolumes', 'persistentvolumeclaims',
@@ -52,6 +53,9 @@ export const DEFAULT_TYPE_SELECTORS: readonly string[] = [
   // configuration and policy
   'configmaps', 'limitranges', 'resourcequotas',
   'priorityclasses.scheduling.k8s.io', 'runtimeclasses.node.k8s.io',
+  // API priority and fairness, and Leases (leader election, node heartbeats): in k8s-collector's defaults
+  'flowschemas.flowcontrol.apiserver.k8s.io', 'prioritylevelconfigurations.flowcontrol.apiserver.k8s.io',
+  'leases.coordination.k8s.io',
   'mutatingwebhookconfigurations.admissionregistration.k8s.io',
   'validatingwebhookconfigurations.admissionregistration.k8s.io',
   // cluster shape and extensions

@@ -10,6 +10,8 @@ import { afterEach, describe, it } from 'node:test';
 import { useScratchDir } from '../../test/helpers/scratch.ts';
 import { gunzipSync, gzipSync } from 'node:zlib';
 import { FakeClock } from '../kube/clock.ts';
+import { K8sCollectorReceiver } from '../../test/helpers/k8s-collector-receiver.ts';
+import { LoginSession, loginUrlFor } from './endpoint-login.ts';
 import { uploadSnapshot, UploadError, type EndpointOptions, type UploadResult } from './upload.ts';
 
 interface Received {
@@ -28,6 +30,8 @@ interface Endpoint {
   readonly received: Received[];
   /** Requests that arrived, including those never answered. */
   arrived: number;
+  /** Their paths, in order. */
+  readonly paths: string[];
   close(): Promise<void>;
 }
 
@@ -39,6 +43,7 @@ async function endpoint(reply: Reply = (res) => res.writeHead(204).end()): Promi
     url: '',
     received: [],
     arrived: 0,
+    paths: [],
     close: async () => {
       server.closeAllConnections();
       server.close();
@@ -47,6 +52,7 @@ async function endpoint(reply: Reply = (res) => res.writeHead(204).end()): Promi
   };
   const server = createServer((req, res) => {
     const index = state.arrived++;
+    state.paths.push(req.url ?? '');
     const parts: Buffer[] = [];
     req.on('data', (part: Buffer) => parts.push(part));
     req.on('end', () => {
@@ -94,8 +100,6 @@ function objectOfSize(name: string, bytes: number): Record<string, unknown> {
 function options(url: string, overrides: Partial<EndpointOptions> = {}): EndpointOptions {
   return {
     url,
-    accessKey: 'ak-123',
-    secretKey: 'sk-456',
     clusterId: 'prod-eu',
     runId: 'run-0001',
     chunkBytes: 4 * 1024 * 1024,
@@ -160,21 +164,17 @@ describe('uploadSnapshot: chunking', () => {
       assert.equal(headers['x-crowsnest-cluster-id'], 'prod-eu');
       assert.equal(headers['x-crowsnest-chunk-index'], String(index));
       assert.equal(headers['x-crowsnest-chunk-final'], index === 2 ? 'true' : 'false');
-      assert.equal(headers['x-crowsnest-access-key'], 'ak-123');
-      assert.equal(headers['x-crowsnest-secret-key'], 'sk-456');
       assert.equal(headers['content-encoding'], 'gzip');
       assert.equal(headers['content-type'], 'application/json');
       assert.equal(headers['user-agent'], 'crowsnest/test');
     }
   });
 
-  it('sends no key headers when no keys are configured', async () => {
+  it('sends to <endpoint>/sink/send, without Authorization when there is no login session', async () => {
     const server = await endpoint();
-    const { accessKey: _a, secretKey: _s, ...withoutKeys } = options(server.url);
-    await uploadSnapshot(await spool([objectOfSize('a', 80)]), withoutKeys);
-    assert.equal(server.received.length, 1);
-    assert.equal(server.received[0]?.headers['x-crowsnest-access-key'], undefined);
-    assert.equal(server.received[0]?.headers['x-crowsnest-secret-key'], undefined);
+    await uploadSnapshot(await spool([objectOfSize('a', 80)]), options(`${server.url}/`));
+    assert.deepEqual(server.paths, ['/v1/inventory/sink/send']);
+    assert.equal(server.received[0]?.headers['authorization'], undefined);
   });
 
   it('sends an object larger than the budget alone', async () => {
@@ -320,7 +320,7 @@ describe('uploadSnapshot: retries', () => {
   });
 
   const refusals: { status: number; hint: string }[] = [
-    { status: 401, hint: ' (check the access and secret keys)' },
+    { status: 401, hint: ' (it wants credentials: set CROWSNEST_ACCESS_KEY and CROWSNEST_SECRET_KEY)' },
     { status: 403, hint: ' (check the access and secret keys)' },
     { status: 413, hint: ' (lower --chunk-size)' },
     { status: 400, hint: '' },
@@ -518,5 +518,153 @@ describe('uploadSnapshot: answers it cannot trust', () => {
     const server = await endpoint((res) => setTimeout(() => res.writeHead(204).end(), 100));
     const result = await uploadSnapshot(await spool([objectOfSize('a', 80)]), options(server.url, { maxAttempts: 1, timeoutMs: 700 * 3_600_000 }));
     assert.equal(result.chunks, 1);
+  });
+});
+
+describe('uploadSnapshot: k8s-collector\'s login exchange', () => {
+  const keys = { accessKey: 'ak-123', secretKey: 'sk-456' };
+  const receivers: K8sCollectorReceiver[] = [];
+  afterEach(async () => {
+    for (const receiver of receivers.splice(0)) await receiver.stop();
+  });
+  /** A receiver on `clock` (token expiry) and a session logging in where the tool would. */
+  async function setUp(init: { clock?: FakeClock; expiresInSeconds?: number; loginEndpoint?: boolean; session?: Partial<typeof keys> } = {}) {
+    const clock = init.clock ?? new FakeClock();
+    const receiver = await new K8sCollectorReceiver({ ...keys, now: () => clock.now(), ...(init.expiresInSeconds ? { expiresInSeconds: init.expiresInSeconds } : {}) }).start();
+    receivers.push(receiver);
+    const session = new LoginSession({ loginUrl: loginUrlFor(receiver.url, init.loginEndpoint ? receiver.loginUrl : undefined), ...keys, ...init.session });
+    const upload = async (objects: readonly unknown[], overrides: Partial<EndpointOptions> = {}) =>
+      uploadSnapshot(await spool(objects), options(receiver.url, { clock, session, ...overrides }));
+    return { clock, receiver, session, upload };
+  }
+  const three = (): Record<string, unknown>[] => Array.from({ length: 3 }, (_, i) => objectOfSize(`cm-${i}`, 100));
+
+  it('logs in at <endpoint>/sink/login with the keys and sends every chunk with the token, keys never with a chunk', async () => {
+    const { receiver, upload } = await setUp();
+    const result = await upload(three(), { chunkBytes: 150 });
+    assert.equal(result.chunks, 3);
+    assert.deepEqual(receiver.logins.map((l) => [l.at, l.status, l.body]), [['sink', 200, keys]]);
+    assert.equal(receiver.logins[0]?.headers['content-type'], 'application/json');
+    assert.equal(receiver.logins[0]?.headers['content-encoding'], undefined, 'the login body is plain JSON, as the tool sent it');
+    assert.deepEqual(receiver.chunks.map((c) => c.objects.map((o) => (o['metadata'] as { name: string }).name)), [['cm-0'], ['cm-1'], ['cm-2']]);
+    assert.equal(new Set(receiver.chunks.map((c) => c.token)).size, 1, 'one token for every chunk');
+    for (const chunk of receiver.chunks) {
+      assert.equal(chunk.headers['content-encoding'], 'gzip');
+      const everything = JSON.stringify(chunk.headers) + chunk.text;
+      assert.ok(!everything.includes('ak-123') && !everything.includes('sk-456'), 'a key travelled with a chunk');
+    }
+    assert.deepEqual(receiver.refused, []);
+  });
+
+  it('logs in at <loginEndpoint>/account/access_keys/login when one is set, and still sends to <endpoint>/sink/send', async () => {
+    const { receiver, upload } = await setUp({ loginEndpoint: true });
+    await upload(three());
+    assert.deepEqual(receiver.logins.map((l) => [l.at, l.body]), [['account', keys]]);
+    assert.equal(receiver.chunks.length, 1);
+  });
+
+  it('keeps the token for the next upload of the process (a kept snapshot, then the run\'s own) while it is valid', async () => {
+    const { clock, receiver, session, upload } = await setUp({ expiresInSeconds: 3600 });
+    await upload(three(), { chunkBytes: 150 });
+    clock.advance(3000_000);
+    await upload(three(), { chunkBytes: 150 });
+    assert.equal(receiver.logins.length, 1);
+    assert.equal(session.logins, 1);
+    assert.equal(receiver.chunks.length, 6);
+    assert.deepEqual(receiver.refused, []);
+  });
+
+  it('logs in again once the token\'s expires_in has (nearly) run out, before the endpoint would refuse it', async () => {
+    const { clock, receiver, upload } = await setUp({ expiresInSeconds: 60 });
+    await upload(three());
+    clock.advance(53_000); // renewed a tenth of the lifetime early: at 54 s
+    await upload(three());
+    assert.equal(receiver.logins.length, 1, 'still valid at 53 s');
+    clock.advance(2_000);
+    await upload(three());
+    assert.equal(receiver.logins.length, 2, 'renewed at 55 s');
+    clock.advance(10 * 60_000);
+    await upload(three());
+    assert.equal(receiver.logins.length, 3);
+    assert.deepEqual(receiver.refused, [], 'no request went out with an expired token');
+    assert.equal(new Set(receiver.chunks.map((c) => c.token)).size, 3);
+  });
+
+  it('answers a 401 with one new login and sends the same chunk again', async () => {
+    const { receiver, upload } = await setUp();
+    await upload(three(), { chunkBytes: 150 });
+    receiver.revokeTokens();
+    const result = await upload(three(), { chunkBytes: 150 });
+    assert.equal(result.chunks, 3);
+    assert.equal(receiver.refused.length, 1);
+    assert.equal(receiver.logins.length, 2);
+    assert.deepEqual(receiver.chunks.slice(3).map((c) => c.objects.map((o) => (o['metadata'] as { name: string }).name)), [['cm-0'], ['cm-1'], ['cm-2']], 'every chunk once, the refused one again');
+  });
+
+  it('fails after a second 401 right after a fresh login, without logging in again and again', async () => {
+    const { receiver, upload } = await setUp();
+    receiver.acceptTokens = false;
+    await assert.rejects(upload(three()), (err: unknown) => {
+      assert.ok(err instanceof UploadError);
+      assert.equal(err.status, 401);
+      assert.match(err.message, /refused chunk 0: HTTP 401: \{"error":"invalid or expired token"\} \(refused a token fresh from the login/);
+      return true;
+    });
+    assert.equal(receiver.logins.length, 2);
+  });
+
+  it('fails at once with a clear error when the login refuses the keys, sending nothing', async () => {
+    const { receiver, upload } = await setUp({ session: { secretKey: 'wrong' } });
+    await assert.rejects(upload(three(), { maxAttempts: 5 }), (err: unknown) => {
+      assert.ok(err instanceof UploadError);
+      assert.equal(err.message, `login at ${new URL(receiver.url).host} refused: HTTP 401: {"error":"invalid access or secret key"} (check the access and secret keys)`);
+      assert.equal(err.status, 401);
+      assert.equal(err.attempts, 1);
+      return true;
+    });
+    assert.equal(receiver.logins.length, 1);
+    assert.equal(receiver.chunks.length + receiver.refused.length, 0);
+  });
+
+  it('retries a login service that is down and fails with it after the attempts, sending nothing', async () => {
+    const { clock, receiver, upload } = await setUp();
+    receiver.loginUp = false;
+    const retries: string[] = [];
+    const stop = autoAdvance(clock);
+    try {
+      await assert.rejects(upload(three(), { maxAttempts: 3, onRetry: (info) => retries.push(info.reason) }), (err: unknown) => {
+        assert.ok(err instanceof UploadError);
+        assert.equal(err.message, `login at ${new URL(receiver.url).host} unreachable after 3 attempts: HTTP 503: {"error":"login service unavailable"}`);
+        return true;
+      });
+    } finally {
+      stop();
+    }
+    assert.equal(retries.length, 2);
+    assert.equal(receiver.logins.length, 3);
+    assert.equal(receiver.chunks.length, 0);
+  });
+
+  it('says so when a login answers 2xx without a token', async () => {
+    const server = await endpoint((res) => res.writeHead(200, { 'content-type': 'application/json' }).end('{"token":"x"}'));
+    const session = new LoginSession({ loginUrl: loginUrlFor(server.url), ...keys });
+    await assert.rejects(uploadSnapshot(await spool([objectOfSize('a', 80)]), options(server.url, { session })), /^UploadError: login at 127\.0\.0\.1:\d+ answered 200 without an access_token$/);
+    assert.deepEqual(server.paths, ['/v1/inventory/sink/login']);
+  });
+
+  for (const status of [200, 201, 202]) {
+    it(`counts ${status} from the endpoint as delivered, like 204 (any 2xx)`, async () => {
+      const { receiver, upload } = await setUp();
+      receiver.sendStatus = status;
+      const result = await upload(three(), { chunkBytes: 150 });
+      assert.equal(result.chunks, 3);
+      assert.equal(receiver.chunks.length, 3, 'each chunk once: none sent again');
+    });
+  }
+
+  it('does not follow a redirect: a 3xx refuses the chunk', async () => {
+    const { receiver, upload } = await setUp();
+    receiver.sendStatus = 307;
+    await assert.rejects(upload(three()), (err: unknown) => err instanceof UploadError && err.status === 307);
   });
 });

@@ -1,35 +1,49 @@
 /**
- * Sends a finished snapshot to an HTTP endpoint in the seed's wire format: `POST` of
- * `{"objects":[…]}`, `Content-Encoding: gzip`, success = 204 (any 2xx is accepted).
+ * Sends a finished snapshot to an HTTP endpoint in k8s-collector's wire format (commit 54c4425):
+ * `POST <endpoint>/sink/send` of `{"objects":[…]}`, `Content-Encoding: gzip`, with
+ * `Authorization: Bearer <token>` from the login exchange (`endpoint-login.ts`) when keys are
+ * configured. The keys themselves are only ever sent to the login URL.
+ *
+ * Success is 204, the tool's contract; any other 2xx counts as delivered too. HTTP says a 2xx
+ * means the request was received and accepted, a receiver written with a web framework's
+ * defaults answers 200, and treating that as a failure would keep the snapshot and send it again
+ * every run, forever, to a receiver that already has it. (The tool itself would fail such a run.)
+ * 3xx is not followed: the chunk is refused with the status.
+ *
+ * A 401 is answered with one new login and one more try of the same chunk (the token may have
+ * been revoked, or the receiver's clock be ahead); a second 401 fails the upload.
  *
  * The snapshot is read back from its spool file (gzip NDJSON in the report directory) and cut
  * into chunks by a byte budget, so memory holds one chunk whatever the cluster size. Every chunk
  * carries the run id, its index and whether it is the last, so a receiver can assemble a run
- * and discard one that never got its last chunk.
- *
- * Headers (all requests):
- * - `X-Crowsnest-Access-Key`, `X-Crowsnest-Secret-Key`: the keys, when configured;
- * - `X-Crowsnest-Cluster-Id`, `X-Crowsnest-Run-Id`;
- * - `X-Crowsnest-Chunk-Index` (from 0) and `X-Crowsnest-Chunk-Final: true|false`.
+ * and discard one that never got its last chunk: `X-Crowsnest-Cluster-Id`,
+ * `X-Crowsnest-Run-Id`, `X-Crowsnest-Chunk-Index` (from 0), `X-Crowsnest-Chunk-Final: true|false`
+ * (a receiver built for the tool ignores them).
  */
 import { createReadStream } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { pipeline } from 'node:stream';
 import { promisify } from 'node:util';
 import { createGunzip, gzip as gzipCallback } from 'node:zlib';
-import { request } from 'undici';
-import { describeConnectionFailure } from '../kube/client.ts';
-import { realClock, sleep, timeoutSignal, type Clock } from '../kube/clock.ts';
-import { parseRetryAfter } from '../kube/errors.ts';
-import { excerpt, readBoundedText } from '../kube/http-body.ts';
-import { ExponentialBackoff } from '../kube/ratelimiter.ts';
+import { realClock, type Clock } from '../kube/clock.ts';
+import type { LoginSession } from './endpoint-login.ts';
+import { postWithRetries, underBase, UploadError, type RequestPolicy } from './endpoint-request.ts';
+
+export { UploadError };
+
+/** Path of the chunks under the endpoint (commit 54c4425). */
+export const SINK_SEND_PATH = '/sink/send';
 
 const gzip = promisify(gzipCallback);
 
 export interface EndpointOptions {
+  /** The endpoint: chunks go to `<url>/sink/send`. */
   readonly url: string;
-  readonly accessKey?: string;
-  readonly secretKey?: string;
+  /**
+   * Logs in with the keys and keeps the token (share one across the uploads of a process, so
+   * they share its token); without one, chunks are sent without `Authorization`.
+   */
+  readonly session?: LoginSession;
   readonly clusterId: string;
   readonly runId: string;
   /** Uncompressed bytes of objects per request; an object larger than this goes alone. */
@@ -57,35 +71,8 @@ export interface UploadResult {
   readonly retries: number;
 }
 
-/** The endpoint refused a chunk or stayed unreachable through every attempt. */
-export class UploadError extends Error {
-  readonly chunk: number;
-  readonly attempts: number;
-  /** HTTP status of the last answer, when there was one. */
-  readonly status: number | undefined;
-
-  constructor(message: string, init: { chunk: number; attempts: number; status?: number }) {
-    super(message);
-    this.name = 'UploadError';
-    this.chunk = init.chunk;
-    this.attempts = init.attempts;
-    this.status = init.status;
-  }
-}
-
-const RETRY_MAX_MS = 30_000;
-const MAX_RETRY_AFTER_MS = 120_000;
-/**
- * Of the endpoint's answer only this much is read: enough for an error message, and a success
- * needs no body at all. The rest is not read (the connection is closed instead).
- */
-const MAX_ANSWER_BYTES = 4 * 1024;
-/** Characters of an error body quoted in messages. */
-const MAX_QUOTED_CHARS = 200;
-
 /** Uploads the gzip NDJSON snapshot at `path`. */
 export async function uploadSnapshot(path: string, options: EndpointOptions): Promise<UploadResult> {
-  const clock = options.clock ?? realClock;
   const file = createReadStream(path);
   const gunzip = createGunzip();
   // pipeline, not pipe: a read error reaches the lines loop instead of leaving it waiting; the
@@ -99,10 +86,20 @@ export async function uploadSnapshot(path: string, options: EndpointOptions): Pr
   let rawBytes = 0;
   let sentBytes = 0;
   let retries = 0;
+  const policy: RequestPolicy = {
+    timeoutMs: options.timeoutMs,
+    maxAttempts: options.maxAttempts,
+    retryInitialMs: options.retryInitialMs,
+    userAgent: options.userAgent,
+    signal: options.signal,
+    clock: options.clock ?? realClock,
+    ...(options.onRetry ? { onRetry: options.onRetry } : {}),
+    countRetry: () => retries++,
+  };
 
   const send = async (final: boolean): Promise<void> => {
     const body = `{"objects":[${chunk.join(',')}]}`;
-    const sent = await postChunk(body, index, final, options, clock, () => retries++);
+    const sent = await postChunk(body, index, final, options, policy);
     objects += chunk.length;
     rawBytes += Buffer.byteLength(body);
     sentBytes += sent;
@@ -132,14 +129,7 @@ export async function uploadSnapshot(path: string, options: EndpointOptions): Pr
   return { chunks: index, objects, rawBytes, sentBytes, retries };
 }
 
-async function postChunk(
-  body: string,
-  index: number,
-  final: boolean,
-  options: EndpointOptions,
-  clock: Clock,
-  countRetry: () => void,
-): Promise<number> {
+async function postChunk(body: string, index: number, final: boolean, options: EndpointOptions, policy: RequestPolicy): Promise<number> {
   let payload: Buffer;
   let encoding: string | undefined = 'gzip';
   try {
@@ -151,69 +141,46 @@ async function postChunk(
   }
   const headers: Record<string, string> = {
     'content-type': 'application/json',
-    'user-agent': options.userAgent,
+    accept: 'application/json',
     'x-crowsnest-cluster-id': options.clusterId,
     'x-crowsnest-run-id': options.runId,
     'x-crowsnest-chunk-index': String(index),
     'x-crowsnest-chunk-final': String(final),
   };
   if (encoding) headers['content-encoding'] = encoding;
-  if (options.accessKey) headers['x-crowsnest-access-key'] = options.accessKey;
-  if (options.secretKey) headers['x-crowsnest-secret-key'] = options.secretKey;
 
-  const backoff = new ExponentialBackoff({ initialMs: options.retryInitialMs, maxMs: Math.max(options.retryInitialMs, RETRY_MAX_MS), jitter: 0.2 });
-  const host = new URL(options.url).host;
-  for (let attempt = 1; ; attempt++) {
-    let status: number | undefined;
-    let reason: string;
-    let retryAfterMs: number | undefined;
-    try {
-      // One signal for the whole exchange, the answer's body included: a body that trickles in
-      // forever ends with the timeout like a server that never answers.
-      const res = await request(options.url, {
-        method: 'POST',
-        headers,
+  const url = underBase(options.url, SINK_SEND_PATH);
+  const host = new URL(url).host;
+  const session = options.session;
+  let token = session ? await session.token(policy, index) : undefined;
+  for (let renewed = false; ; renewed = true) {
+    const answer = await postWithRetries(
+      {
+        url,
+        headers: token ? { ...headers, authorization: `Bearer ${token}` } : headers,
         body: payload,
-        signal: AbortSignal.any([options.signal, timeoutSignal(options.timeoutMs)]),
-      });
-      status = res.statusCode;
-      if (status >= 200 && status < 300) {
-        // Success is the status: the body is not needed, and an endless one must not hold us.
-        // (Destroying an unread body reports an abort: that is us, not the endpoint.)
-        res.body.on('error', () => {});
-        res.body.destroy();
-        return payload.length;
-      }
-      const text = (await readBoundedText(res.body, MAX_ANSWER_BYTES).catch(() => ({ text: '' }))).text;
-      reason = `HTTP ${status}${text.trim() ? `: ${excerpt(text, MAX_QUOTED_CHARS)}` : ''}`;
-      retryAfterMs = parseRetryAfter(res.headers['retry-after'], clock);
-      if (!isRetryableStatus(status)) {
-        throw new UploadError(`endpoint ${host} refused chunk ${index}: ${reason}${hintFor(status)}`, { chunk: index, attempts: attempt, status });
-      }
-    } catch (err) {
-      if (err instanceof UploadError || options.signal.aborted) throw err;
-      reason = describeConnectionFailure(err, options.timeoutMs);
-    }
-    if (attempt >= options.maxAttempts) {
-      throw new UploadError(`endpoint ${host} unreachable for chunk ${index} after ${attempt} attempts: ${reason}`, {
         chunk: index,
-        attempts: attempt,
-        ...(status !== undefined ? { status } : {}),
-      });
+        readSuccessBytes: 0,
+        unreachable: (attempts, reason) => `endpoint ${host} unreachable for chunk ${index} after ${attempts} attempts: ${reason}`,
+      },
+      policy,
+    );
+    if (answer.status >= 200 && answer.status < 300) return payload.length;
+    if (answer.status === 401 && session && token && !renewed) {
+      token = await session.renew(token, policy, index);
+      continue;
     }
-    const waitMs = retryAfterMs !== undefined ? Math.min(retryAfterMs, MAX_RETRY_AFTER_MS) : backoff.next();
-    countRetry();
-    options.onRetry?.({ chunk: index, attempt, waitMs, reason });
-    await sleep(clock, waitMs, options.signal);
+    throw new UploadError(`endpoint ${host} refused chunk ${index}: ${answer.reason}${hintFor(answer.status, session !== undefined, renewed)}`, {
+      chunk: index,
+      attempts: answer.attempts,
+      status: answer.status,
+    });
   }
 }
 
-/** Network errors are retried elsewhere; these statuses say "try again later". */
-function isRetryableStatus(status: number): boolean {
-  return status === 408 || status === 425 || status === 429 || status >= 500;
-}
-
-function hintFor(status: number): string {
+function hintFor(status: number, loggedIn: boolean, renewed: boolean): string {
+  if (status === 401 && renewed) return ' (refused a token fresh from the login: the login and the endpoint do not agree; check --endpoint and --login-endpoint)';
+  if (status === 401 && !loggedIn) return ' (it wants credentials: set CROWSNEST_ACCESS_KEY and CROWSNEST_SECRET_KEY)';
   if (status === 401 || status === 403) return ' (check the access and secret keys)';
   if (status === 413) return ' (lower --chunk-size)';
   return '';

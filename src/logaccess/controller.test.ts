@@ -11,7 +11,7 @@ import { KubeApiError } from '../kube/client.ts';
 import { FakeWriter } from '../kube/fake-writer.ts';
 import { FixtureInformer } from '../kube/fixture-informer.ts';
 import { FIELD_MANAGERS } from '../kube/labels.ts';
-import { type KubeObject, Resources } from '../kube/resources.ts';
+import { type KubeObject, type ResourceType, Resources } from '../kube/resources.ts';
 import { type LogAccessInformers, LogAccessController, POD_OWNERS, WORKLOAD_TEMPLATE_LABELS } from './controller.ts';
 import { DEFAULT_LOGACCESS_OPTIONS, type LogAccessOptions, type WorkloadKind, WORKLOAD_KINDS } from './desired.ts';
 
@@ -78,7 +78,7 @@ class Fixture {
   readonly events: string[] = [];
   readonly controller: LogAccessController;
 
-  constructor(options: { server?: Array<readonly [typeof Resources.roles, KubeObject]>; logaccess?: Partial<LogAccessOptions> } = {}) {
+  constructor(options: { server?: Array<readonly [ResourceType, KubeObject]>; logaccess?: Partial<LogAccessOptions> } = {}) {
     this.writer = new FakeWriter({ fieldManager: FIELD_MANAGERS.logaccess, objects: options.server ?? [] });
     const informers: LogAccessInformers = {
       pods: [this.pods, this.aliasPods], workloads: this.workloads, roles: this.roles, serviceAccounts: this.serviceAccounts, roleBindings: this.roleBindings,
@@ -178,6 +178,53 @@ describe('logaccess controller', () => {
     assert.deepEqual(f.writer.get(Resources.roles, NS, 'podlogreader-web')?.metadata?.labels, { team: 'payments' }, 'their Role is as it was');
     assert.deepEqual(f.events, ['Warning RoleExists Deployment/web: Role podlogreader-web exists and is not managed by crowsnest; it is left unchanged (rename the workload or set --logaccess-name-prefix)']);
     assert.deepEqual(outcome, { kind: 'requeueAfter', delayMs: 300_000 }, 'looked at again later: no event says when their Role goes');
+  });
+
+  /** What podlogreader (handler.go) left for Deployment web: a name and the content, nothing else. */
+  const podlogreaders = {
+    role: { apiVersion: 'rbac.authorization.k8s.io/v1', kind: 'Role', metadata: { namespace: NS, name: 'podlogreader-web', uid: 'plr-role' }, rules: [
+      { apiGroups: [''], resources: ['pods'], verbs: ['list'] },
+      { apiGroups: [''], resources: ['pods/log'], verbs: ['get', 'list', 'watch'], resourceNames: ['web-old-1'] },
+    ] },
+    serviceAccount: { apiVersion: 'v1', kind: 'ServiceAccount', metadata: { namespace: NS, name: 'podlogreader-web', uid: 'plr-sa' } },
+    roleBinding: { apiVersion: 'rbac.authorization.k8s.io/v1', kind: 'RoleBinding', metadata: { namespace: NS, name: 'podlogreader-web', uid: 'plr-rb' },
+      roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name: 'podlogreader-web' }, subjects: [{ kind: 'ServiceAccount', name: 'podlogreader-web', namespace: NS }] },
+  } satisfies Record<string, Obj>;
+
+  it('adopts the Role, ServiceAccount and RoleBinding podlogreader made, in place (guarded by their uids), and says so in Events', async () => {
+    const f = webWithPods(new Fixture({
+      logaccess: { createServiceAccountAndRoleBinding: true },
+      server: [[Resources.roles, podlogreaders.role], [Resources.serviceAccounts, podlogreaders.serviceAccount], [Resources.roleBindings, podlogreaders.roleBinding]],
+    }), 'web-5d9c-a');
+    await f.sync('Deployment/shop/web');
+    assert.deepEqual(f.writer.summary().filter((a) => !a.startsWith('create ') && !a.startsWith('get ')), [
+      'apply roles shop/podlogreader-web', 'apply serviceaccounts shop/podlogreader-web', 'apply rolebindings shop/podlogreader-web',
+    ], 'updated, never deleted and recreated');
+    const applied = f.writer.actions.filter((a) => a.verb === 'apply');
+    assert.deepEqual(applied.map((a) => a.object?.metadata?.uid), ['plr-role', 'plr-sa', 'plr-rb']);
+    assert.deepEqual(f.writer.get(Resources.roles, NS, 'podlogreader-web')?.metadata?.labels, { ...MANAGED, 'logaccess.crowsnest.dev/workload-kind': 'Deployment' });
+    assert.deepEqual((f.writer.get(Resources.roles, NS, 'podlogreader-web') as { rules?: unknown }).rules, [
+      { apiGroups: [''], resources: ['pods/log'], verbs: ['get', 'list', 'watch'], resourceNames: ['web-5d9c-a'] },
+      { apiGroups: [''], resources: ['pods'], verbs: ['list'] },
+    ]);
+    assert.deepEqual(f.events, [
+      'Normal RoleAdopted Deployment/web: adopted Role podlogreader-web, which podlogreader created: crowsnest keeps it from now on',
+      'Normal ServiceAccountAdopted Deployment/web: adopted ServiceAccount podlogreader-web, which podlogreader created: crowsnest keeps it from now on (the same ServiceAccount: tokens issued to it keep working)',
+      'Normal RoleBindingAdopted Deployment/web: adopted RoleBinding podlogreader-web, which podlogreader created: crowsnest keeps it from now on',
+    ]);
+  });
+
+  it('does not adopt with --no-logaccess-adopt-podlogreader, nor what podlogreader could not have made as it is', async () => {
+    const touched: Obj[] = [
+      { ...podlogreaders.role, metadata: { ...podlogreaders.role.metadata, labels: { team: 'payments' } } },
+      { ...podlogreaders.role, rules: [...podlogreaders.role.rules, { apiGroups: [''], resources: ['configmaps'], verbs: ['get'] }] },
+    ];
+    for (const [role, options] of [[podlogreaders.role, { adoptPodlogreader: false }], [touched[0]!, {}], [touched[1]!, {}]] as const) {
+      const f = webWithPods(new Fixture({ server: [[Resources.roles, role]], logaccess: options }), 'web-5d9c-a');
+      await f.sync('Deployment/shop/web');
+      assert.deepEqual(f.writer.summary(), ['create roles shop/podlogreader-web', 'get roles shop/podlogreader-web']);
+      assert.match(f.events[0] ?? '', /^Warning RoleExists/);
+    }
   });
 
   it('leaves a Role it keeps for another workload of the same name (a StatefulSet web beside a Deployment web) to that one', async () => {

@@ -32,6 +32,7 @@ import {
   desiredServiceAccount,
   formatKey,
   isOptedIn,
+  isPodlogreaders,
   LABEL_WORKLOAD_KIND,
   type LogAccessOptions,
   matchesDesired,
@@ -40,6 +41,7 @@ import {
   OPT_IN_LABEL,
   OPT_IN_VALUE,
   parseKey,
+  PODLOGREADER_PREFIX,
   templateLabelsOnly,
   type WorkloadKey,
   type WorkloadKind,
@@ -298,8 +300,27 @@ export class LogAccessController {
     const owner = controllerRef(existing);
     const oursForThisWorkload = isManagedByUs(existing) && existing.metadata?.labels?.[LABEL_WORKLOAD_KIND] && owner?.kind === workload.kind && owner.name === workload.metadata!.name;
     if (oursForThisWorkload) return requeueAfter(CACHE_LAG_RETRY_MS);
+    if (this.options.adoptPodlogreader && workload.kind === 'Deployment' && desired.metadata!.name === PODLOGREADER_PREFIX + workload.metadata!.name && isPodlogreaders(existing, workload.metadata!.name!)) {
+      return await this.adopt(workload, type, existing, desired);
+    }
     const heldBy = isManagedByUs(existing) && owner ? `${owner.kind} ${owner.name}` : undefined;
     return this.reportTaken(workload, type, desired, takenReason, heldBy);
+  }
+
+  /**
+   * Takes over what podlogreader made for this Deployment (see `isPodlogreaders`): one forced
+   * apply guarded by its uid gives it our labels, owner and content. The object is updated in
+   * place, never deleted and recreated, so a ServiceAccount keeps its uid and the tokens issued
+   * to it keep working; a RoleBinding keeps binding it.
+   */
+  private async adopt(workload: Workload, type: ResourceType, existing: KubeObject, desired: KubeObject): Promise<Outcome> {
+    const name = desired.metadata!.name!;
+    await this.apply(type, desired, existing.metadata!.uid!);
+    this.metrics.adoptions.inc({ kind: type.kind });
+    const tokens = type === Resources.serviceAccounts ? ' (the same ServiceAccount: tokens issued to it keep working)' : '';
+    this.recorder.event(regardingOf(workload), 'Normal', `${type.kind}Adopted`, 'Adopt', `adopted ${type.kind} ${name}, which podlogreader created: crowsnest keeps it from now on${tokens}`);
+    this.logger.info({ workload: formatKey(keyOf(workload)), kind: type.kind, name }, 'adopted an object podlogreader created');
+    return done;
   }
 
   /**
@@ -456,6 +477,7 @@ interface LogAccessMetrics {
   readonly managedRoles: Gauge;
   readonly writes: Counter<'kind' | 'verb'>;
   readonly conflicts: Counter<'kind'>;
+  readonly adoptions: Counter<'kind'>;
 }
 
 const metricsByRegistry = new WeakMap<Registry, LogAccessMetrics>();
@@ -474,6 +496,7 @@ function logAccessMetrics(registry: Registry | undefined, roles: InformerView): 
       }),
       writes: new Counter({ name: 'crowsnest_logaccess_writes_total', help: 'API writes by the logaccess controller, by object kind and verb.', labelNames: ['kind', 'verb'], registers }),
       conflicts: new Counter({ name: 'crowsnest_logaccess_name_conflicts_total', help: 'Objects not created because their name belongs to an object crowsnest does not manage.', labelNames: ['kind'], registers }),
+      adoptions: new Counter({ name: 'crowsnest_logaccess_adoptions_total', help: 'Objects podlogreader created that the logaccess controller took over.', labelNames: ['kind'], registers }),
     };
     if (registry) metricsByRegistry.set(registry, metrics);
   }

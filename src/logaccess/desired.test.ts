@@ -6,6 +6,7 @@ import {
   desiredRoleBinding,
   formatKey,
   isOptedIn,
+  isPodlogreaders,
   matchesDesired,
   parseKey,
   workloadOfObject,
@@ -143,4 +144,33 @@ describe('matchesDesired', () => {
     served.subjects[0].name = 'someone-else';
     assert.equal(matchesDesired(served, binding), false);
   });
+});
+
+describe('isPodlogreaders: only what podlogreader made, exactly as it made it', () => {
+  const role = (rules: unknown[], metadata: Record<string, unknown> = {}): KubeObject =>
+    ({ apiVersion: 'rbac.authorization.k8s.io/v1', kind: 'Role', metadata: { name: 'podlogreader-web', namespace: 'shop', uid: 'u', resourceVersion: '3', creationTimestamp: 't', managedFields: [], ...metadata }, rules }) as KubeObject;
+  const podList = { apiGroups: [''], resources: ['pods'], verbs: ['list'] };
+  const podLogs = { apiGroups: [''], resources: ['pods/log'], verbs: ['get', 'list', 'watch'], resourceNames: ['web-1'] };
+  const binding = (subjects: unknown, roleRef: unknown = { apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name: 'podlogreader-web' }): KubeObject =>
+    ({ apiVersion: 'rbac.authorization.k8s.io/v1', kind: 'RoleBinding', metadata: { name: 'podlogreader-web', namespace: 'shop' }, roleRef, subjects }) as KubeObject;
+  const cases: Array<[string, KubeObject, boolean]> = [
+    ['its Role', role([podList, podLogs]), true],
+    ['its Role with no pod names (empty resourceNames: all pods; adopting narrows it)', role([podList, { ...podLogs, resourceNames: undefined }]), true],
+    ['a Role of another name', role([podList, podLogs], { name: 'podlogreader-api' }), false],
+    ['a Role with a label', role([podList, podLogs], { labels: { team: 'x' } }), false],
+    ['a Role with an annotation', role([podList, podLogs], { annotations: { note: 'x' } }), false],
+    ['a Role with an owner', role([podList, podLogs], { ownerReferences: [{ kind: 'Deployment', name: 'web', uid: 'd', apiVersion: 'apps/v1' }] }), false],
+    ['a Role with another rule', role([podList, podLogs, { apiGroups: [''], resources: ['secrets'], verbs: ['get'] }]), false],
+    ['a Role with a wider verb', role([podList, { ...podLogs, verbs: ['get', 'list', 'watch', 'delete'] }]), false],
+    ['a Role with pods list on named pods only', role([{ ...podList, resourceNames: ['a'] }, podLogs]), false],
+    ['a Role with only one of the rules', role([podLogs]), false],
+    ['its ServiceAccount', { apiVersion: 'v1', kind: 'ServiceAccount', metadata: { name: 'podlogreader-web', namespace: 'shop' } }, true],
+    ['a ServiceAccount with secrets (its tokens are not podlogreader\'s business)', { apiVersion: 'v1', kind: 'ServiceAccount', metadata: { name: 'podlogreader-web', namespace: 'shop' }, secrets: [{ name: 't' }] } as KubeObject, false],
+    ['its RoleBinding', binding([{ kind: 'ServiceAccount', name: 'podlogreader-web', namespace: 'shop' }]), true],
+    ['a RoleBinding with another subject', binding([{ kind: 'ServiceAccount', name: 'podlogreader-web', namespace: 'shop' }, { kind: 'User', name: 'eve' }]), false],
+    ['a RoleBinding of a ClusterRole', binding([{ kind: 'ServiceAccount', name: 'podlogreader-web', namespace: 'shop' }], { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: 'podlogreader-web' }), false],
+  ];
+  for (const [name, object, expected] of cases) {
+    it(`${expected ? 'recognises' : 'refuses'} ${name}`, () => assert.equal(isPodlogreaders(object, 'web'), expected));
+  }
 });

@@ -48,13 +48,60 @@ export interface LogAccessOptions {
   readonly allowPodList: boolean;
   /** Also keep a ServiceAccount and a RoleBinding of the same name. */
   readonly createServiceAccountAndRoleBinding: boolean;
+  /**
+   * Take over the Role / ServiceAccount / RoleBinding podlogreader made for a Deployment when it
+   * is provably podlogreader's (see {@link isPodlogreaders}); otherwise an object holding the
+   * name is left alone.
+   */
+  readonly adoptPodlogreader: boolean;
 }
 
 export const DEFAULT_LOGACCESS_OPTIONS: LogAccessOptions = {
   namePrefix: 'podlogreader-',
   allowPodList: true,
   createServiceAccountAndRoleBinding: false,
+  adoptPodlogreader: true,
 };
+
+/** podlogreader's fixed name prefix: `podlogreader-<deployment>`. */
+export const PODLOGREADER_PREFIX = 'podlogreader-';
+
+/**
+ * Whether `existing` is an object podlogreader (zipizap/podlogreader, handler.go) made for the
+ * Deployment `deploymentName`, and nothing else has touched its shape: podlogreader wrote
+ * nothing but a name and the content below, so any label, annotation, owner, finalizer or other
+ * content says someone else made or changed it, and it stays theirs.
+ * - Role: exactly `pods` list and `pods/log` get/list/watch on named pods (or on none).
+ * - RoleBinding: the Role of its own name, bound to the ServiceAccount of its own name only.
+ * - ServiceAccount: no content at all (no secrets, pull secrets or token settings).
+ */
+export function isPodlogreaders(existing: KubeObject, deploymentName: string): boolean {
+  const m = existing.metadata ?? {};
+  const name = PODLOGREADER_PREFIX + deploymentName;
+  if (m.name !== name || !m.namespace) return false;
+  if (Object.keys(m.labels ?? {}).length || Object.keys(m.annotations ?? {}).length || m.ownerReferences?.length || m.finalizers?.length || m.deletionTimestamp) return false;
+  const object = existing as KubeObject & Record<string, unknown>;
+  const content = Object.keys(object).filter((key) => !['apiVersion', 'kind', 'metadata'].includes(key));
+  switch (existing.kind) {
+    case 'Role': {
+      if (content.some((key) => key !== 'rules')) return false;
+      const rules = (object['rules'] ?? []) as PolicyRule[];
+      const is = (rule: PolicyRule, resource: string, verbs: readonly string[]): boolean =>
+        sameJson(rule.apiGroups, ['']) && sameJson(rule.resources, [resource]) && sameJson(rule.verbs, verbs) && !('nonResourceURLs' in rule);
+      const podList = rules.filter((rule) => is(rule, 'pods', ['list']) && !rule.resourceNames?.length);
+      const podLogs = rules.filter((rule) => is(rule, 'pods/log', ['get', 'list', 'watch']));
+      return rules.length === 2 && podList.length === 1 && podLogs.length === 1;
+    }
+    case 'RoleBinding':
+      return content.every((key) => key === 'roleRef' || key === 'subjects') &&
+        sameJson(object['roleRef'], { apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name }) &&
+        sameJson(normalize(object['subjects']), [{ kind: 'ServiceAccount', name, namespace: m.namespace }]);
+    case 'ServiceAccount':
+      return content.length === 0;
+    default:
+      return false;
+  }
+}
 
 export function hasOptInLabel(labels: Readonly<Record<string, string>> | undefined): boolean {
   return labels?.[OPT_IN_LABEL] === OPT_IN_VALUE || labels?.[OPT_IN_ALIAS_LABEL] === OPT_IN_ALIAS_VALUE;

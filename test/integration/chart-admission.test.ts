@@ -245,10 +245,15 @@ describe('operator chart: its ServiceAccount may write only what logaccess write
     await plane.kubectl(['-n', ns, 'create', 'role', `podlogreader-${victim}`, '--verb=list', '--resource=pods']);
     // A Role the operator could have made, for bindings to point at (RBAC lets it bind what it holds).
     await plane.kubectl(['-n', ns, 'create', 'role', `podlogreader-b-${suffix}`, '--verb=get,list,watch', '--resource=pods/log', '--resource-name=web-1']);
+    // Exactly what podlogreader made for a Deployment (adoptable), and the same with a label (someone else's).
+    for (const [name, labels] of [[`podlogreader-plr-${suffix}`, undefined], [`podlogreader-plrl-${suffix}`, { team: 'x' }]] as const) {
+      const made = await plane.request('POST', `${rbac}/roles`, { metadata: { name, namespace: ns, ...(labels ? { labels } : {}) }, rules: [listRule, logRule] });
+      assert.equal(made.status, 201, made.body);
+    }
   });
   after(async () => {
     const plane = await testbed();
-    await plane.kubectl(['-n', ns, 'delete', 'role', victim, `podlogreader-${victim}`, `podlogreader-b-${suffix}`, '--ignore-not-found']).catch(() => {});
+    await plane.kubectl(['-n', ns, 'delete', 'role', victim, `podlogreader-${victim}`, `podlogreader-b-${suffix}`, `podlogreader-plr-${suffix}`, `podlogreader-plrl-${suffix}`, '--ignore-not-found']).catch(() => {});
     await plane.kubectl(['-n', ns, 'delete', 'rolebinding', victim, '--ignore-not-found']).catch(() => {});
   });
 
@@ -257,7 +262,15 @@ describe('operator chart: its ServiceAccount may write only what logaccess write
     assert.equal(res.status, 201, res.body);
   });
 
+  it('may adopt, in place, a Role exactly as podlogreader made it, into the shape logaccess writes (dry run)', async () => {
+    const res = await patchMerge(operator.token, `${rbac}/roles/podlogreader-plr-${suffix}`, { metadata: ours(`podlogreader-plr-${suffix}`), rules: [logRule, listRule] });
+    assert.equal(res.status, 200, res.body);
+  });
+
   const attacks: [string, string, string, unknown?][] = [
+    ['adopts a podlogreader-shaped Role someone labelled (not as podlogreader made it)', 'PATCH-MERGE', `${rbac}/roles/podlogreader-plrl-${suffix}`, { metadata: ours(`podlogreader-plrl-${suffix}`), rules: [logRule, listRule] }],
+    ['adopts podlogreader\'s Role but widens it (pods/log on every pod)', 'PATCH-MERGE', `${rbac}/roles/podlogreader-plr-${suffix}`, { metadata: ours(`podlogreader-plr-${suffix}`), rules: [{ ...logRule, resourceNames: null }, listRule] }],
+    ['rewrites podlogreader\'s Role without adopting it', 'PATCH-MERGE', `${rbac}/roles/podlogreader-plr-${suffix}`, { rules: [listRule] }],
     // (rules the operator holds itself: anything else RBAC refuses as an escalation first)
     ['rewrites someone else\'s Role', 'PATCH-MERGE', `${rbac}/roles/${victim}`, { rules: [{ apiGroups: [''], resources: ['pods/log'], verbs: ['get'] }] }],
     ['deletes someone else\'s Role', 'DELETE', `${rbac}/roles/${victim}`],

@@ -19,15 +19,14 @@ import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { readdir, readFile, rm, writeFile } from 'node:fs/promises';
-import { createServer, type Server } from 'node:http';
 import { createServer as createTcpServer, type Server as TcpServer } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { gunzipSync } from 'node:zlib';
 import { testbedChartValues } from '../../testbed/images.ts';
 import { createLocalVolume } from '../../testbed/volumes.ts';
 import { countByKey, parseSs, type SsSocket } from '../../src/ports/testdata/ss.ts';
 import { chart } from './helm.ts';
+import { K8sCollectorReceiver } from '../helpers/k8s-collector-receiver.ts';
 import { asToken, eventually, getObject, listObjects, requestToken, testbed } from './testbed.ts';
 
 const RELEASE = 'crowsnest';
@@ -112,32 +111,37 @@ class SsSampler {
   }
 }
 
-/** An inventory endpoint on the testbed's host address (pods reach it), recording what it is sent. */
+/**
+ * A receiver built for k8s-collector on the testbed's host address (pods reach it), recording
+ * what it is sent: the CronJob logs in with the chart's keys and sends with the token.
+ */
 class InventoryReceiver {
-  readonly received: Array<{ runId: string; chunk: number; final: boolean; accessKey: string; objects: Array<{ kind: string; metadata: { name: string; namespace?: string } }> }> = [];
-  /** Up answers 204; down answers 503 with Retry-After: 0, as a gateway does for a service that is down. */
-  up = true;
-  private server: Server | undefined;
-  url = '';
+  private readonly collector: K8sCollectorReceiver;
+  constructor(keys: { accessKey: string; secretKey: string }) {
+    this.collector = new K8sCollectorReceiver(keys);
+  }
+
+  get url(): string {
+    return this.collector.url;
+  }
+
+  /** Chunks received, with the run they belong to. */
+  get received(): Array<{ runId: string; final: boolean; objects: Array<{ kind: string; metadata: { name: string; namespace?: string } }> }> {
+    return this.collector.chunks.map((c) => ({ runId: String(c.headers['x-crowsnest-run-id']), final: c.headers['x-crowsnest-chunk-final'] === 'true', objects: c.objects as never }));
+  }
+
+  /** Logins answered, with the keys they carried. */
+  get logins(): K8sCollectorReceiver['logins'] {
+    return this.collector.logins;
+  }
+
+  /** Down: the login answers 503, as a gateway does for a service that is down. */
+  set up(up: boolean) {
+    this.collector.loginUp = up;
+  }
 
   async start(host: string): Promise<void> {
-    this.server = createServer((req, res) => {
-      const chunks: Buffer[] = [];
-      req.on('data', (c: Buffer) => chunks.push(c));
-      req.on('end', () => {
-        if (!this.up) return void res.writeHead(503, { 'retry-after': '0' }).end('down for the test');
-        const raw = Buffer.concat(chunks);
-        const text = req.headers['content-encoding'] === 'gzip' ? gunzipSync(raw).toString('utf8') : raw.toString('utf8');
-        this.received.push({
-          runId: String(req.headers['x-crowsnest-run-id']), chunk: Number(req.headers['x-crowsnest-chunk-index']),
-          final: req.headers['x-crowsnest-chunk-final'] === 'true', accessKey: String(req.headers['x-crowsnest-access-key']),
-          objects: (JSON.parse(text) as { objects: InventoryReceiver['received'][number]['objects'] }).objects,
-        });
-        res.writeHead(204).end();
-      });
-    });
-    await new Promise<void>((resolve) => this.server!.listen(0, host, resolve));
-    this.url = `http://${host}:${(this.server.address() as { port: number }).port}/v1/inventory`;
+    await this.collector.start(host);
   }
 
   /** Run ids whose final chunk arrived, in arrival order. */
@@ -146,7 +150,7 @@ class InventoryReceiver {
   }
 
   async stop(): Promise<void> {
-    await new Promise((resolve) => this.server?.close(resolve));
+    await this.collector.stop();
   }
 }
 
@@ -158,8 +162,8 @@ describe('the chart installed for real on the testbed', () => {
   const storageClass = `crowsnest-test-${suffix}`;
   const volumes = { inventory: `${namespace}-inventory-reports`, ports: `${namespace}-ports-reports` };
   const volumeDirs = { inventory: '', ports: '' };
-  const receiver = new InventoryReceiver();
   const accessKey = `ak-${suffix}`;
+  const receiver = new InventoryReceiver({ accessKey, secretKey: 'sk-test' });
   let valuesFile = '';
   let installed = false;
 
@@ -377,7 +381,7 @@ describe('the chart installed for real on the testbed', () => {
     assert.ok(first, 'a complete run arrived');
     const objects = receiver.received.filter((r) => r.runId === first).flatMap((r) => r.objects);
     assert.ok(objects.some((o) => o.kind === 'Deployment' && o.metadata.namespace === workloads && o.metadata.name === 'web'), 'the snapshot holds this cluster\'s objects');
-    assert.ok(receiver.received.every((r) => r.accessKey === accessKey), 'the key from the chart\'s Secret');
+    assert.ok(receiver.logins.length > 0 && receiver.logins.every((l) => l.status === 200), 'logged in with the keys from the chart\'s Secret');
     assert.ok((await podsOfJob(namespace, 'inventory-1')).every((p) => REAL_NODES.includes(p.spec.nodeName ?? '')));
     assert.deepEqual(await deliveredRuns(volumeDirs.inventory), [first], 'the run\'s summary is on the volume, saying it was delivered');
     assert.deepEqual(await undelivered(volumeDirs.inventory), [], 'nothing kept after a delivery');

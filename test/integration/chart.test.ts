@@ -133,6 +133,19 @@ describe('helm chart', () => {
     await mkdir(configDir);
     for (const [key, value] of Object.entries(configMap.data)) if (key !== 'endpoint') await writeFile(join(configDir, key), value);
     const kubeconfig = await serviceAccountKubeconfig(dir, namespace, name);
+    // A custom resource type no rule names yet: the run grants itself read access to it.
+    const group = `${namespace}.crowsnest.test`;
+    const crd = await plane.request('POST', '/apis/apiextensions.k8s.io/v1/customresourcedefinitions', {
+      metadata: { name: `gadgets.${group}` },
+      spec: { group, scope: 'Namespaced', names: { plural: 'gadgets', singular: 'gadget', kind: 'Gadget', listKind: 'GadgetList' }, versions: [{ name: 'v1', served: true, storage: true, schema: { openAPIV3Schema: { type: 'object', 'x-kubernetes-preserve-unknown-fields': true } } }] },
+    });
+    assert.equal(crd.status, 201, crd.body);
+    await eventually('the Gadget CRD to be served', async () => (await plane.request('GET', `/apis/${group}/v1/gadgets`)).status === 200);
+    const gadget = await plane.request('POST', `/apis/${group}/v1/namespaces/${namespace}/gadgets`, { apiVersion: `${group}/v1`, kind: 'Gadget', metadata: { name: 'g1' } });
+    assert.equal(gadget.status, 201, gadget.body);
+    const asInventory = (args: string[]): Promise<{ ok: boolean; out: string }> =>
+      new Promise((resolve) => execFile(join(plane.binDir, 'kubectl'), ['--kubeconfig', kubeconfig, ...args], (err, stdout, stderr) => resolve({ ok: !err, out: `${stdout}${stderr}` })));
+    assert.equal((await asInventory(['auth', 'can-i', 'list', `gadgets.${group}`])).out.trim().split('\n')[0], 'no', 'not readable before a run');
 
     const collect = async (extra: string[]): Promise<{ code: number; summary: { result: string; skippedTypes: { type: string; reason: string }[]; types: { type: string }[] } }> => {
       const result = await run(join(repo, 'bin', 'crowsnest'), ['inventory', 'collect', 'chart-test', '--kubeconfig', kubeconfig, '--config', configDir, '--report-dir', join(dir, 'reports'), '--output', 'json', '--log-level', 'error', ...extra], { maxBuffer: 64 * 1024 * 1024 })
@@ -144,6 +157,28 @@ describe('helm chart', () => {
     assert.equal(allowed.summary.result, 'success');
     assert.ok(allowed.summary.types.length >= 30, `expected the default types, got ${allowed.summary.types.length}`);
     assert.ok(!allowed.summary.types.some((t) => t.type === 'secrets'), 'Secrets are not configured by default');
+    assert.ok(allowed.summary.types.some((t) => t.type === `gadgets.${group}`), 'the custom resource type is collected, as by the CLI');
+    for (const type of ['endpoints', 'leases.coordination.k8s.io', 'flowschemas.flowcontrol.apiserver.k8s.io', 'prioritylevelconfigurations.flowcontrol.apiserver.k8s.io']) {
+      assert.ok(allowed.summary.types.some((t) => t.type === type), `${type} is collected by default, as by k8s-collector`);
+    }
+    const role = JSON.parse((await plane.request('GET', `/apis/rbac.authorization.k8s.io/v1/clusterroles/${name}-custom-resources`)).body) as { rules: { apiGroups: string[]; resources: string[]; verbs: string[] }[] };
+    assert.deepEqual(role.rules.find((r) => r.apiGroups[0] === group), { apiGroups: [group], resources: ['gadgets'], verbs: ['get', 'list'] });
+    // The role the run may rewrite cannot be made to hold Secrets, a wildcard or a built-in group.
+    for (const rule of [
+      { apiGroups: [''], resources: ['secrets'], verbs: ['get', 'list'] },
+      { apiGroups: ['*'], resources: ['*'], verbs: ['get', 'list'] },
+      { apiGroups: ['apps'], resources: ['deployments'], verbs: ['get'] },
+      { apiGroups: [group], resources: ['gadgets'], verbs: ['get', 'list', 'delete'] },
+      { apiGroups: [group], resources: ['gadgets/status'], verbs: ['get'] },
+    ]) {
+      const denied = await asInventory(['patch', 'clusterrole', `${name}-custom-resources`, '--type', 'merge', '-p', JSON.stringify({ rules: [rule] })]);
+      assert.equal(denied.ok, false, `${JSON.stringify(rule)} was accepted`);
+      assert.match(denied.out, /holds only get\/list on named resources of non-built-in API groups/);
+    }
+    const other = await asInventory(['patch', 'clusterrole', name, '--type', 'merge', '-p', JSON.stringify({ rules: [] })]);
+    assert.equal(other.ok, false, 'no other role is writable');
+    assert.match(other.out, /forbidden/i);
+    await plane.request('DELETE', `/apis/apiextensions.k8s.io/v1/customresourcedefinitions/gadgets.${group}`);
 
     // Asking for Secrets anyway: the chart did not grant them, so the run is partial, not wider.
     const secrets = await collect(['--add-types', 'secrets']);

@@ -19,6 +19,7 @@ import { collectInventory, type RunSummary } from '../../src/inventory/collect.t
 import { UNCACHED_RESOURCE } from '../../testbed/controlplane.ts';
 import { mapConcurrent } from '../../src/kube/concurrency.ts';
 import { adminKubeConfig, eventually, newNamespace, testbed } from './testbed.ts';
+import { K8sCollectorReceiver } from '../helpers/k8s-collector-receiver.ts';
 
 interface Received {
   headers: IncomingHttpHeaders;
@@ -145,6 +146,7 @@ describe('inventory collect', () => {
   /** uid → `kind namespace/name` of every object the snapshot must contain. */
   const expected = new Map<string, string>();
   const receiver = new Receiver();
+  const receivers: K8sCollectorReceiver[] = [];
   const workDirs: string[] = [];
   let client: KubeClient;
 
@@ -194,35 +196,39 @@ describe('inventory collect', () => {
 
   after(async () => {
     await receiver.stop();
+    for (const collector of receivers) await collector.stop();
     await client.close();
     await Promise.all(workDirs.map((dir) => rm(dir, { recursive: true, force: true })));
   });
 
   const baseArgs = (): string[] => ['inventory', 'collect', 'itest', '--label-selector', selector, '--add-types', 'secrets', '--namespaces', namespaces.join(',')];
 
-  it('sends every selected object exactly once, gzip-chunked, with keys and run headers, and no secret value anywhere', async () => {
+  it('logs in as k8s-collector did and sends every selected object exactly once, gzip-chunked with the token and run headers, and no secret value anywhere', async () => {
     const dir = await reportDir();
-    receiver.requests.length = 0;
-    const run = await runCli([...baseArgs(), '--endpoint', receiver.url, '--report-dir', dir, '--chunk-size', '1Ki', '--output', 'json'], {
+    const collector = await new K8sCollectorReceiver({ accessKey: 'ak-123', secretKey: 'sk-456' }).start();
+    receivers.push(collector);
+    const run = await runCli([...baseArgs(), '--endpoint', collector.url, '--report-dir', dir, '--chunk-size', '1Ki', '--output', 'json'], {
       INFRALIGHT_ACCESS_KEY: 'ak-123',
       CROWSNEST_SECRET_KEY: 'sk-456',
     });
     assert.equal(run.code, 0, run.stderr + run.stdout);
-    assert.ok(receiver.requests.length >= 3, `small chunks should need several requests, got ${receiver.requests.length}`);
+    const requests = collector.chunks;
+    assert.ok(requests.length >= 3, `small chunks should need several requests, got ${requests.length}`);
+    assert.deepEqual(collector.logins.map((l) => [l.at, l.status, l.body]), [['sink', 200, { accessKey: 'ak-123', secretKey: 'sk-456' }]], 'one login for the whole run');
+    assert.deepEqual(collector.refused, []);
 
-    const runIds = new Set(receiver.requests.map((r) => r.headers['x-crowsnest-run-id']));
+    const runIds = new Set(requests.map((r) => r.headers['x-crowsnest-run-id']));
     assert.equal(runIds.size, 1);
-    receiver.requests.forEach((request, index) => {
+    requests.forEach((request, index) => {
       assert.equal(request.headers['content-encoding'], 'gzip');
       assert.equal(request.headers['content-type'], 'application/json');
-      assert.equal(request.headers['x-crowsnest-access-key'], 'ak-123');
-      assert.equal(request.headers['x-crowsnest-secret-key'], 'sk-456');
+      assert.ok(!JSON.stringify(request.headers).includes('ak-123') && !JSON.stringify(request.headers).includes('sk-456'), 'a key travelled with a chunk');
       assert.equal(request.headers['x-crowsnest-cluster-id'], 'itest');
       assert.equal(request.headers['x-crowsnest-chunk-index'], String(index));
-      assert.equal(request.headers['x-crowsnest-chunk-final'], String(index === receiver.requests.length - 1));
+      assert.equal(request.headers['x-crowsnest-chunk-final'], String(index === requests.length - 1));
     });
 
-    const received = receiver.requests.flatMap((request) => (JSON.parse(request.text) as { objects: SentObject[] }).objects);
+    const received = requests.flatMap((request) => objectsOf(request.text));
     const uids = received.map((object) => object['metadata'].uid as string);
     assert.equal(new Set(uids).size, uids.length, 'an object arrived twice');
     assert.deepEqual(new Set(uids), new Set(expected.keys()), 'the received objects differ from the labelled ones');
@@ -239,7 +245,7 @@ describe('inventory collect', () => {
     const plain = received.find((object) => object['kind'] === 'Secret' && object['metadata'].name === 'db');
     assert.deepEqual(Object.keys(plain?.['data'] ?? {}).sort(), ['password', 'user'], 'secret keys are kept');
 
-    const everything = receiver.requests.map((r) => r.text).join('\n') + run.stdout + run.stderr + (await everythingWritten(dir));
+    const everything = requests.map((r) => r.text).join('\n') + run.stdout + run.stderr + (await everythingWritten(dir));
     for (const value of [secretValue, helmPassword, Buffer.from(secretValue).toString('base64'), Buffer.from(helmPassword).toString('base64')]) {
       assert.ok(!everything.includes(value), `a secret value leaked: ${value}`);
     }
@@ -248,9 +254,53 @@ describe('inventory collect', () => {
     assert.equal(summary['result'], 'success');
     assert.equal(summary['objects'], expected.size);
     assert.equal(summary['sink'].delivered, true);
-    assert.equal(summary['sink'].chunks, receiver.requests.length);
+    assert.equal(summary['sink'].chunks, requests.length);
     // On success the spool is removed; the summary stays for history.
     assert.deepEqual((await readdir(dir)).filter((name) => !name.endsWith('.summary.json')), []);
+  });
+
+  it('keeps the snapshot when the login refuses the keys or is down, and delivers both with the next run on one login', async () => {
+    const dir = await reportDir();
+    const collector = await new K8sCollectorReceiver({ accessKey: 'ak-right', secretKey: 'sk-right' }).start();
+    receivers.push(collector);
+    const args = [...baseArgs(), '--endpoint', collector.url, '--report-dir', dir, '--upload-attempts', '1', '--output', 'json'];
+    const wrong = await runCli(args, { CROWSNEST_ACCESS_KEY: 'ak-right', CROWSNEST_SECRET_KEY: 'sk-wrong' });
+    assert.equal(wrong.code, 1, wrong.stderr + wrong.stdout);
+    const refused = JSON.parse(wrong.stdout) as RunSummary;
+    assert.equal(refused.sink.delivered, false);
+    assert.match(refused.sink.error ?? '', /^login at 127\.0\.0\.1:\d+ refused: HTTP 401: .* \(check the access and secret keys\)$/);
+    assert.equal(collector.chunks.length, 0);
+
+    collector.loginUp = false;
+    const down = await runCli(args, { CROWSNEST_ACCESS_KEY: 'ak-right', CROWSNEST_SECRET_KEY: 'sk-right' });
+    assert.equal(down.code, 1, down.stderr + down.stdout);
+    assert.match((JSON.parse(down.stdout) as RunSummary).sink.error ?? '', /^login at 127\.0\.0\.1:\d+ unreachable after 1 attempts: HTTP 503/);
+    const kept = (await readdir(dir)).filter((name) => name.endsWith('.ndjson.gz'));
+    assert.equal(kept.length, 2, `both snapshots kept: ${kept.join(', ')}`);
+
+    collector.loginUp = true;
+    collector.logins.length = 0;
+    const next = await runCli(args, { CROWSNEST_ACCESS_KEY: 'ak-right', CROWSNEST_SECRET_KEY: 'sk-right' });
+    assert.equal(next.code, 0, next.stderr + next.stdout);
+    const summary = JSON.parse(next.stdout) as RunSummary;
+    assert.deepEqual(summary.resent?.map((r) => r.delivered), [true, true]);
+    assert.equal(collector.logins.length, 1, 'the kept snapshots and the run\'s own share one token');
+    const runs = new Set(collector.chunks.map((c) => c.headers['x-crowsnest-run-id']));
+    assert.deepEqual(runs, new Set([refused.runId, (JSON.parse(down.stdout) as RunSummary).runId, summary.runId]));
+    assert.deepEqual((await readdir(dir)).filter((name) => name.endsWith('.ndjson.gz')), [], 'delivered snapshots are removed');
+  });
+
+  it('logs in at the login endpoint when loginEndpoint is in the config directory (later k8s-collector)', async () => {
+    const dir = await reportDir();
+    const config = await reportDir();
+    const collector = await new K8sCollectorReceiver({ accessKey: 'ak-1', secretKey: 'sk-1' }).start();
+    receivers.push(collector);
+    await writeFile(join(config, 'endpoint'), `${collector.url}/\n`);
+    await writeFile(join(config, 'loginEndpoint'), collector.loginUrl);
+    const run = await runCli([...baseArgs(), '-config', config, '--report-dir', dir], { INFRALIGHT_ACCESS_KEY: 'ak-1', INFRALIGHT_SECRET_KEY: 'sk-1' });
+    assert.equal(run.code, 0, run.stderr + run.stdout);
+    assert.deepEqual(collector.logins.map((l) => l.at), ['account']);
+    assert.equal(collector.chunks.flatMap((c) => c.objects).length, expected.size);
   });
 
   it('retries a chunk the endpoint answered with 500, and succeeds on the 204', async () => {

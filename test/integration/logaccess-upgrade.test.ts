@@ -50,7 +50,7 @@ describe('logaccess upgrade from the shared field manager', () => {
     const abort = new AbortController();
     const running = runLogAccess(
       { client, logger: silentLogger, registry: new Registry(), recorder, workers: 2 },
-      { namePrefix: 'podlogreader-', allowPodList: true, createServiceAccountAndRoleBinding: false },
+      { namePrefix: 'podlogreader-', allowPodList: true, createServiceAccountAndRoleBinding: false, adoptPodlogreader: true },
       abort.signal,
     );
     try {

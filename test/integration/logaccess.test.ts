@@ -31,7 +31,7 @@ const OPT_IN: Readonly<Record<string, string>> = { 'podlogreader-affiliate': 'en
 const OPT_IN_ALIAS: Readonly<Record<string, string>> = { 'logaccess.crowsnest.dev/enabled': 'true' };
 const MANAGED_LABELS: Readonly<Record<string, string>> = { 'app.kubernetes.io/managed-by': 'crowsnest', 'app.kubernetes.io/part-of': 'crowsnest' };
 const WORKLOAD_KIND_LABEL = 'logaccess.crowsnest.dev/workload-kind';
-const DEFAULT_OPTIONS: LogAccessOptions = { namePrefix: PREFIX, allowPodList: true, createServiceAccountAndRoleBinding: false };
+const DEFAULT_OPTIONS: LogAccessOptions = { namePrefix: PREFIX, allowPodList: true, createServiceAccountAndRoleBinding: false, adoptPodlogreader: true };
 
 /** How long a change may take to show up. Generous: the machine is shared with a long build. */
 const SETTLE_MS = 20_000;
@@ -725,6 +725,55 @@ describe('logaccess with createServiceAccountAndRoleBinding', () => {
     });
     assert.equal((await serviceAccountOf(namespace, 'web'))?.metadata.resourceVersion, sa.metadata.resourceVersion, 'the user\'s ServiceAccount was not written');
     assert.equal((await roleBindingOf(namespace, 'web'))?.metadata.resourceVersion, rb.metadata.resourceVersion, 'the user\'s RoleBinding was not written');
+  });
+
+  it('adopts the Role, ServiceAccount and RoleBinding podlogreader made, in place under the chart\'s write policy: a token issued before keeps working; a look-alike stays untouched', async () => {
+    const namespace = await workloadNamespace('la-adopt');
+    const name = `${PREFIX}web`;
+    // As podlogreader (handler.go) left them for Deployment web before the switch: a name and
+    // the content, no labels, no owner. Its pods of then are gone.
+    const podlogreaderRules = [
+      { apiGroups: [''], resources: ['pods'], verbs: ['list'] },
+      { apiGroups: [''], resources: ['pods/log'], verbs: ['get', 'list', 'watch'], resourceNames: ['web-gone-1'] },
+    ];
+    const role = await create<Role>(`${RBAC}/namespaces/${namespace}/roles`, { metadata: { name }, rules: podlogreaderRules });
+    const sa = await create(`/api/v1/namespaces/${namespace}/serviceaccounts`, { metadata: { name } });
+    const rb = await create<RoleBinding>(`${RBAC}/namespaces/${namespace}/rolebindings`, {
+      metadata: { name }, roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name }, subjects: [{ kind: 'ServiceAccount', name, namespace }],
+    });
+    const token = await requestToken(namespace, name);
+    // The same shape plus one rule: not podlogreader's as it made it, so someone else's.
+    const lookAlike = await create<Role>(`${RBAC}/namespaces/${namespace}/roles`, {
+      metadata: { name: `${PREFIX}api` }, rules: [...podlogreaderRules, { apiGroups: [''], resources: ['configmaps'], verbs: ['get'] }],
+    });
+
+    const deployment = await createWorkload(namespace, { kind: 'Deployment', name: 'web', replicas: 2, labels: OPT_IN });
+    const api = await createWorkload(namespace, { kind: 'Deployment', name: 'api', replicas: 1, labels: OPT_IN });
+    const { pods } = await roleFollowsPods(namespace, 'Deployment', 'web', 2);
+    await serviceAccountAndBinding(namespace);
+    assert.equal((await roleOf(namespace, 'web'))?.metadata.uid, role.metadata.uid, 'the same Role, updated in place');
+    assert.equal((await serviceAccountOf(namespace, 'web'))?.metadata.uid, sa.metadata.uid, 'the same ServiceAccount: never deleted and recreated');
+    assert.equal((await roleBindingOf(namespace, 'web'))?.metadata.uid, rb.metadata.uid);
+    await settles('Normal Events RoleAdopted, ServiceAccountAdopted and RoleBindingAdopted on the Deployment', async () => {
+      const events = await list<EventV1>(`/apis/events.k8s.io/v1/namespaces/${namespace}/events`);
+      return {
+        actual: ['RoleAdopted', 'ServiceAccountAdopted', 'RoleBindingAdopted'].map((reason) => events.some((e) => e.type === 'Normal' && e.reason === reason && e.regarding.uid === deployment.metadata.uid)),
+        expected: [true, true, true],
+      };
+    });
+    for (const pod of pods) {
+      await eventually(`the authorizer allows get pods/log on ${pod}`, () => mayReadLog(namespace, name, pod), SETTLE_MS);
+      const res = await asToken(token, 'GET', `/api/v1/namespaces/${namespace}/pods/${pod}/log`);
+      assert.notEqual(res.status, 403, `the token issued before the switch reads the log of ${pod}: ${res.body}`);
+      assert.notEqual(res.status, 401, `the token issued before the switch still authenticates: ${res.body}`);
+    }
+
+    await settles('a Warning Event RoleExists on Deployment api', async () => ({
+      actual: (await warnings(namespace, 'RoleExists', api.metadata.uid)).length > 0,
+      expected: true,
+    }));
+    const untouched = await roleOf(namespace, 'api');
+    assert.equal(untouched?.metadata.resourceVersion, lookAlike.metadata.resourceVersion, 'the look-alike was not written');
   });
 
   it('removes the Role, ServiceAccount and RoleBinding when the workload opts out', async () => {

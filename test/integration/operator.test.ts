@@ -227,7 +227,7 @@ describe('crowsnest operator in this process, with what a capability would regis
       leaderElect: true, leaderElectionNamespace: namespace, leaderElectionId: 'crowsnest-operator',
       leaseDurationMs: LEASE_MS, renewDeadlineMs: RENEW_MS, retryPeriodMs: RETRY_MS,
       workers: 1, shutdownTimeoutMs: 5_000, identity,
-      logaccess: { namePrefix: 'podlogreader-', allowPodList: true, createServiceAccountAndRoleBinding: false },
+      logaccess: { namePrefix: 'podlogreader-', allowPodList: true, createServiceAccountAndRoleBinding: false, adoptPodlogreader: true },
       prober: {
         namespace, certMode: 'cert-manager', certSecret: 'unused', certHosts: [], webhookConfiguration: 'unused',
         peerPort: 9444, peersUrl: 'https://unused:9444', agentImage: undefined, agentResources: {},
