@@ -13,8 +13,8 @@ describe('layerViolation', () => {
     ['src/kube/manager.ts', 'src/logaccess/controller.ts', /kube must not import capability/],
     ['src/kube/cache.ts', 'src/observe/http.ts', /kube must not import observe/],
     ['src/logaccess/controller.ts', 'src/operator/context.ts', /capability must not import operator/],
-    ['src/prober/api.ts', 'src/cli/options.ts', /capability must not import cli/],
-    ['src/operator/catalog.ts', 'src/cli/options.ts', /operator must not import cli/],
+    ['src/prober/api.ts', 'src/cli/flags.ts', /capability must not import cli/],
+    ['src/operator/catalog.ts', 'src/cli/flags.ts', /operator must not import cli/],
     ['src/observe/http.ts', 'src/operator/run.ts', /observe must not import operator/],
     ['src/version.ts', 'src/kube/client.ts', /shared must not import kube/],
     ['src/ports/scan.ts', 'src/inventory/types.ts', /a capability does not import another/],
@@ -27,7 +27,7 @@ describe('layerViolation', () => {
 
   const downward = [
     ['src/cli/operator.ts', 'src/operator/run.ts'],
-    ['src/cli/options.ts', 'src/logaccess/desired.ts'],
+    ['src/cli/flags.ts', 'src/logaccess/desired.ts'],
     ['src/operator/catalog.ts', 'src/logaccess/controller.ts'],
     ['src/operator/run.ts', 'src/observe/http.ts'],
     ['src/logaccess/controller.ts', 'src/kube/manager.ts'],
@@ -35,7 +35,7 @@ describe('layerViolation', () => {
     ['src/observe/http.ts', 'src/kube/clock.ts'],
     ['src/kube/webhook/server.ts', 'src/kube/logger-type.ts'],
     ['src/kube/controller.test.ts', 'test/helpers/metrics.ts'],
-    ['test/integration/x.test.ts', 'src/cli/options.ts'],
+    ['test/integration/x.test.ts', 'src/cli/flags.ts'],
   ] as const;
   for (const [from, to] of downward) {
     it(`allows ${from} → ${to}`, () => assert.equal(layerViolation(from, to), undefined));

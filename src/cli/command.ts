@@ -3,7 +3,7 @@
  * root command hands to its subcommands. Each command lives in its own file, which `main.ts`
  * imports when the command line names that command.
  */
-import type { GlobalOptions } from './options.ts';
+import type { GlobalOptions } from './flags.ts';
 
 /** Exit codes, as in most Unix tools: 2 means "you called me wrong", 1 "I failed". */
 export const EXIT_OK = 0;

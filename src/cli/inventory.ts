@@ -4,8 +4,9 @@
  */
 import { Command, Option } from 'commander';
 import { abortOnTermination, EXIT_FAILURE, kubeClientFor, processIO, requireGlobals, type CliIO, type RunState } from './command.ts';
-import { inventoryCollectFlags, resolveInventoryCollectOptions, DEFAULT_CONFIG_DIR } from './inventory-options.ts';
-import { describeFlag, OptionError } from './options.ts';
+import { OptionError } from '../flags.ts';
+import { DEFAULT_CONFIG_DIR, inventoryCollectFlagList, resolveInventoryCollectOptions } from '../inventory/flags.ts';
+import { addFlags } from './flags.ts';
 import { basename } from 'node:path';
 import { escapeControl } from '../terminal-text.ts';
 
@@ -22,13 +23,7 @@ function addCollectCommand(parent: Command, io: CliIO, state: RunState): void {
     .description('collect one snapshot of the cluster (meant for a CronJob; runs by hand too)')
     .addHelpText('after', collectHelpFooter);
 
-  const attributeNames = new Map<string, string>();
-  for (const definition of inventoryCollectFlags) {
-    const option = new Option(`--${definition.name} ${definition.valueName}`, describeFlag(definition));
-    attributeNames.set(definition.name, option.attributeName());
-    command.addOption(option);
-    if (definition.negatable) command.addOption(new Option(`--no-${definition.name}`, `same as --${definition.name}=false`));
-  }
+  const flagValues = addFlags(command, inventoryCollectFlagList);
 
   command.action(async (clusterIdArgument: string | undefined) => {
     // A snapshot streams: its live heap is a few pages (~20 MB) whatever the cluster size, but by
@@ -36,9 +31,7 @@ function addCollectCommand(parent: Command, io: CliIO, state: RunState): void {
     // Collecting early keeps the peak flat (~120 MB) for ~15 % more CPU: a batch job's right trade.
     (await import('node:v8')).setFlagsFromString('--optimize-for-size');
     const globals = requireGlobals(state);
-    const flags: Record<string, string | boolean | undefined> = {};
-    for (const [name, attribute] of attributeNames) flags[name] = command.getOptionValue(attribute);
-    const options = resolveInventoryCollectOptions({ flags, env: io.env, ...(clusterIdArgument !== undefined ? { clusterIdArgument } : {}) });
+    const options = resolveInventoryCollectOptions({ flags: flagValues(), env: io.env, ...(clusterIdArgument !== undefined ? { clusterIdArgument } : {}) });
 
     const [{ createLogger }, collect, { renderSummaryText }, { buildInfo }] = await Promise.all([
       import('../observe/logger.ts'),

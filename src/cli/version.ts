@@ -9,7 +9,7 @@ import type { ConnectionSource } from '../kube/connection.ts';
 import { buildInfo, type BuildInfo } from '../version.ts';
 import { escapeControl } from '../terminal-text.ts';
 import { requireGlobals, type CliIO, type RunState } from './command.ts';
-import type { GlobalOptions } from './options.ts';
+import type { GlobalOptions } from './flags.ts';
 
 /** How long to wait for the API server's `/version`. */
 export const SERVER_VERSION_TIMEOUT_MS = 5_000;

@@ -1,57 +1,10 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
+import type { FlagSources } from '../flags.ts';
+import { OptionError } from '../flags.ts';
 import { DEFAULT_AGENT_RESOURCES } from '../prober/inject.ts';
-import {
-  envVarFor,
-  operatorFlags,
-  OptionError,
-  parseDuration,
-  resolveControllers,
-  resolveGlobalOptions,
-  resolveOperatorOptions,
-  type OptionSources,
-} from './options.ts';
-
-describe('parseDuration', () => {
-  const valid: readonly [string, number][] = [
-    ['0', 0],
-    ['15s', 15_000],
-    ['1m30s', 90_000],
-    ['500ms', 500],
-    ['1.5h', 5_400_000],
-    ['.5s', 500],
-    ['2h45m', 9_900_000],
-    ['1500us', 1.5],
-    ['1500µs', 1.5],
-    ['2000000ns', 2],
-    ['-2s', -2_000],
-    ['+3m', 180_000],
-    ['1s500ms', 1_500],
-  ];
-  for (const [input, expectedMs] of valid) {
-    test(`"${input}" is ${expectedMs} ms`, () => {
-      assert.equal(parseDuration(input), expectedMs);
-    });
-  }
-
-  const invalid: readonly [string, RegExp][] = [
-    ['', /invalid duration ""/],
-    ['-', /invalid duration "-"/],
-    ['15', /missing unit in duration "15"/],
-    ['1m30', /missing unit in duration "1m30"/],
-    ['15x', /unknown unit "x" in duration "15x"/],
-    ['15 s', /unknown unit " s"/],
-    ['s', /invalid duration "s"/],
-    ['.s', /invalid duration ".s"/],
-    ['1.5.5s', /missing unit/],
-    [`${'9'.repeat(400)}h`, /duration "9{400}h" is too large/],
-  ];
-  for (const [input, message] of invalid) {
-    test(`"${input}" is rejected with a message naming the input`, () => {
-      assert.throws(() => parseDuration(input), message);
-    });
-  }
-});
+import { proberFlags } from '../prober/flags.ts';
+import { resolveControllers, resolveOperatorOptions } from './flags.ts';
 
 describe('resolveControllers', () => {
   const known = ['logaccess', 'prober', 'guard'];
@@ -86,15 +39,10 @@ describe('resolveControllers', () => {
   });
 });
 
-test('env variable names are CROWSNEST_ plus the flag in upper snake case', () => {
-  assert.equal(envVarFor('health-probe-bind-address'), 'CROWSNEST_HEALTH_PROBE_BIND_ADDRESS');
-  assert.equal(envVarFor('workers'), 'CROWSNEST_WORKERS');
-});
-
 describe('resolveOperatorOptions', () => {
   const fixedHost = { hostname: () => 'node-a', randomSuffix: () => 'fixed' };
   const noGlobals = {};
-  function resolveWith(flags: OptionSources['flags'], env: OptionSources['env'] = {}) {
+  function resolveWith(flags: FlagSources['flags'], env: FlagSources['env'] = {}) {
     return resolveOperatorOptions({ flags, env }, noGlobals, fixedHost);
   }
 
@@ -226,8 +174,7 @@ describe('resolveOperatorOptions', () => {
   });
 
   test('the --help default of --prober-agent-resources is the prober\'s own default', () => {
-    const flag = operatorFlags.find((f) => f.name === 'prober-agent-resources');
-    assert.deepEqual(JSON.parse(flag?.defaultText ?? 'null'), DEFAULT_AGENT_RESOURCES);
+    assert.deepEqual(JSON.parse(String(proberFlags.agentResources.default)), DEFAULT_AGENT_RESOURCES);
   });
 
   test('CROWSNEST_* env variables set options the flags leave alone', () => {
@@ -285,7 +232,7 @@ describe('resolveOperatorOptions', () => {
     assert.equal(second, 'pod-1_r2');
   });
 
-  const badValues: readonly [string, OptionSources['flags'], OptionSources['env'], RegExp][] = [
+  const badValues: readonly [string, FlagSources['flags'], FlagSources['env'], RegExp][] = [
     ['a malformed duration', { 'lease-duration': '15' }, {}, /^invalid value "15" for --lease-duration: missing unit/],
     ['a zero retry period', { 'retry-period': '0' }, {}, /--retry-period: must be greater than zero/],
     ['a negative shutdown timeout', { 'shutdown-timeout': '-1s' }, {}, /--shutdown-timeout: must not be negative/],
@@ -315,40 +262,5 @@ describe('resolveOperatorOptions', () => {
   test('leader election timings are not checked when leader election is off', () => {
     const options = resolveWith({ 'leader-elect': false, 'lease-duration': '1s' });
     assert.equal(options.leaseDurationMs, 1_000);
-  });
-});
-
-describe('resolveGlobalOptions', () => {
-  test('log level defaults to info; log format follows whether stderr is a terminal', () => {
-    assert.deepEqual(resolveGlobalOptions({ flags: {}, env: {} }, true), {
-      kubeconfig: undefined,
-      context: undefined,
-      logLevel: 'info',
-      logFormat: 'text',
-    });
-    assert.equal(resolveGlobalOptions({ flags: {}, env: {} }, false).logFormat, 'json');
-  });
-
-  test('env sets level and format; flags win over env', () => {
-    const env = { CROWSNEST_LOG_LEVEL: 'debug', CROWSNEST_LOG_FORMAT: 'text' };
-    assert.equal(resolveGlobalOptions({ flags: {}, env }, false).logLevel, 'debug');
-    assert.equal(resolveGlobalOptions({ flags: {}, env }, false).logFormat, 'text');
-    assert.equal(resolveGlobalOptions({ flags: { 'log-level': 'warn' }, env }, false).logLevel, 'warn');
-  });
-
-  test('KUBECONFIG is left to the kubeconfig loader', () => {
-    assert.equal(resolveGlobalOptions({ flags: {}, env: { KUBECONFIG: '/a:/b' } }, false).kubeconfig, undefined);
-    assert.equal(resolveGlobalOptions({ flags: { kubeconfig: '/k' }, env: {} }, false).kubeconfig, '/k');
-  });
-
-  test('an unknown level or format is an OptionError listing the choices', () => {
-    assert.throws(
-      () => resolveGlobalOptions({ flags: { 'log-level': 'verbose' }, env: {} }, false),
-      (err: unknown) => err instanceof OptionError && /--log-level: must be one of trace, debug, info, warn, error/.test(err.message),
-    );
-    assert.throws(
-      () => resolveGlobalOptions({ flags: {}, env: { CROWSNEST_LOG_FORMAT: 'yaml' } }, false),
-      /invalid value "yaml" for --log-format \(from CROWSNEST_LOG_FORMAT\): must be one of json, text/,
-    );
   });
 });

@@ -1,19 +1,11 @@
 import assert from 'node:assert/strict';
-import { mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { DEFAULT_TYPE_SELECTORS } from '../inventory/types.ts';
-import {
-  DEFAULT_CONFIG_DIR,
-  parseByteSize,
-  parseList,
-  readConfigDirectory,
-  resolveInventoryCollectOptions,
-  rewriteSeedFlags,
-  type InventorySources,
-} from './inventory-options.ts';
-import { OptionError } from './options.ts';
+import { DEFAULT_TYPE_SELECTORS } from './types.ts';
+import { OptionError } from '../flags.ts';
+import { DEFAULT_CONFIG_DIR, resolveInventoryCollectOptions, rewriteSeedFlags, type InventorySources } from './flags.ts';
 
 /** Sources with a config directory that does not exist unless `config` is given. */
 function sources(init: {
@@ -358,60 +350,6 @@ describe('resolveInventoryCollectOptions: errors and warnings', () => {
   });
 });
 
-describe('parseList', () => {
-  const cases: { input: string; expected: string[] }[] = [
-    { input: 'a,b , c', expected: ['a', 'b', 'c'] },
-    { input: 'a\nb\r\nc\n', expected: ['a', 'b', 'c'] },
-    { input: '- a\n-b\n  - c  \n', expected: ['a', 'b', 'c'] },
-    { input: '# header\na # trailing comment\n\n,,b', expected: ['a', 'b'] },
-    { input: 'kube-system, my-ns', expected: ['kube-system', 'my-ns'] },
-    { input: '', expected: [] },
-    { input: '  # only a comment ', expected: [] },
-  ];
-  for (const { input, expected } of cases) {
-    it(`splits ${JSON.stringify(input)}`, () => {
-      assert.deepEqual(parseList(input), expected);
-    });
-  }
-
-  it('needs a value', () => {
-    assert.throws(() => parseList(true), /a value is required/);
-  });
-});
-
-describe('parseByteSize', () => {
-  const accepted: [string, number][] = [
-    ['65536', 65536],
-    ['512Ki', 512 * 1024],
-    ['4Mi', 4 * 1024 * 1024],
-    ['1Gi', 1024 ** 3],
-    ['1M', 1_000_000],
-    ['2k', 2000],
-    ['1.5Ki', 1536],
-    [' 64Ki ', 65536],
-  ];
-  for (const [input, bytes] of accepted) {
-    it(`reads "${input}" as ${bytes} bytes`, () => {
-      assert.equal(parseByteSize(input), bytes);
-    });
-  }
-
-  const rejected: [string, RegExp][] = [
-    ['0', /at least 1 byte/],
-    ['0.5', /at least 1 byte/],
-    ['4 MB', /like 65536, 512Ki or 4Mi/],
-    ['-1', /like 65536, 512Ki or 4Mi/],
-    ['4mi', /like 65536, 512Ki or 4Mi/],
-    ['ki', /like 65536, 512Ki or 4Mi/],
-    ['', /like 65536, 512Ki or 4Mi/],
-  ];
-  for (const [input, pattern] of rejected) {
-    it(`rejects "${input}"`, () => {
-      assert.throws(() => parseByteSize(input), pattern);
-    });
-  }
-});
-
 describe('rewriteSeedFlags', () => {
   const cases: { name: string; argv: string[]; expected: string[] }[] = [
     { name: '-external <path> becomes --kubeconfig <path>', argv: ['-external', '/k/config', 'c1'], expected: ['--kubeconfig', '/k/config', 'c1'] },
@@ -437,7 +375,7 @@ describe('rewriteSeedFlags', () => {
   });
 });
 
-describe('readConfigDirectory', () => {
+describe('resolveInventoryCollectOptions: config directory on disk', () => {
   let root: string;
   before(async () => {
     root = await mkdtemp(join(tmpdir(), 'crowsnest-config-'));
@@ -446,42 +384,10 @@ describe('readConfigDirectory', () => {
     await rm(root, { recursive: true, force: true });
   });
 
-  /** Lays `files` out as the kubelet mounts a ConfigMap: `..<timestamp>/` + `..data` + one symlink per key. */
-  async function configMapVolume(name: string, files: Record<string, string>): Promise<string> {
-    const dir = join(root, name);
-    const versioned = join(dir, '..2026_01_02_03_04_05.000000001');
-    await mkdir(versioned, { recursive: true });
-    for (const [key, value] of Object.entries(files)) await writeFile(join(versioned, key), value);
-    await symlink('..2026_01_02_03_04_05.000000001', join(dir, '..data'));
-    for (const key of Object.keys(files)) await symlink(join('..data', key), join(dir, key));
-    return dir;
-  }
-
-  it('reads a mounted ConfigMap through its symlinks, trimming values and skipping hidden entries', async () => {
-    const dir = await configMapVolume('mounted', { addTypes: 'secrets\nevents\n', endpoint: '  https://inventory.example.com \n' });
-    await writeFile(join(dir, '.hidden'), 'ignored');
-    await mkdir(join(dir, 'subdir'));
-    assert.deepEqual(readConfigDirectory(dir), { addTypes: 'secrets\nevents', endpoint: 'https://inventory.example.com' });
-  });
-
-  it('reads an empty directory as no keys', async () => {
-    const dir = join(root, 'empty');
+  it('reads the directory --config names', async () => {
+    const dir = join(root, 'resolved');
     await mkdir(dir);
-    assert.deepEqual(readConfigDirectory(dir), {});
-  });
-
-  it('returns undefined for a directory that does not exist', () => {
-    assert.equal(readConfigDirectory(join(root, 'missing')), undefined);
-  });
-
-  it('throws for a path that is not a directory', async () => {
-    const file = join(root, 'a-file');
-    await writeFile(file, 'x');
-    assert.throws(() => readConfigDirectory(file), { code: 'ENOTDIR' });
-  });
-
-  it('feeds resolveInventoryCollectOptions when --config names it', async () => {
-    const dir = await configMapVolume('resolved', { pageSize: '250\n', removeTypes: '- pods\n', surprise: 'x' });
+    for (const [key, value] of Object.entries({ pageSize: '250\n', removeTypes: '- pods\n', surprise: 'x' })) await writeFile(join(dir, key), value);
     const options = resolveInventoryCollectOptions({ flags: { config: dir }, env: {}, clusterIdArgument: 'c' });
     assert.equal(options.configDir, dir);
     assert.equal(options.pageSize, 250);
