@@ -16,9 +16,9 @@ import {
   interruptMessage,
   type CollectOptions,
   type RunPhase,
-  type RunSummary,
   type SinkOptions,
 } from './collect.ts';
+import type { RunSummary } from './summary.ts';
 import { snapshotStem } from './snapshot-writer.ts';
 import { DEFAULT_TYPE_SELECTORS } from './types.ts';
 

@@ -31,6 +31,7 @@ import {
   temporaryPathFor,
 } from '../report-files.ts';
 import type { SnapshotFormat } from './snapshot-format.ts';
+import { RUN_SUMMARY_KIND } from './summary.ts';
 
 /**
  * Encodes objects as NDJSON (one object per line) or as the seed's wire document
@@ -380,7 +381,7 @@ async function isDelivered(dir: string, run: RunFiles): Promise<boolean> {
   if (!run.summary) return true;
   try {
     const summary = JSON.parse(await readFile(join(dir, run.summary), 'utf8')) as { kind?: unknown; sink?: { kind?: unknown; delivered?: unknown } };
-    if (summary.kind !== 'InventoryRunSummary') return false;
+    if (summary.kind !== RUN_SUMMARY_KIND) return false;
     return summary.sink?.kind !== 'endpoint' || summary.sink.delivered === true;
   } catch {
     return false;
