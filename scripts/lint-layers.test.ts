@@ -10,16 +10,16 @@ const repo = join(dirname(fileURLToPath(import.meta.url)), '..');
 
 describe('layerViolation', () => {
   const upward = [
-    ['src/kube/manager.ts', 'src/logaccess/controller.ts', /kube must not import capability/],
-    ['src/kube/cache.ts', 'src/observe/http.ts', /kube must not import observe/],
+    ['src/kube/runtime/manager.ts', 'src/logaccess/controller.ts', /kube must not import capability/],
+    ['src/kube/runtime/cache.ts', 'src/observe/http.ts', /kube must not import observe/],
     ['src/logaccess/controller.ts', 'src/operator/context.ts', /capability must not import operator/],
     ['src/prober/api.ts', 'src/cli/flags.ts', /capability must not import cli/],
     ['src/operator/catalog.ts', 'src/cli/flags.ts', /operator must not import cli/],
     ['src/observe/http.ts', 'src/operator/run.ts', /observe must not import operator/],
-    ['src/version.ts', 'src/kube/client.ts', /shared must not import kube/],
+    ['src/version.ts', 'src/kube/client/client.ts', /shared must not import kube/],
     ['src/ports/scan.ts', 'src/inventory/types.ts', /a capability does not import another/],
-    ['src/kube/client.ts', 'test/helpers/metrics.ts', /imports nothing from outside src/],
-    ['src/brandnew/x.ts', 'src/kube/cache.ts', /give the new folder a layer/],
+    ['src/kube/client/client.ts', 'test/helpers/metrics.ts', /imports nothing from outside src/],
+    ['src/brandnew/x.ts', 'src/kube/runtime/cache.ts', /give the new folder a layer/],
   ] as const;
   for (const [from, to, why] of upward) {
     it(`refuses ${from} → ${to}`, () => assert.match(layerViolation(from, to) ?? 'allowed', why));
@@ -30,11 +30,11 @@ describe('layerViolation', () => {
     ['src/cli/flags.ts', 'src/logaccess/desired.ts'],
     ['src/operator/catalog.ts', 'src/logaccess/controller.ts'],
     ['src/operator/run.ts', 'src/observe/http.ts'],
-    ['src/logaccess/controller.ts', 'src/kube/manager.ts'],
+    ['src/logaccess/controller.ts', 'src/kube/runtime/manager.ts'],
     ['src/inventory/collect.ts', 'src/report-files.ts'],
     ['src/observe/http.ts', 'src/kube/clock.ts'],
     ['src/kube/webhook/server.ts', 'src/kube/logger-type.ts'],
-    ['src/kube/controller.test.ts', 'test/helpers/metrics.ts'],
+    ['src/kube/runtime/controller.test.ts', 'test/helpers/metrics.ts'],
     ['test/integration/x.test.ts', 'src/cli/flags.ts'],
   ] as const;
   for (const [from, to] of downward) {

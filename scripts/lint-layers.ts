@@ -42,7 +42,7 @@ export interface Place {
   readonly capability?: string;
 }
 
-/** Where a repository-relative path (`src/kube/cache.ts`) sits; undefined outside src/. */
+/** Where a repository-relative path (`src/kube/runtime/cache.ts`) sits; undefined outside src/. */
 export function placeOf(path: string): Place | undefined {
   const parts = path.split('/');
   if (parts[0] !== 'src') return undefined;

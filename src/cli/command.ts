@@ -62,8 +62,8 @@ export function abortOnTermination(logger: { warn(obj: object, msg?: string): vo
 }
 
 /** A KubeClient for the global `--kubeconfig`/`--context`; loads the runtime lazily (it is not needed for --help). */
-export async function kubeClientFor(globals: GlobalOptions, env: Readonly<Record<string, string | undefined>>): Promise<import('../kube/client.ts').KubeClient> {
-  const [{ loadKubeConfig }, { KubeClient }] = await Promise.all([import('../kube/config.ts'), import('../kube/client.ts')]);
+export async function kubeClientFor(globals: GlobalOptions, env: Readonly<Record<string, string | undefined>>): Promise<import('../kube/client/client.ts').KubeClient> {
+  const [{ loadKubeConfig }, { KubeClient }] = await Promise.all([import('../kube/client/config.ts'), import('../kube/client/client.ts')]);
   const kubeConfig = loadKubeConfig({ ...(globals.kubeconfig ? { kubeconfig: globals.kubeconfig } : {}), ...(globals.context ? { context: globals.context } : {}) }, { env });
   return new KubeClient(kubeConfig);
 }

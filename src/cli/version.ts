@@ -5,7 +5,7 @@
  */
 import { Option, type Command } from 'commander';
 import { realClock, type Clock } from '../kube/clock.ts';
-import type { ConnectionSource } from '../kube/connection.ts';
+import type { ConnectionSource } from '../kube/client/connection.ts';
 import { buildInfo, type BuildInfo } from '../version.ts';
 import { escapeControl } from '../terminal-text.ts';
 import { requireGlobals, type CliIO, type RunState } from './command.ts';
@@ -78,7 +78,7 @@ async function serverVersion(
   clock: Clock,
 ): Promise<ServerVersionResult> {
   // Loaded here, not at the top: the YAML parser and HTTP client are not needed by `--help`.
-  const { loadKubeConfig, KubeConfigNotFoundError } = await import('../kube/config.ts');
+  const { loadKubeConfig, KubeConfigNotFoundError } = await import('../kube/client/config.ts');
   let kc: ConnectionSource;
   try {
     kc = loadKubeConfig({ kubeconfig: globals.kubeconfig, context: globals.context }, { env });
@@ -101,7 +101,7 @@ export interface FetchServerVersionOptions {
 
 /** `GET /version` on the current context's API server, aborted after `timeoutMs`. */
 export async function fetchServerVersion(kc: ConnectionSource, options: FetchServerVersionOptions): Promise<VersionInfo> {
-  const { KubeClient, KubeConnectionError } = await import('../kube/client.ts');
+  const { KubeClient, KubeConnectionError } = await import('../kube/client/client.ts');
   const client = new KubeClient(kc);
   const controller = new AbortController();
   const timer = options.clock.setTimer(

@@ -7,7 +7,7 @@ import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { afterEach, describe, it } from 'node:test';
 import { useScratchDir } from '../../test/helpers/scratch.ts';
-import { KubeClient } from '../kube/client.ts';
+import { KubeClient } from '../kube/client/client.ts';
 import { FakeClock } from '../kube/clock.ts';
 import { silentLogger, type Logger } from '../kube/logger-type.ts';
 import {

@@ -13,12 +13,12 @@
  */
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { KubeClient } from '../kube/client.ts';
+import type { KubeClient } from '../kube/client/client.ts';
 import { realClock, type Clock } from '../kube/clock.ts';
-import type { KubeObject } from '../kube/resources.ts';
+import type { KubeObject } from '../kube/objects/resources.ts';
 import type { Logger } from '../kube/logger-type.ts';
 import { mapConcurrent } from '../kube/concurrency.ts';
-import { describeError } from '../kube/errors.ts';
+import { describeError } from '../kube/client/errors.ts';
 import { createFileExclusively, prepareReportDir, writeFileAtomically } from '../report-files.ts';
 import { discoverTypes, type FailedGroup } from './discovery.ts';
 import { listType, RequestLimiter, type TypeListResult } from './lister.ts';

@@ -25,7 +25,7 @@ import {
   parsePositiveNumber,
   parseReportDir,
 } from '../flag-values.ts';
-import { checkLabelSelector } from '../kube/label-selector.ts';
+import { checkLabelSelector } from '../kube/objects/label-selector.ts';
 import type { RedactionOptions } from './redact.ts';
 import { DEFAULT_TYPE_SELECTORS, parseTypeSelectors, type TypeSelectors } from './types.ts';
 import { snapshotFormats, type SnapshotFormat } from './snapshot-format.ts';

@@ -7,7 +7,7 @@
  * Types only (and the constants that identify the format), so that every reader and the writer
  * depend on this module instead of on each other.
  */
-import { REPORT_API_VERSION } from '../kube/labels.ts';
+import { REPORT_API_VERSION } from '../kube/objects/labels.ts';
 import type { FailedGroup } from './discovery.ts';
 import type { TypeListResult } from './lister.ts';
 

@@ -18,11 +18,11 @@ import { pipeline } from 'node:stream';
 import { promisify } from 'node:util';
 import { createGunzip, gzip as gzipCallback } from 'node:zlib';
 import { request } from 'undici';
-import { describeConnectionFailure } from '../kube/client.ts';
+import { describeConnectionFailure } from '../kube/client/client.ts';
 import { realClock, sleep, timeoutSignal, type Clock } from '../kube/clock.ts';
-import { parseRetryAfter } from '../kube/errors.ts';
-import { excerpt, readBoundedText } from '../kube/http-body.ts';
-import { ExponentialBackoff } from '../kube/ratelimiter.ts';
+import { parseRetryAfter } from '../kube/client/errors.ts';
+import { excerpt, readBoundedText } from '../kube/client/http-body.ts';
+import { ExponentialBackoff } from '../kube/runtime/ratelimiter.ts';
 
 const gzip = promisify(gzipCallback);
 

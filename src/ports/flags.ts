@@ -7,7 +7,7 @@
  */
 import { flag, FlagResolver, type Flag, type FlagSources, type FlagValue } from '../flags.ts';
 import { asString, oneOf, parseBool, parseNamespace, parsePositiveDurationMs, parsePositiveInteger, parseReportDir } from '../flag-values.ts';
-import { checkLabelSelector } from '../kube/label-selector.ts';
+import { checkLabelSelector } from '../kube/objects/label-selector.ts';
 import { version } from '../version.ts';
 import { scanOutputs, type ScanOutput } from './format.ts';
 

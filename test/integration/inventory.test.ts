@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { gunzipSync, gzipSync } from 'node:zlib';
 import { after, before, describe, it } from 'node:test';
 import { main, type CliIO } from '../../src/cli/main.ts';
-import { KubeClient } from '../../src/kube/client.ts';
+import { KubeClient } from '../../src/kube/client/client.ts';
 import { silentLogger } from '../../src/kube/logger-type.ts';
 import { collectInventory } from '../../src/inventory/collect.ts';
 import { UNCACHED_RESOURCE } from '../../testbed/controlplane.ts';
