@@ -164,9 +164,9 @@ Examples:
     --health-probe-bind-address 0
 
 Environment:
-  Every operator flag can be set as CROWSNEST_<FLAG_NAME>, for example
-  CROWSNEST_LEASE_DURATION=30s; a flag on the command line wins.
-  KUBECONFIG works as in kubectl.
+  Flags of operator, inventory collect and ports collect can be set as
+  CROWSNEST_<FLAG_NAME>, for example CROWSNEST_LEASE_DURATION=30s (each command's help
+  names them); a flag on the command line wins. KUBECONFIG works as in kubectl.
 
 Exit status: 0 success, 1 failure, 2 usage error (unknown command, bad flag or value),
 141 when the reader of the output stops early (\`crowsnest ... | head\`), as SIGPIPE ends Unix tools.
