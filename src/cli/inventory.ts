@@ -2,10 +2,10 @@
  * `crowsnest inventory collect` and `crowsnest inventory diff`: the inventory capability's commands.
  * Heavy modules (the kubeconfig loader and HTTP client, pino, the collector) load inside the actions.
  */
-import { Command, Option } from 'commander';
+import type { Command } from 'commander';
 import { abortOnTermination, EXIT_FAILURE, kubeClientFor, processIO, requireGlobals, type CliIO, type RunState } from './command.ts';
-import { OptionError } from '../flags.ts';
-import { DEFAULT_CONFIG_DIR, inventoryCollectFlagList, resolveInventoryCollectOptions } from '../inventory/flags.ts';
+import { FlagResolver, OptionError } from '../flags.ts';
+import { DEFAULT_CONFIG_DIR, inventoryCollectFlagList, inventoryDiffFlags, resolveInventoryCollectOptions } from '../inventory/flags.ts';
 import { addFlags } from './flags.ts';
 import { basename } from 'node:path';
 import { escapeControl } from '../terminal-text.ts';
@@ -112,14 +112,15 @@ function addDiffCommand(parent: Command, io: CliIO, state: RunState): void {
     .argument('<old>', 'older snapshot file (.ndjson, .json, optionally .gz)')
     .argument('<new>', 'newer snapshot file')
     .description('objects added, removed, changed or replaced between two snapshots')
-    .addOption(new Option('-o, --output <format>', 'output format').choices(['text', 'json']).default('text'))
     .addHelpText('after', `
 Objects are matched by group, kind, namespace and name; a different uid under the same name is
 "replaced". resourceVersion, managedFields, the last-applied annotation and status timestamps are
 ignored. Exit status: 0 no differences, 1 differences found, 2 usage or unreadable file (as diff(1)).
 `);
+  const flagValues = addFlags(command, Object.values(inventoryDiffFlags));
   command.action(async (oldPath: string, newPath: string) => {
     requireGlobals(state);
+    const output = new FlagResolver({ flags: flagValues(), env: io.env }).get(inventoryDiffFlags.output);
     const [{ readSnapshotObjects }, { diffSnapshots }, { renderDiffJson, renderDiffTable }] = await Promise.all([
       import('../inventory/snapshot-file.ts'),
       import('../inventory/diff.ts'),
@@ -134,7 +135,7 @@ ignored. Exit status: 0 no differences, 1 differences found, 2 usage or unreadab
     }
     // Legitimate but rarely meant: said on stderr, so the diff on stdout stays as it is.
     for (const warning of diffWarnings(oldPath, newPath, counts)) io.stderr(`warning: ${escapeControl(warning)}\n`);
-    io.stdout(command.getOptionValue('output') === 'json' ? renderDiffJson(diff) : renderDiffTable(diff));
+    io.stdout(output === 'json' ? renderDiffJson(diff) : renderDiffTable(diff));
     const differs = diff.added.length + diff.removed.length + diff.changed.length + diff.replaced.length > 0;
     state.exitCode = differs ? EXIT_FAILURE : 0;
   });

@@ -8,7 +8,7 @@
 import type { Command } from 'commander';
 import { EXIT_OK, requireGlobals, type CliIO, type RunState } from './command.ts';
 import { renderJson, renderTable, scanWarnings } from '../ports/format.ts';
-import { portsScanFlags, resolvePortsScanOptions } from '../ports/flags.ts';
+import { portsScanFlagList, resolvePortsScanOptions } from '../ports/flags.ts';
 import { addFlags } from './flags.ts';
 import { addPortsCollectCommand } from './ports-collect.ts';
 
@@ -26,7 +26,7 @@ function addScanCommand(ports: Command, io: CliIO, state: RunState): void {
         'bound unconnected UDP, IPv4 and IPv6, each with its address, port and the process holding it',
     )
     .addHelpText('after', SCAN_HELP);
-  const flagValues = addFlags(command, Object.values(portsScanFlags));
+  const flagValues = addFlags(command, portsScanFlagList);
 
   command.action(async () => {
     requireGlobals(state);

@@ -130,6 +130,11 @@ export const inventoryCollectFlags = {
   output: flag({ name: 'output', valueName: '<format>', description: 'run summary format on stdout: text or json', default: 'text', parse: parseOutput }),
 };
 
+/** Flags of `inventory diff`: how to print, nothing else (no environment). */
+export const inventoryDiffFlags = {
+  output: flag({ name: 'output', short: 'o', valueName: '<format>', description: 'output format', default: 'text', choices: ['text', 'json'], env: false, parse: oneOf(['text', 'json'] as const) }),
+};
+
 /** The flags of `inventory collect` as the CLI declares them, in help order. */
 export const inventoryCollectFlagList: readonly Flag<unknown>[] = Object.values(inventoryCollectFlags);
 

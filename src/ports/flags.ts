@@ -45,6 +45,9 @@ export const portsScanFlags = {
   output: flag({ name: 'output', short: 'o', valueName: '<format>', description: 'output format', default: 'table', choices: scanOutputs, env: false, parse: oneOf<ScanOutput>(scanOutputs) }),
 };
 
+/** The flags of `ports scan` as the CLI declares them, in help order. */
+export const portsScanFlagList: readonly Flag<unknown>[] = Object.values(portsScanFlags);
+
 export interface PortsScanCliOptions {
   /** `undefined` leaves the default to the scanner. */
   readonly procRoot: string | undefined;
