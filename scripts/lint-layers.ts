@@ -27,16 +27,14 @@ const CAPABILITIES = ['logaccess', 'inventory', 'ports', 'prober', 'guard', 'hub
 
 export type Layer = 'kube' | 'observe' | 'capability' | 'operator' | 'cli' | 'shared';
 
-/**
- * Cycles that exist today and are being cut elsewhere, as the sorted list of their files. Each
- * entry says by what change.
- */
-export const KNOWN_CYCLES: ReadonlyArray<{ readonly files: readonly string[]; readonly why: string }> = [
-  {
-    files: ['src/inventory/collect.ts', 'src/inventory/resend.ts'],
-    why: 'issue 12: the run summary becomes a file format of its own, after issue 10 lands in src/inventory',
-  },
-];
+/** A cycle that exists and is being cut elsewhere: the sorted list of its files, and by what change. */
+export interface KnownCycle {
+  readonly files: readonly string[];
+  readonly why: string;
+}
+
+/** Cycles that exist today and are being cut elsewhere (none: the last, inventory's collect ↔ resend, went with issue 12). */
+export const KNOWN_CYCLES: readonly KnownCycle[] = [];
 
 /** A module's place: its layer and, for capabilities, which one. */
 export interface Place {
@@ -44,7 +42,7 @@ export interface Place {
   readonly capability?: string;
 }
 
-/** Where a repository-relative path (`src/kube/cache.ts`) sits; undefined outside src/. */
+/** Where a repository-relative path (`src/kube/runtime/cache.ts`) sits; undefined outside src/. */
 export function placeOf(path: string): Place | undefined {
   const parts = path.split('/');
   if (parts[0] !== 'src') return undefined;
@@ -154,8 +152,8 @@ export function importGraph(root: string): Map<string, string[]> {
   return graph;
 }
 
-/** Every problem of the tree at `root`, one line each. */
-export function check(root: string): string[] {
+/** Every problem of the tree at `root`, one line each; `knownCycles` are tolerated (until gone). */
+export function check(root: string, knownCycles: readonly KnownCycle[] = KNOWN_CYCLES): string[] {
   const graph = importGraph(root);
   const problems: string[] = [];
   for (const [file, imports] of graph) {
@@ -164,7 +162,7 @@ export function check(root: string): string[] {
       if (why) problems.push(why);
     }
   }
-  const known = new Map(KNOWN_CYCLES.map((c) => [c.files.join(' ↔ '), c]));
+  const known = new Map(knownCycles.map((c) => [c.files.join(' ↔ '), c]));
   const found = new Set<string>();
   for (const cycle of findCycles(graph)) {
     const key = cycle.join(' ↔ ');
@@ -182,5 +180,5 @@ if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.ur
   const problems = check(root);
   for (const line of problems) process.stderr.write(`[layers] ${line}\n`);
   if (problems.length > 0) process.exit(1);
-  process.stdout.write(`[layers] ${importGraph(root).size} modules: imports point down, no cycles beyond the ${KNOWN_CYCLES.length} known\n`);
+  process.stdout.write(`[layers] ${importGraph(root).size} modules: imports point down, ${KNOWN_CYCLES.length > 0 ? `no cycles beyond the ${KNOWN_CYCLES.length} known` : 'no import cycles'}\n`);
 }

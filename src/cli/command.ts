@@ -3,7 +3,7 @@
  * root command hands to its subcommands. Each command lives in its own file, which `main.ts`
  * imports when the command line names that command.
  */
-import type { GlobalOptions } from './options.ts';
+import type { GlobalOptions } from './flags.ts';
 
 /** Exit codes, as in most Unix tools: 2 means "you called me wrong", 1 "I failed". */
 export const EXIT_OK = 0;
@@ -62,8 +62,8 @@ export function abortOnTermination(logger: { warn(obj: object, msg?: string): vo
 }
 
 /** A KubeClient for the global `--kubeconfig`/`--context`; loads the runtime lazily (it is not needed for --help). */
-export async function kubeClientFor(globals: GlobalOptions, env: Readonly<Record<string, string | undefined>>): Promise<import('../kube/client.ts').KubeClient> {
-  const [{ loadKubeConfig }, { KubeClient }] = await Promise.all([import('../kube/config.ts'), import('../kube/client.ts')]);
+export async function kubeClientFor(globals: GlobalOptions, env: Readonly<Record<string, string | undefined>>): Promise<import('../kube/client/client.ts').KubeClient> {
+  const [{ loadKubeConfig }, { KubeClient }] = await Promise.all([import('../kube/client/config.ts'), import('../kube/client/client.ts')]);
   const kubeConfig = loadKubeConfig({ ...(globals.kubeconfig ? { kubeconfig: globals.kubeconfig } : {}), ...(globals.context ? { context: globals.context } : {}) }, { env });
   return new KubeClient(kubeConfig);
 }

@@ -2,10 +2,11 @@
  * `crowsnest inventory collect` and `crowsnest inventory diff`: the inventory capability's commands.
  * Heavy modules (the kubeconfig loader and HTTP client, pino, the collector) load inside the actions.
  */
-import { type Command, Option } from 'commander';
+import type { Command } from 'commander';
 import { abortOnTermination, EXIT_FAILURE, kubeClientFor, processIO, requireGlobals, type CliIO, type RunState } from './command.ts';
-import { inventoryCollectFlags, resolveInventoryCollectOptions, DEFAULT_CONFIG_DIR } from './inventory-options.ts';
-import { describeFlag, OptionError } from './options.ts';
+import { FlagResolver, OptionError } from '../flags.ts';
+import { DEFAULT_CONFIG_DIR, inventoryCollectFlagList, inventoryDiffFlags, resolveInventoryCollectOptions } from '../inventory/flags.ts';
+import { addFlags } from './flags.ts';
 import { basename } from 'node:path';
 import { escapeControl } from '../terminal-text.ts';
 
@@ -22,13 +23,7 @@ function addCollectCommand(parent: Command, io: CliIO, state: RunState): void {
     .description('collect one snapshot of the cluster (meant for a CronJob; runs by hand too)')
     .addHelpText('after', collectHelpFooter);
 
-  const attributeNames = new Map<string, string>();
-  for (const definition of inventoryCollectFlags) {
-    const option = new Option(`--${definition.name} ${definition.valueName}`, describeFlag(definition));
-    attributeNames.set(definition.name, option.attributeName());
-    command.addOption(option);
-    if (definition.negatable) command.addOption(new Option(`--no-${definition.name}`, `same as --${definition.name}=false`));
-  }
+  const flagValues = addFlags(command, inventoryCollectFlagList);
 
   command.action(async (clusterIdArgument: string | undefined) => {
     // A snapshot streams: its live heap is a few pages (~20 MB) whatever the cluster size, but by
@@ -36,9 +31,7 @@ function addCollectCommand(parent: Command, io: CliIO, state: RunState): void {
     // Collecting early keeps the peak flat (~120 MB) for ~15 % more CPU: a batch job's right trade.
     (await import('node:v8')).setFlagsFromString('--optimize-for-size');
     const globals = requireGlobals(state);
-    const flags: Record<string, string | boolean | undefined> = {};
-    for (const [name, attribute] of attributeNames) flags[name] = command.getOptionValue(attribute);
-    const options = resolveInventoryCollectOptions({ flags, env: io.env, ...(clusterIdArgument !== undefined ? { clusterIdArgument } : {}) });
+    const options = resolveInventoryCollectOptions({ flags: flagValues(), env: io.env, ...(clusterIdArgument !== undefined ? { clusterIdArgument } : {}) });
 
     const [{ createLogger }, collect, { renderSummaryText }, { buildInfo }] = await Promise.all([
       import('../observe/logger.ts'),
@@ -124,14 +117,15 @@ function addDiffCommand(parent: Command, io: CliIO, state: RunState): void {
     .argument('<old>', 'older snapshot file (.ndjson, .json, optionally .gz)')
     .argument('<new>', 'newer snapshot file')
     .description('objects added, removed, changed or replaced between two snapshots')
-    .addOption(new Option('-o, --output <format>', 'output format').choices(['text', 'json']).default('text'))
     .addHelpText('after', `
 Objects are matched by group, kind, namespace and name; a different uid under the same name is
 "replaced". resourceVersion, managedFields, the last-applied annotation and status timestamps are
 ignored. Exit status: 0 no differences, 1 differences found, 2 usage or unreadable file (as diff(1)).
 `);
+  const flagValues = addFlags(command, Object.values(inventoryDiffFlags));
   command.action(async (oldPath: string, newPath: string) => {
     requireGlobals(state);
+    const output = new FlagResolver({ flags: flagValues(), env: io.env }).get(inventoryDiffFlags.output);
     const [{ readSnapshotObjects }, { diffSnapshots }, { renderDiffJson, renderDiffTable }] = await Promise.all([
       import('../inventory/snapshot-file.ts'),
       import('../inventory/diff.ts'),
@@ -146,7 +140,7 @@ ignored. Exit status: 0 no differences, 1 differences found, 2 usage or unreadab
     }
     // Legitimate but rarely meant: said on stderr, so the diff on stdout stays as it is.
     for (const warning of diffWarnings(oldPath, newPath, counts)) io.stderr(`warning: ${escapeControl(warning)}\n`);
-    io.stdout(command.getOptionValue('output') === 'json' ? renderDiffJson(diff) : renderDiffTable(diff));
+    io.stdout(output === 'json' ? renderDiffJson(diff) : renderDiffTable(diff));
     const differs = diff.added.length + diff.removed.length + diff.changed.length + diff.replaced.length > 0;
     state.exitCode = differs ? EXIT_FAILURE : 0;
   });

@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { FakeClock } from '../kube/clock.ts';
-import { loadKubeConfig } from '../kube/config.ts';
+import { loadKubeConfig } from '../kube/client/config.ts';
 import { version } from '../version.ts';
 import { EXIT_OK, EXIT_USAGE, main } from './main.ts';
 import { fetchServerVersion } from './version.ts';

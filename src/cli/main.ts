@@ -1,14 +1,16 @@
 /**
  * The `crowsnest` command line: one binary, one subcommand per role (see ARCHITECTURE.md).
  *
- * This file only wires commander to the global options (`options.ts`) and to the command modules.
+ * This file only wires commander to the global flags (`flags.ts`) and to the command modules.
  * A command's module is imported only when the command line names it (see {@link COMMANDS}), and
  * anything heavy — the kubeconfig loader and HTTP client, pino, prom-client, the operator — only
  * inside the action that needs it: `crowsnest --help` loads no command module at all.
  */
-import { Command, CommanderError, Help, Option } from 'commander';
+import { Command, CommanderError, Help } from 'commander';
 import { version } from '../version.ts';
-import { describeFlag, globalFlags, knownControllers, OptionError, resolveGlobalOptions, type FlagDefinition } from './options.ts';
+import { OptionError } from '../flags.ts';
+import { controllerCatalog } from '../operator/catalog.ts';
+import { addFlags, globalFlags, resolveGlobalOptions } from './flags.ts';
 import { EXIT_OK, EXIT_FAILURE, EXIT_USAGE, processIO, type CliIO, type RunState } from './command.ts';
 import { escapeControl, escapeControlKeepingLines } from '../terminal-text.ts';
 
@@ -24,7 +26,7 @@ export async function main(argv: readonly string[], io: CliIO = processIO): Prom
   const state: RunState = { exitCode: EXIT_OK };
   try {
     const program = await buildProgram(argv, io, state);
-    const args = argv.includes('inventory') ? (await import('./inventory-options.ts')).rewriteSeedFlags(argv) : [...argv];
+    const args = argv.includes('inventory') ? (await import('../inventory/flags.ts')).rewriteSeedFlags(argv) : [...argv];
     await program.parseAsync(args, { from: 'user' });
     return state.exitCode;
   } catch (err) {
@@ -94,22 +96,11 @@ async function buildProgram(argv: readonly string[], io: CliIO, state: RunState)
     .showHelpAfterError('(run with --help for usage)')
     .version(version, '-V, --version', 'print the crowsnest version and exit');
 
-  program
-    .addOption(new Option(`--kubeconfig ${globalFlags.kubeconfig.valueName}`, withDefault(globalFlags.kubeconfig)))
-    .addOption(new Option(`--context ${globalFlags.context.valueName}`, withDefault(globalFlags.context)))
-    .addOption(new Option(`--log-level ${globalFlags.logLevel.valueName}`, describeFlag(globalFlags.logLevel)))
-    .addOption(new Option(`--log-format ${globalFlags.logFormat.valueName}`, describeFlag(globalFlags.logFormat)));
+  const globalValues = addFlags(program, Object.values(globalFlags));
 
   // Global options are checked before any command runs, so a bad --log-level fails every command alike.
   program.hook('preAction', () => {
-    const raw = program.opts<Record<string, string | undefined>>();
-    state.globals = resolveGlobalOptions(
-      {
-        flags: { kubeconfig: raw['kubeconfig'], context: raw['context'], 'log-level': raw['logLevel'], 'log-format': raw['logFormat'] },
-        env: io.env,
-      },
-      io.stderrIsTTY,
-    );
+    state.globals = resolveGlobalOptions({ flags: globalValues(), env: io.env }, io.stderrIsTTY);
   });
 
   const named = COMMANDS.filter((entry) => argv.includes(entry.name));
@@ -128,10 +119,6 @@ async function buildProgram(argv: readonly string[], io: CliIO, state: RunState)
 
 // ---------------------------------------------------------------------------------------------
 // Help text
-
-function withDefault(definition: FlagDefinition): string {
-  return `${definition.description} (default: ${definition.defaultText})`;
-}
 
 // One paragraph: commander wraps it to the terminal width.
 const DESCRIPTION =
@@ -154,7 +141,7 @@ function rootHelpFooter(program: Command): string {
   const width = Math.max(...CAPABILITIES.map((capability) => capability.name.length));
   const capabilities = CAPABILITIES.map(({ name, summary }) => {
     // A capability is available once it ships as a command or as an operator controller.
-    const available = knownControllers.includes(name) || program.commands.some((command) => command.name() === name);
+    const available = controllerCatalog.some((controller) => controller.name === name) || program.commands.some((command) => command.name() === name);
     return `  ${name.padEnd(width)}  ${(available ? 'ready' : 'coming').padEnd(STATUS_WIDTH)}  ${summary}`;
   });
   return `
@@ -177,9 +164,9 @@ Examples:
     --health-probe-bind-address 0
 
 Environment:
-  Every operator flag can be set as CROWSNEST_<FLAG_NAME>, for example
-  CROWSNEST_LEASE_DURATION=30s; a flag on the command line wins.
-  KUBECONFIG works as in kubectl.
+  Flags of operator, inventory collect and ports collect can be set as
+  CROWSNEST_<FLAG_NAME>, for example CROWSNEST_LEASE_DURATION=30s (each command's help
+  names them); a flag on the command line wins. KUBECONFIG works as in kubectl.
 
 Exit status: 0 success, 1 failure, 2 usage error (unknown command, bad flag or value),
 141 when the reader of the output stops early (\`crowsnest ... | head\`), as SIGPIPE ends Unix tools.

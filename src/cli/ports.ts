@@ -5,10 +5,11 @@
  * Imported only when the command line names `ports` (see `main.ts`); the scanner is imported when
  * a subcommand runs. `ports/format.ts` imports nothing but types and `terminal-text.ts`.
  */
-import { Option, type Command } from 'commander';
+import type { Command } from 'commander';
 import { EXIT_OK, requireGlobals, type CliIO, type RunState } from './command.ts';
-import { renderJson, renderTable, scanOutputs, scanWarnings, type ScanOutput } from '../ports/format.ts';
-import { OptionError } from './options.ts';
+import { renderJson, renderTable, scanWarnings } from '../ports/format.ts';
+import { portsScanFlagList, resolvePortsScanOptions } from '../ports/flags.ts';
+import { addFlags } from './flags.ts';
 import { addPortsCollectCommand } from './ports-collect.ts';
 
 /** Adds `scan` and `collect` to the `ports` command (named and described by `main.ts`). */
@@ -24,22 +25,12 @@ function addScanCommand(ports: Command, io: CliIO, state: RunState): void {
       "list this host's listening sockets — what `ss -ltnup` lists — read from /proc: TCP in LISTEN and " +
         'bound unconnected UDP, IPv4 and IPv6, each with its address, port and the process holding it',
     )
-    .addOption(new Option('--proc <dir>', 'proc file system to read (default: /proc)'))
-    .addOption(
-      new Option(
-        '--net-pid <pid>',
-        "read the sockets of the network namespace of process <pid> (<dir>/<pid>/net) instead of crowsnest's " +
-          "own (<dir>/net); 1 is the host's from a pod with hostPID: true but without hostNetwork",
-      ),
-    )
-    .addOption(new Option('-o, --output <format>', 'output format').choices(scanOutputs).default('table'))
     .addHelpText('after', SCAN_HELP);
+  const flagValues = addFlags(command, portsScanFlagList);
 
   command.action(async () => {
     requireGlobals(state);
-    const procRoot = parseProcRoot(command.getOptionValue('proc'));
-    const netPid = parseNetPid(command.getOptionValue('netPid'));
-    const output = command.getOptionValue('output') as ScanOutput;
+    const { procRoot, netPid, output } = resolvePortsScanOptions({ flags: flagValues(), env: io.env });
 
     const { scanHost } = await import('../ports/scan.ts');
     const scan = await scanHost({ procRoot, netPid });
@@ -48,24 +39,6 @@ function addScanCommand(ports: Command, io: CliIO, state: RunState): void {
     for (const warning of scanWarnings(scan)) io.stderr(`warning: ${warning}\n`); // escaped by scanWarnings
     state.exitCode = EXIT_OK;
   });
-}
-
-/** `undefined` leaves the default to the scanner. */
-function parseProcRoot(value: unknown): string | undefined {
-  if (value === undefined) return undefined;
-  if (typeof value !== 'string' || value.trim() === '') {
-    throw new OptionError('--proc', `invalid value "${String(value)}" for --proc: must not be empty`);
-  }
-  return value;
-}
-
-function parseNetPid(value: unknown): number | undefined {
-  if (value === undefined) return undefined;
-  const text = String(value);
-  if (!/^\d+$/.test(text) || Number(text) < 1 || !Number.isSafeInteger(Number(text))) {
-    throw new OptionError('--net-pid', `invalid value "${text}" for --net-pid: must be a process id (a whole number of at least 1)`);
-  }
-  return Number(text);
 }
 
 const SCAN_HELP = `

@@ -3,13 +3,15 @@
  * the API server's version. The server part is best effort: an unreachable cluster is reported,
  * never turned into a failing exit code, so `version` stays usable for bug reports.
  */
-import { Option, type Command } from 'commander';
+import type { Command } from 'commander';
+import { flag, FlagResolver } from '../flags.ts';
+import { oneOf } from '../flag-values.ts';
 import { realClock, type Clock } from '../kube/clock.ts';
-import type { ConnectionSource } from '../kube/connection.ts';
+import type { ConnectionSource } from '../kube/client/connection.ts';
 import { buildInfo, type BuildInfo } from '../version.ts';
 import { escapeControl } from '../terminal-text.ts';
 import { requireGlobals, type CliIO, type RunState } from './command.ts';
-import type { GlobalOptions } from './options.ts';
+import { addFlags, type GlobalOptions } from './flags.ts';
 
 /** How long to wait for the API server's `/version`. */
 export const SERVER_VERSION_TIMEOUT_MS = 5_000;
@@ -31,6 +33,11 @@ export interface VersionInfo {
 export const versionOutputs = ['text', 'json'] as const;
 export type VersionOutput = (typeof versionOutputs)[number];
 
+/** Flags of `crowsnest version`: how to print, nothing else (no environment). */
+export const versionFlags = {
+  output: flag({ name: 'output', short: 'o', valueName: '<format>', description: 'output format', default: 'text', choices: versionOutputs, env: false, parse: oneOf<VersionOutput>(versionOutputs) }),
+};
+
 /** What the server part of the report says. */
 export type ServerVersionResult =
   | { readonly kind: 'unconfigured' }
@@ -48,11 +55,11 @@ export interface VersionCommandInput {
 
 /** Adds the `--output` flag and the action to `command` (named and described by `main.ts`). */
 export function defineVersionCommand(command: Command, io: CliIO, state: RunState): void {
-  command.addOption(new Option('-o, --output <format>', 'output format').choices(versionOutputs).default('text'));
+  const flagValues = addFlags(command, Object.values(versionFlags));
   command.action(async () => {
     const globals = requireGlobals(state);
     state.exitCode = await runVersionCommand({
-      output: command.getOptionValue('output'),
+      output: new FlagResolver({ flags: flagValues(), env: io.env }).get(versionFlags.output),
       globals,
       env: io.env,
       stdout: io.stdout,
@@ -78,7 +85,7 @@ async function serverVersion(
   clock: Clock,
 ): Promise<ServerVersionResult> {
   // Loaded here, not at the top: the YAML parser and HTTP client are not needed by `--help`.
-  const { loadKubeConfig, KubeConfigNotFoundError } = await import('../kube/config.ts');
+  const { loadKubeConfig, KubeConfigNotFoundError } = await import('../kube/client/config.ts');
   let kc: ConnectionSource;
   try {
     kc = loadKubeConfig({ kubeconfig: globals.kubeconfig, context: globals.context }, { env });
@@ -101,7 +108,7 @@ export interface FetchServerVersionOptions {
 
 /** `GET /version` on the current context's API server, aborted after `timeoutMs`. */
 export async function fetchServerVersion(kc: ConnectionSource, options: FetchServerVersionOptions): Promise<VersionInfo> {
-  const { KubeClient, KubeConnectionError } = await import('../kube/client.ts');
+  const { KubeClient, KubeConnectionError } = await import('../kube/client/client.ts');
   const client = new KubeClient(kc);
   const controller = new AbortController();
   const timer = options.clock.setTimer(

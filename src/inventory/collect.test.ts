@@ -7,7 +7,7 @@ import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { afterEach, describe, it } from 'node:test';
 import { useScratchDir } from '../../test/helpers/scratch.ts';
-import { KubeClient } from '../kube/client.ts';
+import { KubeClient } from '../kube/client/client.ts';
 import { FakeClock } from '../kube/clock.ts';
 import { silentLogger, type Logger } from '../kube/logger-type.ts';
 import {
@@ -16,9 +16,9 @@ import {
   interruptMessage,
   type CollectOptions,
   type RunPhase,
-  type RunSummary,
   type SinkOptions,
 } from './collect.ts';
+import type { RunSummary } from './summary.ts';
 import { snapshotStem } from './snapshot-writer.ts';
 import { DEFAULT_TYPE_SELECTORS } from './types.ts';
 

@@ -13,19 +13,19 @@
  */
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { KubeClient } from '../kube/client.ts';
+import type { KubeClient } from '../kube/client/client.ts';
 import { realClock, type Clock } from '../kube/clock.ts';
-import { REPORT_API_VERSION } from '../kube/labels.ts';
-import type { KubeObject } from '../kube/resources.ts';
+import type { KubeObject } from '../kube/objects/resources.ts';
 import type { Logger } from '../kube/logger-type.ts';
 import { mapConcurrent } from '../kube/concurrency.ts';
-import { describeError } from '../kube/errors.ts';
+import { describeError } from '../kube/client/errors.ts';
 import { createFileExclusively, prepareReportDir, writeFileAtomically } from '../report-files.ts';
-import { discoverTypes, type FailedGroup } from './discovery.ts';
-import { listType, RequestLimiter, type TypeListResult } from './lister.ts';
+import { discoverTypes } from './discovery.ts';
+import { listType, RequestLimiter } from './lister.ts';
 import { redactObject, type RedactionOptions } from './redact.ts';
 import { grantCustomResourceAccess } from './custom-resource-access.ts';
-import { resendKeptSnapshots, type ResendResult } from './resend.ts';
+import { resendKeptSnapshots } from './resend.ts';
+import { RUN_SUMMARY_API_VERSION, RUN_SUMMARY_KIND, type RunResult, type RunSummary } from './summary.ts';
 import {
   pruneSnapshots,
   type PruneResult,
@@ -142,66 +142,8 @@ export class UnknownTypeError extends Error {
   }
 }
 
-/** How a run went: `partial` = delivered, but something was skipped or dropped. */
-export type RunResult = 'success' | 'partial' | 'failure';
-
 /** Exit codes of `inventory collect`, by result. */
 export const EXIT_CODE_BY_RESULT: Readonly<Record<RunResult, number>> = { success: 0, failure: 1, partial: 3 };
-
-export interface DroppedObject {
-  readonly type: string;
-  readonly namespace?: string;
-  readonly name?: string;
-  readonly reason: string;
-}
-
-export interface SinkSummary {
-  readonly kind: SinkOptions['kind'];
-  /** The snapshot file kept in the report directory, if any. */
-  path?: string;
-  /** Endpoint URL without credentials or query. */
-  url?: string;
-  delivered: boolean;
-  /** When a later run delivered this kept snapshot (see `resend.ts`). */
-  resentAt?: string;
-  chunks?: number;
-  retries?: number;
-  /** Bytes after compression: on disk, or request bodies as sent. */
-  storedBytes?: number;
-  error?: string;
-}
-
-/** The run summary: written beside the snapshot and printed at the end of a run. */
-export interface RunSummary {
-  readonly apiVersion: typeof REPORT_API_VERSION;
-  readonly kind: 'InventoryRunSummary';
-  readonly clusterId: string;
-  readonly runId: string;
-  readonly startedAt: string;
-  finishedAt: string;
-  durationMs: number;
-  result: RunResult;
-  /** Objects delivered to the sink. */
-  objects: number;
-  /** JSON bytes before compression. */
-  rawBytes: number;
-  readonly types: TypeListResult[];
-  /** Types not collected completely, with why (also marked in `types`). */
-  readonly skippedTypes: { type: string; reason: string }[];
-  readonly failedGroups: FailedGroup[];
-  readonly unmatchedSelectors: string[];
-  readonly dropped: { count: number; objects: DroppedObject[] };
-  readonly redaction: { enabled: boolean; notes: number };
-  readonly sink: SinkSummary;
-  /** Snapshots kept by earlier runs (endpoint down) that this run sent, or tried to. */
-  resent?: ResendResult[];
-  /**
-   * Undelivered snapshots in the report directory after this run (its own included), and those
-   * deleted because there were more than `--max-undelivered`; endpoint runs only.
-   */
-  retention?: { undeliveredKept: number; undeliveredDeleted: string[] };
-  readonly warnings: string[];
-}
 
 /** Dropped objects listed by name in the summary; the rest are only counted. */
 const MAX_DROPPED_LISTED = 100;
@@ -215,8 +157,8 @@ export async function collectInventory(client: KubeClient, options: CollectOptio
   const started = new Date(clock.now());
   const { logger } = options;
   const summary: RunSummary = {
-    apiVersion: REPORT_API_VERSION,
-    kind: 'InventoryRunSummary',
+    apiVersion: RUN_SUMMARY_API_VERSION,
+    kind: RUN_SUMMARY_KIND,
     clusterId: options.clusterId,
     runId: options.runId,
     startedAt: started.toISOString(),

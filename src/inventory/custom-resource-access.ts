@@ -14,7 +14,7 @@
  * A rule the API server has stored is enforced within a moment (the authorizer watches RBAC), so
  * the run waits, through SelfSubjectAccessReview, until the new types are allowed, up to a bound.
  */
-import type { KubeClient } from '../kube/client.ts';
+import type { KubeClient } from '../kube/client/client.ts';
 import { sleep, type Clock } from '../kube/clock.ts';
 import type { Logger } from '../kube/logger-type.ts';
 import { typeName, type CollectableType } from './types.ts';

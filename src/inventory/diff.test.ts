@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import type { KubeObject } from '../kube/resources.ts';
+import type { KubeObject } from '../kube/objects/resources.ts';
 import { diffSnapshots, MAX_CHANGED_PATHS, objectRef, type SnapshotDiff } from './diff.ts';
 import { LAST_APPLIED_ANNOTATION } from './redact.ts';
 

@@ -25,7 +25,7 @@
  * The fingerprint is what lets `changed` name the paths that differ.
  */
 import { hash } from 'node:crypto';
-import type { KubeObject } from '../kube/resources.ts';
+import type { KubeObject } from '../kube/objects/resources.ts';
 import { LAST_APPLIED_ANNOTATION } from './redact.ts';
 
 /** Identifies one object across snapshots. */

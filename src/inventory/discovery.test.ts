@@ -9,7 +9,7 @@ import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { describe, it } from 'node:test';
 import { KubeConfig } from '@kubernetes/client-node';
-import { KubeClient } from '../kube/client.ts';
+import { KubeClient } from '../kube/client/client.ts';
 import { discoverTypes } from './discovery.ts';
 
 type Route = { status?: number; body: unknown } | ((attempt: number) => { status?: number; body: unknown });

@@ -4,11 +4,11 @@
  * fails (an aggregated API whose backend is down answers 503) is skipped and reported; the run
  * goes on with the rest, unlike the seed, where one broken group aborted everything.
  */
-import type { KubeClient } from '../kube/client.ts';
+import type { KubeClient } from '../kube/client/client.ts';
 import { realClock, sleep, type Clock } from '../kube/clock.ts';
-import { describeError, isNetworkError, isRetryable, retryAfterMs } from '../kube/errors.ts';
+import { describeError, isNetworkError, isRetryable, retryAfterMs } from '../kube/client/errors.ts';
 import { mapConcurrent } from '../kube/concurrency.ts';
-import { ExponentialBackoff } from '../kube/ratelimiter.ts';
+import { ExponentialBackoff } from '../kube/runtime/ratelimiter.ts';
 import type { CollectableType } from './types.ts';
 
 /** A group/version whose discovery failed, and why. */

@@ -4,11 +4,11 @@
  * asks, capped at 2 minutes); any other answer is returned for the caller to judge.
  */
 import { request } from 'undici';
-import { describeConnectionFailure } from '../kube/client.ts';
+import { describeConnectionFailure } from '../kube/client/client.ts';
 import { sleep, timeoutSignal, type Clock } from '../kube/clock.ts';
-import { parseRetryAfter } from '../kube/errors.ts';
-import { excerpt, readBoundedText } from '../kube/http-body.ts';
-import { ExponentialBackoff } from '../kube/ratelimiter.ts';
+import { parseRetryAfter } from '../kube/client/errors.ts';
+import { excerpt, readBoundedText } from '../kube/client/http-body.ts';
+import { ExponentialBackoff } from '../kube/runtime/ratelimiter.ts';
 
 /** The endpoint refused a request or stayed unreachable through every attempt. */
 export class UploadError extends Error {

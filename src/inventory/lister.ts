@@ -10,11 +10,11 @@
  *   type from the first page; objects already handed on are recognised by uid and not sent twice;
  * - anything else (403, 404 because the type went away, 405) ends the type with a reason.
  */
-import type { KubeClient } from '../kube/client.ts';
+import type { KubeClient } from '../kube/client/client.ts';
 import { realClock, sleep, type Clock } from '../kube/clock.ts';
-import { describeError, isGone, isRetryable, retryAfterMs } from '../kube/errors.ts';
-import { BucketRateLimiter, ExponentialBackoff } from '../kube/ratelimiter.ts';
-import { apiVersionOf, collectionPath, type KubeObject } from '../kube/resources.ts';
+import { describeError, isGone, isRetryable, retryAfterMs } from '../kube/client/errors.ts';
+import { BucketRateLimiter, ExponentialBackoff } from '../kube/runtime/ratelimiter.ts';
+import { apiVersionOf, collectionPath, type KubeObject } from '../kube/objects/resources.ts';
 import { typeName, type CollectableType } from './types.ts';
 
 /** Client-side request rate limit shared by all listers of a run (client-go's qps/burst). */

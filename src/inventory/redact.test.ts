@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { describe, it } from 'node:test';
 import { gzipSync } from 'node:zlib';
-import type { KubeObject } from '../kube/resources.ts';
+import type { KubeObject } from '../kube/objects/resources.ts';
 import {
   DEFAULT_REDACTION_OPTIONS,
   HELM_RELEASE_FIELD,

@@ -26,7 +26,7 @@
  */
 import { hash } from 'node:crypto';
 import { gunzipSync } from 'node:zlib';
-import type { KubeObject, ObjectMeta } from '../kube/resources.ts';
+import type { KubeObject, ObjectMeta } from '../kube/objects/resources.ts';
 
 /** How redaction behaves for one run. */
 export interface RedactionOptions {

@@ -12,18 +12,9 @@ import { basename, dirname, join, resolve } from 'node:path';
 import type { Clock } from '../kube/clock.ts';
 import type { Logger } from '../kube/logger-type.ts';
 import { compareByStamp, writeFileAtomically } from '../report-files.ts';
-import type { RunSummary } from './collect.ts';
+import { RUN_SUMMARY_KIND, type ResendResult, type RunSummary } from './summary.ts';
 import { runFilePattern } from './snapshot-writer.ts';
 import { uploadSnapshot, type EndpointOptions } from './upload.ts';
-
-/** What happened to one kept snapshot. */
-export interface ResendResult {
-  readonly runId: string;
-  readonly path: string;
-  readonly delivered: boolean;
-  readonly chunks?: number;
-  readonly error?: string;
-}
 
 export interface ResendOptions {
   readonly dir: string;
@@ -68,7 +59,7 @@ export async function resendKeptSnapshots(options: ResendOptions): Promise<Resen
       continue; // a summary we cannot read is left to retention
     }
     const path = summary.sink?.path;
-    if (summary.kind !== 'InventoryRunSummary' || summary.sink.kind !== 'endpoint' || summary.sink.delivered || !path) continue;
+    if (summary.kind !== RUN_SUMMARY_KIND || summary.sink.kind !== 'endpoint' || summary.sink.delivered || !path) continue;
     // Only this cluster's snapshot files in this directory: a summary is not a licence to send any file.
     if (resolve(dirname(path)) !== resolve(options.dir) || !isSpoolName(basename(path))) continue;
     if (!(await stat(path).then((info) => info.isFile(), () => false))) continue;

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { gzipSync } from 'node:zlib';
-import type { KubeObject } from '../kube/resources.ts';
+import type { KubeObject } from '../kube/objects/resources.ts';
 import { jsonErrorOffset, layoutFromName, readSnapshotObjects, SnapshotFileError } from './snapshot-file.ts';
 
 const objects: KubeObject[] = [

@@ -22,7 +22,7 @@ import { createReadStream } from 'node:fs';
 import { pipeline, type Readable } from 'node:stream';
 import { StringDecoder } from 'node:string_decoder';
 import { createGunzip } from 'node:zlib';
-import type { KubeObject } from '../kube/resources.ts';
+import type { KubeObject } from '../kube/objects/resources.ts';
 
 /** A report file that cannot be read as a snapshot. The message starts with `path` (and `:line`). */
 export class SnapshotFileError extends Error {

@@ -7,7 +7,7 @@ import type { Writable } from 'node:stream';
 import { describe, it } from 'node:test';
 import { useScratchDir } from '../../test/helpers/scratch.ts';
 import { gunzipSync } from 'node:zlib';
-import type { KubeObject } from '../kube/resources.ts';
+import type { KubeObject } from '../kube/objects/resources.ts';
 import { fileTimestamp } from '../report-files.ts';
 import { snapshotFormats, type SnapshotFormat } from './snapshot-format.ts';
 import {

@@ -16,7 +16,7 @@ import { join } from 'node:path';
 import type { Writable } from 'node:stream';
 import { finished, pipeline } from 'node:stream/promises';
 import { createGzip, type Gzip } from 'node:zlib';
-import type { KubeObject } from '../kube/resources.ts';
+import type { KubeObject } from '../kube/objects/resources.ts';
 import {
   commitExclusively,
   compareByStamp,
@@ -31,6 +31,7 @@ import {
   temporaryPathFor,
 } from '../report-files.ts';
 import type { SnapshotFormat } from './snapshot-format.ts';
+import { RUN_SUMMARY_KIND } from './summary.ts';
 
 /**
  * Encodes objects as NDJSON (one object per line) or as the seed's wire document
@@ -380,7 +381,7 @@ async function isDelivered(dir: string, run: RunFiles): Promise<boolean> {
   if (!run.summary) return true;
   try {
     const summary = JSON.parse(await readFile(join(dir, run.summary), 'utf8')) as { kind?: unknown; sink?: { kind?: unknown; delivered?: unknown } };
-    if (summary.kind !== 'InventoryRunSummary') return false;
+    if (summary.kind !== RUN_SUMMARY_KIND) return false;
     return summary.sink?.kind !== 'endpoint' || summary.sink.delivered === true;
   } catch {
     return false;

@@ -1,6 +1,6 @@
 import { strict as assert } from 'node:assert';
 import { describe, it } from 'node:test';
-import type { RunSummary } from './collect.ts';
+import type { RunSummary } from './summary.ts';
 import { renderSummaryText } from './summary-format.ts';
 
 function summary(overrides: Partial<RunSummary> = {}): RunSummary {

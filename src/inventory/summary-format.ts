@@ -3,7 +3,7 @@
  * summary object itself).
  */
 import { escapeControl } from '../terminal-text.ts';
-import type { RunSummary } from './collect.ts';
+import type { RunSummary } from './summary.ts';
 
 /**
  * Renders `summary` as a short report: outcome, sink, per-type counts, then what went wrong.

@@ -14,7 +14,7 @@
  * Matching is case-insensitive; a selector that matches nothing is reported, not fatal, so a
  * config written for a newer cluster still runs on an older one.
  */
-import type { ResourceType } from '../kube/resources.ts';
+import type { ResourceType } from '../kube/objects/resources.ts';
 
 /** A discovered type we may list. */
 export interface CollectableType extends ResourceType {

@@ -7,11 +7,11 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { KubeApiError } from '../kube/client.ts';
-import { FakeWriter } from '../kube/fake-writer.ts';
-import { FixtureInformer } from '../kube/fixture-informer.ts';
-import { FIELD_MANAGERS } from '../kube/labels.ts';
-import { type KubeObject, type ResourceType, Resources } from '../kube/resources.ts';
+import { KubeApiError } from '../kube/client/client.ts';
+import { FakeWriter } from '../kube/objects/fake-writer.ts';
+import { FixtureInformer } from '../kube/runtime/fixture-informer.ts';
+import { FIELD_MANAGERS } from '../kube/objects/labels.ts';
+import { type KubeObject, type ResourceType, Resources } from '../kube/objects/resources.ts';
 import { type LogAccessInformers, LogAccessController, POD_OWNERS, WORKLOAD_TEMPLATE_LABELS } from './controller.ts';
 import { DEFAULT_LOGACCESS_OPTIONS, type LogAccessOptions, type WorkloadKind, WORKLOAD_KINDS } from './desired.ts';
 

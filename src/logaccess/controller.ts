@@ -14,18 +14,18 @@
  * and assert the writes, as kubernetes/sample-controller's do.
  */
 import { Gauge, Counter, type Registry } from 'prom-client';
-import { INDEX_OWNER, type StoreHandler } from '../kube/cache.ts';
-import { done, type Outcome, requeueAfter } from '../kube/controller.ts';
-import type { EventRecorder } from '../kube/events.ts';
-import type { InformerView } from '../kube/informer.ts';
-import { FIELD_MANAGERS, isManagedByUs, LEGACY_FIELD_MANAGER, MANAGED_SELECTOR } from '../kube/labels.ts';
+import { INDEX_OWNER, type StoreHandler } from '../kube/runtime/cache.ts';
+import { done, type Outcome, requeueAfter } from '../kube/runtime/controller.ts';
+import type { EventRecorder } from '../kube/objects/events.ts';
+import type { InformerView } from '../kube/runtime/informer.ts';
+import { FIELD_MANAGERS, isManagedByUs, LEGACY_FIELD_MANAGER, MANAGED_SELECTOR } from '../kube/objects/labels.ts';
 import { silentLogger, type Logger } from '../kube/logger-type.ts';
-import type { CacheTransform, Manager } from '../kube/manager.ts';
-import { controllerRef, isControlledBy } from '../kube/owners.ts';
-import { Interner, StringInterner } from '../kube/intern.ts';
-import { type KubeObject, metadataOnly, type ObjectMeta, type OwnerReference, type ResourceType, Resources } from '../kube/resources.ts';
-import type { ObjectWriter } from '../kube/writer.ts';
-import { hasFieldManager, keepFieldManagers } from '../kube/writes.ts';
+import type { CacheTransform, Manager } from '../kube/runtime/manager.ts';
+import { controllerRef, isControlledBy } from '../kube/objects/owners.ts';
+import { Interner, StringInterner } from '../kube/runtime/intern.ts';
+import { type KubeObject, metadataOnly, type ObjectMeta, type OwnerReference, type ResourceType, Resources } from '../kube/objects/resources.ts';
+import type { ObjectWriter } from '../kube/objects/writer.ts';
+import { hasFieldManager, keepFieldManagers } from '../kube/objects/writes.ts';
 import {
   desiredRole,
   desiredRoleBinding,

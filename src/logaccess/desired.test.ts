@@ -12,7 +12,7 @@ import {
   workloadOfObject,
   workloadOfPod,
 } from './desired.ts';
-import type { KubeObject } from '../kube/resources.ts';
+import type { KubeObject } from '../kube/objects/resources.ts';
 
 const deployment = {
   apiVersion: 'apps/v1', kind: 'Deployment' as const,

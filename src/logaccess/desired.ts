@@ -3,9 +3,9 @@
  * the Role / ServiceAccount / RoleBinding it should have. No API calls here, so every rule that
  * protects users from a permission widening is unit-tested directly.
  */
-import type { KubeObject } from '../kube/resources.ts';
-import { managedLabels } from '../kube/labels.ts';
-import { controllerRef, controllerReferenceTo } from '../kube/owners.ts';
+import type { KubeObject } from '../kube/objects/resources.ts';
+import { managedLabels } from '../kube/objects/labels.ts';
+import { controllerRef, controllerReferenceTo } from '../kube/objects/owners.ts';
 
 /** The seed's opt-in label (podlogreader) and its value. */
 export const OPT_IN_LABEL = 'podlogreader-affiliate';

@@ -4,7 +4,7 @@
  * lazily, then registers what it needs (informers, controllers, webhooks, servers, checks) with
  * the manager.
  */
-import type { Manager } from '../kube/manager.ts';
+import type { Manager } from '../kube/runtime/manager.ts';
 import type { OperatorOptions } from './options.ts';
 
 export interface ControllerDefinition {

@@ -4,8 +4,8 @@
  * against a cluster that lacks the namespace would only log warnings. Checked once at start,
  * with a dry-run create (the chart's RBAC has `create` on Leases; it needs no `get namespaces`).
  */
-import type { KubeClient } from '../kube/client.ts';
-import { isNotFound } from '../kube/errors.ts';
+import type { KubeClient } from '../kube/client/client.ts';
+import { isNotFound } from '../kube/client/errors.ts';
 
 /** The namespace of the leader election Lease does not exist. */
 export class LeaseNamespaceMissingError extends Error {

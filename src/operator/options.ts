@@ -1,6 +1,6 @@
 /**
  * What `crowsnest operator` runs with, as resolved and validated values. The operator owns this
- * type; the CLI fills it from flags, environment and defaults (src/cli/options.ts), and each
+ * type; the CLI fills it from flags, environment and defaults (./flags.ts), and each
  * capability reads its own section (e.g. {@link LogAccessOptions}, defined beside the capability).
  */
 import type { LogAccessOptions } from '../logaccess/desired.ts';

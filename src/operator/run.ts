@@ -12,11 +12,11 @@
  */
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
-import { KubeClient } from '../kube/client.ts';
+import { KubeClient } from '../kube/client/client.ts';
 import { withTimeout } from '../kube/concurrency.ts';
-import { describeKubeConfig, loadKubeConfig } from '../kube/config.ts';
-import { EventRecorder } from '../kube/events.ts';
-import { Manager, type ManagerResult } from '../kube/manager.ts';
+import { describeKubeConfig, loadKubeConfig } from '../kube/client/config.ts';
+import { EventRecorder } from '../kube/objects/events.ts';
+import { Manager, type ManagerResult } from '../kube/runtime/manager.ts';
 import { type HealthServer, type RunningServer, startHealthServer, startMetricsServer } from '../observe/http.ts';
 import { controllerCatalog } from './catalog.ts';
 import { requireLeaseNamespace } from './lease-namespace.ts';

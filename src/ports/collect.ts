@@ -8,14 +8,14 @@
  * scan fails is reported with why (exit code and last log lines, image pull errors, timeout); the
  * other nodes are not held up by it.
  */
-import type { KubeClient } from '../kube/client.ts';
+import type { KubeClient } from '../kube/client/client.ts';
 import { realClock } from '../kube/clock.ts';
-import { readBoundedText } from '../kube/http-body.ts';
+import { readBoundedText } from '../kube/client/http-body.ts';
 import { mapConcurrent, withTimeout } from '../kube/concurrency.ts';
-import { describeError, isNotFound } from '../kube/errors.ts';
-import { Informer } from '../kube/informer.ts';
+import { describeError, isNotFound } from '../kube/client/errors.ts';
+import { Informer } from '../kube/runtime/informer.ts';
 import type { Logger } from '../kube/logger-type.ts';
-import { Resources, type KubeObject } from '../kube/resources.ts';
+import { Resources, type KubeObject } from '../kube/objects/resources.ts';
 import { buildScanPod, SCAN_CONTAINER, SCAN_POD_LABELS, SCAN_POD_COMPONENT, type ScanPodOptions } from './pod.ts';
 import { HOST_SCAN_KIND, type HostScan } from './scan.ts';
 

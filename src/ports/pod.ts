@@ -10,7 +10,7 @@
  * without a listener or a shared volume. The cost — image pull and pod start per run — is paid
  * in parallel across nodes.
  */
-import type { KubeObject } from '../kube/resources.ts';
+import type { KubeObject } from '../kube/objects/resources.ts';
 
 /** Labels and annotations the collector puts on its pods; also how it finds them again. */
 export const SCAN_POD_LABELS = {

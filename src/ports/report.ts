@@ -18,7 +18,7 @@ import {
   RUN_SUFFIX_PATTERN,
   runNameSuffix,
 } from '../report-files.ts';
-import { REPORT_API_VERSION } from '../kube/labels.ts';
+import { REPORT_API_VERSION } from '../kube/objects/labels.ts';
 import { escapeControl } from '../terminal-text.ts';
 import type { NodeScanOutcome } from './collect.ts';
 import type { Family, HostSocket, Protocol, ProcessInfo } from './scan.ts';

@@ -12,7 +12,7 @@
  * through a host process instead: `<proc>/1/net/*`, which {@link ScanHostOptions.netPid} selects.
  */
 import { hostname as osHostname } from 'node:os';
-import { REPORT_API_VERSION } from '../kube/labels.ts';
+import { REPORT_API_VERSION } from '../kube/objects/labels.ts';
 import { nameSocketOwners, walkSocketFds, type SocketFdWalk, type SocketOwner } from './processes.ts';
 import { errorCode, nodeProcFs, type FileReadError, type ProcFs } from './procfs.ts';
 import {

@@ -12,13 +12,13 @@
  * NEVER modify objects from the caches: they are shared, read-only state.
  */
 import { Gauge, type Registry } from 'prom-client';
-import type { StoreHandler } from '../kube/cache.ts';
+import type { StoreHandler } from '../kube/runtime/cache.ts';
 import type { Clock } from '../kube/clock.ts';
-import { findStatusCondition } from '../kube/conditions.ts';
-import { done, type Outcome, requeueAfter } from '../kube/controller.ts';
-import { isNotFound, isConflict } from '../kube/errors.ts';
-import type { EventRecorder } from '../kube/events.ts';
-import { generationChanged, type StatusWriter } from '../kube/status.ts';
+import { findStatusCondition } from '../kube/objects/conditions.ts';
+import { done, type Outcome, requeueAfter } from '../kube/runtime/controller.ts';
+import { isNotFound, isConflict } from '../kube/client/errors.ts';
+import type { EventRecorder } from '../kube/objects/events.ts';
+import { generationChanged, type StatusWriter } from '../kube/objects/status.ts';
 import { NetworkProberConditions, type NetworkProber, type NetworkProberStatus } from './api.ts';
 import type { SlimPod } from './members.ts';
 import { isMember } from './members.ts';

@@ -20,8 +20,8 @@
  * - No CPU limit by default: CFS throttling inflates the latencies the agent measures (a known
  *   pain of Goldpinger deployments). Memory is limited.
  */
-import type { KubeObject } from '../kube/resources.ts';
-import { matchesLabelSelector } from '../kube/selector.ts';
+import type { KubeObject } from '../kube/objects/resources.ts';
+import { matchesLabelSelector } from '../kube/objects/selector.ts';
 import type { NetworkProber } from './api.ts';
 import { proberPorts } from './api.ts';
 import {

@@ -8,8 +8,8 @@
  * A **member** of a NetworkProber is a pod injected for it (annotation), still selected by its
  * current selector, Running, with an IP and not being deleted: the pods on its ring.
  */
-import type { KubeObject } from '../kube/resources.ts';
-import { matchesLabelSelector } from '../kube/selector.ts';
+import type { KubeObject } from '../kube/objects/resources.ts';
+import { matchesLabelSelector } from '../kube/objects/selector.ts';
 import type { NetworkProber } from './api.ts';
 import { AGENT_CONTAINER, type Peer, PING_PORT_NAME, PROBER_ANNOTATION } from './contract.ts';
 

@@ -1,6 +1,6 @@
 /**
  * The prober's settings as `crowsnest operator` resolves them (flags `--prober-*` and the
- * webhook certificate flags it is the first user of). Defined beside the capability; the CLI fills it.
+ * webhook certificate flags it is the first user of), resolved by ./flags.ts.
  */
 import type { ResourceRequirements } from './inject.ts';
 

@@ -8,11 +8,11 @@
  * prober registers it because it is the only capability with a webhook so far (guard's webhook
  * will move it to the operator, naming every capability's webhook configuration).
  */
-import { INDEX_NAMESPACE, type IndexFunc, namespaceIndex } from '../kube/cache.ts';
+import { INDEX_NAMESPACE, type IndexFunc, namespaceIndex } from '../kube/runtime/cache.ts';
 import type { Clock } from '../kube/clock.ts';
 import { realClock } from '../kube/clock.ts';
-import type { Manager } from '../kube/manager.ts';
-import { Resources } from '../kube/resources.ts';
+import type { Manager } from '../kube/runtime/manager.ts';
+import { Resources } from '../kube/objects/resources.ts';
 import { type SecretObject, WebhookCertificates } from '../kube/webhook/certificates.ts';
 import { type NetworkProber, NetworkProberApi } from './api.ts';
 import { INJECTED_SELECTOR, type SlimPod, slimPod } from './members.ts';

@@ -10,15 +10,15 @@
  */
 import { join } from 'node:path';
 import type { Registry } from 'prom-client';
-import type { StoreHandler } from '../kube/cache.ts';
+import type { StoreHandler } from '../kube/runtime/cache.ts';
 import type { Clock } from '../kube/clock.ts';
-import type { EventRecorder } from '../kube/events.ts';
-import { FIELD_MANAGERS } from '../kube/labels.ts';
+import type { EventRecorder } from '../kube/objects/events.ts';
+import { FIELD_MANAGERS } from '../kube/objects/labels.ts';
 import { type Logger, silentLogger } from '../kube/logger-type.ts';
-import { INDEX_NAMESPACE } from '../kube/cache.ts';
-import { StatusWriter } from '../kube/status.ts';
+import { INDEX_NAMESPACE } from '../kube/runtime/cache.ts';
+import { StatusWriter } from '../kube/objects/status.ts';
 import type { AdmissionHandler } from '../kube/webhook/server.ts';
-import type { KubeRequester } from '../kube/writes.ts';
+import type { KubeRequester } from '../kube/objects/writes.ts';
 import { type NetworkProber, NetworkProberApi, type NetworkProberStatus } from './api.ts';
 import { PROBER_ANNOTATION } from './contract.ts';
 import { podHandler, proberHandler, ProberStatusReconciler } from './controller.ts';

@@ -9,8 +9,8 @@
  * - **Degraded** — True `PairsUnreachable` while some probed pairs fail, naming a few; False
  *   `AllPairsReachable` otherwise.
  */
-import type { Condition } from '../kube/conditions.ts';
-import { setStatusCondition } from '../kube/conditions.ts';
+import type { Condition } from '../kube/objects/conditions.ts';
+import { setStatusCondition } from '../kube/objects/conditions.ts';
 import type { Clock } from '../kube/clock.ts';
 import { NetworkProberConditions, type NetworkProber, type NetworkProberStatus } from './api.ts';
 import type { PairSummary } from './peers.ts';

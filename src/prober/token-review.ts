@@ -11,7 +11,7 @@
  */
 import { createHash } from 'node:crypto';
 import type { Clock } from '../kube/clock.ts';
-import type { KubeRequester } from '../kube/writes.ts';
+import type { KubeRequester } from '../kube/objects/writes.ts';
 import { TOKEN_AUDIENCE } from './contract.ts';
 
 export interface PodIdentity {

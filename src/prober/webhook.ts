@@ -13,7 +13,7 @@ import { Counter, type Registry } from 'prom-client';
 import { type Logger, silentLogger } from '../kube/logger-type.ts';
 import { allow, mutate, type AdmissionRequest, type AdmissionResult } from '../kube/webhook/review.ts';
 import type { AdmissionHandler } from '../kube/webhook/server.ts';
-import type { KubeObject } from '../kube/resources.ts';
+import type { KubeObject } from '../kube/objects/resources.ts';
 import type { NetworkProber } from './api.ts';
 import { decideInjection, type InjectionSettings, type PodObject } from './inject.ts';
 

@@ -4,9 +4,9 @@
  *   node test/bench/informer-sync.ts <kubeconfig> <resource> [pageSize] [list|stream]
  */
 import { KubeConfig } from '@kubernetes/client-node';
-import { KubeClient } from '../../src/kube/client.ts';
-import { Informer } from '../../src/kube/informer.ts';
-import { Resources } from '../../src/kube/resources.ts';
+import { KubeClient } from '../../src/kube/client/client.ts';
+import { Informer } from '../../src/kube/runtime/informer.ts';
+import { Resources } from '../../src/kube/objects/resources.ts';
 
 const [kubeconfigPath, resource, pageSize, mode = 'list'] = process.argv.slice(2);
 const type = Object.values(Resources).find((r) => r.resource === resource);

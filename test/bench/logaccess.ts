@@ -16,9 +16,9 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { KubeConfig } from '@kubernetes/client-node';
 import { type ControlPlane, freePort, ON_KWOK_NODES } from '../../testbed/controlplane.ts';
-import { KubeClient } from '../../src/kube/client.ts';
-import { Informer } from '../../src/kube/informer.ts';
-import { type KubeObject, Resources } from '../../src/kube/resources.ts';
+import { KubeClient } from '../../src/kube/client/client.ts';
+import { Informer } from '../../src/kube/runtime/informer.ts';
+import { type KubeObject, Resources } from '../../src/kube/objects/resources.ts';
 
 const repo = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const NAMESPACE = 'bench-logaccess';

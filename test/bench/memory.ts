@@ -21,7 +21,7 @@ import { homedir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { KubeConfig } from '@kubernetes/client-node';
-import { KubeClient } from '../../src/kube/client.ts';
+import { KubeClient } from '../../src/kube/client/client.ts';
 import { type ControlPlane, freePort, KWOK_NODE_ANNOTATION, KWOK_TAINT, ON_KWOK_NODES } from '../../testbed/controlplane.ts';
 import { median } from './stats.ts';
 

@@ -6,7 +6,7 @@
  *   node test/bench/prober-load.ts <kubeconfig> <namespace> <count> <rate> <label>
  */
 import { KubeConfig } from '@kubernetes/client-node';
-import { KubeClient } from '../../src/kube/client.ts';
+import { KubeClient } from '../../src/kube/client/client.ts';
 import { ON_KWOK_NODES } from '../../testbed/controlplane.ts';
 
 const [kubeconfigPath, namespace, countText, rateText, label] = process.argv.slice(2);

@@ -4,10 +4,10 @@
  * informers, waits for their caches and runs its controller.
  */
 import type { Registry } from 'prom-client';
-import type { KubeClient } from '../../src/kube/client.ts';
-import type { EventRecorder } from '../../src/kube/events.ts';
+import type { KubeClient } from '../../src/kube/client/client.ts';
+import type { EventRecorder } from '../../src/kube/objects/events.ts';
 import { silentLogger, type Logger } from '../../src/kube/logger-type.ts';
-import { Manager } from '../../src/kube/manager.ts';
+import { Manager } from '../../src/kube/runtime/manager.ts';
 import { registerLogAccess } from '../../src/logaccess/controller.ts';
 import type { LogAccessOptions } from '../../src/logaccess/desired.ts';
 

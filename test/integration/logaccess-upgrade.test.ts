@@ -7,8 +7,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { Registry } from 'prom-client';
-import { KubeClient } from '../../src/kube/client.ts';
-import { EventRecorder } from '../../src/kube/events.ts';
+import { KubeClient } from '../../src/kube/client/client.ts';
+import { EventRecorder } from '../../src/kube/objects/events.ts';
 import { silentLogger } from '../../src/kube/logger-type.ts';
 import { runLogAccess } from './logaccess-run.ts';
 import { adminKubeConfig, eventually, newNamespace, testbed } from './testbed.ts';

@@ -6,12 +6,12 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { Store } from '../../src/kube/cache.ts';
-import { KubeApiError, KubeClient } from '../../src/kube/client.ts';
-import { Informer } from '../../src/kube/informer.ts';
-import { ExponentialBackoff } from '../../src/kube/ratelimiter.ts';
-import { KubeListerWatcher, type ListerWatcher, Reflector } from '../../src/kube/reflector.ts';
-import { collectionPath, type KubeObject, objectKey, type ResourceType, Resources } from '../../src/kube/resources.ts';
+import { Store } from '../../src/kube/runtime/cache.ts';
+import { KubeApiError, KubeClient } from '../../src/kube/client/client.ts';
+import { Informer } from '../../src/kube/runtime/informer.ts';
+import { ExponentialBackoff } from '../../src/kube/runtime/ratelimiter.ts';
+import { KubeListerWatcher, type ListerWatcher, Reflector } from '../../src/kube/runtime/reflector.ts';
+import { collectionPath, type KubeObject, objectKey, type ResourceType, Resources } from '../../src/kube/objects/resources.ts';
 import { TcpProxy } from './tcp-proxy.ts';
 import { mapConcurrent } from '../../src/kube/concurrency.ts';
 import { adminKubeConfig, eventually, newNamespace, testbed } from './testbed.ts';

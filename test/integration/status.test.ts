@@ -7,12 +7,12 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { Registry } from 'prom-client';
-import { KubeClient, type RequestInit } from '../../src/kube/client.ts';
-import { type Condition, setStatusCondition } from '../../src/kube/conditions.ts';
-import { Informer } from '../../src/kube/informer.ts';
-import { FIELD_MANAGERS } from '../../src/kube/labels.ts';
-import { generationChanged, StatusWriter } from '../../src/kube/status.ts';
-import type { KubeRequester } from '../../src/kube/writes.ts';
+import { KubeClient, type RequestInit } from '../../src/kube/client/client.ts';
+import { type Condition, setStatusCondition } from '../../src/kube/objects/conditions.ts';
+import { Informer } from '../../src/kube/runtime/informer.ts';
+import { FIELD_MANAGERS } from '../../src/kube/objects/labels.ts';
+import { generationChanged, StatusWriter } from '../../src/kube/objects/status.ts';
+import type { KubeRequester } from '../../src/kube/objects/writes.ts';
 import { type NetworkProber, NetworkProberApi, type NetworkProberStatus } from '../../src/prober/api.ts';
 import { installCrds } from './crds.ts';
 import { adminKubeConfig, eventually, newNamespace, testbed } from './testbed.ts';

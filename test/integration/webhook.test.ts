@@ -10,7 +10,7 @@ import { readFile, writeFile } from 'node:fs/promises';
 import { connect } from 'node:tls';
 import { describe, it } from 'node:test';
 import { Registry } from 'prom-client';
-import type { KubeObject } from '../../src/kube/resources.ts';
+import type { KubeObject } from '../../src/kube/objects/resources.ts';
 import { allow, deny, mutate } from '../../src/kube/webhook/review.ts';
 import { issueServingCertificate, serveAdmissionWebhook } from '../../testbed/webhook.ts';
 import { eventually, newNamespace, testbed } from './testbed.ts';

@@ -1,15 +1,15 @@
 /**
- * The runtime's writes (`src/kube/writes.ts`) against a real apiserver: server-side apply under a
+ * The runtime's writes (`src/kube/objects/writes.ts`) against a real apiserver: server-side apply under a
  * capability's field manager (idempotent, owner references honoured by the garbage collector), deletes
  * guarded by uid and resourceVersion, and the Event recorder's series aggregation.
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { KubeClient } from '../../src/kube/client.ts';
-import { EventRecorder } from '../../src/kube/events.ts';
-import { FIELD_MANAGERS, managedLabels } from '../../src/kube/labels.ts';
-import { Resources, type KubeObject } from '../../src/kube/resources.ts';
-import { createObject as create, deleteObject, serverSideApply } from '../../src/kube/writes.ts';
+import { KubeClient } from '../../src/kube/client/client.ts';
+import { EventRecorder } from '../../src/kube/objects/events.ts';
+import { FIELD_MANAGERS, managedLabels } from '../../src/kube/objects/labels.ts';
+import { Resources, type KubeObject } from '../../src/kube/objects/resources.ts';
+import { createObject as create, deleteObject, serverSideApply } from '../../src/kube/objects/writes.ts';
 import { adminKubeConfig, eventually, newNamespace, testbed } from './testbed.ts';
 
 interface ConfigMap extends KubeObject {

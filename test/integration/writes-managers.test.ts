@@ -6,12 +6,12 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { KubeClient, type RequestInit } from '../../src/kube/client.ts';
-import { FIELD_MANAGERS, LEGACY_FIELD_MANAGER } from '../../src/kube/labels.ts';
-import { type KubeObject, Resources } from '../../src/kube/resources.ts';
+import { KubeClient, type RequestInit } from '../../src/kube/client/client.ts';
+import { FIELD_MANAGERS, LEGACY_FIELD_MANAGER } from '../../src/kube/objects/labels.ts';
+import { type KubeObject, Resources } from '../../src/kube/objects/resources.ts';
 import {
   addFinalizer, createObject, deleteObject, type KubeRequester, migrateFieldManager, removeFinalizer, serverSideApply,
-} from '../../src/kube/writes.ts';
+} from '../../src/kube/objects/writes.ts';
 import { adminKubeConfig, newNamespace, testbed } from './testbed.ts';
 
 interface ConfigMap extends KubeObject {

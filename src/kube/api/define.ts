@@ -5,12 +5,12 @@
  * twice, so the TS type, our validation and the API server's cannot drift apart.
  */
 import Type, { type Static, type TSchema } from 'typebox';
-import type { ObjectMeta, ResourceType } from '../resources.ts';
+import type { ObjectMeta, ResourceType } from '../objects/resources.ts';
 import { type CrdVersionNames, crdYaml, customResourceDefinition, type PrinterColumn } from './crd.ts';
 
 export type { PrinterColumn } from './crd.ts';
 import { type ValidationResult, validatorFor } from './validate.ts';
-import { API_GROUP } from '../labels.ts';
+import { API_GROUP } from '../objects/labels.ts';
 
 /** The one API group of Crowsnest's own types (labels.ts names it for everything else too). */
 export { API_GROUP };

@@ -10,7 +10,7 @@
  * field gets a schema object of its own.
  */
 import Type, { type Static, type TSchema } from 'typebox';
-import { CONDITION_LIMITS, CONDITION_REASON_PATTERN, CONDITION_TYPE_PATTERN } from '../conditions.ts';
+import { CONDITION_LIMITS, CONDITION_REASON_PATTERN, CONDITION_TYPE_PATTERN } from '../objects/conditions.ts';
 
 export { Type, type Static, type TSchema };
 

@@ -22,11 +22,11 @@
 import { rename, writeFile, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { sleep, type Clock } from '../clock.ts';
-import { isAlreadyExists, isConflict, isNotFound } from '../errors.ts';
-import { FIELD_MANAGERS, isManagedByUs, managedLabels } from '../labels.ts';
+import { isAlreadyExists, isConflict, isNotFound } from '../client/errors.ts';
+import { FIELD_MANAGERS, isManagedByUs, managedLabels } from '../objects/labels.ts';
 import { type Logger, silentLogger } from '../logger-type.ts';
-import { collectionPath, type KubeObject, objectPath, Resources } from '../resources.ts';
-import type { KubeRequester } from '../writes.ts';
+import { collectionPath, type KubeObject, objectPath, Resources } from '../objects/resources.ts';
+import type { KubeRequester } from '../objects/writes.ts';
 import { applyRotation, DEFAULT_ROTATION_POLICY, nextRotationDue, planRotation, readHeldCertificates, type RotationPolicy, SECRET_KEYS } from './rotation.ts';
 
 export interface SecretObject extends KubeObject {

@@ -3,7 +3,7 @@
  * (with a message and HTTP code the client sees), or the object as it should be (the JSON Patch
  * is computed, never written by hand).
  */
-import type { KubeObject } from '../resources.ts';
+import type { KubeObject } from '../objects/resources.ts';
 import { createPatch } from './jsonpatch.ts';
 
 export type AdmissionOperation = 'CREATE' | 'UPDATE' | 'DELETE' | 'CONNECT';

@@ -13,7 +13,7 @@ import { Agent } from 'node:https';
 import type { Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { RunSummary } from '../../../src/inventory/collect.ts';
+import type { RunSummary } from '../../../src/inventory/summary.ts';
 import { repo } from '../helm.ts';
 import { testbed } from '../testbed.ts';
 

@@ -10,7 +10,7 @@ import assert from 'node:assert/strict';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import type { RunSummary } from '../../../src/inventory/collect.ts';
+import type { RunSummary } from '../../../src/inventory/summary.ts';
 import { mapConcurrent } from '../../../src/kube/concurrency.ts';
 import { LABEL_SELECTOR_CASES } from '../../helpers/label-selectors.ts';
 import { eventually, newNamespace, serviceAccountToken, testbed } from '../testbed.ts';
