@@ -78,9 +78,11 @@ if [[ "${1:-}" == "--image-tools" ]]; then build_image_tools; echo "$bindir"; ex
 # --- end of images ---------------------------------------------------------------------------
 
 # The real nodes' runtime comes from Debian: containerd 1.6 with runc, the CNI plugins (bridge,
-# host-local, portmap, loopback in /usr/lib/cni) and iptables (kube-proxy, portmap).
+# host-local, portmap, loopback in /usr/lib/cni) and iptables (kube-proxy, portmap, the
+# NetworkPolicy divert rules); nftables for `nft`, with which the cleanup test lists every table
+# (iptables-save shows only iptables' own; kube-network-policies would make an inet one).
 # Not for --image-tools (make image-push needs none of them).
-debian_packages=(containerd runc containernetworking-plugins iptables)
+debian_packages=(containerd runc containernetworking-plugins iptables nftables)
 missing=()
 for pkg in "${debian_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || missing+=("$pkg")
