@@ -138,8 +138,8 @@ ln -sfn "$coredns_dir/coredns" "$bindir/coredns"
 # The real nodes' NetworkPolicy enforcer: kube-network-policies' controller with our main
 # (testbed/netpol/main.go, see testbed/netpol.ts); cached on its own like CoreDNS.
 netpol_version="$(module_version netpol sigs.k8s.io/kube-network-policies)"
-# Keyed by the module version and our main's sources too: a change to main.go rebuilds it.
-netpol_key="$(cat "$here/netpol/go.mod" "$here/netpol/go.sum" "$here/netpol/main.go" | sha256sum | cut -c1-12)"
+# Keyed by the module version and our sources too: a change to main.go or divert.go rebuilds it.
+netpol_key="$(cat "$here/netpol/go.mod" "$here/netpol/go.sum" "$here/netpol/"*.go | sha256sum | cut -c1-12)"
 netpol_dir="$cache/netpol-kube-network-policies-$netpol_version-$netpol_key/bin"
 build netpol netpol . "" "$netpol_dir"
 ln -sfn "$netpol_dir/netpol" "$bindir/netpol"

@@ -32,7 +32,7 @@ import { closeSync, existsSync, openSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { installDivertRules, NETPOL_GROUP, NETPOL_METRICS_PORT, NETPOL_QUEUE, queueBound } from './netpol.ts';
+import { NETPOL_GROUP, NETPOL_METRICS_PORT, NETPOL_QUEUE, queueBound } from './netpol.ts';
 import { daemonCgroupProcs, type RealNodeAddresses, type SlotAddresses } from './network.ts';
 import { base64File, issueCertificate, type Pki } from './pki.ts';
 
@@ -131,8 +131,8 @@ export class RealNodes {
   }
 
   /**
-   * The NetworkPolicy enforcer (kube-network-policies, see netpol.ts) on every node: the divert
-   * rules, then the enforcer; resolves once each one reads its queue (its informers have synced).
+   * The NetworkPolicy enforcer (kube-network-policies, see netpol.ts) on every node; resolves once
+   * each one reads its queue (its informers have synced).
    * The API server must serve and the RBAC of netpolRbac() exist.
    */
   async startPolicyEnforcers(): Promise<void> {
@@ -140,7 +140,6 @@ export class RealNodes {
       const dir = this.nodeDir(node);
       const client = await issueCertificate(this.ctx.pki, `netpol-${node.name}-client`, { subject: `/O=${NETPOL_GROUP}/CN=${NETPOL_GROUP}:${node.name}`, usage: 'clientAuth' });
       await this.writeKubeconfig(join(dir, 'netpol.kubeconfig'), `${NETPOL_GROUP}:${node.name}`, client);
-      await installDivertRules(node);
       await this.spawnInNode(node, 'netpol', [join(this.ctx.binDir, 'netpol'),
         `--kubeconfig=${join(dir, 'netpol.kubeconfig')}`,
         `--hostname-override=${node.name}`,

@@ -5,9 +5,9 @@
 // main takes a kubeconfig and both signals. Everything else mirrors the module's cmd/main.go.
 //
 // The kernel of the testbed's machine has no nft_queue (CONFIG_NFT_QUEUE unset, no loadable
-// modules), so the controller's own nftables rules (`queue num N`) are refused; the testbed diverts
-// new connections of the node's pods into the same queue with the xt NFQUEUE target instead
-// (testbed/netpol.ts), which the controller reads from nfnetlink_queue like its own rules would.
+// modules), so the controller's own nftables table (`queue num N`) is refused as a whole. This
+// main keeps the equivalent rules with the xt NFQUEUE target instead (divert.go), which the
+// controller reads from nfnetlink_queue just as it would read its own.
 package main
 
 import (
@@ -20,6 +20,7 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"k8s.io/client-go/informers"
@@ -103,6 +104,14 @@ func run() int {
 		}
 	}()
 
+	divert := newDivert(*nodeName, *queueID, factory.Core().V1().Pods(), factory.Networking().V1().NetworkPolicies())
+	if err := divert.install(ctx); err != nil {
+		logger.Error(err, "installing the divert rules")
+		return 1
+	}
+	diverting := make(chan struct{})
+	go func() { divert.run(ctx); close(diverting) }()
+
 	done := make(chan error, 1)
 	go func() { done <- controller.Run(ctx) }()
 	factory.Start(ctx.Done())
@@ -110,9 +119,17 @@ func run() int {
 
 	// Run returns when ctx ends (after removing its nftables table) or when it cannot open the queue.
 	err = <-done
+	signalled := ctx.Err() != nil
+	cancel()
+	<-diverting
+	cleanupCtx, cleanupCancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cleanupCancel()
+	if err := divert.remove(cleanupCtx); err != nil {
+		logger.Error(err, "removing the divert rules")
+	}
 	_ = metrics.Close()
 	factory.Shutdown()
-	if err != nil && ctx.Err() == nil {
+	if err != nil && !signalled {
 		logger.Error(err, "network policy controller stopped")
 		return 1
 	}
