@@ -1,8 +1,8 @@
 /**
  * Real nodes for the testbed: per node a kubelet, its own containerd (Debian's, with runc) and
  * the CNI bridge/host-local/portmap/loopback plugins (Debian's containernetworking-plugins), a
- * kube-proxy per node, and one CoreDNS for the cluster — all of it in the node's network
- * namespace (see network.ts for addresses and why).
+ * kube-proxy and a NetworkPolicy enforcer (netpol.ts) per node, and one CoreDNS for the cluster —
+ * all of it in the node's network namespace (see network.ts for addresses and why).
  *
  * Each node is a "node container" without a container engine: a holder process (`sleep
  * infinity`) owns the node's mount namespace, made private, in which tmpfs file systems hide the
