@@ -103,5 +103,7 @@ describe('NetworkPolicy on the real nodes', () => {
         .reduce((sum, m) => sum + Number(m[1]), 0);
       assert.ok(drops > 0, `${node.name}'s enforcer counted the packets it dropped`);
     }
+    // Its pods would idle on the shared nodes for the rest of the run (timing-sensitive tests follow).
+    for (const ns of [namespace, other]) await plane.request('DELETE', `/api/v1/namespaces/${ns}`);
   });
 });
