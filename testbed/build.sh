@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Builds the testbed's binaries from Go modules into a cache outside the repo, keyed by version,
 # so a machine builds them once: the control plane, kubectl, kwok, helm, and for the real nodes
-# kubelet, kube-proxy (same Kubernetes module as the control plane) and CoreDNS. Installs the
-# Debian packages the real nodes run (containerd, runc, CNI plugins, iptables) when missing.
+# kubelet, kube-proxy (same Kubernetes module as the control plane), CoreDNS and the NetworkPolicy
+# enforcer (kube-network-policies). Installs the Debian packages the real nodes run (containerd,
+# runc, CNI plugins, iptables) when missing.
 # Prints what it does and how long it took.
 #
 #   testbed/build.sh            build what is missing, print the bin dir on the last line
@@ -77,9 +78,11 @@ if [[ "${1:-}" == "--image-tools" ]]; then build_image_tools; echo "$bindir"; ex
 # --- end of images ---------------------------------------------------------------------------
 
 # The real nodes' runtime comes from Debian: containerd 1.6 with runc, the CNI plugins (bridge,
-# host-local, portmap, loopback in /usr/lib/cni) and iptables (kube-proxy, portmap).
+# host-local, portmap, loopback in /usr/lib/cni) and iptables (kube-proxy, portmap, the
+# NetworkPolicy divert rules); nftables for `nft`, with which the cleanup test lists every table
+# (iptables-save shows only iptables' own; kube-network-policies would make an inet one).
 # Not for --image-tools (make image-push needs none of them).
-debian_packages=(containerd runc containernetworking-plugins iptables)
+debian_packages=(containerd runc containernetworking-plugins iptables nftables)
 missing=()
 for pkg in "${debian_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || missing+=("$pkg")
@@ -132,6 +135,14 @@ fi
 coredns_dir="$cache/coredns-$COREDNS_VERSION/bin"
 build coredns coredns . "-X github.com/coredns/coredns/coremain.GitCommit=$COREDNS_VERSION" "$coredns_dir"
 ln -sfn "$coredns_dir/coredns" "$bindir/coredns"
+# The real nodes' NetworkPolicy enforcer: kube-network-policies' controller with our main
+# (testbed/netpol/main.go, see testbed/netpol.ts); cached on its own like CoreDNS.
+netpol_version="$(module_version netpol sigs.k8s.io/kube-network-policies)"
+# Keyed by the module version and our sources too: a change to main.go or divert.go rebuilds it.
+netpol_key="$(cat "$here/netpol/go.mod" "$here/netpol/go.sum" "$here/netpol/"*.go | sha256sum | cut -c1-12)"
+netpol_dir="$cache/netpol-kube-network-policies-$netpol_version-$netpol_key/bin"
+build netpol netpol . "" "$netpol_dir"
+ln -sfn "$netpol_dir/netpol" "$bindir/netpol"
 # helm renders the chart in tests; cached on its own so a helm bump does not rebuild Kubernetes.
 helm_dir="$cache/helm-$HELM_VERSION/bin"
 build helm helm helm.sh/helm/v3/cmd/helm "-X helm.sh/helm/v3/internal/version.version=$HELM_VERSION" "$helm_dir"

@@ -36,7 +36,8 @@ import {
 import { base64File, type ClientName, ensurePki, type Pki } from './pki.ts';
 import { registryReference } from '../image/testbed-images.ts';
 import { crowsnestImageSource, pushImage, REGISTRY_PORT, startRegistry, testbedImageSources } from './images.ts';
-import { RealNodes } from './realnode.ts';
+import { netpolRbac } from './netpol.ts';
+import { type NodeComponent, RealNodes } from './realnode.ts';
 import { freePort } from './free-port.ts';
 
 // Tests and benches take it from here, beside the control plane they start.
@@ -269,7 +270,12 @@ export class ControlPlane {
       if (network) {
         await runtimes;
         await pushed;
-        await timed(`real nodes: kubelet, kube-proxy, CoreDNS until ${realNodes} nodes Ready and DNS answers`, () => p.startNodeAgents());
+        // The enforcers need only the API server: they start beside the node agents, and are
+        // bound to their queues before any pod of a test runs.
+        await Promise.all([
+          timed(`real nodes: kubelet, kube-proxy, CoreDNS until ${realNodes} nodes Ready and DNS answers`, () => p.startNodeAgents()),
+          timed(`NetworkPolicy enforcers (kube-network-policies) on ${realNodes} nodes until they read their queues`, () => p.startPolicyEnforcers()),
+        ]);
       }
       await p.waitForDefaultServiceAccount('default');
     } catch (err) {
@@ -631,6 +637,20 @@ export class ControlPlane {
       nodes.checkAlive();
       return (await fetch(nodes.dnsReadyUrl!, { signal: AbortSignal.timeout(2_000) })).ok;
     });
+  }
+
+  /** kube-network-policies on every real node (testbed/netpol.ts), with the RBAC it reads and writes with. */
+  private async startPolicyEnforcers(): Promise<void> {
+    for (const [path, object] of netpolRbac()) {
+      const res = await this.request('POST', path, object);
+      if (res.status !== 201 && res.status !== 409) throw new Error(`creating ${path}: ${res.status} ${res.body}`);
+    }
+    await this.realNodes!.startPolicyEnforcers();
+  }
+
+  /** The pid of a real node's daemon (`component` of `node`, e.g. `crowsnest-real-0`, `netpol`), if it was started. */
+  nodeDaemonPid(node: string, component: NodeComponent): number | undefined {
+    return this.nodePids[`${node}/${component}`];
   }
 
   /**

@@ -422,6 +422,11 @@ export function reapSlotSync(slot: number): void {
     }
     sleepSync(20);
   }
+  // The host ends of the nodes' veths first: a deleted namespace frees its interfaces only when
+  // the kernel's asynchronous namespace cleanup gets to it, which took over 5 s under load.
+  for (const link of readdirSync('/sys/class/net').filter((l) => new RegExp(`^crowsnest${slot}r\\d+$`).test(l))) {
+    run(['ip', 'link', 'del', link], { ignoreErrors: true });
+  }
   for (const ns of listNetns().filter((n) => n.startsWith(`crowsnest${slot}-`))) run(['ip', 'netns', 'del', ns], { ignoreErrors: true });
   if (existsSync(`/sys/class/net/crowsnest${slot}`)) run(['ip', 'link', 'del', `crowsnest${slot}`], { ignoreErrors: true });
   for (const root of hierarchyRoots()) removeCgroupTree(join(root, CGROUP_PARENT, `s${slot}`));

@@ -1,8 +1,8 @@
 /**
  * Real nodes for the testbed: per node a kubelet, its own containerd (Debian's, with runc) and
  * the CNI bridge/host-local/portmap/loopback plugins (Debian's containernetworking-plugins), a
- * kube-proxy per node, and one CoreDNS for the cluster — all of it in the node's network
- * namespace (see network.ts for addresses and why).
+ * kube-proxy and a NetworkPolicy enforcer (netpol.ts) per node, and one CoreDNS for the cluster —
+ * all of it in the node's network namespace (see network.ts for addresses and why).
  *
  * Each node is a "node container" without a container engine: a holder process (`sleep
  * infinity`) owns the node's mount namespace, made private, in which tmpfs file systems hide the
@@ -32,6 +32,7 @@ import { closeSync, existsSync, openSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { NETPOL_GROUP, NETPOL_METRICS_PORT, NETPOL_QUEUE, queueBound } from './netpol.ts';
 import { daemonCgroupProcs, type RealNodeAddresses, type SlotAddresses } from './network.ts';
 import { base64File, issueCertificate, type Pki } from './pki.ts';
 
@@ -43,7 +44,7 @@ const CONTAINERD = '/usr/bin/containerd';
 const CTR = '/usr/bin/ctr';
 
 /** The daemons of a node, and the cluster's CoreDNS (on node 0). */
-export type NodeComponent = 'holder' | 'containerd' | 'kubelet' | 'kube-proxy' | 'coredns';
+export type NodeComponent = 'holder' | 'containerd' | 'kubelet' | 'kube-proxy' | 'coredns' | 'netpol';
 
 /** What the nodes' containerd pulls. */
 export interface RealNodeImages {
@@ -127,6 +128,27 @@ export class RealNodes {
       await this.writeKubeconfig(join(this.ctx.dir, 'coredns.kubeconfig'), 'coredns', this.ctx.pki.clients.coredns);
       await this.spawnInNode(first, 'coredns', [join(this.ctx.binDir, 'coredns'), '-conf', join(this.ctx.dir, 'Corefile')]);
     }
+  }
+
+  /**
+   * The NetworkPolicy enforcer (kube-network-policies, see netpol.ts) on every node; resolves once
+   * each one reads its queue (its informers have synced).
+   * The API server must serve and the RBAC of netpolRbac() exist.
+   */
+  async startPolicyEnforcers(): Promise<void> {
+    await Promise.all(this.nodes.map(async (node) => {
+      const dir = this.nodeDir(node);
+      const client = await issueCertificate(this.ctx.pki, `netpol-${node.name}-client`, { subject: `/O=${NETPOL_GROUP}/CN=${NETPOL_GROUP}:${node.name}`, usage: 'clientAuth' });
+      await this.writeKubeconfig(join(dir, 'netpol.kubeconfig'), `${NETPOL_GROUP}:${node.name}`, client);
+      await this.spawnInNode(node, 'netpol', [join(this.ctx.binDir, 'netpol'),
+        `--kubeconfig=${join(dir, 'netpol.kubeconfig')}`,
+        `--hostname-override=${node.name}`,
+        `--nfqueue-id=${NETPOL_QUEUE}`,
+        `--metrics-bind-address=${node.ip}:${NETPOL_METRICS_PORT}`,
+        '--v=1',
+      ]);
+      await this.waitFor(`${node.name} NetworkPolicy enforcer bound to queue ${NETPOL_QUEUE}`, () => queueBound(node));
+    }));
   }
 
   /** CoreDNS's readiness endpoint (the `ready` plugin: 200 once the kubernetes plugin has synced). */

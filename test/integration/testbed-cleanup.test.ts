@@ -15,6 +15,7 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { describe, it } from 'node:test';
 import { ControlPlane } from '../../testbed/controlplane.ts';
+import { queueBound } from '../../testbed/netpol.ts';
 import { CGROUP_PARENT, SLOT_DIR } from '../../testbed/network.ts';
 import { podLog, runPod } from '../../testbed/realpods.ts';
 import { testbed } from './testbed.ts';
@@ -96,6 +97,8 @@ describe('make cluster / make cluster-down', () => {
         await runPod(plane, { namespace: 'default', name: `cycle-${node}`, node, image: plane.images['test']!, command, spec: { containers: [{ name: 'main', image: plane.images['test']!, command, ports: [{ containerPort: 8080, hostPort: 30080 }] }] } });
         assert.equal(await podLog(plane, 'default', `cycle-${node}`), 'up\n');
       }
+      // Each node's NetworkPolicy enforcer reads its queue, so its process and rules are in the cycle too.
+      for (const node of plane.network!.nodes) assert.ok(await queueBound(node), `${node.name}'s NetworkPolicy enforcer is bound to its queue`);
       const during = await hostState();
       assert.ok(during.netns.has(`crowsnest${slot}-real-0`), 'the node namespaces exist while up');
       assert.ok(during.links.has(`crowsnest${slot}`), 'the bridge exists while up');
