@@ -384,7 +384,13 @@ describe('rewriteSeedFlags', () => {
   const cases: { name: string; argv: string[]; expected: string[] }[] = [
     { name: '-external <path> becomes --kubeconfig <path>', argv: ['-external', '/k/config', 'c1'], expected: ['--kubeconfig', '/k/config', 'c1'] },
     { name: '-external=<path> keeps its value', argv: ['-external=/k/a=b'], expected: ['--kubeconfig=/k/a=b'] },
-    { name: '-config, -debug and -dry-run', argv: ['-config', '/etc/cfg', '-debug', '-dry-run'], expected: ['--config', '/etc/cfg', '--debug', '--dry-run'] },
+    { name: '-config, -debug and -dry-run', argv: ['-config', '/etc/cfg', '-debug', '-dry-run'], expected: ['--config', '/etc/cfg', '--debug=true', '--dry-run=true'] },
+    {
+      name: 'the documented command line: -debug takes no value, the next word is the cluster id (Go flag syntax)',
+      argv: ['-external', '/k', '-config', '/etc/cfg', '-debug', 'mycluster'],
+      expected: ['--kubeconfig', '/k', '--config', '/etc/cfg', '--debug=true', 'mycluster'],
+    },
+    { name: '-debug=false keeps its value', argv: ['-debug=false', 'c1'], expected: ['--debug=false', 'c1'] },
     { name: '-config=<dir>', argv: ['-config=/etc/cfg'], expected: ['--config=/etc/cfg'] },
     {
       name: 'our own flags and short flags are left alone',

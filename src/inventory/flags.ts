@@ -304,10 +304,14 @@ function optionalKey<K extends string>(key: K, value: string | undefined): Parti
  */
 export function rewriteSeedFlags(argv: readonly string[]): string[] {
   const map: Readonly<Record<string, string>> = { '-external': '--kubeconfig', '-config': '--config', '-debug': '--debug', '-dry-run': '--dry-run' };
+  // Go's boolean flags never take the next word as their value (`-debug mycluster` is the switch
+  // and the cluster id): spelled `--debug=true`, commander cannot take it either.
+  const switches = new Set(['-debug', '-dry-run']);
   return argv.map((arg) => {
     const [name = '', value] = arg.split(/=(.*)/s, 2);
     const replacement = map[name];
     if (!replacement) return arg;
-    return value !== undefined ? `${replacement}=${value}` : replacement;
+    if (value !== undefined) return `${replacement}=${value}`;
+    return switches.has(name) ? `${replacement}=true` : replacement;
   });
 }

@@ -454,6 +454,19 @@ describe('inventory collect', () => {
     assert.equal(objects.length, expected.size - namespaces.length, 'widgets are removed with customresources');
     assert.ok(!objects.some((object) => object['kind'] === 'Widget'));
   });
+
+  it('runs k8s-collector\'s documented command line: -external <kubeconfig> -config <dir> -debug <clusterId> (Go flag syntax)', async () => {
+    const plane = await testbed();
+    const configDir = await reportDir();
+    const out = await reportDir();
+    const keys: Record<string, string> = { labelSelector: selector, addTypes: 'secrets', namespaces: namespaces.join('\n'), reportDir: out, removeTypes: 'customresources' };
+    for (const [key, value] of Object.entries(keys)) await writeFile(join(configDir, key), value);
+    // -debug is a switch: `mycluster` after it is the cluster id, not the switch's value.
+    const run = await runCli(['inventory', 'collect', '-external', plane.kubeconfigPath, '-config', configDir, '-debug', 'seed-cluster'], { KUBECONFIG: '/nonexistent' });
+    assert.equal(run.code, 0, run.stderr);
+    assert.equal((await summaryOf(out)).clusterId, 'seed-cluster');
+    assert.equal((await snapshotObjects(out)).length, expected.size - namespaces.length);
+  });
 });
 
 describe('inventory paging', () => {
