@@ -62,6 +62,8 @@ export interface Flag<T> {
   readonly env?: readonly string[] | false;
   /** The file name in the config directory, for commands that read one. */
   readonly configKey?: string;
+  /** Further file names read after {@link configKey}, in order (the seeds' ConfigMap keys). */
+  readonly configAliases?: readonly string[];
   /** Whether a `--no-<name>` form exists (only for boolean switches). */
   readonly negatable?: boolean;
   /** Help of the `--no-<name>` form; default "same as --<name>=false". */
@@ -147,8 +149,8 @@ export class FlagResolver {
       if (value !== undefined && value !== '') return { value, from: envVar };
     }
     const config = this.#sources.config;
-    if (flag.configKey !== undefined && config?.values[flag.configKey] !== undefined) {
-      return { value: config.values[flag.configKey]!, from: join(config.dir, flag.configKey) };
+    for (const key of [flag.configKey, ...(flag.configAliases ?? [])]) {
+      if (key !== undefined && config?.values[key] !== undefined) return { value: config.values[key], from: join(config.dir, key) };
     }
     return undefined;
   }

@@ -56,6 +56,7 @@ export function addPortsCollectCommand(ports: Command, io: CliIO, state: RunStat
       const previous = await report.readPreviousReport(options.reportDir, (name, reason) => logger.warn({ name, reason }, 'skipping unreadable earlier report'));
       const built = report.buildReport({ runId, startedAt, finishedAt: new Date(), outcomes, ...(previous ? { previous } : {}) });
       const written = await report.writeReport(options.reportDir, built, options.keepLast);
+      const compatible = options.reportFormat === 'node-collector' ? await report.writeNodeCollectorReport(options.reportDir, built, options.keepLast) : undefined;
       if (options.output === 'json') {
         io.stdout(`${JSON.stringify(built, null, 2)}\n`);
       } else {
@@ -63,6 +64,7 @@ export function addPortsCollectCommand(ports: Command, io: CliIO, state: RunStat
         const lines = [
           `ports: ${built.nodes.length} node(s) scanned, ${built.failed.length} failed${skipped.length ? `, ${skipped.length} not scanned` : ''}, in ${(built.durationMs / 1000).toFixed(1)}s`,
           `  report: ${written.text}`,
+          ...(compatible ? [`  k8s-node-collector report: ${compatible}`] : []),
           ...built.failed.map((failure) => `  ! ${failure.node}: ${failure.reason}`),
           ...skipped.map((skip) => `  - ${skip.node}: ${skip.reason}`),
           ...report.renderDiffText(built.diff),

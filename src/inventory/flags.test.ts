@@ -371,6 +371,54 @@ describe('resolveInventoryCollectOptions: errors and warnings', () => {
     assert.deepEqual(options.selectors.add, ['secrets']);
   });
 
+  it('reads k8s-collector\'s ConfigMap keys: watchNamespace, ignoreNamespaces, resources, per-type switches, PageSize, MaxGoRoutines', () => {
+    const options = resolveInventoryCollectOptions(sources({
+      clusterIdArgument: 'c', flags: { config: '/cfg' },
+      config: {
+        'collector.watchNamespace': 'shop',
+        'collector.ignoreNamespaces': 'one\ntwo\n',
+        'collector.resources.secrets': 'true',
+        'collector.resources.replicationControllers': 'false',
+        'collector.resources.argoApplications': 'T',
+        'collector.resources.events': '',
+        'collector.PageSize': '250',
+        'collector.MaxGoRoutines': '8',
+      },
+    }));
+    assert.deepEqual(options.warnings, []);
+    assert.deepEqual(options.namespaces, ['shop']);
+    assert.deepEqual(options.ignoreNamespaces, ['one', 'two']);
+    assert.deepEqual(options.selectors.add, ['secrets', 'applications.argoproj.io']);
+    assert.deepEqual(options.selectors.remove, ['replicationcontrollers']);
+    assert.equal(options.pageSize, 250);
+    assert.equal(options.concurrency, 8);
+    const listed = resolveInventoryCollectOptions(sources({ clusterIdArgument: 'c', flags: { config: '/cfg' }, config: { 'collector.resources': '\nconfigmaps\npods\n' } }));
+    assert.deepEqual(listed.selectors.base, ['configmaps', 'pods']);
+  });
+
+  it('our own keys win over k8s-collector\'s, and the tool\'s switches add to ours', () => {
+    const options = resolveInventoryCollectOptions(sources({
+      clusterIdArgument: 'c', flags: { config: '/cfg' },
+      config: { pageSize: '100', 'collector.PageSize': '250', addTypes: 'events', 'collector.resources.secrets': 'true' },
+    }));
+    assert.equal(options.pageSize, 100);
+    assert.deepEqual(options.selectors.add, ['events', 'secrets']);
+  });
+
+  it('says why collector.OverrideUniqueClusterId has no meaning here, and refuses a per-type switch that is not a boolean, naming the file', () => {
+    const options = resolveInventoryCollectOptions(sources({ clusterIdArgument: 'c', flags: { config: '/cfg' }, config: { 'collector.OverrideUniqueClusterId': 'true' } }));
+    assert.equal(options.warnings.length, 1);
+    assert.match(options.warnings[0] ?? '', /^config directory \/cfg: k8s-collector's key "collector.OverrideUniqueClusterId" has no meaning here: .*X-Crowsnest-Cluster-Id/);
+    assert.throws(
+      () => resolveInventoryCollectOptions(sources({ clusterIdArgument: 'c', flags: { config: '/cfg' }, config: { 'collector.resources.pods': 'yes' } })),
+      /invalid value "yes" in \/cfg\/collector\.resources\.pods: expected true or false/,
+    );
+    assert.throws(
+      () => resolveInventoryCollectOptions(sources({ clusterIdArgument: 'c', flags: { config: '/cfg' }, config: { 'collector.PageSize': 'lots' } })),
+      /--page-size \(from \/cfg\/collector\.PageSize\)/,
+    );
+  });
+
   it('warns when redaction is turned off, by flag or by config', () => {
     for (const init of [{ flags: { redact: false } }, { config: { redact: 'false' } }]) {
       const options = resolveInventoryCollectOptions(sources({ clusterIdArgument: 'c', ...init }));

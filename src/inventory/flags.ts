@@ -101,18 +101,18 @@ function parseOutput(value: FlagValue): 'text' | 'json' {
 
 /** Flags of `inventory collect`, in help order; `configKey` is a flag's file name in the config directory. */
 export const inventoryCollectFlags = {
-  config: flag({ name: 'config', valueName: '<dir>', description: 'config directory, one file per key (a mounted ConfigMap); keys are the camelCase flag names, e.g. addTypes', default: DEFAULT_CONFIG_DIR, parse: asString }),
+  config: flag({ name: 'config', valueName: '<dir>', description: 'config directory, one file per key (a mounted ConfigMap); keys are the camelCase flag names, e.g. addTypes, or k8s-collector\'s collector.* keys', default: DEFAULT_CONFIG_DIR, parse: asString }),
   endpoint: flag({ name: 'endpoint', valueName: '<url>', description: 'send the snapshot to this endpoint as k8s-collector did (login at <url>/sink/login, gzip JSON {"objects":[…]} to <url>/sink/send, 204 = success) instead of only writing it to the report directory', defaultText: 'none', configKey: 'endpoint', parse: parseEndpoint, showValue: hideUserinfo }),
   loginEndpoint: flag({ name: 'login-endpoint', valueName: '<url>', description: 'log in at <url>/account/access_keys/login instead (k8s-collector\'s later loginEndpoint)', defaultText: '--endpoint', configKey: 'loginEndpoint', parse: parseEndpoint, showValue: hideUserinfo }),
   customResourcesClusterRole: flag({ name: 'custom-resources-cluster-role', valueName: '<name>', description: 'before listing, set this ClusterRole\'s rules to get/list on exactly the custom resource types found (the chart\'s way to read them without "*" on "*")', defaultText: 'none', configKey: 'customResourcesClusterRole', parse: (v) => asString(v).trim() || undefined }),
-  resources: flag({ name: 'resources', valueName: '<list>', description: 'resource types to collect instead of the default set: "pods", "deployments.apps", "apps/*", "customresources", "*"', defaultText: 'workloads, networking, storage, RBAC, config, CRDs and custom resources', configKey: 'resources', parse: parseTypeList }),
+  resources: flag({ name: 'resources', valueName: '<list>', description: 'resource types to collect instead of the default set: "pods", "deployments.apps", "apps/*", "customresources", "*"', defaultText: 'workloads, networking, storage, RBAC, config, CRDs and custom resources', configKey: 'resources', configAliases: ['collector.resources'], parse: parseTypeList }),
   addTypes: flag({ name: 'add-types', valueName: '<list>', description: 'types added to the set, e.g. "secrets,events"', default: '', defaultText: 'none', configKey: 'addTypes', parse: parseTypeList }),
   removeTypes: flag({ name: 'remove-types', valueName: '<list>', description: 'types removed from the set (wins over additions)', default: '', defaultText: 'none', configKey: 'removeTypes', parse: parseTypeList }),
-  namespaces: flag({ name: 'namespaces', valueName: '<list>', description: 'collect namespaced objects from these namespaces only', defaultText: 'all', configKey: 'namespaces', parse: parseNamespaceList }),
-  ignoreNamespaces: flag({ name: 'ignore-namespaces', valueName: '<list>', description: 'skip objects in these namespaces', default: '', defaultText: 'none', configKey: 'ignoreNamespaces', parse: parseNamespaceList }),
+  namespaces: flag({ name: 'namespaces', valueName: '<list>', description: 'collect namespaced objects from these namespaces only', defaultText: 'all', configKey: 'namespaces', configAliases: ['collector.watchNamespace'], parse: parseNamespaceList }),
+  ignoreNamespaces: flag({ name: 'ignore-namespaces', valueName: '<list>', description: 'skip objects in these namespaces', default: '', defaultText: 'none', configKey: 'ignoreNamespaces', configAliases: ['collector.ignoreNamespaces'], parse: parseNamespaceList }),
   labelSelector: flag({ name: 'label-selector', valueName: '<selector>', description: 'collect only objects matching this label selector, e.g. "team=web,tier!=test"', defaultText: 'everything', configKey: 'labelSelector', parse: parseLabelSelector }),
-  pageSize: flag({ name: 'page-size', valueName: '<n>', description: 'objects per list request (limit + continue)', default: '500', configKey: 'pageSize', parse: parsePageSize }),
-  concurrency: flag({ name: 'concurrency', valueName: '<n>', description: 'resource types listed at once', default: '4', configKey: 'concurrency', parse: parsePositiveInteger }),
+  pageSize: flag({ name: 'page-size', valueName: '<n>', description: 'objects per list request (limit + continue)', default: '500', configKey: 'pageSize', configAliases: ['collector.PageSize'], parse: parsePageSize }),
+  concurrency: flag({ name: 'concurrency', valueName: '<n>', description: 'resource types listed at once', default: '4', configKey: 'concurrency', configAliases: ['collector.MaxGoRoutines'], parse: parsePositiveInteger }),
   qps: flag({ name: 'qps', valueName: '<n>', description: 'API requests per second, sustained', default: '50', configKey: 'qps', parse: parsePositiveNumber }),
   burst: flag({ name: 'burst', valueName: '<n>', description: 'API requests allowed at once above --qps', default: '100', configKey: 'burst', parse: parsePositiveInteger }),
   redact: flag({ name: 'redact', valueName: '[bool]', description: 'replace Secret values, decode Helm releases to metadata only, drop managedFields and last-applied annotations', default: true, configKey: 'redact', negatable: true, parse: parseBool }),
@@ -208,9 +208,12 @@ export function resolveInventoryCollectOptions(sources: InventorySources): Inven
     throw new OptionError('--config', `config directory ${configDir} does not exist`);
   }
   const knownKeys = new Set(inventoryCollectFlagList.flatMap((f) => (f.configKey ? [f.configKey] : [])));
+  const aliasKeys = new Set(inventoryCollectFlagList.flatMap((f) => f.configAliases ?? []));
   for (const key of Object.keys(config ?? {})) {
-    if (!knownKeys.has(key)) warnings.push(`config directory ${configDir}: unknown key "${key}" ignored (known: ${[...knownKeys].join(', ')})`);
+    if (COLLECTOR_MEANINGLESS_KEYS[key]) warnings.push(`config directory ${configDir}: k8s-collector's key "${key}" has no meaning here: ${COLLECTOR_MEANINGLESS_KEYS[key]}`);
+    else if (!knownKeys.has(key) && !aliasKeys.has(key) && !COLLECTOR_RESOURCE_KEY.test(key)) warnings.push(`config directory ${configDir}: unknown key "${key}" ignored (known: ${[...knownKeys].join(', ')})`);
   }
+  const collectorTypes = collectorResourceSwitches(config ?? {}, configDir);
   const flags = new FlagResolver({ flags: sources.flags, env: sources.env, ...(config !== undefined ? { config: { dir: configDir, values: config } } : {}) });
 
   const dryRun = flags.get(inventoryCollectFlags.dryRun);
@@ -263,8 +266,8 @@ export function resolveInventoryCollectOptions(sources: InventorySources): Inven
     ...optionalKey('secretKey', secretKey),
     selectors: {
       base,
-      add: flags.get(inventoryCollectFlags.addTypes),
-      remove: flags.get(inventoryCollectFlags.removeTypes),
+      add: [...flags.get(inventoryCollectFlags.addTypes), ...collectorTypes.add],
+      remove: [...flags.get(inventoryCollectFlags.removeTypes), ...collectorTypes.remove],
     },
     ...(namespaces !== undefined && namespaces.length > 0 ? { namespaces } : {}),
     ignoreNamespaces: flags.get(inventoryCollectFlags.ignoreNamespaces),
@@ -296,6 +299,54 @@ export function resolveInventoryCollectOptions(sources: InventorySources): Inven
 
 function optionalKey<K extends string>(key: K, value: string | undefined): Partial<Record<K, string>> {
   return value ? ({ [key]: value } as Record<K, string>) : {};
+}
+
+/** k8s-collector's per-type switches, `collector.resources.<type>` = true | false. */
+const COLLECTOR_RESOURCE_KEY = /^collector\.resources\.(.+)$/;
+
+/** Its type names that are not the lowercased resource name. */
+const COLLECTOR_TYPE_NAMES: Readonly<Record<string, string>> = {
+  argoApplications: 'applications.argoproj.io',
+  podMetrics: 'pods.metrics.k8s.io',
+};
+
+/** k8s-collector's keys with nothing to do here, and why (a warning says so, never silence). */
+const COLLECTOR_MEANINGLESS_KEYS: Readonly<Record<string, string>> = {
+  'collector.OverrideUniqueClusterId': 'it asked the tool\'s own service to accept a cluster id already registered; Crowsnest sends the cluster id with every chunk (X-Crowsnest-Cluster-Id) and the receiver decides',
+  'collector.overrideUniqueClusterId': 'it asked the tool\'s own service to accept a cluster id already registered; Crowsnest sends the cluster id with every chunk (X-Crowsnest-Cluster-Id) and the receiver decides',
+};
+
+/** Go's `strconv.ParseBool` spellings, as the tool parsed its switches. */
+const GO_TRUE = new Set(['1', 't', 'T', 'TRUE', 'true', 'True']);
+const GO_FALSE = new Set(['0', 'f', 'F', 'FALSE', 'false', 'False']);
+
+/**
+ * k8s-collector's `collector.resources.<type>` switches as type additions (true) and removals
+ * (false), e.g. `collector.resources.replicationControllers: "false"` removes
+ * replicationcontrollers. The tool fell back to its default on a value it could not parse; we
+ * refuse it, naming the file.
+ * @throws OptionError for a value that is not a Go boolean, or a type name we cannot read.
+ */
+export function collectorResourceSwitches(config: Readonly<Record<string, string>>, configDir: string): { add: string[]; remove: string[] } {
+  const add: string[] = [];
+  const remove: string[] = [];
+  for (const [key, raw] of Object.entries(config)) {
+    const name = COLLECTOR_RESOURCE_KEY.exec(key)?.[1];
+    if (name === undefined) continue;
+    const from = `${configDir}/${key}`;
+    const value = raw.trim();
+    if (value === '') continue;
+    const on = GO_TRUE.has(value) ? true : GO_FALSE.has(value) ? false : undefined;
+    if (on === undefined) throw new OptionError(from, `invalid value "${value}" in ${from}: expected true or false (k8s-collector's per-type switch)`);
+    let type: string;
+    try {
+      [type = ''] = parseTypeSelectors([COLLECTOR_TYPE_NAMES[name] ?? name.toLowerCase()]);
+    } catch (err) {
+      throw new OptionError(from, `${from}: ${err instanceof Error ? err.message : String(err)}`);
+    }
+    (on ? add : remove).push(type);
+  }
+  return { add, remove };
 }
 
 /**

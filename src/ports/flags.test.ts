@@ -22,6 +22,7 @@ describe('resolvePortsCollectOptions', () => {
       reportDir: './reports',
       keepLast: 30,
       output: 'text',
+      reportFormat: 'crowsnest',
     });
     assert.match(version, /^\d+\.\d+\.\d+/);
   });
@@ -39,6 +40,7 @@ describe('resolvePortsCollectOptions', () => {
         'report-dir': '/var/lib/crowsnest/reports',
         'keep-last': '7',
         output: 'json',
+        'report-format': 'node-collector',
       },
       {},
     );
@@ -54,7 +56,9 @@ describe('resolvePortsCollectOptions', () => {
       keepLast: 7,
       priorityClassName: 'system-node-critical',
       output: 'json',
+      reportFormat: 'node-collector',
     });
+    assert.throws(() => resolveWith({ 'report-format': 'netstat' }, {}), /--report-format/);
   });
 
   test('the namespace comes from POD_NAMESPACE, CROWSNEST_NAMESPACE before it, the flag before both', () => {

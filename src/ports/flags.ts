@@ -107,6 +107,11 @@ export const portsCollectFlags = {
   reportDir: flag({ name: 'report-dir', valueName: '<dir>', description: 'where reports go', default: './reports', env: ['PATH_REPORTS', 'PATH_REPORT'], parse: parseReportDir }),
   keepLast: flag({ name: 'keep-last', valueName: '<n>', description: 'reports kept; 0 keeps all', default: '30', parse: parseKeepLast }),
   output: flag({ name: 'output', short: 'o', valueName: '<format>', description: 'what to print: text (the changes) or json (the report)', default: 'text', choices: ['text', 'json'], env: false, parse: oneOf(['text', 'json'] as const) }),
+  reportFormat: flag({
+    name: 'report-format', valueName: '<format>',
+    description: `reports written: crowsnest (JSON + text), or node-collector: also k8s-node-collector's file (named DD-Mon-HH:MM, "Ports opened in Node: <node>" then its ports) for scripts that parse it`,
+    default: 'crowsnest', choices: ['crowsnest', 'node-collector'], parse: oneOf(['crowsnest', 'node-collector'] as const),
+  }),
 };
 
 /** The flags of `ports collect` as the CLI declares them, in help order. */
@@ -124,6 +129,7 @@ export interface PortsCollectCliOptions {
   readonly keepLast: number;
   readonly priorityClassName?: string;
   readonly output: 'text' | 'json';
+  readonly reportFormat: 'crowsnest' | 'node-collector';
 }
 
 /** @throws OptionError naming the offending flag. */
@@ -144,5 +150,6 @@ export function resolvePortsCollectOptions(sources: FlagSources): PortsCollectCl
     keepLast: flags.get(portsCollectFlags.keepLast),
     ...(priorityClassName ? { priorityClassName } : {}),
     output: flags.get(portsCollectFlags.output),
+    reportFormat: flags.get(portsCollectFlags.reportFormat),
   };
 }

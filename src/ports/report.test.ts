@@ -8,8 +8,11 @@ import {
   buildReport,
   CLUSTER_PORT_REPORT_KIND,
   diffReports,
+  nodeCollectorReportName,
   readPreviousReport,
+  renderNodeCollectorReport,
   renderReportText,
+  writeNodeCollectorReport,
   writeReport,
   type ClusterPortReport,
   type NodePorts,
@@ -445,5 +448,39 @@ describe('a node whose scan fails for a while', () => {
     assert.deepEqual(report.failed, []);
     assert.deepEqual(report.skipped, [{ node: 'win-1', reason: 'not a Linux node (kubernetes.io/os=windows)' }]);
     assert.match(renderReportText(report), /== nodes not scanned\n {2}win-1: not a Linux node/);
+  });
+});
+
+describe('k8s-node-collector\'s report (--report-format node-collector)', () => {
+  test('is named as the tool\'s `date +%d-%b-%H:%M`, in UTC', () => {
+    assert.equal(nodeCollectorReportName(new Date('2026-12-07T02:15:59.000Z')), '07-Dec-02:15');
+    assert.equal(nodeCollectorReportName(new Date('2027-01-01T00:00:00.000Z')), '01-Jan-00:00');
+  });
+
+  test('lists per node, by name, the TCP ports listening on 0.0.0.0, as its netstat | grep | awk kept them; a failed node gets its header only', () => {
+    const text = renderNodeCollectorReport(report([
+      nodePorts('node-b', [port({ port: 8080 }), port({ port: 22 }), port({ protocol: 'udp', port: 53 }), port({ address: '127.0.0.1', port: 631 }), port({ family: 'ipv6', address: '::', port: 443 })]),
+      nodePorts('node-a', [port({ port: 10250 })]),
+    ], [{ node: 'node-c', reason: 'pod never started' }]));
+    assert.equal(text, 'Ports opened in Node: node-a\n10250\nPorts opened in Node: node-b\n22\n8080\nPorts opened in Node: node-c\n');
+  });
+
+  test('a run in the same minute replaces the file, as the tool\'s did; only the newest keepLast are kept', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'crowsnest-node-collector-'));
+    try {
+      const at = (iso: string, ports: number[]): ClusterPortReport => report([nodePorts('node-a', ports.map((p) => port({ port: p })))], [], { startedAt: iso });
+      const first = await writeNodeCollectorReport(dir, at('2026-12-07T02:15:01.000Z', [22]), 2);
+      assert.equal(first, join(dir, '07-Dec-02:15'));
+      await writeNodeCollectorReport(dir, at('2026-12-07T02:15:40.000Z', [22, 80]), 2);
+      assert.equal(await readFile(first, 'utf8'), 'Ports opened in Node: node-a\n22\n80\n');
+      await writeFile(join(dir, 'ports-20261207T021500Z-abcd.json'), '{}');
+      for (const iso of ['2026-12-07T02:16:00.000Z', '2026-12-07T02:17:00.000Z']) {
+        await new Promise((resolve) => setTimeout(resolve, 20));
+        await writeNodeCollectorReport(dir, at(iso, [22]), 2);
+      }
+      assert.deepEqual((await readdir(dir)).sort(), ['07-Dec-02:16', '07-Dec-02:17', 'ports-20261207T021500Z-abcd.json']);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });

@@ -7,7 +7,7 @@
  * another run's file, so the newest report is always a whole one — it is what the next run
  * diffs against. Reports of versions before 0.2 (`ports-<YYYYMMDDTHHMMSSZ>.json`) are still read.
  */
-import { readdir, readFile, rm } from 'node:fs/promises';
+import { readdir, readFile, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import {
   compareByStamp,
@@ -17,6 +17,7 @@ import {
   makeDirectories,
   RUN_SUFFIX_PATTERN,
   runNameSuffix,
+  writeFileAtomically,
 } from '../report-files.ts';
 import { REPORT_API_VERSION } from '../kube/objects/labels.ts';
 import { escapeControl } from '../terminal-text.ts';
@@ -230,6 +231,56 @@ export async function readPreviousReport(dir: string, onSkip: (name: string, rea
  * Writes the report's JSON and text files (temp + rename) and removes reports beyond `keepLast`
  * (0 keeps all). @returns the paths written.
  */
+/** Report layouts `ports collect --report-format` writes: ours alone, or ours and k8s-node-collector's. */
+export const REPORT_FORMATS = ['crowsnest', 'node-collector'] as const;
+export type ReportFormat = (typeof REPORT_FORMATS)[number];
+
+const MONTHS = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec'];
+const two = (n: number): string => String(n).padStart(2, '0');
+
+/** k8s-node-collector's report name, `date +%d-%b-%H:%M` (UTC, as in its pod), e.g. `07-Dec-02:15`. */
+export function nodeCollectorReportName(at: Date): string {
+  return `${two(at.getUTCDate())}-${MONTHS[at.getUTCMonth()]}-${two(at.getUTCHours())}:${two(at.getUTCMinutes())}`;
+}
+const NODE_COLLECTOR_NAME = /^\d\d-[A-Z][a-z]{2}-\d\d:\d\d$/;
+
+/**
+ * The report as k8s-node-collector wrote it, for scripts that parse it: per node (its
+ * `kubectl get nodes` order, by name) a line `Ports opened in Node: <node>`, then one line per
+ * port its `netstat -putan | grep LISTEN | grep 0.0.0.0.0` kept — TCP listeners on 0.0.0.0 —
+ * with the port alone. A node whose scan failed gets its header and no ports, as when the tool's
+ * `kubectl exec` failed (our own report beside it says why).
+ */
+export function renderNodeCollectorReport(report: ClusterPortReport): string {
+  const nodes = [...report.nodes.map((n) => ({ node: n.node, ports: n.ports })), ...report.failed.map((f) => ({ node: f.node, ports: [] as readonly ReportedPort[] }))]
+    .sort((a, b) => (a.node < b.node ? -1 : a.node > b.node ? 1 : 0));
+  const lines: string[] = [];
+  for (const { node, ports } of nodes) {
+    lines.push(`Ports opened in Node: ${escapeControl(node)}`);
+    const wildcard = ports.filter((p) => p.protocol === 'tcp' && p.family === 'ipv4' && p.address === '0.0.0.0').map((p) => p.port).sort((a, b) => a - b);
+    for (const port of wildcard) lines.push(String(port));
+  }
+  return `${lines.join('\n')}\n`;
+}
+
+/**
+ * Writes k8s-node-collector's report into `dir` under its name; a run in the same minute replaces
+ * it, as the tool's did (ours, beside it, is never replaced). Keeps the newest `keepLast`.
+ * @returns the path written.
+ */
+export async function writeNodeCollectorReport(dir: string, report: ClusterPortReport, keepLast: number): Promise<string> {
+  const path = join(dir, nodeCollectorReportName(new Date(report.startedAt)));
+  await rm(path, { force: true });
+  await writeFileAtomically(path, renderNodeCollectorReport(report), 0o644);
+  if (keepLast > 0) {
+    const names = (await readdir(dir)).filter((name) => NODE_COLLECTOR_NAME.test(name));
+    const dated = await Promise.all(names.map(async (name) => ({ name, mtimeMs: (await stat(join(dir, name))).mtimeMs })));
+    dated.sort((a, b) => b.mtimeMs - a.mtimeMs);
+    for (const { name } of dated.slice(keepLast)) await rm(join(dir, name), { force: true });
+  }
+  return path;
+}
+
 export async function writeReport(dir: string, report: ClusterPortReport, keepLast: number): Promise<{ json: string; text: string }> {
   await makeDirectories(dir);
   const base = `ports-${fileTimestamp(new Date(report.startedAt))}-${runNameSuffix(report.runId)}`;

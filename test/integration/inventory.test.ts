@@ -455,11 +455,14 @@ describe('inventory collect', () => {
     assert.ok(!objects.some((object) => object['kind'] === 'Widget'));
   });
 
-  it('runs k8s-collector\'s documented command line: -external <kubeconfig> -config <dir> -debug <clusterId> (Go flag syntax)', async () => {
+  it('runs k8s-collector\'s documented command line: -external <kubeconfig> -config <dir> -debug <clusterId> (Go flag syntax), with its collector.* ConfigMap keys', async () => {
     const plane = await testbed();
     const configDir = await reportDir();
     const out = await reportDir();
-    const keys: Record<string, string> = { labelSelector: selector, addTypes: 'secrets', namespaces: namespaces.join('\n'), reportDir: out, removeTypes: 'customresources' };
+    // The tool's own keys where it had them: a per-type switch and its page size.
+    const keys: Record<string, string> = {
+      labelSelector: selector, 'collector.resources.secrets': 'true', 'collector.PageSize': '2', namespaces: namespaces.join('\n'), reportDir: out, removeTypes: 'customresources',
+    };
     for (const [key, value] of Object.entries(keys)) await writeFile(join(configDir, key), value);
     // -debug is a switch: `mycluster` after it is the cluster id, not the switch's value.
     const run = await runCli(['inventory', 'collect', '-external', plane.kubeconfigPath, '-config', configDir, '-debug', 'seed-cluster'], { KUBECONFIG: '/nonexistent' });

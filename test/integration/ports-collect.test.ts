@@ -34,9 +34,9 @@ async function runCli(args: readonly string[]): Promise<{ code: number; stdout: 
   return { code, stdout, stderr };
 }
 
-async function listen(): Promise<{ server: Server; port: number }> {
+async function listen(host = '127.0.0.1'): Promise<{ server: Server; port: number }> {
   const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  await new Promise<void>((resolve) => server.listen(0, host, resolve));
   return { server, port: (server.address() as { port: number }).port };
 }
 
@@ -140,9 +140,21 @@ describe('ports collect', () => {
       first.server.close();
       const second = await listen();
       servers.push(second.server);
-      const run2 = await runCli(['ports', 'collect', '--namespace', namespace, '--report-dir', dir, '--image', image, '--node-selector', 'type!=kwok', '--output', 'json']);
+      // A listener on every IPv4 address: what k8s-node-collector's report lists.
+      const wildcard = await listen('0.0.0.0');
+      servers.push(wildcard.server);
+      const run2 = await runCli(['ports', 'collect', '--namespace', namespace, '--report-dir', dir, '--image', image, '--node-selector', 'type!=kwok', '--output', 'json', '--report-format', 'node-collector']);
       assert.equal(run2.code, 0, run2.stderr);
       const report2 = JSON.parse(run2.stdout) as Report;
+      // k8s-node-collector's file beside ours: its name and layout, the TCP ports on 0.0.0.0 per node.
+      const compatible = (await readdir(dir)).filter((name) => /^\d\d-[A-Z][a-z]{2}-\d\d:\d\d$/.test(name));
+      assert.equal(compatible.length, 1, `one k8s-node-collector report: ${(await readdir(dir)).join(', ')}`);
+      const expectedText = [...report2.nodes].sort((a, b) => a.node.localeCompare(b.node)).flatMap((n) => [
+        `Ports opened in Node: ${n.node}`,
+        ...n.ports.filter((p) => p.protocol === 'tcp' && p.address === '0.0.0.0').map((p) => p.port).sort((a, b) => a - b).map(String),
+      ]).join('\n');
+      assert.equal(await readFile(join(dir, compatible[0]!), 'utf8'), `${expectedText}\n`);
+      for (const node of nodes) assert.ok(report2.nodes.find((n) => n.node === node)?.ports.some((p) => p.address === '0.0.0.0' && p.port === wildcard.port), `${node}: the 0.0.0.0 listener ${wildcard.port} is in the report, so the file lists it`);
       assert.equal(report2.diff?.previousReport, name1);
       assert.deepEqual(report2.diff?.nodes.map((n) => n.node), nodes);
       for (const change of report2.diff!.nodes) {
