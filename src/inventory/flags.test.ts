@@ -371,7 +371,7 @@ describe('resolveInventoryCollectOptions: errors and warnings', () => {
     assert.deepEqual(options.selectors.add, ['secrets']);
   });
 
-  it('reads k8s-collector\'s ConfigMap keys: watchNamespace, ignoreNamespaces, resources, per-type switches, PageSize, MaxGoRoutines', () => {
+  it('reads k8s-collector\'s ConfigMap keys: watchNamespace, ignoreNamespaces, resources, per-type switches, PageSize (KB per request)', () => {
     const options = resolveInventoryCollectOptions(sources({
       clusterIdArgument: 'c', flags: { config: '/cfg' },
       config: {
@@ -382,7 +382,6 @@ describe('resolveInventoryCollectOptions: errors and warnings', () => {
         'collector.resources.argoApplications': 'T',
         'collector.resources.events': '',
         'collector.PageSize': '250',
-        'collector.MaxGoRoutines': '8',
       },
     }));
     assert.deepEqual(options.warnings, []);
@@ -390,8 +389,8 @@ describe('resolveInventoryCollectOptions: errors and warnings', () => {
     assert.deepEqual(options.ignoreNamespaces, ['one', 'two']);
     assert.deepEqual(options.selectors.add, ['secrets', 'applications.argoproj.io']);
     assert.deepEqual(options.selectors.remove, ['replicationcontrollers']);
-    assert.equal(options.pageSize, 250);
-    assert.equal(options.concurrency, 8);
+    assert.equal(options.chunkBytes, 250 * 1024, 'the tool\'s PageSize is KB per request: our chunk size');
+    assert.equal(options.pageSize, 500, 'not the list page size');
     const listed = resolveInventoryCollectOptions(sources({ clusterIdArgument: 'c', flags: { config: '/cfg' }, config: { 'collector.resources': '\nconfigmaps\npods\n' } }));
     assert.deepEqual(listed.selectors.base, ['configmaps', 'pods']);
   });
@@ -399,23 +398,25 @@ describe('resolveInventoryCollectOptions: errors and warnings', () => {
   it('our own keys win over k8s-collector\'s, and the tool\'s switches add to ours', () => {
     const options = resolveInventoryCollectOptions(sources({
       clusterIdArgument: 'c', flags: { config: '/cfg' },
-      config: { pageSize: '100', 'collector.PageSize': '250', addTypes: 'events', 'collector.resources.secrets': 'true' },
+      config: { chunkSize: '1Mi', 'collector.PageSize': '250', addTypes: 'events', 'collector.resources.secrets': 'true' },
     }));
-    assert.equal(options.pageSize, 100);
+    assert.equal(options.chunkBytes, 1024 * 1024);
     assert.deepEqual(options.selectors.add, ['events', 'secrets']);
   });
 
-  it('says why collector.OverrideUniqueClusterId has no meaning here, and refuses a per-type switch that is not a boolean, naming the file', () => {
-    const options = resolveInventoryCollectOptions(sources({ clusterIdArgument: 'c', flags: { config: '/cfg' }, config: { 'collector.OverrideUniqueClusterId': 'true' } }));
-    assert.equal(options.warnings.length, 1);
-    assert.match(options.warnings[0] ?? '', /^config directory \/cfg: k8s-collector's key "collector.OverrideUniqueClusterId" has no meaning here: .*X-Crowsnest-Cluster-Id/);
+  it('says why collector.OverrideUniqueClusterId and collector.MaxGoRoutines have no meaning here, and refuses a per-type switch that is not a boolean, naming the file', () => {
+    const options = resolveInventoryCollectOptions(sources({ clusterIdArgument: 'c', flags: { config: '/cfg' }, config: { 'collector.OverrideUniqueClusterId': 'true', 'collector.MaxGoRoutines': '8' } }));
+    assert.equal(options.warnings.length, 2);
+    assert.match(options.warnings[0] ?? '', /^config directory \/cfg: k8s-collector's key "collector.OverrideUniqueClusterId" has no meaning here: .*409/);
+    assert.match(options.warnings[1] ?? '', /"collector.MaxGoRoutines" has no meaning here: .*one after the other/);
+    assert.equal(options.concurrency, 4);
     assert.throws(
       () => resolveInventoryCollectOptions(sources({ clusterIdArgument: 'c', flags: { config: '/cfg' }, config: { 'collector.resources.pods': 'yes' } })),
       /invalid value "yes" in \/cfg\/collector\.resources\.pods: expected true or false/,
     );
     assert.throws(
       () => resolveInventoryCollectOptions(sources({ clusterIdArgument: 'c', flags: { config: '/cfg' }, config: { 'collector.PageSize': 'lots' } })),
-      /--page-size \(from \/cfg\/collector\.PageSize\)/,
+      /invalid value "lots" in \/cfg\/collector\.PageSize: expected a whole number of KB/,
     );
   });
 

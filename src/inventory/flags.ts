@@ -111,8 +111,8 @@ export const inventoryCollectFlags = {
   namespaces: flag({ name: 'namespaces', valueName: '<list>', description: 'collect namespaced objects from these namespaces only', defaultText: 'all', configKey: 'namespaces', configAliases: ['collector.watchNamespace'], parse: parseNamespaceList }),
   ignoreNamespaces: flag({ name: 'ignore-namespaces', valueName: '<list>', description: 'skip objects in these namespaces', default: '', defaultText: 'none', configKey: 'ignoreNamespaces', configAliases: ['collector.ignoreNamespaces'], parse: parseNamespaceList }),
   labelSelector: flag({ name: 'label-selector', valueName: '<selector>', description: 'collect only objects matching this label selector, e.g. "team=web,tier!=test"', defaultText: 'everything', configKey: 'labelSelector', parse: parseLabelSelector }),
-  pageSize: flag({ name: 'page-size', valueName: '<n>', description: 'objects per list request (limit + continue)', default: '500', configKey: 'pageSize', configAliases: ['collector.PageSize'], parse: parsePageSize }),
-  concurrency: flag({ name: 'concurrency', valueName: '<n>', description: 'resource types listed at once', default: '4', configKey: 'concurrency', configAliases: ['collector.MaxGoRoutines'], parse: parsePositiveInteger }),
+  pageSize: flag({ name: 'page-size', valueName: '<n>', description: 'objects per list request (limit + continue)', default: '500', configKey: 'pageSize', parse: parsePageSize }),
+  concurrency: flag({ name: 'concurrency', valueName: '<n>', description: 'resource types listed at once', default: '4', configKey: 'concurrency', parse: parsePositiveInteger }),
   qps: flag({ name: 'qps', valueName: '<n>', description: 'API requests per second, sustained', default: '50', configKey: 'qps', parse: parsePositiveNumber }),
   burst: flag({ name: 'burst', valueName: '<n>', description: 'API requests allowed at once above --qps', default: '100', configKey: 'burst', parse: parsePositiveInteger }),
   redact: flag({ name: 'redact', valueName: '[bool]', description: 'replace Secret values, decode Helm releases to metadata only, drop managedFields and last-applied annotations', default: true, configKey: 'redact', negatable: true, parse: parseBool }),
@@ -211,9 +211,10 @@ export function resolveInventoryCollectOptions(sources: InventorySources): Inven
   const aliasKeys = new Set(inventoryCollectFlagList.flatMap((f) => f.configAliases ?? []));
   for (const key of Object.keys(config ?? {})) {
     if (COLLECTOR_MEANINGLESS_KEYS[key]) warnings.push(`config directory ${configDir}: k8s-collector's key "${key}" has no meaning here: ${COLLECTOR_MEANINGLESS_KEYS[key]}`);
-    else if (!knownKeys.has(key) && !aliasKeys.has(key) && !COLLECTOR_RESOURCE_KEY.test(key)) warnings.push(`config directory ${configDir}: unknown key "${key}" ignored (known: ${[...knownKeys].join(', ')})`);
+    else if (!knownKeys.has(key) && !aliasKeys.has(key) && key !== COLLECTOR_PAGE_SIZE && !COLLECTOR_RESOURCE_KEY.test(key)) warnings.push(`config directory ${configDir}: unknown key "${key}" ignored (known: ${[...knownKeys].join(', ')})`);
   }
   const collectorTypes = collectorResourceSwitches(config ?? {}, configDir);
+  if (config !== undefined) config = withCollectorChunkSize(config, configDir);
   const flags = new FlagResolver({ flags: sources.flags, env: sources.env, ...(config !== undefined ? { config: { dir: configDir, values: config } } : {}) });
 
   const dryRun = flags.get(inventoryCollectFlags.dryRun);
@@ -311,10 +312,29 @@ const COLLECTOR_TYPE_NAMES: Readonly<Record<string, string>> = {
 };
 
 /** k8s-collector's keys with nothing to do here, and why (a warning says so, never silence). */
+const OVERRIDE_UNIQUE_CLUSTER_ID =
+  'it asked the tool\'s later /integrations/k8s/<cluster>/fetching API to accept a cluster whose kube-system uid is registered under another id (that API answered 409 otherwise); Crowsnest speaks the {"objects":[…]} protocol, which has no such check';
 const COLLECTOR_MEANINGLESS_KEYS: Readonly<Record<string, string>> = {
-  'collector.OverrideUniqueClusterId': 'it asked the tool\'s own service to accept a cluster id already registered; Crowsnest sends the cluster id with every chunk (X-Crowsnest-Cluster-Id) and the receiver decides',
-  'collector.overrideUniqueClusterId': 'it asked the tool\'s own service to accept a cluster id already registered; Crowsnest sends the cluster id with every chunk (X-Crowsnest-Cluster-Id) and the receiver decides',
+  'collector.OverrideUniqueClusterId': OVERRIDE_UNIQUE_CLUSTER_ID,
+  'collector.overrideUniqueClusterId': OVERRIDE_UNIQUE_CLUSTER_ID,
+  'collector.MaxGoRoutines': 'it set how many chunks the tool sent at once; Crowsnest sends them one after the other, in order, each retried on its own (--upload-attempts)',
 };
+
+/** k8s-collector's `collector.PageSize`: the most KB of objects in one request, our chunkSize. */
+const COLLECTOR_PAGE_SIZE = 'collector.PageSize';
+
+/**
+ * `collector.PageSize` (KB per request in the tool) as our `chunkSize` in KiB, unless the config
+ * directory sets `chunkSize` itself. A value that is not a whole number is refused naming the
+ * file (the tool silently used its default of 500).
+ */
+function withCollectorChunkSize(config: Readonly<Record<string, string>>, configDir: string): Record<string, string> {
+  const raw = config[COLLECTOR_PAGE_SIZE]?.trim();
+  if (raw === undefined || raw === '' || config['chunkSize'] !== undefined) return { ...config };
+  const from = `${configDir}/${COLLECTOR_PAGE_SIZE}`;
+  if (!/^\d+$/.test(raw) || Number(raw) < 1) throw new OptionError(from, `invalid value "${raw}" in ${from}: expected a whole number of KB per request (k8s-collector's page size, our --chunk-size)`);
+  return { ...config, chunkSize: `${raw}Ki` };
+}
 
 /** Go's `strconv.ParseBool` spellings, as the tool parsed its switches. */
 const GO_TRUE = new Set(['1', 't', 'T', 'TRUE', 'true', 'True']);
