@@ -26,8 +26,8 @@ import {
   parseReportDir,
 } from '../flag-values.ts';
 import { checkLabelSelector } from '../kube/objects/label-selector.ts';
-import type { RedactionOptions } from './redact.ts';
-import { DEFAULT_TYPE_SELECTORS, parseTypeSelectors, type TypeSelectors } from './types.ts';
+import type { CollectOptions } from './collect.ts';
+import { DEFAULT_TYPE_SELECTORS, parseTypeSelectors } from './types.ts';
 import { snapshotFormats, type SnapshotFormat } from './snapshot-format.ts';
 
 export const DEFAULT_CONFIG_DIR = '/etc/config';
@@ -144,8 +144,8 @@ export const inventoryCollectFlagList: readonly Flag<unknown>[] = Object.values(
 // Resolution
 
 /** Every option of one `inventory collect` run, validated. */
-export interface InventoryCollectOptions {
-  readonly clusterId: string;
+export interface InventoryCollectOptions
+  extends Pick<CollectOptions, 'clusterId' | 'selectors' | 'namespaces' | 'ignoreNamespaces' | 'labelSelector' | 'pageSize' | 'concurrency' | 'qps' | 'burst' | 'redaction' | 'customResourcesClusterRole' | 'maxObjectBytes'> {
   /** The config directory read, when there was one. */
   readonly configDir?: string;
   readonly endpoint?: string;
@@ -153,22 +153,11 @@ export interface InventoryCollectOptions {
   readonly loginEndpoint?: string;
   readonly accessKey?: string;
   readonly secretKey?: string;
-  readonly selectors: TypeSelectors;
-  readonly namespaces?: readonly string[];
-  readonly ignoreNamespaces: readonly string[];
-  readonly labelSelector?: string;
-  readonly pageSize: number;
-  readonly concurrency: number;
-  readonly qps: number;
-  readonly burst: number;
-  readonly redaction: RedactionOptions;
-  readonly customResourcesClusterRole?: string;
   readonly reportDir: string;
   readonly format: SnapshotFormat;
   readonly gzip: boolean;
   readonly retention: { readonly keepLast: number; readonly maxAgeMs: number; readonly maxUndelivered: number };
   readonly chunkBytes: number;
-  readonly maxObjectBytes: number;
   readonly timeoutMs: number;
   readonly uploadAttempts: number;
   readonly dryRun: boolean;
