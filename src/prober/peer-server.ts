@@ -74,13 +74,20 @@ export class PeerServer {
     server.keepAliveTimeout = 65_000;
     this.server = server;
     await this.certificates.start();
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(this.options.port, this.options.host ?? '', () => {
-        server.off('error', reject);
-        resolve();
+    try {
+      await new Promise<void>((resolve, reject) => {
+        server.once('error', reject);
+        server.listen(this.options.port, this.options.host ?? '', () => {
+          server.off('error', reject);
+          resolve();
+        });
       });
-    });
+    } catch (err) {
+      // As the webhook server does: a port that cannot be bound leaves no watcher polling.
+      this.certificates.stop();
+      this.server = undefined;
+      throw err;
+    }
     this.logger.info({ port: this.port }, 'prober peer endpoint listening');
   }
 
