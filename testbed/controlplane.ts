@@ -332,12 +332,15 @@ export class ControlPlane {
   async stop(options: { keepDir?: boolean } = {}): Promise<void> {
     if (this.stopped) return;
     this.stopped = true;
-    liveAttachedPlanes.delete(this);
     this.stopRealNodes();
     const order: ComponentName[] = ['kwok', 'kube-scheduler', 'kube-controller-manager', 'kube-apiserver', 'etcd'];
     for (const name of order) await this.stopComponent(name, 'SIGTERM');
     if (this.ownsDir && !options.keepDir) await rm(this.dir, { recursive: true, force: true });
     else await rm(join(this.dir, STATE_FILE), { force: true });
+    // Only now: a test process that exits while this stop still waits (the runner does not wait
+    // for its global teardown's timers) must still kill what is left. Each integration run left
+    // its etcd behind for the next start to reap.
+    liveAttachedPlanes.delete(this);
   }
 
   /**
