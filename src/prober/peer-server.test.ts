@@ -13,7 +13,7 @@ import type { Peer, ProbeSettings } from './contract.ts';
 import { ArrayCache, injectedPod, storedProber } from './fixtures.ts';
 import { PeerServer } from './peer-server.ts';
 import { PeerDirectory, ReachabilityReports } from './peers.ts';
-import type { ReviewResult } from './token-review.ts';
+import type { ReviewResult } from '../kube/auth/token-review.ts';
 
 const DAY_MS = 86_400_000;
 const ca = issueCertificateAuthority({ commonName: 'ca', notBeforeMs: Date.now() - 60_000, notAfterMs: Date.now() + DAY_MS });

@@ -21,7 +21,7 @@ import { type Logger, silentLogger } from '../kube/logger-type.ts';
 import { CertificateWatcher } from '../kube/webhook/certificate.ts';
 import { type PeerResult, SYNC_PATH, type SyncRequest } from './contract.ts';
 import type { PeerDirectory, ReachabilityReports } from './peers.ts';
-import type { TokenReviewer } from './token-review.ts';
+import type { TokenReviewer } from '../kube/auth/token-review.ts';
 
 export interface PeerServerOptions {
   /** Interface to listen on; default every interface. */

@@ -20,13 +20,13 @@ import { StatusWriter } from '../kube/objects/status.ts';
 import type { AdmissionHandler } from '../kube/webhook/server.ts';
 import type { KubeRequester } from '../kube/objects/writes.ts';
 import { type NetworkProber, NetworkProberApi, type NetworkProberStatus } from './api.ts';
-import { PROBER_ANNOTATION } from './contract.ts';
+import { PROBER_ANNOTATION, TOKEN_AUDIENCE } from './contract.ts';
 import { podHandler, proberHandler, ProberStatusReconciler } from './controller.ts';
 import type { ResourceRequirements } from './inject.ts';
 import type { SlimPod } from './members.ts';
 import { PeerServer } from './peer-server.ts';
 import { PeerDirectory, type ProberCacheView, ReachabilityReports } from './peers.ts';
-import { TokenReviewer } from './token-review.ts';
+import { TokenReviewer } from '../kube/auth/token-review.ts';
 import { proberWebhook, WatchedPemFile } from './webhook.ts';
 
 /** A cache as the prober reads it: the manager's InformerView has this shape. */
@@ -107,7 +107,7 @@ export class ProberRuntime {
       port: settings.peerPort,
       certFile: join(settings.certDir, 'tls.crt'),
       keyFile: join(settings.certDir, 'tls.key'),
-      reviewer: new TokenReviewer({ client: deps.client, clock: deps.clock }),
+      reviewer: new TokenReviewer({ client: deps.client, clock: deps.clock, audience: TOKEN_AUDIENCE }),
       directory: this.directory,
       reports,
       isLeading: () => this.leading,

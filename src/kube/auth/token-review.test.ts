@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { FakeClock } from '../kube/clock.ts';
+import { FakeClock } from '../clock.ts';
 import { TokenReviewer, tokenExpiryMs } from './token-review.ts';
 
 const jwt = (exp?: number): string => `h.${Buffer.from(JSON.stringify(exp === undefined ? {} : { exp })).toString('base64url')}.s`;
@@ -28,7 +28,7 @@ describe('TokenReviewer', () => {
   it('asks for our audience and reads the pod from the user\'s extra', async () => {
     const token = jwt(2_000_000_000);
     const { client, calls } = apiServer({ [token]: podUser });
-    const reviewer = new TokenReviewer({ client, clock: new FakeClock() });
+    const reviewer = new TokenReviewer({ client, clock: new FakeClock(), audience: 'crowsnest.dev/prober' });
     assert.deepEqual(await reviewer.review(token), { ok: true, identity: { namespace: 'shop', serviceAccount: 'default', podName: 'web-1', podUid: 'uid-1' } });
     assert.deepEqual(calls, [{ path: '/apis/authentication.k8s.io/v1/tokenreviews', body: { apiVersion: 'authentication.k8s.io/v1', kind: 'TokenReview', spec: { token, audiences: ['crowsnest.dev/prober'] } } }]);
   });
@@ -40,7 +40,7 @@ describe('TokenReviewer', () => {
       user: { authenticated: true, audiences: ['crowsnest.dev/prober'], user: { username: 'alice' } },
       unbound: { ...podUser, user: { username: 'system:serviceaccount:shop:default' } },
     });
-    const reviewer = new TokenReviewer({ client, clock: new FakeClock() });
+    const reviewer = new TokenReviewer({ client, clock: new FakeClock(), audience: 'crowsnest.dev/prober' });
     assert.deepEqual(await reviewer.review('bad'), { ok: false, refusal: 'unauthenticated' });
     assert.deepEqual(await reviewer.review('audience'), { ok: false, refusal: 'wrong_audience' });
     assert.deepEqual(await reviewer.review('user'), { ok: false, refusal: 'not_a_pod_token' });
@@ -52,7 +52,7 @@ describe('TokenReviewer', () => {
     const long = jwt(clock.now() / 1000 + 600);
     const short = jwt(clock.now() / 1000 + 20);
     const { client, calls } = apiServer({ [long]: podUser, [short]: podUser, bad: { authenticated: false } });
-    const reviewer = new TokenReviewer({ client, clock });
+    const reviewer = new TokenReviewer({ client, clock, audience: 'crowsnest.dev/prober' });
     await Promise.all([reviewer.review(long), reviewer.review(long), reviewer.review(short), reviewer.review('bad')]);
     assert.equal(calls.length, 3, 'concurrent reviews of one token are shared');
     clock.advance(4_000);
@@ -73,7 +73,7 @@ describe('TokenReviewer', () => {
 
   it('does not cache a failed review: the API server being down is not a refusal', async () => {
     const { client, calls } = apiServer({ t: new Error('503 Service Unavailable') });
-    const reviewer = new TokenReviewer({ client, clock: new FakeClock() });
+    const reviewer = new TokenReviewer({ client, clock: new FakeClock(), audience: 'crowsnest.dev/prober' });
     await assert.rejects(reviewer.review('t'), /503/);
     await assert.rejects(reviewer.review('t'), /503/);
     assert.equal(calls.length, 2);
@@ -82,7 +82,7 @@ describe('TokenReviewer', () => {
   it('keeps at most maxEntries answers', async () => {
     const tokens = Array.from({ length: 20 }, (_, i) => `t${i}`);
     const { client, calls } = apiServer(Object.fromEntries(tokens.map((t) => [t, podUser])));
-    const reviewer = new TokenReviewer({ client, clock: new FakeClock(), maxEntries: 5 });
+    const reviewer = new TokenReviewer({ client, clock: new FakeClock(), maxEntries: 5, audience: 'crowsnest.dev/prober' });
     for (const t of tokens) await reviewer.review(t);
     await reviewer.review('t19');
     assert.equal(calls.length, 20, 'the newest is still cached');

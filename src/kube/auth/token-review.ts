@@ -1,6 +1,6 @@
 /**
- * Who is asking the peer endpoint: the agent's projected ServiceAccount token, checked by the API
- * server (TokenReview, audience crowsnest.dev/prober), names the pod it was issued for
+ * Who is asking one of our HTTPS endpoints: a projected ServiceAccount token, checked by the API
+ * server (TokenReview, with the endpoint's own audience), names the pod it was issued for
  * (`authentication.kubernetes.io/pod-name` and `pod-uid` in the user's extra). No RBAC in user
  * namespaces is involved; the operator needs only `create tokenreviews`.
  *
@@ -10,9 +10,8 @@
  * are shared.
  */
 import { createHash } from 'node:crypto';
-import type { Clock } from '../kube/clock.ts';
-import type { KubeRequester } from '../kube/objects/writes.ts';
-import { TOKEN_AUDIENCE } from './contract.ts';
+import type { Clock } from '../clock.ts';
+import type { KubeRequester } from '../objects/writes.ts';
 
 export interface PodIdentity {
   readonly namespace: string;
@@ -21,7 +20,7 @@ export interface PodIdentity {
   readonly podUid: string;
 }
 
-/** Why a token is refused (the peer endpoint answers 401 with it). */
+/** Why a token is refused (the endpoint answers 401 with it). */
 export type Refusal = 'unauthenticated' | 'wrong_audience' | 'not_a_pod_token';
 
 export type ReviewResult = { readonly ok: true; readonly identity: PodIdentity } | { readonly ok: false; readonly refusal: Refusal };
@@ -29,8 +28,8 @@ export type ReviewResult = { readonly ok: true; readonly identity: PodIdentity }
 export interface TokenReviewerOptions {
   readonly client: KubeRequester;
   readonly clock: Clock;
-  /** Default {@link TOKEN_AUDIENCE}. */
-  readonly audience?: string;
+  /** The audience the endpoint's tokens are issued for; a token for any other (the API server's) is refused. */
+  readonly audience: string;
   /** Default 60 s. */
   readonly positiveTtlMs?: number;
   /** Default 5 s. */
@@ -81,7 +80,7 @@ export class TokenReviewer {
 
   private async ask(token: string): Promise<ReviewResult> {
     this.reviewsSent++;
-    const audience = this.options.audience ?? TOKEN_AUDIENCE;
+    const audience = this.options.audience;
     const answer = await this.options.client.json<{ status?: TokenReviewStatus }>('/apis/authentication.k8s.io/v1/tokenreviews', {
       method: 'POST',
       body: { apiVersion: 'authentication.k8s.io/v1', kind: 'TokenReview', spec: { token, audiences: [audience] } },
