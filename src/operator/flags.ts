@@ -11,6 +11,7 @@ import { flag, FlagResolver, OptionError, type Flag, type FlagSources } from '..
 import { asString, parseBool, parseList, parseNamespace, parseNonEmpty, parseNonNegativeDurationMs, parseObjectName, parsePort, parsePositiveDurationMs, parsePositiveInteger } from '../flag-values.ts';
 import { logAccessFlags, resolveLogAccessOptions } from '../logaccess/flags.ts';
 import { parseBindAddress } from '../observe/http.ts';
+import { guardFlags, resolveGuardOptions } from '../guard/flags.ts';
 import { proberFlags, resolveProberOptions } from '../prober/flags.ts';
 import { serviceHosts, WEBHOOK_CERT_MODES, type WebhookCertMode } from '../prober/options.ts';
 import { controllerCatalog } from './catalog.ts';
@@ -241,7 +242,7 @@ export const operatorFlags = {
 };
 
 /** Every flag of `crowsnest operator`, in help order: the operator's, then each capability's. */
-export const operatorCommandFlags: readonly Flag<unknown>[] = [...Object.values(operatorFlags), ...Object.values(logAccessFlags), ...Object.values(proberFlags)];
+export const operatorCommandFlags: readonly Flag<unknown>[] = [...Object.values(operatorFlags), ...Object.values(logAccessFlags), ...Object.values(proberFlags), ...Object.values(guardFlags)];
 
 // ---------------------------------------------------------------------------------------------
 // Resolution
@@ -310,6 +311,7 @@ export function resolveOperatorOptions(
       certHosts: [...serviceHosts(webhookService, operatorNamespace), ...flags.get(operatorFlags.webhookCertHosts)],
       webhookService,
     }),
+    guard: resolveGuardOptions(flags, { namespace: operatorNamespace, webhookService }),
   };
 
   // Only meaningful when electing: without a Lease these timings are never used.

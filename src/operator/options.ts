@@ -3,6 +3,7 @@
  * type; the CLI fills it from flags, environment and defaults (./flags.ts), and each
  * capability reads its own section (e.g. {@link LogAccessOptions}, defined beside the capability).
  */
+import type { GuardOptions } from '../guard/options.ts';
 import type { LogAccessOptions } from '../logaccess/desired.ts';
 import type { ProberOptions } from '../prober/options.ts';
 
@@ -56,4 +57,6 @@ export interface OperatorOptions {
   readonly logaccess: LogAccessOptions;
   /** Settings of the prober (and of the self-managed webhook certificate it is the first to need). */
   readonly prober: ProberOptions;
+  /** Settings of guard. */
+  readonly guard: GuardOptions;
 }
