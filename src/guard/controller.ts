@@ -139,7 +139,7 @@ export class GuardController {
       const cooledAt = state.closedAt.get(pod.metadata.uid);
       if (cooledAt !== undefined && now - cooledAt < cooldownMs(policy.spec)) continue;
       const [detector, finding] = findings[0]!;
-      await this.openIncident(policy, state, pod, detector, finding, selected, quarantined, signal);
+      await this.openIncident(policy, state, pod, detector, finding, selected, signal);
     }
     const nextExpiry = await this.expireQuarantines(policy, state, quarantined, now, signal);
 
@@ -239,7 +239,7 @@ export class GuardController {
 
   private async openIncident(
     policy: GuardPolicy, state: PolicyState, pod: GuardPod, detector: DetectorName, finding: Finding,
-    selected: readonly GuardPod[], quarantined: readonly GuardPod[], signal: AbortSignal,
+    selected: readonly GuardPod[], signal: AbortSignal,
   ): Promise<void> {
     const now = this.deps.clock.now();
     const spec = policy.spec;
@@ -263,8 +263,11 @@ export class GuardController {
     if (lastFailure !== undefined && lastFailure <= now) this.metrics?.detectionLatency.observe({ detector }, (now - lastFailure) / 1000);
     this.logger.info({ ...labels, pod: pod.metadata.name, incident: incident.id, detector, reason: finding.reason, group, evidence: incident.evidence }, 'guard incident opened');
 
-    const quarantinedInGroup = state.incidents.filter((i) => !i.closedAt && i.group === group && i.podUid !== pod.metadata.uid
-      && quarantined.some((q) => q.metadata.uid === i.podUid)).length;
+    // From our own record, not the cache: a quarantine made a moment ago (this reconcile, or one
+    // the cache has not seen yet) counts against the rail at once.
+    const quarantinedInGroup = new Set(state.incidents
+      .filter((i) => !i.closedAt && i.group === group && i.podUid !== pod.metadata.uid && i.actions.some((a) => a.action === 'Quarantine' && a.outcome === 'Taken'))
+      .map((i) => i.podUid)).size;
     const situation: GroupSituation = {
       group,
       size: selected.filter((p) => groupOf(p, spec) === group).length + quarantinedInGroup,

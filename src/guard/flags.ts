@@ -2,7 +2,7 @@
  * Guard's flags (`crowsnest operator --guard-*`), resolved into its {@link GuardOptions}.
  */
 import { flag, type FlagResolver } from '../flags.ts';
-import { parseHttpsUrl, parsePort, parsePositiveDurationMs } from '../flag-values.ts';
+import { parseHttpsUrl, parseObjectName, parsePort, parsePositiveDurationMs } from '../flag-values.ts';
 import type { GuardOptions } from './options.ts';
 
 export const guardFlags = {
@@ -19,6 +19,13 @@ export const guardFlags = {
     description: 'guard: how sidecars and log agents reach that endpoint',
     defaultText: 'https://<webhook-service>.<namespace>.svc:<guard-port>',
     parse: parseHttpsUrl,
+  }),
+  logAgentServiceAccount: flag({
+    name: 'guard-log-agent-service-account',
+    valueName: '<name>',
+    description: 'guard: the ServiceAccount (in the operator\'s namespace) of the node log agents, the only one whose log batches are taken',
+    default: 'crowsnest-logs-agent',
+    parse: parseObjectName,
   }),
   reportInterval: flag({
     name: 'guard-report-interval',
@@ -43,6 +50,7 @@ export function resolveGuardOptions(flags: FlagResolver, context: GuardContext):
     namespace: context.namespace,
     port,
     url: flags.get(guardFlags.url, `https://${context.webhookService}.${context.namespace}.svc:${port}`),
+    logAgentServiceAccount: `${context.namespace}/${flags.get(guardFlags.logAgentServiceAccount)}`,
     reportIntervalMs: flags.get(guardFlags.reportInterval),
   };
 }

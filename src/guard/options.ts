@@ -9,6 +9,8 @@ export interface GuardOptions {
   readonly port: number;
   /** How in-pod parts reach the endpoint: `https://<service>.<namespace>.svc:<port>` by default. */
   readonly url: string;
+  /** The node log agent's ServiceAccount, `namespace/name`: the only one whose log batches are taken. */
+  readonly logAgentServiceAccount: string;
   /** Milliseconds between two reports a sidecar or log agent is asked to keep. */
   readonly reportIntervalMs: number;
 }

@@ -3,6 +3,10 @@
  * namespace slimmed to what the detectors need, PodDisruptionBudgets), and on the leader the guard
  * controller, fed by policy and pod changes and by the reports of the sidecars and log agents.
  */
+import { join } from 'node:path';
+import { TOKEN_AUDIENCE } from './contract.ts';
+import { GuardEndpoint } from './endpoint.ts';
+import { TokenReviewer } from '../kube/auth/token-review.ts';
 import { INDEX_NAMESPACE, type IndexFunc, namespaceIndex, type StoreHandler } from '../kube/runtime/cache.ts';
 import { type Clock, realClock } from '../kube/clock.ts';
 import { FIELD_MANAGERS } from '../kube/objects/labels.ts';
@@ -25,15 +29,22 @@ const byNamespace = { [INDEX_NAMESPACE]: namespaceIndex };
 export interface GuardRuntime {
   readonly controller: GuardController;
   readonly signals: GuardSignals;
+  readonly endpoint: GuardEndpoint;
 }
 
-export function registerGuard(manager: Manager, options: GuardOptions, clock: Clock = realClock): GuardRuntime {
+const INDEX_NODE = 'guard-node';
+
+/**
+ * Registers guard; `certDir` is the directory of the serving certificate its endpoint shares with
+ * the webhook server (`--webhook-cert-dir`).
+ */
+export function registerGuard(manager: Manager, options: GuardOptions, certDir: string, clock: Clock = realClock, endpointHost?: string): GuardRuntime {
   const logger = manager.logger.child?.({ controller: GUARD_CONTROLLER }) ?? manager.logger;
   const policies = manager.informer<GuardPolicy>({ type: GuardPolicyApi.type, indexers: byNamespace as Record<string, IndexFunc<GuardPolicy>> });
   const pods = manager.informer<GuardPod>({
     type: Resources.pods,
     transform: { name: 'guard-pod', apply: guardPod },
-    indexers: byNamespace as unknown as Record<string, IndexFunc<GuardPod>>,
+    indexers: { ...byNamespace, [INDEX_NODE]: (pod: GuardPod) => (pod.spec.nodeName ? [pod.spec.nodeName] : []) } as unknown as Record<string, IndexFunc<GuardPod>>,
   });
   const budgets = manager.informer<PodDisruptionBudgetLike>({ type: POD_DISRUPTION_BUDGETS, indexers: byNamespace as Record<string, IndexFunc<PodDisruptionBudgetLike>> });
   const signals = new GuardSignals();
@@ -54,7 +65,58 @@ export function registerGuard(manager: Manager, options: GuardOptions, clock: Cl
   const handle = manager.addController<string>({ name: GUARD_CONTROLLER, reconcile: controller.reconcile });
   handle.watch(policies, policyHandler((key) => handle.enqueue(key)));
   handle.watch(pods, podHandler((pod) => GuardController.policiesFor(pod, policies.store.byIndex(INDEX_NAMESPACE, pod.metadata.namespace)), (key) => handle.enqueueAfter(key, POD_CHANGE_BATCH_MS)));
-  return { controller, signals };
+
+  let leading = false;
+  const endpoint = new GuardEndpoint({
+    ...(endpointHost !== undefined ? { host: endpointHost } : {}),
+    port: options.port,
+    certFile: join(certDir, 'tls.crt'),
+    keyFile: join(certDir, 'tls.key'),
+    reviewer: new TokenReviewer({ client: manager.client, clock, audience: TOKEN_AUDIENCE }),
+    pod: (namespace, name) => pods.store.getByName(namespace, name),
+    podsOnNode: (node) => pods.store.byIndex(INDEX_NODE, node),
+    policiesIn: (namespace) => policies.store.byIndex(INDEX_NAMESPACE, namespace),
+    signals,
+    logAgentServiceAccount: options.logAgentServiceAccount,
+    reportIntervalMs: options.reportIntervalMs,
+    isLeading: () => leading,
+    onReport: (key) => handle.enqueue(key),
+    clock,
+    logger,
+    registry: manager.registry,
+  });
+  manager.addRunnable({
+    name: 'guard-endpoint', needLeaderElection: false,
+    start: async (signal) => {
+      await endpoint.start();
+      try {
+        await aborted(signal);
+      } finally {
+        await endpoint.stop();
+      }
+    },
+  });
+  manager.addReadinessCheck(endpoint.readinessCheck());
+  // Reports are kept by the leader only (it holds the detection state).
+  manager.addRunnable({
+    name: 'guard-reports', needLeaderElection: true,
+    start: async (signal) => {
+      leading = true;
+      try {
+        await aborted(signal);
+      } finally {
+        leading = false;
+      }
+    },
+  });
+  return { controller, signals, endpoint };
+}
+
+function aborted(signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal.aborted) resolve();
+    else signal.addEventListener('abort', () => resolve(), { once: true });
+  });
 }
 
 /** GuardPolicy changes: created, spec edited (not our status writes), deleted. */

@@ -76,7 +76,7 @@ describe('resolveOperatorOptions', () => {
         agentImage: undefined,
         agentResources: DEFAULT_AGENT_RESOURCES,
       },
-      guard: { namespace: 'crowsnest-system', port: 9445, url: 'https://crowsnest-webhook.crowsnest-system.svc:9445', reportIntervalMs: 10_000 },
+      guard: { namespace: 'crowsnest-system', port: 9445, url: 'https://crowsnest-webhook.crowsnest-system.svc:9445', logAgentServiceAccount: 'crowsnest-system/crowsnest-logs-agent', reportIntervalMs: 10_000 },
     });
   });
 
@@ -117,6 +117,7 @@ describe('resolveOperatorOptions', () => {
       'prober-agent-resources': '{"requests":{"cpu":"5m"},"limits":{"memory":"96Mi","cpu":1}}',
       'guard-port': '7445',
       'guard-url': 'https://guard.example:7445/',
+      'guard-log-agent-service-account': 'logs',
       'guard-report-interval': '30s',
     });
     assert.deepEqual(options, {
@@ -148,7 +149,7 @@ describe('resolveOperatorOptions', () => {
         agentImage: 'registry.example/crowsnest:1',
         agentResources: { requests: { cpu: '5m' }, limits: { memory: '96Mi', cpu: '1' } },
       },
-      guard: { namespace: 'ops', port: 7445, url: 'https://guard.example:7445', reportIntervalMs: 30_000 },
+      guard: { namespace: 'ops', port: 7445, url: 'https://guard.example:7445', logAgentServiceAccount: 'ops/logs', reportIntervalMs: 30_000 },
     });
   });
 

@@ -8,12 +8,17 @@
  * windows and no cooldown.
  */
 import assert from 'node:assert/strict';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { request as httpsRequest } from 'node:https';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { Registry } from 'prom-client';
 import type { ControlPlane } from '../../testbed/controlplane.ts';
 import type { GuardPolicy } from '../../src/guard/api.ts';
-import { QUARANTINE_ANNOTATION, QUARANTINE_LABEL } from '../../src/guard/contract.ts';
-import { registerGuard } from '../../src/guard/register.ts';
+import { GUARD_POLICY_ANNOTATION, HEALTH_PATH, type HealthReport, type LogAnswer, type LogBatch, LOGS_PATH, QUARANTINE_ANNOTATION, QUARANTINE_LABEL, TOKEN_AUDIENCE } from '../../src/guard/contract.ts';
+import { type GuardRuntime, registerGuard } from '../../src/guard/register.ts';
+import { issueCertificateAuthority, issueServingCertificate } from '../../src/kube/webhook/x509.ts';
 import { KubeClient } from '../../src/kube/client/client.ts';
 import { silentLogger } from '../../src/kube/logger-type.ts';
 import { EventRecorder } from '../../src/kube/objects/events.ts';
@@ -28,6 +33,7 @@ const ENFORCED_WITHIN_MS = 30_000;
 
 interface Pod {
   metadata: { name: string; namespace: string; uid: string; labels?: Record<string, string>; annotations?: Record<string, string>; ownerReferences?: Array<{ kind: string; name: string; controller?: boolean }>; deletionTimestamp?: string };
+  spec?: { nodeName?: string };
   status: { phase?: string; podIP?: string; containerStatuses?: Array<{ name: string; restartCount: number; lastState?: { terminated?: { reason?: string } } }> };
 }
 
@@ -61,6 +67,32 @@ async function create(plane: ControlPlane, path: string, body: Record<string, un
   assert.equal(res.status, 201, res.body);
 }
 
+const DAY_MS = 86_400_000;
+const ca = issueCertificateAuthority({ commonName: 'guard-test-ca', notBeforeMs: Date.now() - 60_000, notAfterMs: Date.now() + DAY_MS });
+
+/** A token for the pod `namespace/name` (uid `uid`) of ServiceAccount `serviceAccount`, bound to it, for guard's audience. */
+async function podToken(plane: ControlPlane, namespace: string, serviceAccount: string, name: string, uid: string, audience = TOKEN_AUDIENCE): Promise<string> {
+  const res = await plane.request('POST', `/api/v1/namespaces/${namespace}/serviceaccounts/${serviceAccount}/token`, {
+    apiVersion: 'authentication.k8s.io/v1', kind: 'TokenRequest',
+    spec: { audiences: [audience], expirationSeconds: 600, boundObjectRef: { apiVersion: 'v1', kind: 'Pod', name, uid } },
+  });
+  assert.equal(res.status, 201, res.body);
+  return (JSON.parse(res.body) as { status: { token: string } }).status.token;
+}
+
+/** POSTs `body` to the guard endpoint with `token`. */
+function report(port: number, path: string, token: string, body: unknown): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = httpsRequest({ host: '127.0.0.1', port, path, method: 'POST', ca: ca.certPem, headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` } }, (res) => {
+      let text = '';
+      res.on('data', (c: Buffer) => { text += c.toString(); });
+      res.on('end', () => resolve({ status: res.statusCode!, body: text }));
+    });
+    req.on('error', reject);
+    req.end(JSON.stringify(body));
+  });
+}
+
 /** True when `client` gets the page of the pod at `ip` (HTTP/1.0 through busybox nc, 2 s timeout). */
 async function reaches(plane: ControlPlane, namespace: string, client: string, ip: string): Promise<boolean> {
   const res = await execInPod(plane, namespace, client, ['sh', '-c', `printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 2 ${ip} ${PORT}`]);
@@ -72,6 +104,8 @@ describe('guard on real pods', () => {
   let namespace = '';
   let client: KubeClient;
   let recorder: EventRecorder;
+  let guard: GuardRuntime;
+  let certDir = '';
   const stop = new AbortController();
   let running: Promise<unknown> | undefined;
   const registry = new Registry();
@@ -94,13 +128,36 @@ describe('guard on real pods', () => {
         },
       }),
     ]);
-    await runPod(plane, { namespace, name: 'client', image, command: ['/bin/sh', '-c', 'exec sleep 3600'], labels: { role: 'client' } });
+    const serviceAccount = await plane.request('POST', `/api/v1/namespaces/${namespace}/serviceaccounts`, { metadata: { name: 'logs-agent' } });
+    assert.equal(serviceAccount.status, 201, serviceAccount.body);
+    const sleeper = ['/bin/sh', '-c', 'exec sleep 3600'];
+    await Promise.all([
+      runPod(plane, { namespace, name: 'client', image, command: sleeper, labels: { role: 'client' } }),
+      // A pod our webhook would have given a sidecar (the annotation), declaring port 8080.
+      create(plane, `/api/v1/namespaces/${namespace}/pods`, {
+        apiVersion: 'v1', kind: 'Pod', metadata: { name: 'threat', labels: { app: 'threat' }, annotations: { [GUARD_POLICY_ANNOTATION]: 'threat' } },
+        spec: { nodeName: 'crowsnest-real-0', terminationGracePeriodSeconds: 1, containers: [{ name: 'main', image, command: sleeper, ports: [{ containerPort: PORT }] }] },
+      }),
+      // A pod of the log agent's ServiceAccount, on the same node.
+      create(plane, `/api/v1/namespaces/${namespace}/pods`, {
+        apiVersion: 'v1', kind: 'Pod', metadata: { name: 'agent', labels: { app: 'agent' } },
+        spec: { nodeName: 'crowsnest-real-0', serviceAccountName: 'logs-agent', terminationGracePeriodSeconds: 1, containers: [{ name: 'main', image, command: sleeper }] },
+      }),
+    ]);
+
+    certDir = await mkdtemp(join(tmpdir(), 'guard-certs-'));
+    const serving = issueServingCertificate({ commonName: 'guard', hosts: ['127.0.0.1'], notBeforeMs: Date.now() - 60_000, notAfterMs: Date.now() + DAY_MS }, ca);
+    await writeFile(join(certDir, 'tls.crt'), serving.certPem);
+    await writeFile(join(certDir, 'tls.key'), serving.keyPem);
 
     client = new KubeClient(await adminKubeConfig());
     recorder = new EventRecorder({ client, reportingInstance: 'guard-test', registry });
     const manager = new Manager({ client, recorder, registry, logger: silentLogger, workers: 2 });
-    registerGuard(manager, { namespace: 'crowsnest-system', port: 0, url: 'https://unused:9445', reportIntervalMs: 10_000 });
+    guard = registerGuard(manager, {
+      namespace: 'crowsnest-system', port: 0, url: 'https://unused:9445', logAgentServiceAccount: `${namespace}/logs-agent`, reportIntervalMs: 10_000,
+    }, certDir, undefined, '127.0.0.1');
     running = manager.run(stop.signal);
+    await eventually('the guard endpoint to listen', () => guard.endpoint.port > 0, 30_000);
   });
 
   after(async () => {
@@ -108,6 +165,7 @@ describe('guard on real pods', () => {
     await running?.catch(() => {});
     await recorder?.flush().catch(() => {});
     await client?.close();
+    if (certDir) await rm(certDir, { recursive: true, force: true });
     if (namespace) await plane.request('DELETE', `/api/v1/namespaces/${namespace}`);
   });
 
@@ -224,5 +282,73 @@ describe('guard on real pods', () => {
     assert.match(incident!.evidence.join('\n'), /container main OOMKilled/);
     const [hog] = await pods('app=hog');
     assert.ok(hog?.status.containerStatuses?.some((c) => c.lastState?.terminated?.reason === 'OOMKilled'), 'the kubelet says OOMKilled');
+  });
+
+  it('takes a sidecar\'s report about its own pod through a real TokenReview: an undeclared listening port is a threat incident', { timeout: 60_000 }, async () => {
+    await create(plane, `/apis/crowsnest.dev/v1alpha1/namespaces/${namespace}/guardpolicies`, policy('threat', {
+      targets: { podSelector: { matchLabels: { app: 'threat' } } },
+      detectors: { undeclaredPort: {} },
+    }));
+    const [threat] = await pods('app=threat');
+    const [agent] = await pods('app=agent');
+    assert.ok(threat && agent);
+    const token = await podToken(plane, namespace, 'default', 'threat', threat.metadata.uid);
+    const health: HealthReport = {
+      sequence: 1, ports: [{ container: 'main', port: PORT, method: 'tcp', probes: 3, failures: 0 }],
+      listening: [{ protocol: 'TCP', address: '0.0.0.0', port: PORT }, { protocol: 'TCP', address: '0.0.0.0', port: 4444 }, { protocol: 'TCP', address: '127.0.0.1', port: 5555 }],
+    };
+    // Not the guard audience (the API server's): refused. Another pod's token: refused for lack of a sidecar.
+    assert.equal((await report(guard.endpoint.port, HEALTH_PATH, await podToken(plane, namespace, 'default', 'threat', threat.metadata.uid, 'https://kubernetes.default.svc'), health)).status, 401);
+    assert.equal((await report(guard.endpoint.port, HEALTH_PATH, await podToken(plane, namespace, 'logs-agent', 'agent', agent.metadata.uid), health)).status, 403);
+    const accepted = await report(guard.endpoint.port, HEALTH_PATH, token, health);
+    assert.equal(accepted.status, 200, accepted.body);
+    assert.deepEqual(JSON.parse(accepted.body), { reportAfterMs: 10_000 });
+
+    let incident: NonNullable<NonNullable<GuardPolicy['status']>['incidents']>[number] | undefined;
+    await eventually('a threat incident', async () => {
+      incident = (await guardPolicy('threat'))?.status?.incidents?.[0];
+      return incident !== undefined;
+    }, 30_000);
+    assert.equal(incident!.detector, 'undeclaredPort');
+    assert.equal(incident!.reason, 'UndeclaredListeningPort');
+    assert.equal(incident!.evidence[0], 'listening on TCP 0.0.0.0:4444; declared: TCP/8080', 'the declared port and the loopback listener are not counted');
+  });
+
+  it('takes log batches only from the log agent, about pods on its own node, each batch once', { timeout: 60_000 }, async () => {
+    await create(plane, `/apis/crowsnest.dev/v1alpha1/namespaces/${namespace}/guardpolicies`, policy('noisy', {
+      targets: { podSelector: { matchLabels: { app: 'agent' } } },
+      detectors: { errorLogs: { pattern: 'panic', lines: 5, window: '1m' } },
+    }));
+    const [agent] = await pods('app=agent');
+    const [client] = await pods('role=client');
+    assert.ok(agent && client);
+    const token = await podToken(plane, namespace, 'logs-agent', 'agent', agent.metadata.uid);
+    const count = { namespace, pod: 'agent', podUid: agent.metadata.uid, container: 'main', policy: 'noisy', lines: 10, matched: 3, samples: ['panic: boom'] };
+    const batch = (batchId: number, node = 'crowsnest-real-0', counts = [count]): LogBatch => ({ node, batchId, counts });
+
+    assert.equal((await report(guard.endpoint.port, LOGS_PATH, token, batch(1, 'crowsnest-real-1'))).status, 403, 'a batch for another node');
+    assert.equal((await report(guard.endpoint.port, LOGS_PATH, await podToken(plane, namespace, 'default', 'threat', (await pods('app=threat'))[0]!.metadata.uid), batch(1))).status, 403, 'a token that is not the agent\'s');
+    if (client.spec?.nodeName !== 'crowsnest-real-0') {
+      const elsewhere = { ...count, pod: client.metadata.name, podUid: client.metadata.uid };
+      assert.equal((await report(guard.endpoint.port, LOGS_PATH, token, batch(1, 'crowsnest-real-0', [elsewhere]))).status, 403, 'counts about a pod of another node');
+    }
+    const first = await report(guard.endpoint.port, LOGS_PATH, token, batch(1));
+    assert.equal(first.status, 200, first.body);
+    const answer = JSON.parse(first.body) as LogAnswer;
+    assert.equal(answer.accepted, true);
+    assert.deepEqual(answer.watches, [{ namespace, pod: 'agent', podUid: agent.metadata.uid, containers: [], policy: 'noisy', pattern: '(?i:panic)' }]);
+    // The same batch again (an agent restarted before it saw the answer): accepted, not counted.
+    assert.equal((await report(guard.endpoint.port, LOGS_PATH, token, batch(1))).status, 200);
+    assert.equal(guard.signals.of(agent.metadata.uid)?.errorLines.count(Date.now(), 60_000), 3);
+    assert.equal((await report(guard.endpoint.port, LOGS_PATH, token, batch(2))).status, 200);
+
+    let incident: NonNullable<NonNullable<GuardPolicy['status']>['incidents']>[number] | undefined;
+    await eventually('an error-log incident', async () => {
+      incident = (await guardPolicy('noisy'))?.status?.incidents?.[0];
+      return incident !== undefined;
+    }, 30_000);
+    assert.equal(incident!.detector, 'errorLogs');
+    assert.match(incident!.evidence[0]!, /^6 log lines matching \/panic\/ within 1m \(threshold 5\)$/);
+    assert.match(incident!.evidence.join('\n'), /main: panic: boom/);
   });
 });
