@@ -19,6 +19,7 @@ import type { GuardPolicy } from '../../src/guard/api.ts';
 import { GUARD_POLICY_ANNOTATION, HEALTH_PATH, type HealthReport, type LogAnswer, type LogBatch, LOGS_PATH, QUARANTINE_ANNOTATION, QUARANTINE_LABEL, TOKEN_AUDIENCE } from '../../src/guard/contract.ts';
 import { type GuardRuntime, registerGuard } from '../../src/guard/register.ts';
 import { issueCertificateAuthority, issueServingCertificate } from '../../src/kube/webhook/x509.ts';
+import { main } from '../../src/cli/main.ts';
 import { KubeClient } from '../../src/kube/client/client.ts';
 import { silentLogger } from '../../src/kube/logger-type.ts';
 import { EventRecorder } from '../../src/kube/objects/events.ts';
@@ -237,6 +238,49 @@ describe('guard on real pods', () => {
     await recorder.flush();
     const events = await listObjects<{ reason: string; note: string }>(`/apis/events.k8s.io/v1/namespaces/${namespace}/events?fieldSelector=${encodeURIComponent(`regarding.name=${pod.metadata.name}`)}`);
     for (const reason of ['IncidentOpened', 'QuarantineTaken', 'IsolateTaken']) assert.ok(events.some((e) => e.reason === reason), `an Event ${reason} on the pod (got ${events.map((e) => e.reason).join(', ')})`);
+  });
+
+  it('crowsnest guard release gives a quarantined pod back to its owner; guard delete deletes one', { timeout: 120_000 }, async () => {
+    const quarantinedPods = () => listObjects<Pod>(`/api/v1/namespaces/${namespace}/pods?labelSelector=${encodeURIComponent(QUARANTINE_LABEL)}`);
+    const [pod] = await quarantinedPods();
+    assert.ok(pod, 'the previous case left one pod quarantined');
+    const incident = pod.metadata.labels![QUARANTINE_LABEL]!;
+    const cli = async (args: string[]) => {
+      let stdout = '';
+      let stderr = '';
+      const code = await main([...args, '-n', namespace, '--kubeconfig', plane.kubeconfigPath], { stdout: (t) => { stdout += t; }, stderr: (t) => { stderr += t; }, env: {}, stderrIsTTY: false });
+      return { code, stdout, stderr };
+    };
+    const refused = await cli(['guard', 'release', 'client']);
+    assert.equal(refused.code, 1);
+    assert.match(refused.stderr, /^error: pod .*\/client is not quarantined by guard/);
+
+    const released = await cli(['guard', 'release', pod.metadata.name]);
+    assert.equal(released.code, 0, released.stderr);
+    assert.match(released.stdout, new RegExp(`released: labels app=web, pod-template-hash=\\S+ restored, its owner adopts it again; NetworkPolicy crowsnest-guard-isolate-${incident} deleted`));
+    assert.equal(await getObject(`/apis/networking.k8s.io/v1/namespaces/${namespace}/networkpolicies/crowsnest-guard-isolate-${incident}`), undefined);
+    // Adopted again by its ReplicaSet (which then scales one pod away: maybe this one).
+    await eventually('the released pod adopted or scaled away, three web pods owned', async () => {
+      const back = await getObject<Pod>(`/api/v1/namespaces/${namespace}/pods/${pod.metadata.name}`);
+      const adopted = back === undefined || back.metadata.deletionTimestamp !== undefined || Boolean(back.metadata.ownerReferences?.some((r) => r.controller && r.kind === 'ReplicaSet'));
+      const owned = (await pods('app=web')).filter((p) => !p.metadata.deletionTimestamp && p.metadata.ownerReferences?.some((r) => r.controller));
+      return adopted && owned.length === 3;
+    }, 60_000);
+
+    // The rail is free again: the group's crash-looping pods are quarantined one at a time.
+    let next: Pod | undefined;
+    await eventually('another quarantine, after the release', async () => {
+      next = (await quarantinedPods()).find((p) => p.metadata.labels?.[QUARANTINE_LABEL] !== incident && !p.metadata.deletionTimestamp);
+      return next !== undefined;
+    }, 60_000);
+    const deleted = await cli(['guard', 'delete', next!.metadata.name]);
+    assert.equal(deleted.code, 0, deleted.stderr);
+    assert.match(deleted.stdout, new RegExp(`^pod ${namespace}/${next!.metadata.name} deleted; NetworkPolicy crowsnest-guard-isolate-\\S+ deleted \\(incident \\S+ of GuardPolicy web\\)`));
+    await eventually('the deleted pod gone', async () => {
+      const gone = await getObject<Pod>(`/api/v1/namespaces/${namespace}/pods/${next!.metadata.name}`);
+      return gone === undefined || gone.metadata.uid !== next!.metadata.uid;
+    }, 30_000);
+    assert.equal((await getObject<{ spec: { replicas: number } }>(`/apis/apps/v1/namespaces/${namespace}/deployments/web`))?.spec.replicas, 3, 'guard never writes replicas');
   });
 
   it('in dry run records what it would do and changes nothing', { timeout: 120_000 }, async () => {
