@@ -2,17 +2,19 @@
  * Guard against real pods on the real nodes: containers that really crash and really get
  * OOM-killed by the kernel, a real ReplicaSet controller making replacements, a real
  * NetworkPolicy enforcer cutting a quarantined pod off. Guard runs in this process as one operator
- * replica (registered with a Manager as `crowsnest operator --controllers=guard` registers it).
+ * replica (registered with a Manager as `crowsnest operator --controllers=guard` registers it),
+ * authenticated as the chart's operator ServiceAccount with only the chart's RBAC.
  *
  * The cases share the testbed's time: their workloads start together, and each policy uses short
  * windows and no cooldown.
  */
 import assert from 'node:assert/strict';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { request as httpsRequest } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { KubeConfig } from '@kubernetes/client-node';
 import { Registry } from 'prom-client';
 import type { ControlPlane } from '../../testbed/controlplane.ts';
 import type { GuardPolicy } from '../../src/guard/api.ts';
@@ -25,7 +27,8 @@ import { silentLogger } from '../../src/kube/logger-type.ts';
 import { EventRecorder } from '../../src/kube/objects/events.ts';
 import { Manager } from '../../src/kube/runtime/manager.ts';
 import { installCrds } from './crds.ts';
-import { adminKubeConfig, eventually, execInPod, getObject, httpServerCommand, listObjects, newNamespace, runPod, testbed } from './testbed.ts';
+import { helmTemplate } from './helm.ts';
+import { eventually, execInPod, getObject, httpServerCommand, listObjects, newNamespace, requestToken, runPod, testbed } from './testbed.ts';
 
 const PORT = 8080;
 const BODY = 'guarded';
@@ -151,7 +154,23 @@ describe('guard on real pods', () => {
     await writeFile(join(certDir, 'tls.crt'), serving.certPem);
     await writeFile(join(certDir, 'tls.key'), serving.keyPem);
 
-    client = new KubeClient(await adminKubeConfig());
+    // Guard runs with nothing but the chart's RBAC for it: its operator ServiceAccount, the
+    // operator's base roles and guard's ClusterRole, so a missing permission fails these cases.
+    const release = `g${namespace.slice(-6)}`;
+    const rbac = await helmTemplate(release, namespace, [
+      '--set', 'guard.enabled=true', '--set', 'logaccess.enabled=false',
+      '--show-only', 'templates/operator-serviceaccount.yaml', '--show-only', 'templates/operator-rbac.yaml', '--show-only', 'templates/guard.yaml',
+    ]);
+    await plane.kubectl(['apply', '-f', '-'], { input: rbac });
+    const token = await requestToken(namespace, `${release}-crowsnest-operator`, 3600);
+    const operatorConfig = new KubeConfig();
+    operatorConfig.loadFromOptions({
+      clusters: [{ name: 'testbed', server: plane.server, caData: (await readFile(plane.pki.caCert)).toString('base64') }],
+      users: [{ name: 'guard', token }],
+      contexts: [{ name: 'guard', cluster: 'testbed', user: 'guard' }],
+      currentContext: 'guard',
+    });
+    client = new KubeClient(operatorConfig);
     recorder = new EventRecorder({ client, reportingInstance: 'guard-test', registry });
     const manager = new Manager({ client, recorder, registry, logger: silentLogger, workers: 2 });
     guard = registerGuard(manager, {
