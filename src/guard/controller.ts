@@ -89,6 +89,8 @@ interface PolicyState {
   readonly closedAt: Map<string, number>;
   /** `group/signal` → the group's baseline. */
   readonly baselines: Map<string, DecayingStats>;
+  /** pod uid → the resourceVersion our quarantine patch produced (the cache may not show it yet). */
+  readonly patched: Map<string, string>;
 }
 
 export const NETWORK_POLICIES: ResourceType = { group: 'networking.k8s.io', version: 'v1', resource: 'networkpolicies', kind: 'NetworkPolicy', namespaced: true };
@@ -265,13 +267,14 @@ export class GuardController {
 
     // From our own record, not the cache: a quarantine made a moment ago (this reconcile, or one
     // the cache has not seen yet) counts against the rail at once.
-    const quarantinedInGroup = new Set(state.incidents
+    const quarantinedUids = new Set(state.incidents
       .filter((i) => !i.closedAt && i.group === group && i.podUid !== pod.metadata.uid && i.actions.some((a) => a.action === 'Quarantine' && a.outcome === 'Taken'))
-      .map((i) => i.podUid)).size;
+      .map((i) => i.podUid));
     const situation: GroupSituation = {
       group,
-      size: selected.filter((p) => groupOf(p, spec) === group).length + quarantinedInGroup,
-      quarantined: quarantinedInGroup,
+      // A pod quarantined a moment ago may still look selected in the cache: counted once.
+      size: selected.filter((p) => groupOf(p, spec) === group && !quarantinedUids.has(p.metadata.uid)).length + quarantinedUids.size,
+      quarantined: quarantinedUids.size,
       ...(state.lastDisruption.has(group) ? { lastDisruptionMs: state.lastDisruption.get(group)! } : {}),
       budgets: budgetsFor(this.deps.budgetsIn(pod.metadata.namespace), pod),
     };
@@ -302,7 +305,7 @@ export class GuardController {
               record('Quarantine', 'Skipped', rail);
               break;
             }
-            const message = await this.quarantine(policy, pod, incident, dryRun, signal);
+            const message = await this.quarantine(policy, state, pod, incident, dryRun, signal);
             record('Quarantine', dryRun ? 'DryRun' : 'Taken', `${prefix}${message}`);
             break;
           }
@@ -344,7 +347,7 @@ export class GuardController {
   }
 
   /** Quarantines `pod` (see quarantine.ts); returns what was done. */
-  private async quarantine(policy: GuardPolicy, pod: GuardPod, incident: Incident, dryRun: boolean, signal: AbortSignal): Promise<string> {
+  private async quarantine(policy: GuardPolicy, state: PolicyState, pod: GuardPod, incident: Incident, dryRun: boolean, signal: AbortSignal): Promise<string> {
     const ownerRef = controllerOf(pod);
     let ownerSelector: LabelSelector | undefined;
     const ownerType = ownerRef ? OWNER_TYPES[ownerRef.kind] : undefined;
@@ -358,7 +361,8 @@ export class GuardController {
       incident: incident.id, policy: policy.metadata.name ?? '', detector: incident.detector, at: formatConditionTime(now),
       until: formatConditionTime(now + durationMs(policy.spec.quarantine?.ttl ?? '24h')), removedLabels,
     };
-    await this.patchPod(pod, quarantinePatch(pod, record), dryRun, signal);
+    const patched = await this.patchPod(pod, quarantinePatch(pod, record), dryRun, signal);
+    if (!dryRun && patched?.metadata?.resourceVersion) state.patched.set(pod.metadata.uid, patched.metadata.resourceVersion);
     const removed = Object.keys(removedLabels);
     return `take the pod out of ${ownerRef ? `${ownerRef.kind} ${ownerRef.name}` : 'its selectors'}: removed label${removed.length === 1 ? '' : 's'} ${removed.join(', ') || '(none)'}${ownerRef?.controller ? ' and its controller reference' : ''}; labelled ${QUARANTINE_LABEL}=${incident.id} until ${record.until}`;
   }
@@ -399,8 +403,8 @@ export class GuardController {
     }
   }
 
-  private async patchPod(pod: GuardPod, patch: readonly JsonPatchOperation[], dryRun: boolean, signal: AbortSignal): Promise<void> {
-    await this.deps.api.json(objectPath(Resources.pods, pod.metadata.name, pod.metadata.namespace), {
+  private async patchPod(pod: GuardPod, patch: readonly JsonPatchOperation[], dryRun: boolean, signal: AbortSignal): Promise<KubeObject | undefined> {
+    return await this.deps.api.json<KubeObject | undefined>(objectPath(Resources.pods, pod.metadata.name, pod.metadata.namespace), {
       method: 'PATCH',
       contentType: 'application/json-patch+json',
       query: { fieldManager: this.deps.writer.fieldManager, dryRun: dryRun ? 'All' : undefined },
@@ -423,9 +427,15 @@ export class GuardController {
       let why: string | undefined;
       if (!pod || pod.metadata.deletionTimestamp) why = 'the pod is gone';
       else if (QUARANTINE_LABEL in (pod.metadata.labels ?? {})) continue;
-      else if (incident.actions.some((a) => a.action === 'Quarantine' && a.outcome === 'Taken')) why = 'the pod was released from quarantine';
+      else if (incident.actions.some((a) => a.action === 'Quarantine' && a.outcome === 'Taken')) {
+        // Not labelled in the cache: released, unless the cache has not seen our patch yet.
+        const patched = state.patched.get(pod.metadata.uid);
+        if (patched !== undefined && !isNewerVersion(pod.metadata.resourceVersion, patched)) continue;
+        why = 'the pod was released from quarantine';
+      }
       else if (selected.includes(pod) && !this.stillFiring(policy.spec, state, pod, incident, now)) why = 'the detector no longer fires';
       if (!why) continue;
+      state.patched.delete(incident.podUid ?? '');
       incident.closedAt = formatConditionTime(now);
       state.closedAt.set(incident.podUid ?? '', now);
       if (incident.actions.some((a) => a.action === 'Isolate' && a.outcome === 'Taken')) isolated.push(incident.id);
@@ -552,7 +562,7 @@ export class GuardController {
       // A new leader picks up where the last one left: the incidents it recorded.
       state = {
         uid, pods: new Map(), incidents: (policy.status?.incidents ?? []).map((i) => ({ ...i, actions: [...i.actions] })),
-        lastDisruption: new Map(), closedAt: new Map(), baselines: new Map(),
+        lastDisruption: new Map(), closedAt: new Map(), baselines: new Map(), patched: new Map(),
       };
       for (const incident of state.incidents) {
         const disrupted = incident.actions.filter((a) => a.outcome === 'Taken' && DISRUPTIVE.has(a.action)).map((a) => Date.parse(a.at));
@@ -594,6 +604,12 @@ function budgetsFor(budgets: readonly PodDisruptionBudgetLike[], pod: GuardPod):
   return budgets
     .filter((b) => b.spec?.selector && matchesLabelSelector(b.spec.selector, pod.metadata.labels))
     .map((b) => ({ name: b.metadata?.name ?? '', disruptionsAllowed: b.status?.disruptionsAllowed ?? 0 }));
+}
+
+/** Whether resourceVersion `a` is newer than `b` (etcd revisions; not comparable: assume newer). */
+function isNewerVersion(a: string | undefined, b: string): boolean {
+  if (!a || !/^\d+$/.test(a) || !/^\d+$/.test(b)) return true;
+  return BigInt(a) > BigInt(b);
 }
 
 function restartsOf(pod: GuardPod): number {
