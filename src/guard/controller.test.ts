@@ -237,4 +237,28 @@ describe('GuardController', () => {
     assert.match(fresh.actions.find((a) => a.action === 'Quarantine')!.message, /^cooldown:/);
     assert.ok(f.status.incidents!.find((i) => i.pod === 'web-9')?.closedAt, 'the old incident\'s pod is gone: closed');
   });
+
+  it('finds a pod whose restart rate is far above its group\'s baseline (anomaly), silent until the baseline has its samples', async () => {
+    const f = new Fixture({ ...base, detectors: { anomaly: { signal: 'restarts', zScore: 3, minSamples: 8, halfLife: '10m' } }, actions: ['Event'] });
+    const steady = (name: string, restarts = 0): GuardPod => ({ ...crashing(name, restarts), status: { phase: 'Running', containers: [{ name: 'main', restartCount: restarts, ready: true }] } });
+    f.pods = ['web-1', 'web-2', 'web-3', 'web-4'].map((n) => steady(n));
+    await f.reconcile();
+    // Seven samples when web-4 is judged (< 8): its burst is not judged yet.
+    f.pods = [steady('web-1'), steady('web-2'), steady('web-3'), steady('web-4', 5)];
+    f.clock.advance(10_000);
+    await f.reconcile();
+    assert.equal(f.status.incidents?.length ?? 0, 0);
+    for (let i = 0; i < 3; i++) {
+      f.clock.advance(61_000);
+      await f.reconcile();
+    }
+    assert.equal(f.status.incidents?.length ?? 0, 0, 'a quiet group');
+    f.pods = [steady('web-1'), steady('web-2'), steady('web-3'), steady('web-4', 11)];
+    f.clock.advance(10_000);
+    await f.reconcile();
+    const [incident] = f.status.incidents!;
+    assert.equal(incident?.pod, 'web-4');
+    assert.equal(incident?.detector, 'anomaly');
+    assert.match(incident!.evidence[0]!, /^restarts at 6\/min, z-score \d+\.\d \(threshold 3\) against group ReplicaSet\/web-h1 \(4 pods\)/);
+  });
 });

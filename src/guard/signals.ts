@@ -41,10 +41,13 @@ export class GuardSignals {
     return signals;
   }
 
-  /** Keeps a sidecar's report; false when its sequence was seen already (a retry). */
+  /**
+   * Keeps a sidecar's report; false when it repeats the last sequence (a retry of a report whose
+   * answer was lost). A lower sequence is a restarted sidecar counting from the start again: kept.
+   */
   recordHealth(podUid: string, sequence: number, ports: readonly PortHealth[], listening: readonly ListeningSocket[], nowMs: number): boolean {
     const signals = this.ensure(podUid);
-    if (sequence <= signals.lastSequence && sequence !== 0) return false;
+    if (sequence === signals.lastSequence) return false;
     signals.lastSequence = sequence;
     const failures = ports.reduce((sum, p) => sum + p.failures, 0);
     const probes = ports.reduce((sum, p) => sum + p.probes, 0);
