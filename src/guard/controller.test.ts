@@ -45,6 +45,8 @@ class Fixture {
   budgets: PodDisruptionBudgetLike[] = [];
   policy: GuardPolicy;
   evictionRefused = false;
+  /** Pod patches to refuse as a failed JSON patch test (the pod changed). */
+  stalePatches = 0;
   readonly controller: GuardController;
 
   constructor(spec: Record<string, unknown>, status?: GuardPolicyStatus) {
@@ -59,6 +61,19 @@ class Fixture {
           this.requests.push({ method, path, ...(init.query ? { query: init.query } : {}), ...(init.body !== undefined ? { body: init.body } : {}) });
           if (path.endsWith('/eviction') && this.evictionRefused) {
             throw new KubeApiError({ method, path, status: 429, body: '{"kind":"Status","reason":"TooManyRequests","message":"Cannot evict pod as it would violate the pod\'s disruption budget."}' });
+          }
+          if (method === 'PATCH' && path.includes('/pods/') && this.stalePatches > 0) {
+            this.stalePatches--;
+            throw new KubeApiError({ method, path, status: 422, body: '{"kind":"Status","reason":"Invalid","message":"the server rejected our request due to an error in our request"}' });
+          }
+          if (method === 'GET' && path.startsWith('/api/v1/namespaces/shop/pods/')) {
+            const pod = this.pods.find((p) => path.endsWith(`/${p.metadata.name}`));
+            if (pod) {
+              return {
+                metadata: { ...pod.metadata, resourceVersion: '8' }, spec: { nodeName: pod.spec.nodeName, containers: [{ name: 'main' }] },
+                status: { phase: 'Running', containerStatuses: [{ name: 'main', restartCount: 9, ready: false }] },
+              } as T;
+            }
           }
           if (method === 'GET' && path.includes('/replicasets/')) return { spec: { selector: { matchLabels: { app: 'web', 'pod-template-hash': 'h1' } } } } as T;
           if (method === 'GET') throw new KubeApiError({ method, path, status: 404, body: '{"kind":"Status","reason":"NotFound"}' });
@@ -140,6 +155,26 @@ describe('GuardController', () => {
     f.pods = [crashing('web-1', 6, { resourceVersion: '120' }), f.pods[1]!];
     await f.reconcile();
     assert.ok(f.status.incidents!.some((i) => i.pod === 'web-1' && i.closedAt));
+  });
+
+  it('reads a pod that changed since the cache saw it again, and quarantines it as it is now', async () => {
+    const f = new Fixture(base);
+    f.pods = [crashing('web-1', 0)];
+    f.stalePatches = 1;
+    await f.crash(['web-1']);
+    assert.equal(f.status.incidents![0]!.actions[1]!.outcome, 'Taken');
+    const [stale, fresh] = f.patches();
+    assert.deepEqual((stale!.body as Array<{ path: string; value?: unknown }>)[1], { op: 'test', path: '/metadata/resourceVersion', value: '7' });
+    assert.deepEqual((fresh!.body as Array<{ path: string; value?: unknown }>)[1], { op: 'test', path: '/metadata/resourceVersion', value: '8' });
+  });
+
+  it('gives up on a pod that keeps changing, recording the quarantine as failed', async () => {
+    const f = new Fixture(base);
+    f.pods = [crashing('web-1', 0)];
+    f.stalePatches = 5;
+    await f.crash(['web-1']);
+    assert.deepEqual(f.status.incidents![0]!.actions.map((a) => `${a.action}:${a.outcome}`), ['Event:Taken', 'Quarantine:Failed', 'Isolate:Skipped']);
+    assert.equal(f.patches().length, 3);
   });
 
   it('in dry run sends every write with dryRun and records DryRun outcomes', async () => {

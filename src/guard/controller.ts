@@ -27,7 +27,7 @@ import { DecayingStats, judge } from './anomaly.ts';
 import { QUARANTINE_LABEL, type QuarantineRecord } from './contract.ts';
 import { type Finding, formatWindow, OomTracker, RestartTracker } from './detect.ts';
 import { cooldownRail, type DisruptionBudget, type GroupSituation, ladderSteps, quarantineRail } from './ladder.ts';
-import { controllerOf, type GuardPod } from './pods.ts';
+import { controllerOf, type GuardPod, guardPod } from './pods.ts';
 import { isolationPolicy, isolationPolicyName, type JsonPatchOperation, labelsToRemove, quarantinePatch, quarantineRecordOf, releasePatch } from './quarantine.ts';
 import { type GuardSignals, undeclaredListeners } from './signals.ts';
 import { durationMs } from '../kube/api/schema.ts';
@@ -39,7 +39,7 @@ import type { EventRecorder, EventType, RegardingObject } from '../kube/objects/
 import { isManagedByUs } from '../kube/objects/labels.ts';
 import { type KubeObject, objectPath, Resources, type ResourceType } from '../kube/objects/resources.ts';
 import { type LabelSelector, matchesLabelSelector } from '../kube/objects/selector.ts';
-import type { StatusWriter } from '../kube/objects/status.ts';
+import { isNewerResourceVersion, type StatusWriter } from '../kube/objects/status.ts';
 import type { ObjectWriter } from '../kube/objects/writer.ts';
 import { type Logger, silentLogger } from '../kube/logger-type.ts';
 import { done, type Outcome, requeueAfter } from '../kube/runtime/controller.ts';
@@ -51,6 +51,8 @@ const ANOMALY_SAMPLE_MS = 10_000;
 /** The anomaly detector's deviation floor, in events per minute (see anomaly.ts zScore). */
 const ANOMALY_MIN_STD_DEV = 0.5;
 const MS_PER_MINUTE = 60_000;
+/** Tries of a quarantine patch against a pod that keeps changing (its status). */
+const QUARANTINE_ATTEMPTS = 3;
 
 export interface PodDisruptionBudgetLike extends KubeObject {
   spec?: { selector?: LabelSelector };
@@ -261,8 +263,8 @@ export class GuardController {
     state.incidents.unshift(incident);
     const labels = { namespace: pod.metadata.namespace, policy: policy.metadata.name ?? '' };
     this.metrics?.incidents.inc({ ...labels, detector });
-    const lastFailure = latestTermination(pod);
-    if (lastFailure !== undefined && lastFailure <= now) this.metrics?.detectionLatency.observe({ detector }, (now - lastFailure) / 1000);
+    const changed = latestContainerChange(pod);
+    if (changed !== undefined && changed <= now) this.metrics?.detectionLatency.observe({ detector }, (now - changed) / 1000);
     this.logger.info({ ...labels, pod: pod.metadata.name, incident: incident.id, detector, reason: finding.reason, group, evidence: incident.evidence }, 'guard incident opened');
 
     // From our own record, not the cache: a quarantine made a moment ago (this reconcile, or one
@@ -347,24 +349,43 @@ export class GuardController {
   }
 
   /** Quarantines `pod` (see quarantine.ts); returns what was done. */
-  private async quarantine(policy: GuardPolicy, state: PolicyState, pod: GuardPod, incident: Incident, dryRun: boolean, signal: AbortSignal): Promise<string> {
-    const ownerRef = controllerOf(pod);
-    let ownerSelector: LabelSelector | undefined;
-    const ownerType = ownerRef ? OWNER_TYPES[ownerRef.kind] : undefined;
-    if (ownerRef && ownerType) {
-      const ownerObject = await this.deps.api.json<{ spec?: { selector?: LabelSelector } }>(objectPath(ownerType, ownerRef.name, pod.metadata.namespace), { signal });
-      ownerSelector = ownerObject.spec?.selector;
+  /**
+   * Quarantines `pod` (see quarantine.ts); returns what was done. A pod changed since the cache saw
+   * it (a crash-looping pod's status changes all the time) fails the patch's resourceVersion test:
+   * it is read again and judged again, up to {@link QUARANTINE_ATTEMPTS} times.
+   */
+  private async quarantine(policy: GuardPolicy, state: PolicyState, cached: GuardPod, incident: Incident, dryRun: boolean, signal: AbortSignal): Promise<string> {
+    let pod = cached;
+    for (let attempt = 1; ; attempt++) {
+      const ownerRef = controllerOf(pod);
+      let ownerSelector: LabelSelector | undefined;
+      const ownerType = ownerRef ? OWNER_TYPES[ownerRef.kind] : undefined;
+      if (ownerRef && ownerType) {
+        const ownerObject = await this.deps.api.json<{ spec?: { selector?: LabelSelector } }>(objectPath(ownerType, ownerRef.name, pod.metadata.namespace), { signal });
+        ownerSelector = ownerObject.spec?.selector;
+      }
+      const removedLabels = labelsToRemove(pod, ownerSelector, policy.spec.targets.podSelector);
+      const now = this.deps.clock.now();
+      const record: QuarantineRecord = {
+        incident: incident.id, policy: policy.metadata.name ?? '', detector: incident.detector, at: formatConditionTime(now),
+        until: formatConditionTime(now + durationMs(policy.spec.quarantine?.ttl ?? '24h')), removedLabels,
+      };
+      let patched: KubeObject | undefined;
+      try {
+        patched = await this.patchPod(pod, quarantinePatch(pod, record), dryRun, signal);
+      } catch (err) {
+        if (attempt >= QUARANTINE_ATTEMPTS || !(isConflict(err) || statusCode(err) === 422)) throw err;
+        const fresh = guardPod(await this.deps.api.json<KubeObject>(objectPath(Resources.pods, pod.metadata.name, pod.metadata.namespace), { signal })) as GuardPod;
+        if (fresh.metadata.uid !== cached.metadata.uid || fresh.metadata.deletionTimestamp) throw new Error(`pod ${pod.metadata.name} was deleted or replaced meanwhile`);
+        if (QUARANTINE_LABEL in (fresh.metadata.labels ?? {})) throw new Error(`pod ${pod.metadata.name} was quarantined meanwhile (${fresh.metadata.labels?.[QUARANTINE_LABEL]})`);
+        if (!matchesLabelSelector(policy.spec.targets.podSelector, fresh.metadata.labels)) throw new Error(`pod ${pod.metadata.name} is no longer selected by the policy`);
+        pod = fresh;
+        continue;
+      }
+      if (!dryRun && patched?.metadata?.resourceVersion) state.patched.set(pod.metadata.uid, patched.metadata.resourceVersion);
+      const removed = Object.keys(removedLabels);
+      return `take the pod out of ${ownerRef ? `${ownerRef.kind} ${ownerRef.name}` : 'its selectors'}: removed label${removed.length === 1 ? '' : 's'} ${removed.join(', ') || '(none)'}${ownerRef?.controller ? ' and its controller reference' : ''}; labelled ${QUARANTINE_LABEL}=${incident.id} until ${record.until}`;
     }
-    const removedLabels = labelsToRemove(pod, ownerSelector, policy.spec.targets.podSelector);
-    const now = this.deps.clock.now();
-    const record: QuarantineRecord = {
-      incident: incident.id, policy: policy.metadata.name ?? '', detector: incident.detector, at: formatConditionTime(now),
-      until: formatConditionTime(now + durationMs(policy.spec.quarantine?.ttl ?? '24h')), removedLabels,
-    };
-    const patched = await this.patchPod(pod, quarantinePatch(pod, record), dryRun, signal);
-    if (!dryRun && patched?.metadata?.resourceVersion) state.patched.set(pod.metadata.uid, patched.metadata.resourceVersion);
-    const removed = Object.keys(removedLabels);
-    return `take the pod out of ${ownerRef ? `${ownerRef.kind} ${ownerRef.name}` : 'its selectors'}: removed label${removed.length === 1 ? '' : 's'} ${removed.join(', ') || '(none)'}${ownerRef?.controller ? ' and its controller reference' : ''}; labelled ${QUARANTINE_LABEL}=${incident.id} until ${record.until}`;
   }
 
   /**
@@ -430,7 +451,7 @@ export class GuardController {
       else if (incident.actions.some((a) => a.action === 'Quarantine' && a.outcome === 'Taken')) {
         // Not labelled in the cache: released, unless the cache has not seen our patch yet.
         const patched = state.patched.get(pod.metadata.uid);
-        if (patched !== undefined && !isNewerVersion(pod.metadata.resourceVersion, patched)) continue;
+        if (patched !== undefined && !isNewerResourceVersion(pod.metadata.resourceVersion, patched)) continue;
         why = 'the pod was released from quarantine';
       }
       else if (selected.includes(pod) && !this.stillFiring(policy.spec, state, pod, incident, now)) why = 'the detector no longer fires';
@@ -606,21 +627,16 @@ function budgetsFor(budgets: readonly PodDisruptionBudgetLike[], pod: GuardPod):
     .map((b) => ({ name: b.metadata?.name ?? '', disruptionsAllowed: b.status?.disruptionsAllowed ?? 0 }));
 }
 
-/** Whether resourceVersion `a` is newer than `b` (etcd revisions; not comparable: assume newer). */
-function isNewerVersion(a: string | undefined, b: string): boolean {
-  if (!a || !/^\d+$/.test(a) || !/^\d+$/.test(b)) return true;
-  return BigInt(a) > BigInt(b);
-}
-
 function restartsOf(pod: GuardPod): number {
   return pod.status.containers.reduce((sum, c) => sum + c.restartCount, 0);
 }
 
-function latestTermination(pod: GuardPod): number | undefined {
+/** When the kubelet last reported a container state change of `pod` (a termination or a restart). */
+function latestContainerChange(pod: GuardPod): number | undefined {
   let latest: number | undefined;
   for (const c of pod.status.containers) {
-    for (const t of [c.terminated, c.lastTerminated]) {
-      const at = t?.finishedAt ? Date.parse(t.finishedAt) : Number.NaN;
+    for (const text of [c.terminated?.finishedAt, c.lastTerminated?.finishedAt, c.startedAt]) {
+      const at = text ? Date.parse(text) : Number.NaN;
       if (!Number.isNaN(at)) latest = Math.max(latest ?? at, at);
     }
   }
@@ -671,7 +687,7 @@ function guardMetrics(registry: Registry): GuardMetrics {
       openIncidents: new Gauge({ name: 'crowsnest_guard_open_incidents', help: 'Incidents not closed, per policy.', labelNames: ['namespace', 'policy'], registers: [registry] }),
       quarantined: new Gauge({ name: 'crowsnest_guard_quarantined_pods', help: 'Pods quarantined now, per policy.', labelNames: ['namespace', 'policy'], registers: [registry] }),
       detectionLatency: new Histogram({
-        name: 'crowsnest_guard_detection_latency_seconds', help: 'From the pod\'s last container termination to the incident it opened (pod-status detectors).',
+        name: 'crowsnest_guard_detection_latency_seconds', help: 'From the container state change the kubelet reported last (a termination or a restart, second resolution) to the incident it opened.',
         labelNames: ['detector'], buckets: [0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300], registers: [registry],
       }),
     };

@@ -20,6 +20,8 @@ export interface SlimContainerStatus {
   readonly restartCount: number;
   readonly ready: boolean;
   readonly waitingReason?: string;
+  /** RFC 3339: when the running container started (a restart, for a crashing one). */
+  readonly startedAt?: string;
   readonly terminated?: Termination;
   readonly lastTerminated?: Termination;
 }
@@ -36,7 +38,7 @@ export interface GuardPod extends KubeObject {
 interface RawTermination { reason?: string; exitCode?: number; finishedAt?: string; containerID?: string }
 interface RawContainerStatus {
   name?: string; restartCount?: number; ready?: boolean;
-  state?: { waiting?: { reason?: string }; terminated?: RawTermination };
+  state?: { waiting?: { reason?: string }; running?: { startedAt?: string }; terminated?: RawTermination };
   lastState?: { terminated?: RawTermination };
 }
 interface RawContainer { name?: string; ports?: Array<{ containerPort?: number; protocol?: string; name?: string }> }
@@ -91,6 +93,7 @@ export function guardPod(obj: KubeObject): KubeObject {
         return {
           name: s.name ?? '', restartCount: s.restartCount ?? 0, ready: s.ready ?? false,
           ...(s.state?.waiting?.reason ? { waitingReason: s.state.waiting.reason } : {}),
+          ...(s.state?.running?.startedAt ? { startedAt: s.state.running.startedAt } : {}),
           ...(terminated ? { terminated } : {}),
           ...(lastTerminated ? { lastTerminated } : {}),
         };

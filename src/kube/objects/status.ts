@@ -111,7 +111,7 @@ export class StatusWriter<S> {
  * backed by etcd hands out its revisions; when either is not an integer the answer is true, which
  * costs at most a redundant (no-op) write.
  */
-function isNewerResourceVersion(a: string | undefined, b: string): boolean {
+export function isNewerResourceVersion(a: string | undefined, b: string): boolean {
   if (!a || !/^\d+$/.test(a) || !/^\d+$/.test(b)) return true;
   return BigInt(a) > BigInt(b);
 }
