@@ -251,6 +251,10 @@ describe('GuardController', () => {
     assert.equal(f.status.quarantinedPods, 1);
     assert.equal(f.writer.actions.filter((a) => a.verb === 'delete').length, 0, 'not before the ttl');
     f.clock.advance(61_000);
+    f.policy = policyOf({ ...base, quarantine: { ttl: '1m', onExpiry: 'Delete' }, dryRun: true });
+    await f.reconcile();
+    assert.equal(f.writer.actions.filter((a) => a.verb === 'delete').length, 0, 'a policy in dry run deletes nothing, ttl or not');
+    f.policy = policyOf({ ...base, quarantine: { ttl: '1m', onExpiry: 'Delete' } });
     await f.reconcile();
     assert.deepEqual(f.writer.actions.filter((a) => a.verb === 'delete').map((a) => `${a.resource} ${a.name}`), ['pods web-1']);
     assert.ok(f.events.includes('Pod/web-1 Normal QuarantineDeleted'));
@@ -258,6 +262,18 @@ describe('GuardController', () => {
     await f.reconcile();
     assert.ok(f.status.incidents![0]!.closedAt);
     assert.equal(f.status.openIncidents, 0);
+  });
+
+  it('gives a quarantined pod its labels back when its ttl ends with onExpiry Release', async () => {
+    const f = new Fixture({ ...base, quarantine: { ttl: '1m', onExpiry: 'Release' } });
+    const record: QuarantineRecord = { incident: 'crashloop-0000000002', policy: 'web', detector: 'crashLoop', at: '2025-12-31T23:00:00Z', until: '2025-12-31T23:59:00Z', removedLabels: { app: 'web' } };
+    f.pods = [crashing('web-1', 3, { labels: { 'pod-template-hash': 'h1', [QUARANTINE_LABEL]: record.incident }, annotations: { [QUARANTINE_ANNOTATION]: JSON.stringify(record) }, ownerReferences: [] })];
+    await f.reconcile();
+    const [release] = f.patches();
+    assert.deepEqual((release!.body as Array<{ op: string; path: string }>).slice(2).map((o) => `${o.op} ${o.path}`), [
+      'remove /metadata/labels/guard.crowsnest.dev~1quarantined', 'add /metadata/labels/app', 'remove /metadata/annotations/guard.crowsnest.dev~1quarantine',
+    ]);
+    assert.ok(f.events.includes('Pod/web-1 Normal QuarantineReleased'));
   });
 
   it('picks up the incidents a previous leader recorded, cooldown included', async () => {

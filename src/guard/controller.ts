@@ -515,6 +515,8 @@ export class GuardController {
         continue;
       }
       const deleteIt = (policy.spec.quarantine?.onExpiry ?? 'Delete') === 'Delete';
+      // A policy switched to dry run after it quarantined changes nothing either: the pod waits.
+      if (policy.spec.dryRun) continue;
       try {
         if (deleteIt) {
           await this.deps.writer.delete(Resources.pods, { namespace: pod.metadata.namespace, name: pod.metadata.name, uid: pod.metadata.uid }, { signal });
