@@ -198,6 +198,24 @@ describe('GuardController', () => {
     assert.ok(skipped.every((i) => i.actions.some((a) => a.action === 'Isolate' && a.outcome === 'Skipped' && a.message === 'needs Quarantine, which was skipped')));
   });
 
+  it('quarantines the next held-back pod when a slot frees, one at a time', async () => {
+    const f = new Fixture({ ...base, quarantine: { maxQuarantined: 1 } });
+    f.pods = ['web-1', 'web-2', 'web-3'].map((n) => crashing(n, 0));
+    await f.crash(['web-1', 'web-2', 'web-3']);
+    const first = f.status.incidents!.find((i) => i.actions.some((a) => a.action === 'Quarantine' && a.outcome === 'Taken'))!;
+    await f.reconcile();
+    assert.equal(f.patches().length, 1, 'nothing more while the slot is taken');
+    // The quarantined pod is deleted (its ttl, or by hand): its slot frees.
+    f.pods = f.pods.filter((p) => p.metadata.uid !== first.podUid);
+    await f.reconcile();
+    assert.equal(f.patches().length, 2, 'exactly one more quarantined');
+    const resumed = f.status.incidents!.filter((i) => !i.closedAt && i.actions.at(-2)?.action === 'Quarantine' && i.actions.at(-2)?.outcome === 'Taken');
+    assert.equal(resumed.length, 1);
+    assert.deepEqual(resumed[0]!.actions.map((a) => `${a.action}:${a.outcome}`), ['Event:Taken', 'Quarantine:Skipped', 'Isolate:Skipped', 'Quarantine:Taken', 'Isolate:Taken']);
+    await f.reconcile();
+    assert.equal(f.patches().length, 2, 'the third waits');
+  });
+
   it('holds disruption of a group within its cooldown', async () => {
     const f = new Fixture({ ...base, cooldown: '5m', quarantine: { maxQuarantined: '100%' } });
     f.pods = [crashing('web-1', 0), crashing('web-2', 0)];

@@ -145,6 +145,7 @@ export class GuardController {
       const [detector, finding] = findings[0]!;
       await this.openIncident(policy, state, pod, detector, finding, selected, signal);
     }
+    await this.resumeHeld(policy, state, selected, signal);
     const nextExpiry = await this.expireQuarantines(policy, state, quarantined, now, signal);
 
     for (const uid of state.pods.keys()) if (!selected.some((p) => p.metadata.uid === uid)) state.pods.delete(uid);
@@ -266,13 +267,19 @@ export class GuardController {
     const changed = latestContainerChange(pod);
     if (changed !== undefined && changed <= now) this.metrics?.detectionLatency.observe({ detector }, (now - changed) / 1000);
     this.logger.info({ ...labels, pod: pod.metadata.name, incident: incident.id, detector, reason: finding.reason, group, evidence: incident.evidence }, 'guard incident opened');
+    await this.climb(policy, state, pod, incident, selected, ladderSteps(spec.actions), signal);
+  }
 
+  /** The group's situation for the rails, as seen from `pod`. */
+  private situation(policy: GuardPolicy, state: PolicyState, pod: GuardPod, selected: readonly GuardPod[]): GroupSituation {
+    const spec = policy.spec;
+    const group = groupOf(pod, spec);
     // From our own record, not the cache: a quarantine made a moment ago (this reconcile, or one
     // the cache has not seen yet) counts against the rail at once.
     const quarantinedUids = new Set(state.incidents
       .filter((i) => !i.closedAt && i.group === group && i.podUid !== pod.metadata.uid && i.actions.some((a) => a.action === 'Quarantine' && a.outcome === 'Taken'))
       .map((i) => i.podUid));
-    const situation: GroupSituation = {
+    return {
       group,
       // A pod quarantined a moment ago may still look selected in the cache: counted once.
       size: selected.filter((p) => groupOf(p, spec) === group && !quarantinedUids.has(p.metadata.uid)).length + quarantinedUids.size,
@@ -280,6 +287,36 @@ export class GuardController {
       ...(state.lastDisruption.has(group) ? { lastDisruptionMs: state.lastDisruption.get(group)! } : {}),
       budgets: budgetsFor(this.deps.budgetsIn(pod.metadata.namespace), pod),
     };
+  }
+
+  /**
+   * An open incident whose quarantine a rail held back (maxQuarantined, a PDB, the cooldown) is
+   * quarantined, and isolated when listed, once the rails let it: at most N of a group at a time
+   * means the next one goes when a slot frees, not never. Nothing is recorded while they hold.
+   */
+  private async resumeHeld(policy: GuardPolicy, state: PolicyState, selected: readonly GuardPod[], signal: AbortSignal): Promise<void> {
+    const spec = policy.spec;
+    if (spec.dryRun) return;
+    for (const incident of [...state.incidents].reverse()) {
+      if (incident.closedAt) continue;
+      const quarantine = incident.actions.filter((a) => a.action === 'Quarantine').at(-1);
+      if (quarantine?.outcome !== 'Skipped') continue;
+      const pod = selected.find((p) => p.metadata.uid === incident.podUid);
+      if (!pod) continue;
+      const situation = this.situation(policy, state, pod, selected);
+      const now = this.deps.clock.now();
+      if (cooldownRail(situation, cooldownMs(spec), now) ?? quarantineRail(situation, spec.quarantine?.maxQuarantined)) continue;
+      await this.climb(policy, state, pod, incident, selected, ladderSteps(spec.actions).filter((step) => step === 'Quarantine' || step === 'Isolate'), signal);
+    }
+  }
+
+  /** Takes `steps` (in ladder order) for `incident`, each checked against the rails and recorded. */
+  private async climb(policy: GuardPolicy, state: PolicyState, pod: GuardPod, incident: Incident, selected: readonly GuardPod[], steps: readonly GuardAction[], signal: AbortSignal): Promise<void> {
+    const spec = policy.spec;
+    const now = this.deps.clock.now();
+    const labels = { namespace: pod.metadata.namespace, policy: policy.metadata.name ?? '' };
+    const situation = this.situation(policy, state, pod, selected);
+    const group = situation.group;
     const cooldown = cooldownRail(situation, cooldownMs(spec), now);
     const dryRun = spec.dryRun ?? false;
     const outcomes = new Map<GuardAction, ActionOutcome>();
@@ -292,12 +329,12 @@ export class GuardController {
       if (outcome === 'Taken' && DISRUPTIVE.has(action)) state.lastDisruption.set(group, this.deps.clock.now());
     };
 
-    for (const step of ladderSteps(spec.actions)) {
+    for (const step of steps) {
       const prefix = dryRun ? 'dry run: would ' : '';
       try {
         switch (step) {
           case 'Event': {
-            this.event(policy, pod, 'Warning', 'IncidentOpened', 'Detect', `incident ${incident.id} (${detector}): ${finding.reason}: ${incident.evidence[0] ?? ''}${dryRun ? ' (dry run: nothing will be changed)' : ''}`);
+            this.event(policy, pod, 'Warning', 'IncidentOpened', 'Detect', `incident ${incident.id} (${incident.detector}): ${incident.reason}: ${incident.evidence[0] ?? ''}${dryRun ? ' (dry run: nothing will be changed)' : ''}`);
             record('Event', 'Taken', `recorded on pod ${pod.metadata.name} and on the policy`);
             break;
           }
