@@ -120,6 +120,16 @@ describe('guard on real pods', () => {
     namespace = await newNamespace('guard');
     const image = plane.images['test']!;
     // Everything starts at once: the crash loops, the OOM kills and the client pod overlap.
+    // The dry-run policy watches its pod from its first crash: a policy created later sees only
+    // the restarts after its first look (the status keeps one termination per container), and
+    // the kubelet's back-off doubles between them.
+    await create(plane, `/apis/crowsnest.dev/v1alpha1/namespaces/${namespace}/guardpolicies`, policy('dry', {
+      targets: { podSelector: { matchLabels: { app: 'dry' } } },
+      detectors: { crashLoop: { restarts: 2, window: '2m' } },
+      actions: ['Event', 'Quarantine', 'Isolate'],
+      cooldown: '0s',
+      dryRun: true,
+    }));
     await Promise.all([
       create(plane, `/apis/apps/v1/namespaces/${namespace}/deployments`, crashingDeployment('web', 3, image)),
       create(plane, `/apis/apps/v1/namespaces/${namespace}/deployments`, crashingDeployment('dry', 1, image)),
@@ -312,13 +322,6 @@ describe('guard on real pods', () => {
   it('in dry run records what it would do and changes nothing', { timeout: 120_000 }, async () => {
     const [before] = await pods('app=dry');
     assert.ok(before);
-    await create(plane, `/apis/crowsnest.dev/v1alpha1/namespaces/${namespace}/guardpolicies`, policy('dry', {
-      targets: { podSelector: { matchLabels: { app: 'dry' } } },
-      detectors: { crashLoop: { restarts: 2, window: '2m' } },
-      actions: ['Event', 'Quarantine', 'Isolate'],
-      cooldown: '0s',
-      dryRun: true,
-    }));
     let incident: NonNullable<NonNullable<GuardPolicy['status']>['incidents']>[number] | undefined;
     await eventually('a dry-run incident', async () => {
       incident = (await guardPolicy('dry'))?.status?.incidents?.[0];
@@ -329,6 +332,7 @@ describe('guard on real pods', () => {
     const [after] = await pods('app=dry');
     assert.equal(after?.metadata.uid, before.metadata.uid, 'the same pod, still selected by its owner');
     assert.deepEqual(after?.metadata.labels, before.metadata.labels, 'labels unchanged');
+    assert.deepEqual(Object.keys(after?.metadata.labels ?? {}).sort(), ['app', 'pod-template-hash', 'tier'], 'the template\'s labels, no quarantine label');
     assert.ok(after?.metadata.ownerReferences?.some((r) => r.controller && r.kind === 'ReplicaSet'), 'still owned by its ReplicaSet');
     assert.equal(after?.metadata.annotations?.[QUARANTINE_ANNOTATION], undefined);
     const isolations = await listObjects(`/apis/networking.k8s.io/v1/namespaces/${namespace}/networkpolicies?labelSelector=${encodeURIComponent(`${QUARANTINE_LABEL}=${incident!.id}`)}`);
