@@ -64,7 +64,8 @@ What each field of the tool becomes:
   groupLabel      spec.targets.groupBy
   action          quarantine: actions Event and Quarantine (the failing pod leaves its owner,
                   which replaces it; the tool scaled the whole Deployment to zero)
-  logFrequency    the health detector's check interval (seconds; 10 when unset, as the tool did)
+  logFrequency    the health detector's window: three of the tool's check intervals (10 s when
+                  unset, as the tool did), three failed checks in it open an incident
   destination     not converted: logs stay on the nodes, served only to callers allowed
                   get pods/log
 Notes about each conversion go to stderr; the policies go to stdout. Converted policies are dry

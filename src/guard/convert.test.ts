@@ -39,7 +39,7 @@ describe('guard convert', () => {
           podSelector: { matchExpressions: [{ key: 'app', operator: 'In', values: ['title-api'] }, { key: 'version', operator: 'In', values: ['v1', 'v3'] }] },
           groupBy: ['app'],
         },
-        detectors: { health: { failures: 3, interval: '30s' } },
+        detectors: { health: { failures: 3, window: '90s' } },
         actions: ['Event', 'Quarantine'],
         dryRun: true,
       },
@@ -78,7 +78,7 @@ spec:
     assert.deepEqual(policy!.spec.targets, {
       podSelector: { matchLabels: { app: 'web', tier: '1' }, matchExpressions: [{ key: 'track', operator: 'NotIn', values: ['canary'] }, { key: 'debug', operator: 'DoesNotExist' }] },
     });
-    assert.equal(policy!.spec.detectors.health.interval, '15s');
+    assert.equal(policy!.spec.detectors.health?.window, '45s');
     assert.deepEqual(policy!.spec.actions, ['Event', 'Quarantine']);
   });
 
@@ -86,7 +86,7 @@ spec:
     const { policies, notes } = convertPolicies('kind: Receiver\nmetadata: {name: all}\nspec: {}\n');
     assert.equal(policies[0]!.metadata.namespace, 'default');
     assert.deepEqual(policies[0]!.spec.targets.podSelector, {});
-    assert.equal(policies[0]!.spec.detectors.health.interval, '10s');
+    assert.equal(policies[0]!.spec.detectors.health?.window, '30s');
     assert.deepEqual(policies[0]!.spec.actions, ['Event']);
     for (const expected of ['goes to "default"', 'selects every pod', 'only records Events']) {
       assert.ok(notes.some((note) => note.includes(expected)), `${expected}: ${notes.join('\n')}`);

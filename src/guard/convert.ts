@@ -13,7 +13,7 @@
  * - `action: quarantine` (the tool scaled the matching Deployments to zero): the ladder's Event
  *   and Quarantine, which take the failing pod out of its owner and never scale anything.
  * - `logFrequency` (seconds between the sidecar's HTTP checks, 10 by default): the health
- *   detector's probe interval.
+ *   detector's window, three such intervals (an incident after three failed checks in it).
  * - `destination` (an external server the tool sent all logs to, unauthenticated): not converted;
  *   logs stay on the nodes and are served to callers allowed `get pods/log`.
  *
@@ -21,14 +21,15 @@
  * switch can be watched before guard acts.
  */
 import { loadAll } from 'js-yaml';
-import { API_GROUP } from '../kube/api/define.ts';
-
-export const GUARD_POLICY_API_VERSION = `${API_GROUP}/v1alpha1`;
+import { formatErrors } from '../kube/api/validate.ts';
+import { type GuardPolicySpec, GuardPolicyApi } from './api.ts';
 
 /** The tool's health checks ran every 10 s when `logFrequency` was not set. */
 const TOOL_DEFAULT_LOG_FREQUENCY_S = 10;
-/** Checks that fail in a row before the health detector opens an incident (three intervals). */
+/** Failed checks within three of the tool's intervals that open a health incident. */
 const HEALTH_FAILURES = 3;
+/** The shortest window the API takes. */
+const MIN_WINDOW_S = 10;
 
 export interface ConvertOptions {
   /** Emit policies that act (`dryRun: false`). Default false: converted policies are dry runs. */
@@ -37,28 +38,14 @@ export interface ConvertOptions {
   readonly source?: string;
 }
 
-interface LabelSelectorRequirement {
-  key: string;
-  operator: 'In' | 'NotIn' | 'Exists' | 'DoesNotExist';
-  values?: string[];
-}
+type LabelSelectorRequirement = NonNullable<GuardPolicySpec['targets']['podSelector']['matchExpressions']>[number];
 
-/** The GuardPolicy fields a conversion writes (a subset of the API in api.ts). */
+/** A GuardPolicy as a conversion writes it: no status, only the metadata it sets. */
 export interface ConvertedPolicy {
   apiVersion: string;
   kind: 'GuardPolicy';
   metadata: { name: string; namespace: string; labels?: Record<string, string>; annotations: Record<string, string> };
-  spec: {
-    targets: {
-      podSelector: { matchLabels?: Record<string, string>; matchExpressions?: LabelSelectorRequirement[] };
-      groupBy?: string[];
-    };
-    detectors: {
-      health: { failures: number; interval: string };
-    };
-    actions: string[];
-    dryRun: boolean;
-  };
+  spec: GuardPolicySpec;
 }
 
 export interface Conversion {
@@ -145,6 +132,16 @@ export function convertPolicies(text: string, options: ConvertOptions = {}): Con
 }
 
 function convertOne(object: Json, where: string, enforce: boolean): { policies: ConvertedPolicy[]; notes: string[] } {
+  const { policies, notes } = draftPolicies(object, where, enforce);
+  for (const policy of policies) {
+    // Whatever passes the checks above makes a valid policy; were it not so, that is our bug, not the user's input.
+    const result = GuardPolicyApi.validate(policy);
+    if (!result.valid) throw new Error(`converted ${policy.metadata.namespace}/${policy.metadata.name} is not a valid GuardPolicy: ${formatErrors(result.errors)}`);
+  }
+  return { policies, notes };
+}
+
+function draftPolicies(object: Json, where: string, enforce: boolean): { policies: ConvertedPolicy[]; notes: string[] } {
   const kind = object.kind;
   if (typeof kind !== 'string' || !TOOL_KINDS.has(kind)) {
     throw new ConvertError(`${where}: kind ${JSON.stringify(kind ?? null)} is not one of the tool's (Receiver, PolicyDefinition)`);
@@ -174,7 +171,7 @@ function convertOne(object: Json, where: string, enforce: boolean): { policies: 
 
   const labels = isObject(metadata.labels) ? stringRecord(metadata.labels) : undefined;
   const policies = namespaces.names.map((namespace): ConvertedPolicy => ({
-    apiVersion: GUARD_POLICY_API_VERSION,
+    apiVersion: GuardPolicyApi.apiVersion,
     kind: 'GuardPolicy',
     metadata: {
       name,
@@ -184,7 +181,7 @@ function convertOne(object: Json, where: string, enforce: boolean): { policies: 
     },
     spec: {
       targets: { podSelector, ...(groupBy.length > 0 ? { groupBy } : {}) },
-      detectors: { health: { failures: HEALTH_FAILURES, interval: `${interval}s` } },
+      detectors: { health: { failures: HEALTH_FAILURES, window: `${Math.max(MIN_WINDOW_S, HEALTH_FAILURES * interval)}s` } },
       actions,
       dryRun: !enforce,
     },
@@ -206,13 +203,15 @@ function namespacesOf(spec: Json, at: string): { names: string[]; defaulted: boo
   return { names, defaulted: false };
 }
 
-function selectorOf(value: unknown, at: string, label: string, notes: string[]): ConvertedPolicy['spec']['targets']['podSelector'] {
+type PodSelector = GuardPolicySpec['targets']['podSelector'];
+
+function selectorOf(value: unknown, at: string, label: string, notes: string[]): PodSelector {
   if (value === undefined || value === null) {
     notes.push(`${label}: no labelSelector: the policy selects every pod of its namespace, as the tool selected every Deployment`);
     return {};
   }
   if (!isObject(value)) throw new ConvertError(`${at}: labelSelector must be an object with matchLabels and/or matchExpression`);
-  const selector: ConvertedPolicy['spec']['targets']['podSelector'] = {};
+  const selector: { matchLabels?: Record<string, string>; matchExpressions?: LabelSelectorRequirement[] } = {};
   const matchLabels = field(value, 'matchLabels');
   if (matchLabels !== undefined && matchLabels !== null) {
     if (!isObject(matchLabels)) throw new ConvertError(`${at}: labelSelector.matchLabels must be a map of label keys to values`);
@@ -277,7 +276,7 @@ function groupByOf(value: unknown, at: string): string[] {
   return keys;
 }
 
-function actionsOf(value: unknown, at: string, label: string, notes: string[]): string[] {
+function actionsOf(value: unknown, at: string, label: string, notes: string[]): NonNullable<GuardPolicySpec['actions']> {
   if (value === undefined || value === null || value === '') {
     notes.push(`${label}: no action: the policy only records Events`);
     return ['Event'];
