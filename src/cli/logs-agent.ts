@@ -5,7 +5,7 @@
  */
 import type { Command } from 'commander';
 import { addFlags } from './flags.ts';
-import { requireGlobals, type CliIO, type RunState } from './command.ts';
+import { kubeClientFor, requireGlobals, type CliIO, type RunState } from './command.ts';
 import { logsAgentFlagList, resolveLogsAgentOptions } from '../guard/logs/flags.ts';
 
 const HELP = `
@@ -18,6 +18,11 @@ batch the agent reads nothing further and sends the same batch again.
 
 Patterns run on V8's linear-time regular expression engine: backreferences, lookarounds and inline
 modifiers are refused (a leading (?i) is honoured), and at most 1024 characters.
+
+Log API (on --log-api-bind-address, HTTPS): GET /v1/namespaces/<ns>/pods/<pod>/log
+?container=&tailLines=&previous=true, the log of a pod on this node read from its files, for a
+caller whose bearer token the API server authenticates (TokenReview) and allows get pods/log on
+that pod (SubjectAccessReview); needs the ClusterRole system:auth-delegator.
 
 Metrics (on --metrics-bind-address): crowsnest_logs_agent_lines_read_total,
 crowsnest_logs_agent_batches_accepted_total, crowsnest_logs_agent_send_failures_total,
@@ -32,12 +37,15 @@ export function defineLogsAgentCommand(command: Command, io: CliIO, state: RunSt
     const options = resolveLogsAgentOptions({ flags: flagValues(), env: io.env });
     const [{ agentLogger }, { startLogsAgent }] = await Promise.all([import('../observe/json-lines-logger.ts'), import('../guard/logs/run.ts')]);
     const logger = agentLogger((line) => io.stderr(line), globals.logLevel === 'debug' || globals.logLevel === 'trace' ? 'debug' : 'info');
-    const agent = await startLogsAgent(options, { logger });
+    // Only the log API talks to the API server (TokenReview, SubjectAccessReview).
+    const kube = options.logApi ? await kubeClientFor(globals, io.env) : undefined;
+    const agent = await startLogsAgent(options, { logger, ...(kube ? { kube } : {}) });
     const signal = await new Promise<NodeJS.Signals>((resolve) => {
       process.once('SIGTERM', () => resolve('SIGTERM'));
       process.once('SIGINT', () => resolve('SIGINT'));
     });
     logger.info({ signal }, 'stopping');
     await agent.stop();
+    await kube?.close();
   });
 }

@@ -7,7 +7,8 @@
  * The agent is SIGKILLed mid-stream (its pod deleted without grace; the DaemonSet makes a new one
  * on the same node, which finds its cursors and pending batch in the hostPath) and the receiver
  * refuses with 503 for a while: the receiver still counts every line exactly once. One line of
- * 40 000 bytes is split by containerd into partial records and counts once.
+ * 40 000 bytes is split by containerd into partial records and counts once. The agents' log API
+ * then serves that pod's log to a ServiceAccount allowed `get pods/log` on it, and to no other.
  *
  * Testbed specifics: the nodes' kubelets keep pod logs in `<testbed>/nodes/<node>/pod-logs`
  * (not /var/log/pods), so the DaemonSet's pod-logs hostPath is `<testbed>/nodes` and the agent is
@@ -17,14 +18,16 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { join } from 'node:path';
+import { request as httpsRequest } from 'node:https';
 import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
 import { loadAll } from 'js-yaml';
 import type { KubeObject } from '../../src/kube/objects/resources.ts';
+import { issueCertificateAuthority, issueServingCertificate } from '../../src/kube/webhook/x509.ts';
 import { type RunningLogReceiver, startLogReceiver } from '../helpers/guard-log-receiver.ts';
 import { crowsnestImage } from './prober-image.ts';
 import type { RealPod } from '../../testbed/realpods.ts';
-import { eventually, execInPod, newNamespace, runPod, testbed } from './testbed.ts';
+import { eventually, execInPod, newNamespace, runPod, serviceAccountToken, testbed } from './testbed.ts';
 
 const run = promisify(execFile);
 const chart = join(import.meta.dirname, '..', '..', 'deploy', 'helm', 'crowsnest');
@@ -32,6 +35,23 @@ const RELEASE = 'glogs';
 const NODE = 'crowsnest-real-0';
 /** Lines of each kind the app writes: N matching (`ERROR`), N not. */
 const N = 150;
+/** The name in the log API's serving certificate (clients connect to an agent's pod IP with it). */
+const LOG_API_NAME = 'logs-api.crowsnest.test';
+const LOG_API_PORT = 19093;
+
+/** GET from the log API of the agent at `ip`, trusting `ca`. */
+function logApi(ip: string, ca: string, path: string, token?: string): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = httpsRequest({ host: ip, port: LOG_API_PORT, path, ca, servername: LOG_API_NAME, headers: token ? { authorization: `Bearer ${token}` } : {}, timeout: 10_000 }, (res) => {
+      let body = '';
+      res.on('data', (chunk: Buffer) => (body += chunk.toString()));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+    });
+    req.on('timeout', () => req.destroy(new Error('no answer')));
+    req.on('error', reject);
+    req.end();
+  });
+}
 
 interface DaemonSet extends KubeObject {
   spec: { template: { spec: { containers: Array<{ image: string; env: Array<{ name: string; value?: string }> }>; volumes: Array<{ name: string; hostPath?: { path: string } }> } } };
@@ -40,6 +60,8 @@ interface DaemonSet extends KubeObject {
 describe('guard logs-agent: a DaemonSet on the real nodes counts a real pod\'s log lines exactly once', () => {
   let receiver: RunningLogReceiver;
   let namespace: string;
+  let logApiCa = '';
+  let talkerUid = '';
 
   before(async () => {
     const plane = await testbed();
@@ -52,11 +74,20 @@ describe('guard logs-agent: a DaemonSet on the real nodes counts a real pod\'s l
       apiVersion: 'v1', kind: 'Secret', metadata: { name: `${RELEASE}-crowsnest-webhook-cert` }, data: { 'ca.crt': Buffer.from(receiver.caPem).toString('base64') },
     });
     assert.equal(secret.status, 201, secret.body);
+    const now = Date.now();
+    const ca = issueCertificateAuthority({ commonName: 'log-api-test-ca', notBeforeMs: now - 60_000, notAfterMs: now + 3_600_000 });
+    const serving = issueServingCertificate({ commonName: LOG_API_NAME, hosts: [LOG_API_NAME], notBeforeMs: now - 60_000, notAfterMs: now + 3_600_000 }, ca);
+    logApiCa = ca.certPem;
+    const tls = await plane.request('POST', `/api/v1/namespaces/${namespace}/secrets`, {
+      apiVersion: 'v1', kind: 'Secret', type: 'kubernetes.io/tls', metadata: { name: 'log-api-tls' },
+      data: { 'tls.crt': Buffer.from(serving.certPem).toString('base64'), 'tls.key': Buffer.from(serving.keyPem).toString('base64') },
+    });
+    assert.equal(tls.status, 201, tls.body);
     const { stdout } = await run(join(plane.binDir, 'helm'), [
       'template', RELEASE, chart, '--namespace', namespace, '--kube-version', 'v1.35.4', '--show-only', 'templates/guard-logs-agent.yaml',
       '--set', 'guard.logsAgent.enabled=true', '--set', `guard.logsAgent.guardUrl=${receiver.url}`, '--set-json', 'guard.logsAgent.tolerations=[]',
       '--set', `guard.logsAgent.podLogsHostPath=${join(plane.dir, 'nodes')}`, '--set', `guard.logsAgent.stateHostPath=/var/lib/crowsnest-test/${namespace}`,
-      '--set', 'guard.logsAgent.batchSize=64Ki',
+      '--set', 'guard.logsAgent.batchSize=64Ki', '--set', 'guard.logsAgent.logApi.enabled=true', '--set', 'guard.logsAgent.logApi.tlsSecret=log-api-tls',
     ]);
     for (const object of loadAll(stdout) as Array<KubeObject | null>) {
       if (!object) continue;
@@ -65,7 +96,13 @@ describe('guard logs-agent: a DaemonSet on the real nodes counts a real pod\'s l
         pod.containers[0]!.image = image;
         pod.containers[0]!.env.find((e) => e.name === 'CROWSNEST_POD_LOGS_DIR')!.value = '/var/log/pods/$(CROWSNEST_NODE_NAME)/pod-logs';
       }
-      const path = object.kind === 'DaemonSet' ? `/apis/apps/v1/namespaces/${namespace}/daemonsets` : `/api/v1/namespaces/${namespace}/serviceaccounts`;
+      const path = {
+        DaemonSet: `/apis/apps/v1/namespaces/${namespace}/daemonsets`,
+        ServiceAccount: `/api/v1/namespaces/${namespace}/serviceaccounts`,
+        ClusterRoleBinding: '/apis/rbac.authorization.k8s.io/v1/clusterrolebindings',
+      }[object.kind!];
+      assert.ok(path, `the chart rendered a ${object.kind}`);
+      if (object.kind === 'ClusterRoleBinding') object.metadata!.name = `${namespace}-auth-delegator`;
       const created = await plane.request('POST', path, object);
       assert.equal(created.status, 201, created.body);
     }
@@ -73,7 +110,10 @@ describe('guard logs-agent: a DaemonSet on the real nodes counts a real pod\'s l
 
   after(async () => {
     const plane = await testbed();
-    if (namespace) await plane.request('DELETE', `/api/v1/namespaces/${namespace}`);
+    if (namespace) {
+      await plane.request('DELETE', `/api/v1/namespaces/${namespace}`);
+      await plane.request('DELETE', `/apis/rbac.authorization.k8s.io/v1/clusterrolebindings/${namespace}-auth-delegator`);
+    }
     await receiver?.close();
   });
 
@@ -94,6 +134,7 @@ describe('guard logs-agent: a DaemonSet on the real nodes counts a real pod\'s l
         'exec sleep 3600',
       ].join('\n')],
     });
+    talkerUid = app.metadata.uid;
     await eventually('the agent runs on the app\'s node', async () => (await agentPod()) !== undefined, 120_000);
     receiver.receiver.watches = [{ namespace, pod: 'talker', podUid: app.metadata.uid, containers: [], policy: 'errors', pattern: 'ERROR' }];
     // The answer carrying the watch, then one more batch: the agent holds the watch from then on.
@@ -130,5 +171,36 @@ describe('guard logs-agent: a DaemonSet on the real nodes counts a real pod\'s l
     const nodes = new Set(receiver.receiver.kept.map((b) => b.node));
     assert.ok(nodes.has(NODE));
     for (const node of nodes) assert.ok(claims.some((c) => c['kubernetes.io']?.node?.name === node), `a token names node ${node}`);
+  });
+
+  it('serves the pod\'s log to a ServiceAccount allowed get pods/log on it, and to nobody else', async () => {
+    const plane = await testbed();
+    assert.ok(talkerUid, 'the first test ran the app');
+    const reader = await serviceAccountToken(namespace, 'reader');
+    const stranger = await serviceAccountToken(namespace, 'stranger');
+    for (const [path, body] of [
+      [`/apis/rbac.authorization.k8s.io/v1/namespaces/${namespace}/roles`, { metadata: { name: 'talker-log' }, rules: [{ apiGroups: [''], resources: ['pods/log'], verbs: ['get'], resourceNames: ['talker'] }] }],
+      [`/apis/rbac.authorization.k8s.io/v1/namespaces/${namespace}/rolebindings`, { metadata: { name: 'talker-log' }, roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name: 'talker-log' }, subjects: [{ kind: 'ServiceAccount', name: 'reader', namespace }] }],
+    ] as const) {
+      const created = await plane.request('POST', path, body);
+      assert.equal(created.status, 201, created.body);
+    }
+    const ip = (await agentPod())!.status.podIP!;
+    const path = `/v1/namespaces/${namespace}/pods/talker/log`;
+    let answer = { status: 0, body: '' };
+    await eventually('the reader gets the log (RBAC caches settle)', async () => {
+      answer = await logApi(ip, logApiCa, path, reader);
+      return answer.status === 200;
+    }, 30_000);
+    const lines = answer.body.trimEnd().split('\n');
+    assert.equal(lines.length, 2 * N + 1);
+    assert.match(lines[0]!, /^ERROR a long line: x{40000}$/, 'containerd\'s partial records joined');
+    assert.deepEqual(lines.slice(-2), [`line ${N - 1} ERROR`, `line ${N - 1} fine`]);
+    assert.deepEqual(await logApi(ip, logApiCa, `${path}?tailLines=1`, reader), { status: 200, body: `line ${N - 1} fine\n` });
+    const refused = await logApi(ip, logApiCa, path, stranger);
+    assert.equal(refused.status, 403);
+    assert.match(refused.body, new RegExp(`system:serviceaccount:${namespace}:stranger may not get pods/log talker in namespace ${namespace}`));
+    assert.equal((await logApi(ip, logApiCa, path)).status, 401);
+    assert.equal((await logApi(ip, logApiCa, path, 'not-a-token')).status, 401);
   });
 });

@@ -37,6 +37,13 @@ export const logsAgentFlags = {
   stateDir: flag({ name: 'state-dir', valueName: '<dir>', description: 'where cursors and the pending batch are kept; must outlive the pod (a hostPath)', default: '/var/lib/crowsnest/logs-agent', parse: parseNonEmpty }),
   batchSize: flag({ name: 'batch-size', valueName: '<bytes>', description: 'log bytes read per batch, over all containers; more is read in the next batch, sent at once', default: '8Mi', parse: parseByteSize }),
   metricsBindAddress: flag({ name: 'metrics-bind-address', valueName: '<addr>', description: 'serve /metrics, /healthz and /readyz on this address; 0 turns it off', default: ':19092', parse: parseBindAddress }),
+  logApiBindAddress: flag({
+    name: 'log-api-bind-address', valueName: '<addr>',
+    description: 'serve the log API for people (HTTPS, GET /v1/namespaces/<ns>/pods/<pod>/log, for callers the API server allows get pods/log) on this address; 0 turns it off',
+    default: '0', parse: parseBindAddress,
+  }),
+  logApiTlsCertFile: flag({ name: 'log-api-tls-cert-file', valueName: '<file>', description: "the log API's serving certificate (PEM)", parse: parseNonEmpty }),
+  logApiTlsKeyFile: flag({ name: 'log-api-tls-key-file', valueName: '<file>', description: "the log API's private key (PEM)", parse: parseNonEmpty }),
 };
 
 export const logsAgentFlagList: readonly Flag<unknown>[] = Object.values(logsAgentFlags);
@@ -51,6 +58,8 @@ export interface LogsAgentCliOptions {
   readonly stateDir: string;
   readonly batchBytes: number;
   readonly metricsBindAddress: string;
+  /** The log API, when it is served. */
+  readonly logApi?: { readonly bindAddress: string; readonly certFile: string; readonly keyFile: string };
 }
 
 /** @throws OptionError naming the flag that is missing or wrong. */
@@ -63,7 +72,16 @@ export function resolveLogsAgentOptions(sources: FlagSources): LogsAgentCliOptio
   const caFile = flags.get(logsAgentFlags.guardCaFile);
   const caPem = sources.env['CROWSNEST_GUARD_CA'];
   if (!caFile && !caPem) throw new OptionError('--guard-ca-file', '--guard-ca-file (or CROWSNEST_GUARD_CA with the PEM) is required: the agent trusts no other CA for its token');
+  const logApiBindAddress = flags.get(logsAgentFlags.logApiBindAddress);
+  let logApi: LogsAgentCliOptions['logApi'];
+  if (logApiBindAddress !== '0') {
+    const certFile = flags.get(logsAgentFlags.logApiTlsCertFile);
+    const keyFile = flags.get(logsAgentFlags.logApiTlsKeyFile);
+    if (!certFile || !keyFile) throw new OptionError(certFile ? '--log-api-tls-key-file' : '--log-api-tls-cert-file', 'the log API is served over HTTPS only: --log-api-tls-cert-file and --log-api-tls-key-file are required with --log-api-bind-address');
+    logApi = { bindAddress: logApiBindAddress, certFile, keyFile };
+  }
   return {
+    ...(logApi ? { logApi } : {}),
     guardUrl, nodeName,
     guardCa: caFile ? { file: caFile } : { pem: caPem! },
     tokenFile: flags.get(logsAgentFlags.guardTokenFile),

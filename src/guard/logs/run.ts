@@ -10,11 +10,15 @@
 import { once } from 'node:events';
 import { readFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { realClock, type Clock } from '../../kube/clock.ts';
+import { AccessReviewer } from '../../kube/auth/subject-access-review.ts';
 import type { Logger } from '../../kube/logger-type.ts';
+import type { KubeRequester } from '../../kube/objects/writes.ts';
 import { LogsAgent } from './agent.ts';
 import type { LogsAgentCliOptions } from './flags.ts';
+import { logApiHandler } from './log-api.ts';
 import { enableLinearRegExp } from './pattern.ts';
 import { HttpsLogSink } from './sink.ts';
 import { StateStore } from './state.ts';
@@ -23,10 +27,19 @@ export interface RunningLogsAgent {
   readonly agent: LogsAgent;
   /** The metrics server's port, when it listens. */
   readonly metricsPort?: number;
+  /** The log API's port, when it listens. */
+  readonly logApiPort?: number;
   stop(): Promise<void>;
 }
 
-export async function startLogsAgent(options: LogsAgentCliOptions, deps: { readonly logger: Logger; readonly clock?: Clock }): Promise<RunningLogsAgent> {
+export interface LogsAgentDeps {
+  readonly logger: Logger;
+  readonly clock?: Clock;
+  /** The API server, for the log API's reviews; required when the log API is on. */
+  readonly kube?: KubeRequester;
+}
+
+export async function startLogsAgent(options: LogsAgentCliOptions, deps: LogsAgentDeps): Promise<RunningLogsAgent> {
   enableLinearRegExp();
   const { logger } = deps;
   const ca = 'file' in options.guardCa ? await readFile(options.guardCa.file, 'utf8') : options.guardCa.pem;
@@ -36,6 +49,14 @@ export async function startLogsAgent(options: LogsAgentCliOptions, deps: { reado
   });
   await agent.load();
   const server = options.metricsBindAddress === '0' ? undefined : await serveMetrics(options.metricsBindAddress, agent);
+  let logApi: Server | undefined;
+  if (options.logApi) {
+    if (!deps.kube) throw new Error('the log API needs a connection to the API server');
+    const [cert, key] = await Promise.all([readFile(options.logApi.certFile, 'utf8'), readFile(options.logApi.keyFile, 'utf8')]);
+    const access = new AccessReviewer({ client: deps.kube, clock: deps.clock ?? realClock });
+    logApi = createHttpsServer({ cert, key }, logApiHandler({ podLogsDir: options.podLogsDir, node: options.nodeName, access, logger }));
+    await listen(logApi, options.logApi.bindAddress);
+  }
   const stopping = new AbortController();
   const running = agent.run(stopping.signal).catch((err: unknown) => {
     logger.error({ err: (err as Error).message }, 'the log agent stopped on an error');
@@ -45,30 +66,39 @@ export async function startLogsAgent(options: LogsAgentCliOptions, deps: { reado
   return {
     agent,
     ...(server ? { metricsPort: (server.address() as AddressInfo).port } : {}),
+    ...(logApi ? { logApiPort: (logApi.address() as AddressInfo).port } : {}),
     stop: async () => {
       stopping.abort();
       await running.catch(() => {});
       sink.close();
-      if (server) await new Promise<void>((resolve) => server.close(() => resolve()));
+      for (const listening of [server, logApi]) {
+        if (!listening) continue;
+        listening.closeAllConnections();
+        await new Promise<void>((resolve) => listening.close(() => resolve()));
+      }
     },
   };
 }
 
 async function serveMetrics(address: string, agent: LogsAgent): Promise<Server> {
-  const colon = address.lastIndexOf(':');
-  const host = address.slice(0, colon).replace(/^\[(.*)\]$/, '$1') || undefined;
-  const port = Number(address.slice(colon + 1));
   const server = createServer((req, res) => {
     const path = (req.url ?? '/').split('?')[0];
     if (path === '/healthz' || path === '/readyz') return void res.writeHead(200, { 'content-type': 'text/plain' }).end('ok\n');
     if (path === '/metrics') return void res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4; charset=utf-8' }).end(exposition(agent));
     res.writeHead(404).end('not found\n');
   });
-  server.listen(port, host);
+  await listen(server, address);
+  return server;
+}
+
+/** Listens on `address` (`host:port`, `:port`, `[v6]:port`); rejects naming it when it cannot. */
+async function listen(server: Server, address: string): Promise<void> {
+  const colon = address.lastIndexOf(':');
+  const host = address.slice(0, colon).replace(/^\[(.*)\]$/, '$1') || undefined;
+  server.listen(Number(address.slice(colon + 1)), host);
   await Promise.race([once(server, 'listening'), once(server, 'error').then(([err]) => {
     throw new Error(`cannot listen on ${address}: ${(err as Error).message}`);
   })]);
-  return server;
 }
 
 /** The agent's counters in the Prometheus text format. */
