@@ -6,20 +6,8 @@
  * Cheap to import (`crowsnest logs-agent --help` loads it): no agent, no runtime.
  */
 import { flag, FlagResolver, OptionError, type Flag, type FlagSources, type FlagValue } from '../../flags.ts';
-import { asString, parseByteSize, parseNonEmpty } from '../../flag-values.ts';
+import { asString, parseByteSize, parseHttpsUrl, parseNonEmpty } from '../../flag-values.ts';
 import { TOKEN_FILE } from '../contract.ts';
-
-function parseHttpsUrl(value: FlagValue): string {
-  const text = asString(value).trim();
-  let url: URL;
-  try {
-    url = new URL(text);
-  } catch {
-    throw new Error('must be an https:// URL like https://crowsnest-guard.crowsnest-system.svc:9443');
-  }
-  if (url.protocol !== 'https:') throw new Error('must be an https:// URL: batches carry a ServiceAccount token');
-  return text.replace(/\/+$/, '');
-}
 
 function parseBindAddress(value: FlagValue): string {
   const text = asString(value).trim();

@@ -16,6 +16,7 @@
 import { createHash } from 'node:crypto';
 import type { Clock } from '../clock.ts';
 import type { KubeRequester } from '../objects/writes.ts';
+import { TtlCache } from './ttl-cache.ts';
 
 /** A user as the API server authenticated it. */
 export interface UserInfo {
@@ -54,12 +55,13 @@ export interface AccessReviewerOptions {
 
 export class AccessReviewer {
   private readonly options: AccessReviewerOptions;
-  private readonly cache = new Map<string, { readonly decision: AccessDecision; readonly expiresAtMs: number }>();
+  private readonly cache: TtlCache<AccessDecision>;
   /** Reviews sent to the API server (TokenReviews and SubjectAccessReviews), for tests and metrics. */
   reviewsSent = 0;
 
   constructor(options: AccessReviewerOptions) {
     this.options = options;
+    this.cache = new TtlCache(options.maxEntries ?? 10_000);
   }
 
   /**
@@ -69,10 +71,11 @@ export class AccessReviewer {
   async check(token: string, attributes: ResourceAttributes): Promise<AccessDecision> {
     const key = createHash('sha256').update(token).update('\0').update(JSON.stringify(attributes)).digest('hex');
     const now = this.options.clock.now();
-    const cached = this.cache.get(key);
-    if (cached && cached.expiresAtMs > now) return cached.decision;
+    const cached = this.cache.get(key, now);
+    if (cached) return cached;
     const decision = await this.decide(token, attributes);
-    this.remember(key, decision);
+    const ttl = decision.allowed ? (this.options.allowedTtlMs ?? 10_000) : (this.options.deniedTtlMs ?? 5_000);
+    this.cache.set(key, decision, this.options.clock.now() + ttl, this.options.clock.now());
     return decision;
   }
 
@@ -104,19 +107,5 @@ export class AccessReviewer {
     if (access.status?.allowed === true && access.status.denied !== true) return { allowed: true, user };
     const what = `${attributes.verb} ${attributes.resource}${attributes.subresource ? `/${attributes.subresource}` : ''}${attributes.name ? ` ${attributes.name}` : ''} in namespace ${attributes.namespace}`;
     return { allowed: false, status: 403, user, reason: `${user.username} may not ${what}${access.status?.reason ? ` (${access.status.reason})` : ''}` };
-  }
-
-  private remember(key: string, decision: AccessDecision): void {
-    const now = this.options.clock.now();
-    const ttl = decision.allowed ? (this.options.allowedTtlMs ?? 10_000) : (this.options.deniedTtlMs ?? 5_000);
-    const max = this.options.maxEntries ?? 10_000;
-    if (this.cache.size >= max) {
-      for (const [k, entry] of this.cache) if (entry.expiresAtMs <= now) this.cache.delete(k);
-      for (const k of this.cache.keys()) {
-        if (this.cache.size < max) break;
-        this.cache.delete(k);
-      }
-    }
-    this.cache.set(key, { decision, expiresAtMs: now + ttl });
   }
 }
