@@ -185,3 +185,45 @@ describe('the log agent', () => {
     assert.equal((await start()).current.nextBatchId, clock.now());
   });
 });
+
+describe('the log agent\'s loop', () => {
+  it('keeps going after a cycle fails (a state file it cannot write), losing nothing', async () => {
+    const root = await scratch.fresh();
+    const log = await new FakeContainerLog(root, 'shop', 'web-0', 'uid-0', 'app').create();
+    const receiver = new LogReceiver();
+    receiver.watches = [watch()];
+    const clock = new FakeClock();
+    const real = new StateStore(await scratch.fresh());
+    let failSaves = 0;
+    const store = Object.assign(Object.create(real) as StateStore, {
+      save: async (state: AgentState) => {
+        if (failSaves > 0) {
+          failSaves--;
+          throw new Error('ENOSPC: no space left on device');
+        }
+        await real.save(state);
+      },
+    });
+    const errors: string[] = [];
+    const logger = { ...silentLogger, error: (obj: object) => errors.push(JSON.stringify(obj)) };
+    const agent = new LogsAgent({ node: 'node-a', podLogsDir: root, store, sink: new ScriptedSink(receiver), clock, logger });
+    await agent.load();
+    const stop = new AbortController();
+    const running = agent.run(stop.signal);
+    // The agent's file I/O takes real time; the fake clock only stands in for its waits.
+    const until = async (done: () => boolean): Promise<void> => {
+      for (let i = 0; i < 500 && !done(); i++) {
+        clock.advance(30_000);
+        await new Promise((resolve) => setTimeout(resolve, 5));
+      }
+    };
+    await until(() => receiver.received >= 1);
+    await log.lines(10, { errorEvery: 2 });
+    failSaves = 2;
+    await until(() => failSaves === 0 && receiver.total().lines >= 10);
+    stop.abort();
+    await running;
+    assert.ok(errors.some((e) => /ENOSPC/.test(e)), 'the failure was logged');
+    assert.deepEqual(receiver.total(), { lines: 10, matched: 5 });
+  });
+});

@@ -95,10 +95,24 @@ export class LogsAgent {
     return this.state;
   }
 
-  /** Runs cycles until `signal` aborts; resolves after the cycle in progress. */
+  /**
+   * Runs cycles until `signal` aborts; resolves after the cycle in progress. A cycle that fails
+   * (a log directory it may not read, a state file it cannot write) is logged and tried again
+   * after the backoff: nothing moved, so nothing is lost.
+   */
   async run(signal: AbortSignal): Promise<void> {
+    let failures = 0;
     while (!signal.aborted) {
-      const waitMs = await this.cycle();
+      let waitMs: number;
+      try {
+        waitMs = await this.cycle();
+        failures = 0;
+      } catch (err) {
+        failures++;
+        const backoff = this.options.backoff ?? { initialMs: 1_000, maxMs: 30_000 };
+        waitMs = Math.min(backoff.maxMs, backoff.initialMs * 2 ** (failures - 1));
+        this.options.logger.error({ err: (err as Error).message, failures }, 'a cycle failed; trying again');
+      }
       await sleep(this.options.clock, waitMs, signal);
     }
   }
