@@ -189,7 +189,7 @@ export async function benchLogsAgent(log: (line: string) => void): Promise<void>
     const rows = [row('crowsnest logs-agent', mine), ...(theirs.length > 0 ? [row('otelcol filelog (contrib v0.165.1)', theirs)] : [])];
     console.log('');
     console.log(`logs-agent: ${written.lines.toLocaleString('en')} CRI lines (${(written.bytes / 2 ** 20).toFixed(0)} MiB, 1 % split into partial records), one pattern, median of ${RUNS}`);
-    const header = ['reader', 'wall', 'CPU', 'lines/s per core', 'peak RSS', 'of it while reading', 'lines matched (expected ' + written.matched.toLocaleString('en') + ')'];
+    const header = ['reader', 'wall', 'CPU', 'lines/s per core', 'peak RSS', 'of it while reading', `lines matched (expected ${written.matched.toLocaleString('en')})`];
     const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
     for (const cells of [header, ...rows]) console.log(cells.map((c, i) => c.padStart(widths[i]!)).join('  '));
   } finally {
