@@ -171,6 +171,14 @@ describe('guard logs-agent: a DaemonSet on the real nodes counts a real pod\'s l
     const nodes = new Set(receiver.receiver.kept.map((b) => b.node));
     assert.ok(nodes.has(NODE));
     for (const node of nodes) assert.ok(claims.some((c) => c['kubernetes.io']?.node?.name === node), `a token names node ${node}`);
+    // What the operator will rely on: a TokenReview for the guard audience names the node in the
+    // user's extra (authentication.kubernetes.io/node-name), as GUARD-NOTES asks to verify.
+    const token = [...receiver.tokens].at(-1)!;
+    const review = await plane.request('POST', '/apis/authentication.k8s.io/v1/tokenreviews', { apiVersion: 'authentication.k8s.io/v1', kind: 'TokenReview', spec: { token, audiences: ['crowsnest.dev/guard'] } });
+    const status = (JSON.parse(review.body) as { status: { authenticated?: boolean; user?: { username?: string; extra?: Record<string, string[]> } } }).status;
+    assert.equal(status.authenticated, true, review.body);
+    assert.equal(status.user?.username, `system:serviceaccount:${namespace}:${RELEASE}-crowsnest-logs-agent`);
+    assert.ok(nodes.has(status.user?.extra?.['authentication.kubernetes.io/node-name']?.[0] ?? ''), JSON.stringify(status.user?.extra));
   });
 
   it('serves the pod\'s log to a ServiceAccount allowed get pods/log on it, and to nobody else', async () => {
