@@ -92,9 +92,28 @@ function hashHead(bytes: Buffer): string {
   return createHash('sha256').update(bytes).digest('hex').slice(0, 32);
 }
 
+/**
+ * The kubelet renamed the file between the listing and its opening: its name now holds another
+ * file. Nothing is read from it; the next listing finds both where they are.
+ */
+export class FileMovedError extends Error {
+  override readonly name = 'FileMovedError';
+}
+
+/** Opens `file` by name, making sure the name still holds the file listed (device and inode). */
+export async function openListed(dir: string, file: LogFile): Promise<Awaited<ReturnType<typeof open>>> {
+  const handle = await open(join(dir, file.name), 'r');
+  const stats = await handle.stat();
+  if (stats.ino !== file.ino || stats.dev !== file.dev) {
+    await handle.close();
+    throw new FileMovedError(`${file.name} was replaced since it was listed`);
+  }
+  return handle;
+}
+
 async function readHead(dir: string, file: LogFile, length: number): Promise<Buffer> {
   if (file.gzip) return (await readContent(dir, file)).subarray(0, length);
-  const handle = await open(join(dir, file.name), 'r');
+  const handle = await openListed(dir, file);
   try {
     const buffer = Buffer.alloc(Math.min(length, file.size));
     const { bytesRead } = await handle.read(buffer, 0, buffer.length, 0);

@@ -15,10 +15,8 @@
  * from its decompressed content at the same offset. A run's file is finished when a later file
  * exists; an unfinished line at the end of a run (its container died mid-line) counts as a line.
  */
-import { open } from 'node:fs/promises';
-import { join } from 'node:path';
 import { LineJoiner, parseCriRecord } from './cri.ts';
-import { findFile, HEAD_BYTES, identify, listLogFiles, readContent, type FileIdentity, type LogFile } from './files.ts';
+import { FileMovedError, findFile, HEAD_BYTES, identify, listLogFiles, openListed, readContent, type FileIdentity, type LogFile } from './files.ts';
 
 export interface CursorFile {
   /** The file's name when the cursor last read it (it may have been renamed since). */
@@ -145,7 +143,7 @@ export async function cursorAtEnd(dir: string, nowMs: number): Promise<Cursor> {
     const content = await readContent(dir, last);
     offset = content.lastIndexOf(NEWLINE) + 1;
   } else {
-    const handle = await open(join(dir, last.name), 'r');
+    const handle = await openListed(dir, last);
     try {
       const size = (await handle.stat()).size;
       const from = Math.max(0, size - CHUNK_BYTES);
@@ -205,11 +203,14 @@ async function readFile(dir: string, file: LogFile, offset: number, budget: numb
     const atEnd = content.subarray(offset + consumed).indexOf(NEWLINE) === -1;
     return { offset: offset + consumed, bytes: consumed, malformed, trailing: atEnd ? content.length - offset - consumed : 0, atEnd };
   }
-  let handle: Awaited<ReturnType<typeof open>>;
+  let handle: Awaited<ReturnType<typeof openListed>>;
   try {
-    handle = await open(join(dir, file.name), 'r');
+    // By name, checked to be the file listed: a rotation between the listing and now would
+    // otherwise hand us the new file at the old file's offset.
+    handle = await openListed(dir, file);
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return { offset, bytes, malformed, trailing: 0, atEnd: false }; // renamed or compressed just now: found again next time
+    // Renamed, replaced or compressed just now: found again by the next listing.
+    if (err instanceof FileMovedError || (err as NodeJS.ErrnoException).code === 'ENOENT') return { offset, bytes, malformed, trailing: 0, atEnd: false };
     throw err;
   }
   try {
