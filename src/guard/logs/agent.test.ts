@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { LogReceiver } from '../../../test/helpers/guard-log-receiver.ts';
 import { useScratchDir } from '../../../test/helpers/scratch.ts';
@@ -102,6 +103,38 @@ describe('the log agent', () => {
     assert.equal(successor.current.nextBatchId, (JSON.parse(before) as AgentState).nextBatchId);
     await successor.cycle();
     assert.deepEqual(receiver.total(), { lines: 20, matched: 10 });
+  });
+
+  it('never sends a batch it could not save: a failed save, a lost answer and a restart lose no line', async () => {
+    const { log, receiver, sink, stateDir, clock } = await setup();
+    receiver.watches = [watch()];
+    const real = new StateStore(stateDir);
+    let failSaves = 0;
+    const store = Object.assign(Object.create(real) as StateStore, {
+      save: async (state: AgentState) => {
+        if (failSaves > 0) {
+          failSaves--;
+          throw new Error('EIO: i/o error');
+        }
+        await real.save(state);
+      },
+    });
+    const start = async (): Promise<LogsAgent> => {
+      const agent = new LogsAgent({ node: 'node-a', podLogsDir: join(log.dir, '..', '..'), store, sink, clock, logger: silentLogger });
+      await agent.load();
+      return agent;
+    };
+    const agent = await start();
+    await agent.cycle();
+    await log.lines(10);
+    failSaves = 1;
+    await assert.rejects(agent.cycle(), /EIO/);
+    sink.script.push('lose-answer');
+    await agent.cycle();
+    const successor = await start(); // the agent dies here
+    await log.lines(5, { from: 10 });
+    for (let i = 0; i < 3; i++) await successor.cycle();
+    assert.deepEqual(receiver.total(), { lines: 15, matched: 0 });
   });
 
   it('holds back while the operator refuses (429/503): the same batch again, nothing more read', async () => {

@@ -128,8 +128,11 @@ export class LogsAgent {
       const read = await this.read();
       more = read.more;
       const batch: LogBatch = { node: this.options.node, batchId: this.state.nextBatchId, counts: read.counts };
-      this.state = { ...this.state, nextBatchId: this.state.nextBatchId + 1, pending: { batch, cursors: read.cursors } };
-      await this.options.store.save(this.state);
+      const next: AgentState = { ...this.state, nextBatchId: this.state.nextBatchId + 1, pending: { batch, cursors: read.cursors } };
+      // Only a batch on disk may be sent: one sent but never saved could be re-read after a
+      // restart under the same id, with more lines in it, and the operator would drop the whole.
+      await this.options.store.save(next);
+      this.state = next;
     }
     const pending = this.state.pending!;
     const outcome = await this.options.sink.send(pending.batch);
