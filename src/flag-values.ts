@@ -183,3 +183,16 @@ export function parseByteSize(value: FlagValue): number {
   if (bytes < 1) throw new Error('must be at least 1 byte');
   return bytes;
 }
+
+/** An `https://` URL, without trailing slashes: for endpoints a token is sent to (never over plain HTTP). */
+export function parseHttpsUrl(value: FlagValue): string {
+  const text = asString(value).trim();
+  let url: URL;
+  try {
+    url = new URL(text);
+  } catch {
+    throw new Error('must be a URL like https://host:port');
+  }
+  if (url.protocol !== 'https:') throw new Error('must be an https:// URL (a token is sent to it, only over TLS)');
+  return text.replace(/\/+$/, '');
+}

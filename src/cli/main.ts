@@ -72,6 +72,11 @@ const COMMANDS: readonly CommandEntry[] = [
     define: async () => (await import('./inventory.ts')).defineInventoryCommand,
   },
   {
+    name: 'logs-agent',
+    description: "guard's node log agent (a DaemonSet): counts lines matching GuardPolicies' patterns in this node's pod logs, for the operator",
+    define: async () => (await import('./logs-agent.ts')).defineLogsAgentCommand,
+  },
+  {
     name: 'operator',
     description: 'run the Crowsnest controllers, leader-elected, with /metrics and /healthz, /readyz endpoints',
     define: async () => (await import('./operator.ts')).defineOperatorCommand,

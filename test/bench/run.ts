@@ -13,6 +13,8 @@
  * - ports: `crowsnest ports scan --output json` vs `ss -ltnup` with 10,000 open sockets (no
  *   control plane); parser throughput on 100,000 /proc/net lines.
  * - prober: the injected agent's RSS and CPU with 10 and 100 peers beside a Go reference.
+ * - logs-agent: guard's node log agent reading a 1,000,000-line CRI log (lines/s per core, peak
+ *   RSS) beside the OpenTelemetry Collector's filelog receiver built from Go modules; no control plane.
  * - memory: operator RSS and heap at 10,000 and 150,000 opted-in kwok pods, beside an idle operator,
  *   and fresh starts under V8 flag sets (`BENCH_MEMORY_PODS=10000` for one size,
  *   `BENCH_MEMORY_VARIANTS=default` for one flag set).
@@ -25,6 +27,7 @@ import { promisify } from 'node:util';
 import { ControlPlane } from '../../testbed/controlplane.ts';
 import { benchInventory } from './inventory.ts';
 import { benchLogAccess, type LogAccessResult } from './logaccess.ts';
+import { benchLogsAgent } from './logs-agent.ts';
 import { benchMemory, type MemoryRow, V8_VARIANTS } from './memory.ts';
 import { benchPortsScan } from './ports-scan.ts';
 import { benchProber } from './prober.ts';
@@ -242,3 +245,4 @@ if (!selected || selected === 'inventory') await inventoryBench();
 if (!selected || selected === 'ports') await benchPortsScan((line) => process.stderr.write(`[bench] ${line}\n`));
 if (!selected || selected === 'prober') await benchProber((line) => process.stderr.write(`[bench] ${line}\n`));
 if (!selected || selected === 'memory') await memoryBench();
+if (!selected || selected === 'logs-agent') await benchLogsAgent((line) => process.stderr.write(`[bench] ${line}\n`));

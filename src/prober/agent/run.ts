@@ -24,6 +24,9 @@ import { closeServer, createHttpServer } from './http.ts';
 import { CONTENT_TYPE } from './metrics.ts';
 import { PeerProber, type ProbeOutcome } from './probe.ts';
 import { ProbeScheduler } from './schedule.ts';
+
+// Moved to src/observe so guard's log agent shares it; kept exported here for the agent's callers.
+export { agentLogger } from '../../observe/json-lines-logger.ts';
 import { PeerSync } from './sync.ts';
 
 /** What the agent runs with; from the injected environment (see contract.ts). */
@@ -168,15 +171,4 @@ async function listen(server: Server, port: number, host: string | undefined): P
     throw new Error(`cannot listen on port ${port}: ${(err as Error).message}`);
   })]);
   return (server.address() as { port: number }).port;
-}
-
-/** JSON lines on stderr, pino's shape (`level`, `time`, `msg`), without pino. */
-export function agentLogger(write: (line: string) => void = (line) => process.stderr.write(line), level: 'debug' | 'info' = 'info'): Logger {
-  const levels = { debug: 20, info: 30, warn: 40, error: 50 } as const;
-  const min = levels[level];
-  const log = (name: keyof typeof levels) => (obj: object, msg?: string): void => {
-    if (levels[name] < min) return;
-    write(`${JSON.stringify({ level: levels[name], time: Date.now(), ...obj, ...(msg ? { msg } : {}) })}\n`);
-  };
-  return { debug: log('debug'), info: log('info'), warn: log('warn'), error: log('error') };
 }
