@@ -25,7 +25,8 @@ export function defineAgentCommand(command: Command, io: CliIO, state: RunState)
   command.addHelpText('after', ENVIRONMENT_HELP);
   command.action(async () => {
     const globals = requireGlobals(state);
-    const { AgentConfigError, agentConfigFromEnv, agentLogger, startAgent } = await import('../prober/agent/run.ts');
+    const { AgentConfigError, agentConfigFromEnv, startAgent } = await import('../prober/agent/run.ts');
+    const { agentLogger } = await import('../observe/lean/logger.ts');
     let config: ReturnType<typeof agentConfigFromEnv>;
     try {
       config = agentConfigFromEnv(io.env);

@@ -18,7 +18,7 @@
  * A peer that leaves takes its series with it ({@link AgentMetrics.forgetPeer}).
  */
 import type { FailureReason, Peer, ProbeMethod } from '../contract.ts';
-import { Counter, exponentialBuckets, Gauge, Histogram, MetricRegistry, Sampled } from './metrics.ts';
+import { Counter, exponentialBuckets, Gauge, Histogram, MetricRegistry, Sampled } from '../../observe/lean/metrics.ts';
 import type { ProbeOutcome } from './probe.ts';
 
 export const RTT_BUCKETS = exponentialBuckets(0.00005, 2, 17);

@@ -11,17 +11,15 @@
  * pod's, so it must never depend on the operator or on peers. On SIGTERM it stops probing,
  * closes its servers and exits 0.
  *
- * Memory: this module and what it imports stay off node:http, prom-client and pino (see http.ts
- * and metrics.ts); the injected NODE_OPTIONS keep V8's young generation small.
+ * Memory: this module and what it imports stay off node:http, prom-client and pino (see observe/lean/http.ts
+ * and observe/lean/metrics.ts); the injected NODE_OPTIONS keep V8's young generation small.
  */
-import { once } from 'node:events';
-import type { Server } from 'node:net';
 import { realClock, type Clock } from '../../kube/clock.ts';
 import type { Logger } from '../../kube/logger-type.ts';
+import { closeServer, createHttpServer, listen } from '../../observe/lean/http.ts';
+import { CONTENT_TYPE } from '../../observe/lean/metrics.ts';
 import { ENV, type Peer, type PeerResult, type ProbeMethod, type ProbeSettings } from '../contract.ts';
 import { AgentMetrics } from './agent-metrics.ts';
-import { closeServer, createHttpServer } from './http.ts';
-import { CONTENT_TYPE } from './metrics.ts';
 import { PeerProber, type ProbeOutcome } from './probe.ts';
 import { ProbeScheduler } from './schedule.ts';
 import { PeerSync } from './sync.ts';
@@ -160,23 +158,4 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps): Promise<
       await Promise.all([closeServer(pingServer), closeServer(metricsServer)]);
     },
   };
-}
-
-async function listen(server: Server, port: number, host: string | undefined): Promise<number> {
-  server.listen(port, host);
-  await Promise.race([once(server, 'listening'), once(server, 'error').then(([err]) => {
-    throw new Error(`cannot listen on port ${port}: ${(err as Error).message}`);
-  })]);
-  return (server.address() as { port: number }).port;
-}
-
-/** JSON lines on stderr, pino's shape (`level`, `time`, `msg`), without pino. */
-export function agentLogger(write: (line: string) => void = (line) => process.stderr.write(line), level: 'debug' | 'info' = 'info'): Logger {
-  const levels = { debug: 20, info: 30, warn: 40, error: 50 } as const;
-  const min = levels[level];
-  const log = (name: keyof typeof levels) => (obj: object, msg?: string): void => {
-    if (levels[name] < min) return;
-    write(`${JSON.stringify({ level: levels[name], time: Date.now(), ...obj, ...(msg ? { msg } : {}) })}\n`);
-  };
-  return { debug: log('debug'), info: log('info'), warn: log('warn'), error: log('error') };
 }

@@ -17,7 +17,7 @@ import { sleep, type Clock } from '../../kube/clock.ts';
 import type { Logger } from '../../kube/logger-type.ts';
 import { type Peer, type PeerResult, type ProbeSettings, SYNC_PATH, type SyncRequest, type SyncResponse } from '../contract.ts';
 import type { AgentMetrics, SyncResult } from './agent-metrics.ts';
-import { HttpConnection, openSocket } from './http.ts';
+import { HttpConnection, openSocket } from '../../observe/lean/http.ts';
 
 export interface PeerSyncOptions {
   /** `https://host:port` of the peer endpoint. */

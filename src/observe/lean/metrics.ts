@@ -1,5 +1,6 @@
 /**
- * Counters, gauges and histograms in the Prometheus text format (0.0.4), for the agent only.
+ * Counters, gauges and histograms in the Prometheus text format (0.0.4), for the in-pod agents
+ * (the prober's agent, guard's health sidecar) only.
  *
  * Why not prom-client, which the operator uses: loading it adds ~16 MiB to a process whose whole
  * budget is about that (Node's own floor here is ~44 MiB RSS), for features the agent does not
