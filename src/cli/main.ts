@@ -77,6 +77,11 @@ const COMMANDS: readonly CommandEntry[] = [
     define: async () => (await import('./ports.ts')).definePortsCommand,
   },
   {
+    name: 'sidecar',
+    description: "guard's health sidecar: probes its pod's declared ports, reads its listening sockets, reports them (injected by a GuardPolicy)",
+    define: async () => (await import('./sidecar.ts')).defineSidecarCommand,
+  },
+  {
     name: 'version',
     description: 'print the crowsnest and Node.js versions, and the API server version when a cluster is configured',
     define: async () => (await import('./version.ts')).defineVersionCommand,
