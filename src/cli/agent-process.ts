@@ -26,7 +26,7 @@ export async function runInPod<C>(io: CliIO, state: RunState, inPod: InPodProces
     state.exitCode = EXIT_USAGE;
     return;
   }
-  const { agentLogger } = await import('../observe/lean/logger.ts');
+  const { agentLogger } = await import('../observe/json-lines-logger.ts');
   const logger = agentLogger((line) => io.stderr(line), globals.logLevel === 'debug' || globals.logLevel === 'trace' ? 'debug' : 'info');
   const running = await inPod.start(config, logger);
   const signal = await new Promise<NodeJS.Signals>((resolve) => {

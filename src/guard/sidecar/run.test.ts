@@ -15,7 +15,7 @@ import { after, before, describe, it } from 'node:test';
 import { eventually } from '../../../testbed/kubelet.ts';
 import { parseSamples, samplesOf } from '../../../test/helpers/exposition.ts';
 import { issueCertificateAuthority, issueServingCertificate } from '../../kube/webhook/x509.ts';
-import { agentLogger } from '../../observe/lean/logger.ts';
+import { agentLogger } from '../../observe/json-lines-logger.ts';
 import type { HealthReport } from '../contract.ts';
 import type { SidecarConfig } from './config.ts';
 import { type RunningSidecar, startSidecar, tcpPorts } from './run.ts';

@@ -15,7 +15,7 @@ import { eventually } from '../../../testbed/kubelet.ts';
 import { parseSamples, samplesOf } from '../../../test/helpers/exposition.ts';
 import { issueCertificateAuthority, issueServingCertificate } from '../../kube/webhook/x509.ts';
 import type { Peer, PeerResult, SyncRequest, SyncResponse } from '../contract.ts';
-import { agentLogger } from '../../observe/lean/logger.ts';
+import { agentLogger } from '../../observe/json-lines-logger.ts';
 import { AgentConfigError, agentConfigFromEnv, type RunningAgent, startAgent } from './run.ts';
 
 const DAY_MS = 86_400_000;

@@ -1,10 +1,11 @@
 /**
- * The in-pod agents' logger: JSON lines on stderr in pino's shape (`level`, `time`, `msg`), without
- * loading pino (its transport machinery costs the agents memory they do not have).
+ * A {@link Logger} writing pino's line shape (`level`, `time`, `msg`, then the fields) without
+ * pino, for the in-pod processes whose memory counts (the prober's agent, guard's log agent):
+ * loading pino costs them more than they log.
  */
-import type { Logger } from '../../kube/logger-type.ts';
+import type { Logger } from '../kube/logger-type.ts';
 
-/** JSON lines on stderr, pino's shape (`level`, `time`, `msg`), without pino. */
+/** JSON lines on stderr (or `write`), at `level` and above. */
 export function agentLogger(write: (line: string) => void = (line) => process.stderr.write(line), level: 'debug' | 'info' = 'info'): Logger {
   const levels = { debug: 20, info: 30, warn: 40, error: 50 } as const;
   const min = levels[level];
