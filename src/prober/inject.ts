@@ -21,7 +21,7 @@
  *   pain of Goldpinger deployments). Memory is limited.
  */
 import {
-  fieldRefEnv, podObstacle, type PodObject, projectedTokenVolume, type ResourceRequirements, restrictedSecurityContext, selectingPolicies, withNativeSidecar,
+  fieldRefEnv, IN_POD_NODE_OPTIONS, podObstacle, type PodObject, projectedTokenVolume, type ResourceRequirements, restrictedSecurityContext, selectingPolicies, withNativeSidecar,
 } from '../kube/webhook/sidecar-injection.ts';
 import type { NetworkProber } from './api.ts';
 import { proberPorts } from './api.ts';
@@ -50,12 +50,8 @@ export interface InjectionSettings {
 /** Requests and limits of an agent probing about ten peers: it measured ~45 MiB RSS with 100 (see the README). */
 export const DEFAULT_AGENT_RESOURCES: ResourceRequirements = { requests: { cpu: '10m', memory: '64Mi' }, limits: { memory: '128Mi' } };
 
-/**
- * V8 sized for a small, steady heap: a 1 MiB young generation instead of 16 MiB (the agent
- * allocates little per probe), and an old-space cap well under the memory limit so V8 collects
- * before the kernel's OOM killer acts.
- */
-export const AGENT_NODE_OPTIONS = '--max-semi-space-size=1 --max-old-space-size=48';
+/** V8 sized for a small, steady heap (see {@link IN_POD_NODE_OPTIONS}). */
+export const AGENT_NODE_OPTIONS = IN_POD_NODE_OPTIONS;
 
 /** What to do with a pod being created. */
 export type InjectionDecision =

@@ -54,6 +54,13 @@ export interface PodObject extends KubeObject {
   };
 }
 
+/**
+ * NODE_OPTIONS of every injected Crowsnest process: V8 sized for a small, steady heap — a 1 MiB
+ * young generation instead of 16 MiB (the in-pod processes allocate little per probe), and an
+ * old-space cap well under the memory limit so V8 collects before the kernel's OOM killer acts.
+ */
+export const IN_POD_NODE_OPTIONS = '--max-semi-space-size=1 --max-old-space-size=48';
+
 /** The unprivileged user of our image (distroless' `nonroot`). */
 export const SIDECAR_UID = 65532;
 const PRIVILEGED_PORT_LIMIT = 1024;
