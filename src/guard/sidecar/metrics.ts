@@ -16,7 +16,7 @@
  *   `crowsnest_guard_sidecar_report_last_success_timestamp_seconds`: reports to the operator;
  * - `process_resident_memory_bytes`, `process_cpu_seconds_total`, `process_start_time_seconds`.
  */
-import { Counter, exponentialBuckets, Gauge, Histogram, MetricRegistry, Sampled } from '../../observe/lean/metrics.ts';
+import { Counter, exponentialBuckets, Gauge, Histogram, MetricRegistry, registerProcessMetrics } from '../../observe/lean/metrics.ts';
 import type { DeclaredPort, ListeningSocket } from '../contract.ts';
 import type { PortProbeOutcome } from './probe.ts';
 
@@ -59,12 +59,7 @@ export class SidecarMetrics {
   }));
 
   constructor(startTimeSeconds = Date.now() / 1000) {
-    this.registry.register(new Sampled('gauge', { name: 'process_resident_memory_bytes', help: 'Resident memory size in bytes.' }, () => process.memoryUsage.rss()));
-    this.registry.register(new Sampled('counter', { name: 'process_cpu_seconds_total', help: 'User and system CPU time spent in seconds.' }, () => {
-      const { user, system } = process.cpuUsage();
-      return (user + system) / 1e6;
-    }));
-    this.registry.register(new Sampled('gauge', { name: 'process_start_time_seconds', help: 'Start time of the process since the Unix epoch in seconds.' }, () => startTimeSeconds));
+    registerProcessMetrics(this.registry, startTimeSeconds);
   }
 
   /** Records one probe of `port`. */

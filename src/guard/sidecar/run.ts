@@ -20,7 +20,7 @@ import { realClock, type Clock, type TimerHandle } from '../../kube/clock.ts';
 import type { Logger } from '../../kube/logger-type.ts';
 import { OperatorEndpoint } from '../../observe/lean/endpoint.ts';
 import { closeServer, createHttpServer, listen } from '../../observe/lean/http.ts';
-import { CONTENT_TYPE } from '../../observe/lean/metrics.ts';
+import { metricsEndpoint } from '../../observe/lean/metrics.ts';
 import type { DeclaredPort, ListeningSocket } from '../contract.ts';
 import type { SidecarConfig } from './config.ts';
 import { readListeningSockets } from './listening.ts';
@@ -85,17 +85,7 @@ export async function startSidecar(config: SidecarConfig, deps: SidecarDeps): Pr
   const probed = tcpPorts(config.declaredPorts);
   const schedule = new PortSchedule({ clock, random, periodMs: config.probePeriodMs, timeoutMs: config.probeTimeoutMs, host: config.podIp, ports: probed, onProbe });
 
-  const server = createHttpServer((request) => {
-    switch (request.path) {
-      case '/metrics':
-        return { status: 200, contentType: CONTENT_TYPE, body: metrics.registry.render() };
-      case '/readyz':
-      case '/healthz':
-        return { status: 200, body: 'ok\n' };
-      default:
-        return { status: 404, body: 'not found\n' };
-    }
-  });
+  const server = createHttpServer(metricsEndpoint(metrics.registry));
   const metricsPort = await listen(server, config.metricsPort, config.host);
 
   const stopping = new AbortController();

@@ -17,7 +17,7 @@
 import { realClock, type Clock } from '../../kube/clock.ts';
 import type { Logger } from '../../kube/logger-type.ts';
 import { closeServer, createHttpServer, listen } from '../../observe/lean/http.ts';
-import { CONTENT_TYPE } from '../../observe/lean/metrics.ts';
+import { metricsEndpoint } from '../../observe/lean/metrics.ts';
 import { ENV, type Peer, type PeerResult, type ProbeMethod, type ProbeSettings } from '../contract.ts';
 import { AgentMetrics } from './agent-metrics.ts';
 import { PeerProber, type ProbeOutcome } from './probe.ts';
@@ -116,17 +116,7 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps): Promise<
   });
 
   const pingServer = createHttpServer((request) => (request.path === '/ping' ? { status: 200, body: 'pong\n' } : { status: 404, body: 'not found\n' }));
-  const metricsServer = createHttpServer((request) => {
-    switch (request.path) {
-      case '/metrics':
-        return { status: 200, contentType: CONTENT_TYPE, body: metrics.registry.render() };
-      case '/readyz':
-      case '/healthz':
-        return pingServer.listening ? { status: 200, body: 'ok\n' } : { status: 503, body: 'ping server not listening\n' };
-      default:
-        return { status: 404, body: 'not found\n' };
-    }
-  });
+  const metricsServer = createHttpServer(metricsEndpoint(metrics.registry, () => (pingServer.listening ? undefined : 'ping server not listening')));
   const ports = { http: await listen(pingServer, config.httpPort, config.host), prometheus: await listen(metricsServer, config.prometheusPort, config.host) };
 
   const sync = new PeerSync({
