@@ -7,45 +7,29 @@
  * framework's label; the chart's MutatingWebhookConfiguration selects them), never the control
  * plane's nor the operator's, whatever that configuration says.
  */
-import type { Registry } from 'prom-client';
-import type { Logger } from '../kube/logger-type.ts';
 import type { AdmissionHandler } from '../kube/webhook/server.ts';
-import { type AdmissionFlowOutcome, podInjectionWebhook } from '../kube/webhook/sidecar-injection.ts';
+import { type AdmissionFlowOutcome, type InjectorWebhookOptions, podInjectionWebhook } from '../kube/webhook/sidecar-injection.ts';
 import { decideSidecarInjection, type SelectingGuardPolicy, type SidecarInjectionSettings, type SidecarSkipReason } from './inject.ts';
 
 export const GUARD_WEBHOOK_NAME = 'guard-inject';
 export const GUARD_WEBHOOK_PATH = '/mutate-pods-guard';
-/** The webhook's name in the MutatingWebhookConfiguration (the chart's). */
-export const GUARD_WEBHOOK_CONFIGURATION_WEBHOOK = 'inject.guard.crowsnest.dev';
 
-export interface GuardWebhookOptions {
-  /** The GuardPolicies of a namespace, from the cache. */
-  readonly policiesIn: (namespace: string) => readonly SelectingGuardPolicy[];
-  /** The settings, or why there are none yet (then pods are let through with a warning). */
-  readonly settings: () => SidecarInjectionSettings | string;
-  /** Besides kube-system, kube-node-lease and kube-public: the operator's own namespace. */
-  readonly excludedNamespaces: readonly string[];
-  readonly registry?: Registry;
-  readonly logger?: Logger;
-}
+/** The GuardPolicies of a namespace come from the manager's cache; see {@link InjectorWebhookOptions}. */
+export type GuardWebhookOptions = InjectorWebhookOptions<SelectingGuardPolicy, SidecarInjectionSettings>;
 
 /** Outcomes of `crowsnest_guard_sidecar_admissions_total{result}`. */
 export type GuardAdmissionOutcome = AdmissionFlowOutcome | SidecarSkipReason;
 
 export function guardWebhook(options: GuardWebhookOptions): AdmissionHandler {
   return podInjectionWebhook({
+    ...options,
     name: GUARD_WEBHOOK_NAME,
     path: GUARD_WEBHOOK_PATH,
-    policiesIn: options.policiesIn,
-    settings: options.settings,
     decide: decideSidecarInjection,
-    excludedNamespaces: options.excludedNamespaces,
     metric: {
       name: 'crowsnest_guard_sidecar_admissions_total',
       help: 'Pod creations guard\'s webhook decided on, by result: injected, or why not (not_selected, sidecar_not_needed, already_injected, host_network, port_taken, ...).',
     },
     notInjected: 'the guard health sidecar was not injected',
-    ...(options.registry ? { registry: options.registry } : {}),
-    ...(options.logger ? { logger: options.logger } : {}),
   });
 }

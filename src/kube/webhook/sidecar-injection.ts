@@ -176,24 +176,29 @@ export type InjectionOutcome<R extends string> =
   | { readonly kind: 'inject'; readonly pod: PodObject; readonly policy: string; readonly warnings: readonly string[] }
   | { readonly kind: 'skip'; readonly reason: R; readonly warnings: readonly string[] };
 
-export interface PodInjectionWebhookOptions<P extends KubeObject, S, R extends string> {
-  /** Handler name (metric label, logs), e.g. `prober-inject`. */
-  readonly name: string;
-  readonly path: string;
+/** What the operator gives an injector's webhook. */
+export interface InjectorWebhookOptions<P extends KubeObject, S> {
   /** The capability's policies of a namespace, from the informer cache (never a LIST per request). */
   readonly policiesIn: (namespace: string) => readonly P[];
   /** The injection settings, or why there are none yet (then pods are let through with a warning). */
   readonly settings: () => S | string;
-  /** The pure decision (called only when the namespace has policies). */
-  readonly decide: (pod: PodObject, namespace: string, policies: readonly P[], settings: S) => InjectionOutcome<R>;
   /** Besides {@link ALWAYS_EXCLUDED_NAMESPACES}: the operator's own namespace. */
   readonly excludedNamespaces: readonly string[];
+  readonly registry?: Registry;
+  readonly logger?: Logger;
+}
+
+/** What the capability adds. */
+export interface PodInjectionWebhookOptions<P extends KubeObject, S, R extends string> extends InjectorWebhookOptions<P, S> {
+  /** Handler name (metric label, logs), e.g. `prober-inject`. */
+  readonly name: string;
+  readonly path: string;
+  /** The pure decision (called only when the namespace has policies). */
+  readonly decide: (pod: PodObject, namespace: string, policies: readonly P[], settings: S) => InjectionOutcome<R>;
   /** `crowsnest_<capability>_admissions_total{result}` and its help. */
   readonly metric: { readonly name: string; readonly help: string };
   /** What a pod admitted without settings is told: `the NetworkProber agent was not injected`. */
   readonly notInjected: string;
-  readonly registry?: Registry;
-  readonly logger?: Logger;
 }
 
 /** Results every injecting webhook counts besides `injected` and the capability's skip reasons. */
