@@ -4,10 +4,12 @@
  * differ from what the definitions generate.
  */
 import type { ApiDefinition } from '../kube/api/define.ts';
+import { GuardPolicyApi } from '../guard/api.ts';
 import { NetworkProberApi } from '../prober/api.ts';
 
 export const apiDefinitions: ReadonlyArray<{ readonly definition: ApiDefinition; readonly source: string }> = [
   { definition: NetworkProberApi, source: 'src/prober/api.ts' },
+  { definition: GuardPolicyApi, source: 'src/guard/api.ts' },
 ];
 
 /** Where the chart keeps its CRDs (Helm installs `crds/` before the templates). */

@@ -5,19 +5,8 @@
  * user has to read in the API server's message.
  */
 
-export interface ValidFixture {
-  readonly name: string;
-  readonly spec: Record<string, unknown>;
-}
-
-export interface InvalidFixture {
-  readonly name: string;
-  readonly spec: Record<string, unknown>;
-  /** The field the error is about, as the API server writes it. */
-  readonly field: string;
-  /** What the message must say about the rule (both the API server's and ours). */
-  readonly rule: RegExp;
-}
+import type { InvalidFixture, ValidFixture } from '../kube/api/fixtures.ts';
+export type { InvalidFixture, ValidFixture };
 
 const selector = { matchLabels: { app: 'db' } };
 

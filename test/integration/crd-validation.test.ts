@@ -1,48 +1,61 @@
 /**
- * The generated NetworkProber CRD on a real API server judges every fixture as our validator
- * does: valid specs are created (dry run) with the same defaults, invalid ones are refused with a
- * message that names the field and the rule. Requests ask for strict field validation, as kubectl
- * does by default.
+ * The generated CRDs on a real API server judge every fixture as our validator does: valid specs
+ * are created (dry run) with the same defaults, invalid ones are refused with a message that names
+ * the field and the rule. Requests ask for strict field validation, as kubectl does by default.
  */
 import assert from 'node:assert/strict';
 import { before, describe, it } from 'node:test';
+import { guardPolicyObject, invalidGuardSpecs, validGuardSpecs } from '../../src/guard/api.fixtures.ts';
+import { GuardPolicyApi } from '../../src/guard/api.ts';
+import type { ApiDefinition } from '../../src/kube/api/define.ts';
+import type { InvalidFixture, ValidFixture } from '../../src/kube/api/fixtures.ts';
 import { invalidSpecs, proberObject, validSpecs } from '../../src/prober/api.fixtures.ts';
 import { NetworkProberApi } from '../../src/prober/api.ts';
 import { installCrds } from './crds.ts';
 import { newNamespace, testbed } from './testbed.ts';
 
-describe('NetworkProber CRD on the API server', () => {
-  let namespace = '';
+interface Judged {
+  readonly api: ApiDefinition;
+  readonly valid: readonly ValidFixture[];
+  readonly invalid: readonly InvalidFixture[];
+  readonly object: (name: string, namespace: string, spec: Record<string, unknown>) => Record<string, unknown>;
+}
+
+function judgeFixtures({ api, valid, invalid, object }: Judged, namespaceOf: () => string): void {
   const create = async (spec: Record<string, unknown>) => {
     const plane = await testbed();
-    const res = await plane.request('POST', `/apis/crowsnest.dev/v1alpha1/namespaces/${namespace}/networkprobers?dryRun=All&fieldValidation=Strict`, proberObject('fixture', namespace, spec));
+    const res = await plane.request('POST', `/apis/${api.apiVersion}/namespaces/${namespaceOf()}/${api.plural}?dryRun=All&fieldValidation=Strict`, object('fixture', namespaceOf(), spec));
     return { status: res.status, body: JSON.parse(res.body) as { message?: string; spec?: unknown } };
   };
-  before(async () => {
-    await installCrds();
-    namespace = await newNamespace('crd-validation');
-  });
-
-  for (const fixture of validSpecs) {
+  for (const fixture of valid) {
     it(`accepts ${fixture.name}, defaulting as our validator does`, async () => {
       const { status, body } = await create(fixture.spec);
       assert.equal(status, 201, body.message);
-      const ours = NetworkProberApi.validate(proberObject('fixture', namespace, fixture.spec));
+      const ours = api.validate(object('fixture', namespaceOf(), fixture.spec));
       assert.ok(ours.valid);
       assert.deepEqual(body.spec, ours.value.spec);
     });
   }
-
-  for (const fixture of invalidSpecs) {
+  for (const fixture of invalid) {
     it(`refuses ${fixture.name}, naming ${fixture.field} and the rule`, async () => {
       const { status, body } = await create(fixture.spec);
       assert.ok(status === 422 || status === 400, `status ${status}`);
       const message = body.message ?? '';
       assert.ok(message.includes(fixture.field), `"${message}" does not name ${fixture.field}`);
       assert.match(message, fixture.rule);
-      assert.equal(NetworkProberApi.validate(proberObject('fixture', namespace, fixture.spec)).valid, false);
+      assert.equal(api.validate(object('fixture', namespaceOf(), fixture.spec)).valid, false);
     });
   }
+}
+
+describe('NetworkProber CRD on the API server', () => {
+  let namespace = '';
+  before(async () => {
+    await installCrds();
+    namespace = await newNamespace('crd-validation');
+  });
+
+  judgeFixtures({ api: NetworkProberApi, valid: validSpecs, invalid: invalidSpecs, object: proberObject }, () => namespace);
 
   it('shows the printer columns in kubectl get', async () => {
     const plane = await testbed();
@@ -52,4 +65,14 @@ describe('NetworkProber CRD on the API server', () => {
     assert.match(table.split('\n')[0]!, /^NAME\s+READY\s+INJECTED\s+REACHABLE\s+UNREACHABLE\s+PERIOD\s+AGE/);
     assert.match(table, /shown\s+.*10s/);
   });
+});
+
+describe('GuardPolicy CRD on the API server', () => {
+  let namespace = '';
+  before(async () => {
+    await installCrds();
+    namespace = await newNamespace('crd-validation-guard');
+  });
+
+  judgeFixtures({ api: GuardPolicyApi, valid: validGuardSpecs, invalid: invalidGuardSpecs, object: guardPolicyObject }, () => namespace);
 });
