@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { PodObject } from '../kube/webhook/sidecar-injection.ts';
 import { applyPatch, createPatch } from '../kube/webhook/jsonpatch.ts';
+import { type GuardPolicy, GuardPolicyApi } from './api.ts';
 import { parseDeclaredPorts } from './sidecar/config.ts';
 import { decideSidecarInjection, declaredPorts, DEFAULT_SIDECAR_RESOURCES, type SelectingGuardPolicy, type SidecarInjectionSettings } from './inject.ts';
 
@@ -11,8 +12,11 @@ const settings: SidecarInjectionSettings = {
   caBundle: '-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n',
 };
 
-function policy(name: string, namespace: string, podSelector: object, detectors: object = { health: { failures: 3, window: '2m' } }): SelectingGuardPolicy {
-  return { apiVersion: 'crowsnest.dev/v1alpha1', kind: 'GuardPolicy', metadata: { name, namespace, uid: `${name}-uid` }, spec: { targets: { podSelector }, detectors } };
+/** A GuardPolicy as the API server stores it (defaults applied by guard's API), which injection reads as is. */
+function policy(name: string, namespace: string, podSelector: object, detectors: object = { health: { failures: 3, window: '2m' } }): GuardPolicy {
+  const result = GuardPolicyApi.validate({ apiVersion: 'crowsnest.dev/v1alpha1', kind: 'GuardPolicy', metadata: { name, namespace, uid: `${name}-uid` }, spec: { targets: { podSelector }, detectors } });
+  if (!result.valid) throw new Error(JSON.stringify(result.errors));
+  return result.value satisfies SelectingGuardPolicy;
 }
 
 function pod(labels: Record<string, string>, spec: Partial<NonNullable<PodObject['spec']>> = {}): PodObject {
