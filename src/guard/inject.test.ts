@@ -137,8 +137,12 @@ describe('decideSidecarInjection: the injected sidecar', () => {
     assert.deepEqual(sidecar.volumeMounts, [{ name: 'crowsnest-guard-token', mountPath: '/var/run/secrets/crowsnest.dev/guard', readOnly: true }]);
   });
 
-  it('uses the operator\'s metrics port and resources when set', () => {
-    const sidecar = sidecarOf(injected(decideSidecarInjection(pod({ app: 'web' }), 'shop', [web], { ...settings, metricsPort: 29091, resources: { limits: { memory: '96Mi' } } })));
+  it('uses the operator\'s metrics port, resources and probe timing when set', () => {
+    const sidecar = sidecarOf(injected(decideSidecarInjection(pod({ app: 'web' }), 'shop', [web], {
+      ...settings, metricsPort: 29091, resources: { limits: { memory: '96Mi' } }, probePeriod: '2s', probeTimeout: '500ms',
+    })));
+    const env = Object.fromEntries(sidecar.env.map((e) => [e.name, e.value]));
+    assert.deepEqual([env['CROWSNEST_GUARD_PROBE_PERIOD'], env['CROWSNEST_GUARD_PROBE_TIMEOUT'], env['CROWSNEST_GUARD_METRICS_PORT']], ['2s', '500ms', '29091']);
     assert.deepEqual(sidecar.ports, [{ name: 'guard-metrics', containerPort: 29091, protocol: 'TCP' }]);
     assert.deepEqual(sidecar.resources, { limits: { memory: '96Mi' } });
   });

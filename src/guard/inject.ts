@@ -29,6 +29,7 @@ import {
   type DeclaredPort, DEFAULT_SIDECAR_METRICS_PORT, GUARD_POLICY_ANNOTATION, SIDECAR_CONTAINER, SIDECAR_ENV, SIDECAR_METRICS_PORT_NAME, TOKEN_AUDIENCE,
   TOKEN_EXPIRATION_SECONDS, TOKEN_FILE, TOKEN_MOUNT_PATH, TOKEN_VOLUME,
 } from './contract.ts';
+import { SIDECAR_TUNING_ENV } from './sidecar/config.ts';
 
 /**
  * What injection reads of a GuardPolicy (guard-core's api.ts defines the whole type; any
@@ -55,6 +56,10 @@ export interface SidecarInjectionSettings {
   readonly metricsPort?: number;
   /** Default `IfNotPresent`. */
   readonly imagePullPolicy?: 'Always' | 'IfNotPresent' | 'Never';
+  /** Mean interval between probes of one port, a Go duration (`10s`); default the sidecar's. */
+  readonly probePeriod?: string;
+  /** A probe taking longer fails (`timeout`), a Go duration; default the sidecar's. */
+  readonly probeTimeout?: string;
 }
 
 /**
@@ -139,6 +144,8 @@ export function sidecarContainer(policyName: string, ports: readonly DeclaredPor
       { name: SIDECAR_ENV.tokenFile, value: TOKEN_FILE },
       { name: SIDECAR_ENV.declaredPorts, value: JSON.stringify(ports) },
       { name: SIDECAR_ENV.metricsPort, value: String(metricsPort) },
+      ...(settings.probePeriod ? [{ name: SIDECAR_TUNING_ENV.probePeriod, value: settings.probePeriod }] : []),
+      ...(settings.probeTimeout ? [{ name: SIDECAR_TUNING_ENV.probeTimeout, value: settings.probeTimeout }] : []),
       { name: 'NODE_OPTIONS', value: IN_POD_NODE_OPTIONS },
     ],
     ports: [{ name: SIDECAR_METRICS_PORT_NAME, containerPort: metricsPort, protocol: 'TCP' }],

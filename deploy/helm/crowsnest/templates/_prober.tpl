@@ -68,3 +68,7 @@ kubelet's Secret volume sync); cert-manager: the Secret cert-manager keeps, moun
 - { name: webhook-certs, mountPath: /var/run/crowsnest/webhook-certs, readOnly: {{ eq .Values.webhook.certMode "cert-manager" }} }
 {{- end }}
 {{- end -}}
+
+{{- define "crowsnest.guard.webhookConfigurationName" -}}
+{{- printf "%s-guard-sidecar" (include "crowsnest.fullname" .) | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
