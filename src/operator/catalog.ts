@@ -19,6 +19,11 @@ export interface ControllerDefinition {
    */
   readonly inClusterOnly?: boolean;
   /**
+   * The MutatingWebhookConfigurations it serves, whose caBundle the operator keeps equal to its
+   * self-managed CA (src/operator/webhook-certificates.ts).
+   */
+  readonly webhookConfigurations?: (options: OperatorOptions) => readonly string[];
+  /**
    * Loads the capability and returns its registration, called once before the manager runs.
    * `options` are the operator's; a capability reads its own section of them.
    */
@@ -39,6 +44,7 @@ export const controllerCatalog: readonly ControllerDefinition[] = [
     name: 'prober',
     inClusterOnly: true,
     description: 'NetworkProber: injects an RTT agent into the pods a NetworkProber selects, serves their peers, keeps its status',
+    webhookConfigurations: (options) => [options.prober.webhookConfiguration],
     load: async () => {
       const { registerProber } = await import('../prober/register.ts');
       return (manager, options) => void registerProber(manager, options.prober, options.webhookCertDir);

@@ -65,11 +65,14 @@ describe('resolveOperatorOptions', () => {
       shutdownTimeoutMs: 30_000,
       identity: 'node-a_fixed',
       logaccess: { namePrefix: 'podlogreader-', allowPodList: true, createServiceAccountAndRoleBinding: false, adoptPodlogreader: true },
+      webhookCertificate: {
+        mode: 'self',
+        namespace: 'crowsnest-system',
+        secret: 'crowsnest-webhook-cert',
+        hosts: ['crowsnest-webhook', 'crowsnest-webhook.crowsnest-system', 'crowsnest-webhook.crowsnest-system.svc', 'crowsnest-webhook.crowsnest-system.svc.cluster.local'],
+      },
       prober: {
         namespace: 'crowsnest-system',
-        certMode: 'self',
-        certSecret: 'crowsnest-webhook-cert',
-        certHosts: ['crowsnest-webhook', 'crowsnest-webhook.crowsnest-system', 'crowsnest-webhook.crowsnest-system.svc', 'crowsnest-webhook.crowsnest-system.svc.cluster.local'],
         webhookConfiguration: 'crowsnest-prober',
         peerPort: 9444,
         peersUrl: 'https://crowsnest-webhook.crowsnest-system.svc:9444',
@@ -133,11 +136,14 @@ describe('resolveOperatorOptions', () => {
       shutdownTimeoutMs: 60_000,
       identity: 'me',
       logaccess: { namePrefix: 'logs-', allowPodList: false, createServiceAccountAndRoleBinding: true, adoptPodlogreader: false },
+      webhookCertificate: {
+        mode: 'cert-manager',
+        namespace: 'ops',
+        secret: 'certs',
+        hosts: ['lookout', 'lookout.ops', 'lookout.ops.svc', 'lookout.ops.svc.cluster.local', '198.51.100.7', 'dev.example'],
+      },
       prober: {
         namespace: 'ops',
-        certMode: 'cert-manager',
-        certSecret: 'certs',
-        certHosts: ['lookout', 'lookout.ops', 'lookout.ops.svc', 'lookout.ops.svc.cluster.local', '198.51.100.7', 'dev.example'],
         webhookConfiguration: 'lookout-prober',
         peerPort: 7443,
         peersUrl: 'https://peers.example:7443',
@@ -157,7 +163,8 @@ describe('resolveOperatorOptions', () => {
     const options = resolveWith({ 'leader-election-namespace': 'lease-ns' }, { POD_NAMESPACE: 'monitoring' });
     assert.equal(options.prober.namespace, 'monitoring');
     assert.equal(options.prober.peersUrl, 'https://crowsnest-webhook.monitoring.svc:9444');
-    assert.ok(options.prober.certHosts.includes('crowsnest-webhook.monitoring.svc'));
+    assert.ok(options.webhookCertificate.hosts.includes('crowsnest-webhook.monitoring.svc'));
+    assert.equal(options.webhookCertificate.namespace, 'monitoring');
   });
 
   test('bad prober and webhook certificate values are refused, naming the flag', () => {

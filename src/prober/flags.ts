@@ -1,6 +1,5 @@
 /**
- * The prober's flags (`crowsnest operator --prober-*`), resolved into its {@link ProberOptions}
- * together with the operator's webhook certificate settings, which the prober is the first to use.
+ * The prober's flags (`crowsnest operator --prober-*`), resolved into its {@link ProberOptions}.
  */
 import { flag, type FlagResolver } from '../flags.ts';
 import { asString, parseNonEmpty, parseObjectName, parsePort } from '../flag-values.ts';
@@ -22,7 +21,7 @@ export const proberFlags = {
   webhookConfiguration: flag({
     name: 'prober-webhook-configuration',
     valueName: '<name>',
-    description: 'prober: the MutatingWebhookConfiguration whose caBundle the leader keeps (self-managed certificates)',
+    description: 'prober: its MutatingWebhookConfiguration, whose caBundle the leader keeps (self-managed certificates)',
     default: 'crowsnest-prober',
     parse: parseObjectName,
   }),
@@ -58,8 +57,8 @@ export const proberFlags = {
   }),
 };
 
-/** What the operator resolved before the prober's own flags: its namespace and webhook certificate. */
-export type ProberContext = Pick<ProberOptions, 'namespace' | 'certMode' | 'certSecret' | 'certHosts'> & {
+/** What the operator resolved before the prober's own flags: its namespace and Service. */
+export type ProberContext = Pick<ProberOptions, 'namespace'> & {
   /** The Service in front of the webhook server and the peer endpoint. */
   readonly webhookService: string;
 };
@@ -69,9 +68,6 @@ export function resolveProberOptions(flags: FlagResolver, context: ProberContext
   const peerPort = flags.get(proberFlags.peerPort);
   return {
     namespace: context.namespace,
-    certMode: context.certMode,
-    certSecret: context.certSecret,
-    certHosts: context.certHosts,
     webhookConfiguration: flags.get(proberFlags.webhookConfiguration),
     peerPort,
     peersUrl: flags.get(proberFlags.peersUrl, `https://${context.webhookService}.${context.namespace}.svc:${peerPort}`),

@@ -1,27 +1,13 @@
 /**
- * The prober's settings as `crowsnest operator` resolves them (flags `--prober-*` and the
- * webhook certificate flags it is the first user of), resolved by ./flags.ts.
+ * The prober's settings as `crowsnest operator` resolves them (flags `--prober-*`), resolved by
+ * ./flags.ts.
  */
 import type { ResourceRequirements } from './inject.ts';
 
-/** Where the webhook's serving certificate comes from. */
-export type WebhookCertMode = 'self' | 'cert-manager';
-export const WEBHOOK_CERT_MODES: readonly WebhookCertMode[] = ['self', 'cert-manager'];
-
 export interface ProberOptions {
-  /** The operator's namespace (`$POD_NAMESPACE`): never injected; home of the certificate Secret. */
+  /** The operator's namespace (`$POD_NAMESPACE`): never injected. */
   readonly namespace: string;
-  /**
-   * `self`: the leader keeps a CA and a serving certificate in {@link certSecret} and the
-   * caBundle of {@link webhookConfiguration}; every replica writes the Secret's files into the
-   * certificate directory. `cert-manager`: the directory is cert-manager's Secret, mounted.
-   */
-  readonly certMode: WebhookCertMode;
-  /** Name of the certificate Secret (self mode). */
-  readonly certSecret: string;
-  /** DNS names and IPs the serving certificate is for: the Service's names, then any extra. */
-  readonly certHosts: readonly string[];
-  /** The MutatingWebhookConfiguration whose caBundle the leader keeps (self mode). */
+  /** The MutatingWebhookConfiguration whose caBundle the operator keeps (self-managed certificates). */
   readonly webhookConfiguration: string;
   /** Port of the agents' peer endpoint (HTTPS) on every replica. */
   readonly peerPort: number;
@@ -31,11 +17,6 @@ export interface ProberOptions {
   readonly agentImage: string | undefined;
   /** The agent's resources when a NetworkProber sets none. */
   readonly agentResources: ResourceRequirements;
-}
-
-/** The names a Service's certificate must carry, short to fully qualified. */
-export function serviceHosts(service: string, namespace: string, clusterDomain = 'cluster.local'): string[] {
-  return [service, `${service}.${namespace}`, `${service}.${namespace}.svc`, `${service}.${namespace}.svc.${clusterDomain}`];
 }
 
 const QUANTITY = /^[+]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][-+]?[0-9]+|[KMGTPE]i?|[mkMGTPE]|[numkMGTPE]?)?$/;

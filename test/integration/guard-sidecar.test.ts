@@ -1,7 +1,9 @@
 /**
  * Guard's health sidecar for real: the chart's MutatingWebhookConfiguration sends pod CREATEs of
  * namespaces labelled `sidecar-injection: enabled` to the injection handler, registered with a
- * Manager as the operator registers it (src/guard/inject-register.ts), in this process; a pod it
+ * Manager as the operator registers it (src/guard/inject-register.ts, and the self-managed
+ * certificate keeping the configuration's caBundle, src/operator/webhook-certificates.ts), in
+ * this process; a pod it
  * injected runs on a real node with the sidecar beside a busybox app, and the sidecar's reports
  * go to a test receiver standing in for guard's endpoint (HTTPS with the CA the webhook handed
  * out; the Bearer token is the pod's projected token, whose claims the receiver reads).
@@ -9,7 +11,7 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { createServer, type Server } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -23,9 +25,9 @@ import { silentLogger } from '../../src/kube/logger-type.ts';
 import { EventRecorder } from '../../src/kube/objects/events.ts';
 import type { KubeObject } from '../../src/kube/objects/resources.ts';
 import { Manager } from '../../src/kube/runtime/manager.ts';
-import { issueCertificateAuthority, issueServingCertificate } from '../../src/kube/webhook/x509.ts';
 import type { HealthReport } from '../../src/guard/contract.ts';
 import { registerSidecarInjection } from '../../src/guard/inject-register.ts';
+import { registerWebhookCertificates } from '../../src/operator/webhook-certificates.ts';
 import { parseSamples, samplesOf } from '../helpers/exposition.ts';
 import { installCrds } from './crds.ts';
 import { crowsnestImage } from './prober-image.ts';
@@ -34,7 +36,6 @@ import { adminKubeConfig, eventually, execInPod, fetchFromHost, newNamespace, ON
 const run = promisify(execFile);
 const chart = join(import.meta.dirname, '..', '..', 'deploy', 'helm', 'crowsnest');
 const SCOPE_LABEL = 'guard-sidecar-test.crowsnest.dev/scope';
-const DAY_MS = 86_400_000;
 
 interface Container { name: string; restartPolicy?: string; env?: Array<{ name: string; value?: string }> }
 interface Pod {
@@ -88,17 +89,9 @@ describe('guard health sidecar: injected by the API server\'s call, running in a
     await installCrds();
     const hostIp = plane.network?.hostIp ?? '127.0.0.1';
     const operatorNamespace = await newNamespace('guard-op');
-    const ca = issueCertificateAuthority({ commonName: 'guard-test-ca', notBeforeMs: Date.now() - 60_000, notAfterMs: Date.now() + DAY_MS });
-    const serving = issueServingCertificate({ commonName: hostIp, hosts: [hostIp, '127.0.0.1'], notBeforeMs: Date.now() - 60_000, notAfterMs: Date.now() + DAY_MS }, ca);
     certDir = await mkdtemp(join(tmpdir(), 'guard-certs-'));
-    await writeFile(join(certDir, 'ca.crt'), ca.certPem);
-    await writeFile(join(certDir, 'tls.crt'), serving.certPem);
-    await writeFile(join(certDir, 'tls.key'), serving.keyPem, { mode: 0o600 });
-
-    receiver = new Receiver(serving.certPem, serving.keyPem);
-    const receiverPort = await freePort();
-    receiver.server.listen(receiverPort, hostIp);
-    await once(receiver.server, 'listening');
+    const release = `g${operatorNamespace.slice(-6)}`;
+    configurationName = `${release}-crowsnest-guard-sidecar`;
 
     // What the operator registers for guard's injection, in this process.
     client = new KubeClient(await adminKubeConfig());
@@ -108,8 +101,14 @@ describe('guard health sidecar: injected by the API server\'s call, running in a
       client, recorder: new EventRecorder({ client, reportingInstance: 'guard-sidecar-test', registry }), registry, logger: silentLogger,
       webhookServer: { host: hostIp, port: webhookPort, certDir, certificatePollIntervalMs: 1_000 },
     });
+    const receiverPort = await freePort();
     registerSidecarInjection(manager, {
       namespace: operatorNamespace, certDir, image: await crowsnestImage(plane), signalsUrl: `https://${hostIp}:${receiverPort}`, probePeriod: '1s', probeTimeout: '500ms',
+    });
+    // As src/operator/run.ts does for every capability's webhook configuration: the operator's
+    // self-managed certificate, and the caBundle of guard's configuration kept equal to its CA.
+    registerWebhookCertificates(manager, {
+      mode: 'self', namespace: operatorNamespace, secret: `${release}-webhook-cert`, hosts: [hostIp, '127.0.0.1'], certDir, configurations: [configurationName],
     });
     stop = new AbortController();
     running = manager.run(stop.signal);
@@ -119,9 +118,13 @@ describe('guard health sidecar: injected by the API server\'s call, running in a
       if (failure) throw failure;
       return manager.runningWebhookServer !== undefined;
     }, 30_000);
+    // The receiver presents the operator's serving certificate, as guard's endpoint does.
+    await eventually('the certificate files', async () => (await readdir(certDir)).includes('tls.key') && (await readdir(certDir)).includes('tls.crt'), 30_000);
+    receiver = new Receiver(await readFile(join(certDir, 'tls.crt'), 'utf8'), await readFile(join(certDir, 'tls.key'), 'utf8'));
+    receiver.server.listen(receiverPort, hostIp);
+    await once(receiver.server, 'listening');
 
-    // The chart's configuration, pointed here and scoped to this file's namespaces.
-    const release = `g${operatorNamespace.slice(-6)}`;
+    // The chart's configuration, pointed here and scoped to this file's namespaces; no caBundle.
     const { stdout } = await run(join(plane.binDir, 'helm'), [
       'template', release, chart, '--namespace', operatorNamespace, '--kube-version', 'v1.35.4', '--show-only', 'templates/guard-sidecar.yaml',
       '--set', 'guard.enabled=true', '--set', `webhook.url=https://${hostIp}:${webhookPort}`,
@@ -129,8 +132,8 @@ describe('guard health sidecar: injected by the API server\'s call, running in a
     ]);
     const configuration = (loadAll(stdout) as Array<KubeObject & { webhooks: Array<{ clientConfig: Record<string, unknown> }> } | null>).find((d) => d?.kind === 'MutatingWebhookConfiguration');
     assert.ok(configuration, 'the chart renders guard\'s MutatingWebhookConfiguration');
-    configurationName = configuration.metadata!.name!;
-    configuration.webhooks[0]!.clientConfig['caBundle'] = Buffer.from(ca.certPem).toString('base64');
+    assert.equal(configuration.metadata?.name, configurationName);
+    assert.equal(configuration.webhooks[0]!.clientConfig['caBundle'], undefined);
     const created = await plane.request('POST', '/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations', configuration);
     assert.equal(created.status, 201, created.body);
 
@@ -172,7 +175,14 @@ describe('guard health sidecar: injected by the API server\'s call, running in a
   };
   const sidecarOf = (pod: Pod): Container | undefined => pod.spec.initContainers?.find((c) => c.name === 'crowsnest-guard');
 
-  it('the API server has the webhook inject a selected pod in a labelled namespace, and only there', async () => {
+  it('the operator keeps the caBundle of guard\'s configuration, and the API server has the webhook inject a selected pod in a labelled namespace, and only there', async () => {
+    const plane = await testbed();
+    const ca = (await readFile(join(certDir, 'ca.crt'), 'utf8'));
+    await eventually('the caBundle of guard\'s configuration is the operator\'s CA', async () => {
+      const res = await plane.request('GET', `/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations/${configurationName}`);
+      const bundle = (JSON.parse(res.body) as { webhooks?: Array<{ clientConfig?: { caBundle?: string } }> }).webhooks?.[0]?.clientConfig?.caBundle;
+      return bundle !== undefined && Buffer.from(bundle, 'base64').toString() === ca;
+    }, 30_000);
     let n = 0;
     let injected: Pod | undefined;
     // The informer and the API server's view of the new configuration take a moment.
