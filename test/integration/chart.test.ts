@@ -58,6 +58,20 @@ describe('helm chart', () => {
     assert.match(chosen, /--controllers=logaccess\n/, 'an explicit list is passed as it is');
   });
 
+  it('keeps one webhook server for every capability with a webhook: the caBundle RBAC names each configuration, guard\'s alone without the prober', async () => {
+    const plane = await testbed();
+    const namespace = await newNamespace('chart-webhooks');
+    const both = await helmTemplate('wh', namespace, ['--set', 'guard.enabled=true']);
+    assert.match(both, /resourceNames: \["wh-crowsnest-prober","wh-crowsnest-guard-sidecar"\]/);
+    assert.match(both, /name: inject\.guard\.crowsnest\.dev[\s\S]*matchLabels:\n\s+sidecar-injection: enabled/);
+    const out = await plane.kubectl(['apply', '--dry-run=server', '-f', '-'], { input: both });
+    assert.match(out, /mutatingwebhookconfiguration.admissionregistration.k8s.io\/wh-crowsnest-guard-sidecar created \(server dry run\)/);
+    const guardOnly = await helmTemplate('gu', namespace, ['--set', 'guard.enabled=true', '--set', 'prober.enabled=false']);
+    assert.match(guardOnly, /resourceNames: \["gu-crowsnest-guard-sidecar"\]/);
+    assert.match(guardOnly, /--webhook-cert-mode=self/);
+    assert.doesNotMatch(guardOnly, /--prober-|name: peers/);
+  });
+
   it('runs the operator with only the chart ServiceAccount: it leads, keeps Roles, and cannot read Secrets', async () => {
     const plane = await testbed();
     const namespace = await newNamespace('chart-sa');
