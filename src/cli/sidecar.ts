@@ -20,7 +20,7 @@ Environment (set by guard's webhook when it injects the sidecar into a pod a Gua
   CROWSNEST_GUARD_TOKEN_FILE      projected ServiceAccount token (audience crowsnest.dev/guard), read per request
 Tuning (not set by the webhook; defaults in brackets):
   CROWSNEST_GUARD_PROBE_PERIOD    mean interval between probes of one port, jittered ±15 % [10s]
-  CROWSNEST_GUARD_PROBE_TIMEOUT   a probe taking longer fails with reason timeout [2s]
+  CROWSNEST_GUARD_PROBE_TIMEOUT   a probe taking longer fails with reason timeout [2s, at most half the period]
   CROWSNEST_GUARD_REPORT_PERIOD   interval between reports until the operator sets its own [15s]
 
 A port that answers GET / with an HTTP status line is probed by HTTP (healthy below 500), any

@@ -27,6 +27,11 @@ describe('sidecarConfigFromEnv', () => {
     assert.equal(config.probeTimeoutMs, DEFAULT_PROBE_TIMEOUT_MS);
   });
 
+  it('fits the default timeout to a short period (at most half of it)', () => {
+    assert.equal(sidecarConfigFromEnv({ ...ENV, CROWSNEST_GUARD_PROBE_PERIOD: '1s' }).probeTimeoutMs, 500);
+    assert.equal(sidecarConfigFromEnv({ ...ENV, CROWSNEST_GUARD_PROBE_PERIOD: '1m' }).probeTimeoutMs, DEFAULT_PROBE_TIMEOUT_MS);
+  });
+
   it('takes the tuning durations Go-style', () => {
     const config = sidecarConfigFromEnv({ ...ENV, CROWSNEST_GUARD_PROBE_PERIOD: '1s', CROWSNEST_GUARD_PROBE_TIMEOUT: '250ms', CROWSNEST_GUARD_REPORT_PERIOD: '1m30s' });
     assert.deepEqual([config.probePeriodMs, config.probeTimeoutMs, config.reportPeriodMs], [1_000, 250, 90_000]);

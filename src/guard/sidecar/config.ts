@@ -26,7 +26,7 @@ export interface SidecarConfig {
   readonly metricsPort: number;
   /** Mean interval between two probes of one port, in milliseconds. */
   readonly probePeriodMs: number;
-  /** A probe that takes longer has failed (`timeout`), in milliseconds. */
+  /** A probe that takes longer has failed (`timeout`), in milliseconds. Default 2 s, at most half the period. */
   readonly probeTimeoutMs: number;
   /** Interval between reports until the operator says otherwise, in milliseconds. */
   readonly reportPeriodMs: number;
@@ -76,6 +76,7 @@ export function sidecarConfigFromEnv(env: Readonly<Record<string, string | undef
     if (ms === undefined || ms < minMs) throw new SidecarConfigError(`${name} must be a duration of at least ${minMs} ms such as "10s" or "500ms", not "${text}"`);
     return ms;
   };
+  const probePeriodMs = duration(SIDECAR_TUNING_ENV.probePeriod, DEFAULT_PROBE_PERIOD_MS, 100);
   const config: SidecarConfig = {
     podName: required(SIDECAR_ENV.podName),
     podNamespace: required(SIDECAR_ENV.podNamespace),
@@ -87,8 +88,9 @@ export function sidecarConfigFromEnv(env: Readonly<Record<string, string | undef
     tokenFile: required(SIDECAR_ENV.tokenFile),
     declaredPorts: parseDeclaredPorts(env[SIDECAR_ENV.declaredPorts]),
     metricsPort: Number(metricsText),
-    probePeriodMs: duration(SIDECAR_TUNING_ENV.probePeriod, DEFAULT_PROBE_PERIOD_MS, 100),
-    probeTimeoutMs: duration(SIDECAR_TUNING_ENV.probeTimeout, DEFAULT_PROBE_TIMEOUT_MS, 10),
+    probePeriodMs,
+    // Unset, the timeout fits a short period: at most half of it.
+    probeTimeoutMs: duration(SIDECAR_TUNING_ENV.probeTimeout, Math.min(DEFAULT_PROBE_TIMEOUT_MS, Math.floor(probePeriodMs / 2)), 10),
     reportPeriodMs: duration(SIDECAR_TUNING_ENV.reportPeriod, DEFAULT_REPORT_PERIOD_MS, 100),
   };
   if (config.probeTimeoutMs >= config.probePeriodMs) {
