@@ -183,3 +183,16 @@ export function parseByteSize(value: FlagValue): number {
   if (bytes < 1) throw new Error('must be at least 1 byte');
   return bytes;
 }
+
+/** An `https://` URL (in-cluster callers send their token only over TLS), without trailing slashes. */
+export function parseHttpsUrl(value: FlagValue): string {
+  const text = asString(value);
+  let url: URL;
+  try {
+    url = new URL(text);
+  } catch {
+    throw new Error('must be a URL like https://host:port');
+  }
+  if (url.protocol !== 'https:') throw new Error('must be an https:// URL (callers send their token only over TLS)');
+  return text.replace(/\/+$/, '');
+}

@@ -62,6 +62,11 @@ interface CommandEntry {
 const COMMANDS: readonly CommandEntry[] = [
   { name: 'agent', description: "the network prober's sidecar: probes its peers, serves /ping and /metrics (injected by a NetworkProber)", define: async () => (await import('./agent.ts')).defineAgentCommand },
   {
+    name: 'guard',
+    description: 'guard\'s quarantine by hand: release a quarantined pod to its owner, or delete it',
+    define: async () => (await import('./guard.ts')).defineGuardCommand,
+  },
+  {
     name: 'inventory',
     description: "snapshot the cluster's objects, redacted, into a report directory or to an HTTP endpoint",
     define: async () => (await import('./inventory.ts')).defineInventoryCommand,

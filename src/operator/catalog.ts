@@ -50,4 +50,13 @@ export const controllerCatalog: readonly ControllerDefinition[] = [
       return (manager, options) => void registerProber(manager, options.prober, options.webhookCertDir);
     },
   },
+  {
+    name: 'guard',
+    inClusterOnly: true,
+    description: 'GuardPolicy: detects crash loops, OOM kills, failing health checks, error logs, anomalies and undeclared ports in the pods a policy selects, and answers with Events, quarantine, isolation, preventive restarts or eviction, within guard rails',
+    load: async () => {
+      const { registerGuard } = await import('../guard/register.ts');
+      return (manager, options) => void registerGuard(manager, options.guard, options.webhookCertDir);
+    },
+  },
 ];

@@ -79,6 +79,7 @@ describe('resolveOperatorOptions', () => {
         agentImage: undefined,
         agentResources: DEFAULT_AGENT_RESOURCES,
       },
+      guard: { namespace: 'crowsnest-system', port: 9445, url: 'https://crowsnest-webhook.crowsnest-system.svc:9445', logAgentServiceAccount: 'crowsnest-system/crowsnest-logs-agent', reportIntervalMs: 10_000 },
     });
   });
 
@@ -117,11 +118,15 @@ describe('resolveOperatorOptions', () => {
       'prober-peers-url': 'https://peers.example:7443/',
       'prober-agent-image': 'registry.example/crowsnest:1',
       'prober-agent-resources': '{"requests":{"cpu":"5m"},"limits":{"memory":"96Mi","cpu":1}}',
+      'guard-port': '7445',
+      'guard-url': 'https://guard.example:7445/',
+      'guard-log-agent-service-account': 'logs',
+      'guard-report-interval': '30s',
     });
     assert.deepEqual(options, {
       kubeconfig: undefined,
       context: undefined,
-      controllers: ['logaccess', 'prober'],
+      controllers: ['logaccess', 'prober', 'guard'],
       metricsBindAddress: '127.0.0.1:9090',
       healthProbeBindAddress: '0',
       webhookPort: 10250,
@@ -150,13 +155,14 @@ describe('resolveOperatorOptions', () => {
         agentImage: 'registry.example/crowsnest:1',
         agentResources: { requests: { cpu: '5m' }, limits: { memory: '96Mi', cpu: '1' } },
       },
+      guard: { namespace: 'ops', port: 7445, url: 'https://guard.example:7445', logAgentServiceAccount: 'ops/logs', reportIntervalMs: 30_000 },
     });
   });
 
   test('run by hand, the default controllers leave out those the API server or pods must call; in a pod, all', () => {
     assert.deepEqual(resolveWith({}).controllers, ['logaccess']);
-    assert.deepEqual(resolveWith({}, { KUBERNETES_SERVICE_HOST: '10.0.0.1' }).controllers, ['logaccess', 'prober']);
-    assert.deepEqual(resolveWith({ controllers: '*' }).controllers, ['logaccess', 'prober'], 'asked for, it runs by hand too');
+    assert.deepEqual(resolveWith({}, { KUBERNETES_SERVICE_HOST: '10.0.0.1' }).controllers, ['logaccess', 'prober', 'guard']);
+    assert.deepEqual(resolveWith({ controllers: '*' }).controllers, ['logaccess', 'prober', 'guard'], 'asked for, it runs by hand too');
   });
 
   test('the prober runs where the pod runs: its namespace names the Secret, the certificate and the peers URL', () => {
@@ -173,6 +179,8 @@ describe('resolveOperatorOptions', () => {
       [{ 'prober-peers-url': 'http://peers:9444' }, /--prober-peers-url.*https:\/\//],
       [{ 'prober-peers-url': 'not a url' }, /--prober-peers-url.*URL/],
       [{ 'prober-peer-port': '70000' }, /--prober-peer-port/],
+      [{ 'guard-url': 'http://guard:9445' }, /--guard-url.*https:\/\//],
+      [{ 'guard-report-interval': '0s' }, /--guard-report-interval.*greater than zero/],
       [{ 'prober-agent-resources': '{"requests":{"cpu":"lots"}}' }, /--prober-agent-resources.*requests\.cpu: "lots" is not a Kubernetes quantity/],
       [{ 'prober-agent-resources': '{"request":{"cpu":"1"}}' }, /--prober-agent-resources.*unknown key "request"/],
       [{ 'prober-agent-resources': 'cpu=1' }, /--prober-agent-resources.*must be JSON/],

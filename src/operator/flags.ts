@@ -11,6 +11,7 @@ import { flag, FlagResolver, OptionError, type Flag, type FlagSources } from '..
 import { asString, parseBool, parseList, parseNamespace, parseNonEmpty, parseNonNegativeDurationMs, parseObjectName, parsePort, parsePositiveDurationMs, parsePositiveInteger } from '../flag-values.ts';
 import { logAccessFlags, resolveLogAccessOptions } from '../logaccess/flags.ts';
 import { parseBindAddress } from '../observe/http.ts';
+import { guardFlags, resolveGuardOptions } from '../guard/flags.ts';
 import { proberFlags, resolveProberOptions } from '../prober/flags.ts';
 import { controllerCatalog } from './catalog.ts';
 import { type OperatorOptions, serviceHosts, WEBHOOK_CERT_MODES, type WebhookCertMode } from './options.ts';
@@ -240,7 +241,7 @@ export const operatorFlags = {
 };
 
 /** Every flag of `crowsnest operator`, in help order: the operator's, then each capability's. */
-export const operatorCommandFlags: readonly Flag<unknown>[] = [...Object.values(operatorFlags), ...Object.values(logAccessFlags), ...Object.values(proberFlags)];
+export const operatorCommandFlags: readonly Flag<unknown>[] = [...Object.values(operatorFlags), ...Object.values(logAccessFlags), ...Object.values(proberFlags), ...Object.values(guardFlags)];
 
 // ---------------------------------------------------------------------------------------------
 // Resolution
@@ -309,6 +310,7 @@ export function resolveOperatorOptions(
     },
     logaccess: resolveLogAccessOptions(flags),
     prober: resolveProberOptions(flags, { namespace: operatorNamespace, webhookService }),
+    guard: resolveGuardOptions(flags, { namespace: operatorNamespace, webhookService }),
   };
 
   // Only meaningful when electing: without a Lease these timings are never used.

@@ -3,6 +3,7 @@
  * type; the CLI fills it from flags, environment and defaults (./flags.ts), and each
  * capability reads its own section (e.g. {@link LogAccessOptions}, defined beside the capability).
  */
+import type { GuardOptions } from '../guard/options.ts';
 import type { LogAccessOptions } from '../logaccess/desired.ts';
 import type { ProberOptions } from '../prober/options.ts';
 
@@ -58,6 +59,8 @@ export interface OperatorOptions {
   readonly webhookCertificate: WebhookCertificateOptions;
   /** Settings of the prober. */
   readonly prober: ProberOptions;
+  /** Settings of guard. */
+  readonly guard: GuardOptions;
 }
 
 /** Where the webhook's serving certificate comes from. */

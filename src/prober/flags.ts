@@ -2,20 +2,8 @@
  * The prober's flags (`crowsnest operator --prober-*`), resolved into its {@link ProberOptions}.
  */
 import { flag, type FlagResolver } from '../flags.ts';
-import { asString, parseNonEmpty, parseObjectName, parsePort } from '../flag-values.ts';
+import { asString, parseHttpsUrl, parseNonEmpty, parseObjectName, parsePort } from '../flag-values.ts';
 import { parseResourceRequirements, type ProberOptions } from './options.ts';
-
-function parseHttpsUrl(value: string | boolean): string {
-  const text = asString(value);
-  let url: URL;
-  try {
-    url = new URL(text);
-  } catch {
-    throw new Error('must be a URL like https://host:port');
-  }
-  if (url.protocol !== 'https:') throw new Error('must be an https:// URL (agents send their token only over TLS)');
-  return text.replace(/\/+$/, '');
-}
 
 export const proberFlags = {
   webhookConfiguration: flag({

@@ -233,6 +233,7 @@ describe('crowsnest operator in this process, with what a capability would regis
         namespace, webhookConfiguration: 'unused',
         peerPort: 9444, peersUrl: 'https://unused:9444', agentImage: undefined, agentResources: {},
       },
+      guard: { namespace, port: 9445, url: 'https://unused:9445', logAgentServiceAccount: `${namespace}/unused`, reportIntervalMs: 10_000 },
     };
     const shutdown = new AbortController();
     let exitCode: number | undefined;

@@ -1,9 +1,10 @@
 {{- /* The operator's admission webhook server, shared by every capability with a webhook (the
 prober's injection, guard's sidecar injection): its Service, certificate and operator flags. */ -}}
 
-{{- /* "true" when some enabled capability has a webhook. */ -}}
+{{- /* "true" when some enabled capability has a webhook or serves pods with its certificate
+(the prober; guard: its sidecar injection and its report endpoint). */ -}}
 {{- define "crowsnest.webhook.enabled" -}}
-{{- if or .Values.prober.enabled (and .Values.guard.enabled .Values.guard.sidecar.injection) -}}true{{- end -}}
+{{- if or .Values.prober.enabled .Values.guard.enabled -}}true{{- end -}}
 {{- end -}}
 
 {{- define "crowsnest.webhook.serviceName" -}}

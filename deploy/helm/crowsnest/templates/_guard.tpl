@@ -1,0 +1,15 @@
+{{- /* Fragments of the guard capability in the operator's Deployment. */ -}}
+
+{{- define "crowsnest.guard.operatorArgs" -}}
+{{- if .Values.guard.enabled }}
+- --guard-port={{ .Values.guard.port }}
+- --guard-log-agent-service-account={{ .Values.guard.logAgentServiceAccount | default (printf "%s-logs-agent" (include "crowsnest.fullname" .)) }}
+- --guard-report-interval={{ .Values.guard.reportInterval }}
+{{- end }}
+{{- end -}}
+
+{{- define "crowsnest.guard.operatorPorts" -}}
+{{- if .Values.guard.enabled }}
+- { name: guard, containerPort: {{ .Values.guard.port }}, protocol: TCP }
+{{- end }}
+{{- end -}}
