@@ -53,10 +53,19 @@ export const controllerCatalog: readonly ControllerDefinition[] = [
   {
     name: 'guard',
     inClusterOnly: true,
+    webhookConfigurations: (options) => (options.guard.sidecar ? [options.guard.sidecar.webhookConfiguration] : []),
     description: 'GuardPolicy: detects crash loops, OOM kills, failing health checks, error logs, anomalies and undeclared ports in the pods a policy selects, and answers with Events, quarantine, isolation, preventive restarts or eviction, within guard rails',
     load: async () => {
-      const { registerGuard } = await import('../guard/register.ts');
-      return (manager, options) => void registerGuard(manager, options.guard, options.webhookCertDir);
+      const [{ registerGuard }, { registerSidecarInjection }] = await Promise.all([import('../guard/register.ts'), import('../guard/inject-register.ts')]);
+      return (manager, options) => {
+        registerGuard(manager, options.guard, options.webhookCertDir);
+        const sidecar = options.guard.sidecar;
+        if (sidecar) {
+          registerSidecarInjection(manager, {
+            namespace: options.guard.namespace, certDir: options.webhookCertDir, image: sidecar.image, signalsUrl: options.guard.url, resources: sidecar.resources,
+          });
+        }
+      };
     },
   },
 ];

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import type { FlagSources } from '../flags.ts';
 import { OptionError } from '../flags.ts';
+import { DEFAULT_SIDECAR_RESOURCES } from '../guard/inject.ts';
 import { DEFAULT_AGENT_RESOURCES } from '../prober/inject.ts';
 import { proberFlags } from '../prober/flags.ts';
 import { resolveControllers, resolveOperatorOptions } from './flags.ts';
@@ -79,7 +80,10 @@ describe('resolveOperatorOptions', () => {
         agentImage: undefined,
         agentResources: DEFAULT_AGENT_RESOURCES,
       },
-      guard: { namespace: 'crowsnest-system', port: 9445, url: 'https://crowsnest-webhook.crowsnest-system.svc:9445', logAgentServiceAccount: 'crowsnest-system/crowsnest-logs-agent', reportIntervalMs: 10_000 },
+      guard: {
+        namespace: 'crowsnest-system', port: 9445, url: 'https://crowsnest-webhook.crowsnest-system.svc:9445', logAgentServiceAccount: 'crowsnest-system/crowsnest-logs-agent', reportIntervalMs: 10_000,
+        sidecar: { webhookConfiguration: 'crowsnest-guard-sidecar', image: undefined, resources: DEFAULT_SIDECAR_RESOURCES },
+      },
     });
   });
 
@@ -122,6 +126,7 @@ describe('resolveOperatorOptions', () => {
       'guard-url': 'https://guard.example:7445/',
       'guard-log-agent-service-account': 'logs',
       'guard-report-interval': '30s',
+      'guard-sidecar-injection': 'false',
     });
     assert.deepEqual(options, {
       kubeconfig: undefined,
@@ -157,6 +162,16 @@ describe('resolveOperatorOptions', () => {
       },
       guard: { namespace: 'ops', port: 7445, url: 'https://guard.example:7445', logAgentServiceAccount: 'ops/logs', reportIntervalMs: 30_000 },
     });
+  });
+
+  test('guard\'s sidecar injection: its configuration, image and resources, or none at all', () => {
+    const options = resolveWith({
+      'guard-sidecar-webhook-configuration': 'lookout-guard-sidecar', 'guard-sidecar-image': 'registry.example/crowsnest:1',
+      'guard-sidecar-resources': '{"limits":{"memory":"96Mi"}}',
+    });
+    assert.deepEqual(options.guard.sidecar, { webhookConfiguration: 'lookout-guard-sidecar', image: 'registry.example/crowsnest:1', resources: { limits: { memory: '96Mi' } } });
+    assert.equal(resolveWith({ 'guard-sidecar-injection': 'false' }).guard.sidecar, undefined);
+    assert.throws(() => resolveWith({ 'guard-sidecar-resources': '{"limits":{"memory":"lots"}}' }), /--guard-sidecar-resources/);
   });
 
   test('run by hand, the default controllers leave out those the API server or pods must call; in a pod, all', () => {

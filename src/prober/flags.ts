@@ -2,8 +2,8 @@
  * The prober's flags (`crowsnest operator --prober-*`), resolved into its {@link ProberOptions}.
  */
 import { flag, type FlagResolver } from '../flags.ts';
-import { asString, parseHttpsUrl, parseNonEmpty, parseObjectName, parsePort } from '../flag-values.ts';
-import { parseResourceRequirements, type ProberOptions } from './options.ts';
+import { parseHttpsUrl, parseNonEmpty, parseObjectName, parsePort, parseResourceRequirements } from '../flag-values.ts';
+import type { ProberOptions } from './options.ts';
 
 export const proberFlags = {
   webhookConfiguration: flag({
@@ -41,7 +41,7 @@ export const proberFlags = {
     // The same as the prober's DEFAULT_AGENT_RESOURCES (a unit test holds them equal); spelled here
     // so --help needs no import of the injector.
     default: '{"requests":{"cpu":"10m","memory":"64Mi"},"limits":{"memory":"128Mi"}}',
-    parse: (value) => parseResourceRequirements(asString(value)),
+    parse: parseResourceRequirements,
   }),
 };
 

@@ -18,32 +18,3 @@ export interface ProberOptions {
   /** The agent's resources when a NetworkProber sets none. */
   readonly agentResources: ResourceRequirements;
 }
-
-const QUANTITY = /^[+]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][-+]?[0-9]+|[KMGTPE]i?|[mkMGTPE]|[numkMGTPE]?)?$/;
-
-/**
- * `{"requests":{"cpu":"10m","memory":"64Mi"},"limits":{"memory":"128Mi"}}`, checked: only
- * `requests` and `limits`, each a map of resource names to Kubernetes quantities.
- */
-export function parseResourceRequirements(text: string): ResourceRequirements {
-  let value: unknown;
-  try {
-    value = JSON.parse(text);
-  } catch {
-    throw new Error(`must be JSON like {"requests":{"cpu":"10m","memory":"64Mi"},"limits":{"memory":"128Mi"}}`);
-  }
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new Error('must be a JSON object with requests and/or limits');
-  const result: Record<string, Record<string, string>> = {};
-  for (const [section, entries] of Object.entries(value)) {
-    if (section !== 'requests' && section !== 'limits') throw new Error(`unknown key ${JSON.stringify(section)}: only requests and limits`);
-    if (typeof entries !== 'object' || entries === null || Array.isArray(entries)) throw new Error(`${section} must be an object of resource: quantity`);
-    const quantities: Record<string, string> = {};
-    for (const [resource, quantity] of Object.entries(entries as Record<string, unknown>)) {
-      const spelled = typeof quantity === 'number' ? String(quantity) : quantity;
-      if (typeof spelled !== 'string' || !QUANTITY.test(spelled)) throw new Error(`${section}.${resource}: ${JSON.stringify(quantity)} is not a Kubernetes quantity (e.g. 10m, 64Mi)`);
-      quantities[resource] = spelled;
-    }
-    result[section] = quantities;
-  }
-  return result;
-}
