@@ -22,6 +22,8 @@ Tuning (not set by the webhook; defaults in brackets):
   CROWSNEST_GUARD_PROBE_PERIOD    mean interval between probes of one port, jittered ±15 % [10s]
   CROWSNEST_GUARD_PROBE_TIMEOUT   a probe taking longer fails with reason timeout [2s, at most half the period]
   CROWSNEST_GUARD_REPORT_PERIOD   interval between reports until the operator sets its own [15s]
+  CROWSNEST_GUARD_STARTUP_GRACE   a port that has not answered yet is starting, not failing, this
+                                  long after the sidecar starts: its failures are not reported [2m]
 
 A port that answers GET / with an HTTP status line is probed by HTTP (healthy below 500), any
 other by TCP connect. The sockets listening in the pod (/proc/net/{tcp,tcp6,udp,udp6}) travel

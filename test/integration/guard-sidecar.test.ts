@@ -3,16 +3,15 @@
  * namespaces labelled `sidecar-injection: enabled` to the injection handler, registered with a
  * Manager as the operator registers it (src/guard/inject-register.ts, and the self-managed
  * certificate keeping the configuration's caBundle, src/operator/webhook-certificates.ts), in
- * this process; a pod it
- * injected runs on a real node with the sidecar beside a busybox app, and the sidecar's reports
- * go to a test receiver standing in for guard's endpoint (HTTPS with the CA the webhook handed
- * out; the Bearer token is the pod's projected token, whose claims the receiver reads).
+ * this process, beside guard itself (its endpoint and controller, src/guard/register.ts); a pod
+ * it injected runs on a real node with the sidecar beside a busybox app, and the sidecar's reports
+ * reach guard's endpoint (HTTPS with the CA the webhook handed out, the pod's projected token
+ * checked by a real TokenReview) and open incidents in the GuardPolicy's status (dry run: no
+ * action is taken).
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { once } from 'node:events';
-import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
-import { createServer, type Server } from 'node:https';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -25,17 +24,20 @@ import { silentLogger } from '../../src/kube/logger-type.ts';
 import { EventRecorder } from '../../src/kube/objects/events.ts';
 import type { KubeObject } from '../../src/kube/objects/resources.ts';
 import { Manager } from '../../src/kube/runtime/manager.ts';
-import type { HealthReport } from '../../src/guard/contract.ts';
+import type { GuardPolicy } from '../../src/guard/api.ts';
 import { registerSidecarInjection } from '../../src/guard/inject-register.ts';
+import { registerGuard } from '../../src/guard/register.ts';
 import { registerWebhookCertificates } from '../../src/operator/webhook-certificates.ts';
 import { parseSamples, samplesOf } from '../helpers/exposition.ts';
 import { installCrds } from './crds.ts';
 import { crowsnestImage } from './prober-image.ts';
-import { adminKubeConfig, eventually, execInPod, fetchFromHost, newNamespace, ON_KWOK_NODES, runPod, testbed, waitForPod } from './testbed.ts';
+import { adminKubeConfig, eventually, execInPod, fetchFromHost, getObject, newNamespace, ON_KWOK_NODES, runPod, testbed, waitForPod } from './testbed.ts';
 
 const run = promisify(execFile);
 const chart = join(import.meta.dirname, '..', '..', 'deploy', 'helm', 'crowsnest');
 const SCOPE_LABEL = 'guard-sidecar-test.crowsnest.dev/scope';
+
+type Incident = NonNullable<NonNullable<GuardPolicy['status']>['incidents']>[number];
 
 interface Container { name: string; restartPolicy?: string; env?: Array<{ name: string; value?: string }> }
 interface Pod {
@@ -43,42 +45,10 @@ interface Pod {
   spec: { initContainers?: Container[]; containers: Container[] };
 }
 
-/** What a report says and who sent it (the projected token's claims, not checked: a test receiver). */
-interface Received {
-  readonly pod: string;
-  readonly audience: readonly string[];
-  readonly report: HealthReport;
-}
-
-/** Stands in for guard's endpoint (guard-core's): keeps every report, asks for one a second. */
-class Receiver {
-  readonly received: Received[] = [];
-  readonly server: Server;
-
-  constructor(cert: string, key: string) {
-    this.server = createServer({ cert, key }, (req, res) => {
-      let body = '';
-      req.on('data', (c: Buffer) => { body += c.toString(); });
-      req.on('end', () => {
-        const token = (req.headers.authorization ?? '').replace(/^Bearer /, '');
-        const claims = JSON.parse(Buffer.from(token.split('.')[1] ?? '', 'base64url').toString() || '{}') as { aud?: string[]; 'kubernetes.io'?: { pod?: { name?: string } } };
-        this.received.push({ pod: claims['kubernetes.io']?.pod?.name ?? '', audience: claims.aud ?? [], report: JSON.parse(body) as HealthReport });
-        const text = JSON.stringify({ reportAfterMs: 1_000 });
-        res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) }).end(text);
-      });
-    });
-  }
-
-  of(pod: string): Received[] {
-    return this.received.filter((r) => r.pod === pod);
-  }
-}
-
 describe('guard health sidecar: injected by the API server\'s call, running in a real pod', () => {
   let stop: AbortController;
   let running: Promise<unknown>;
   let client: KubeClient;
-  let receiver: Receiver;
   let certDir = '';
   let configurationName = '';
   let labelled = '';
@@ -101,10 +71,14 @@ describe('guard health sidecar: injected by the API server\'s call, running in a
       client, recorder: new EventRecorder({ client, reportingInstance: 'guard-sidecar-test', registry }), registry, logger: silentLogger,
       webhookServer: { host: hostIp, port: webhookPort, certDir, certificatePollIntervalMs: 1_000 },
     });
-    const receiverPort = await freePort();
-    registerSidecarInjection(manager, {
-      namespace: operatorNamespace, certDir, image: await crowsnestImage(plane), signalsUrl: `https://${hostIp}:${receiverPort}`, probePeriod: '1s', probeTimeout: '500ms',
-    });
+    // Guard with its endpoint on the host's bridge address (pods reach it there), asking for a
+    // report a second; then its sidecar injection, as guard's catalog entry registers both.
+    const guardPort = await freePort();
+    const signalsUrl = `https://${hostIp}:${guardPort}`;
+    registerGuard(manager, {
+      namespace: operatorNamespace, port: guardPort, url: signalsUrl, logAgentServiceAccount: `${operatorNamespace}/logs-agent`, reportIntervalMs: 1_000,
+    }, certDir, undefined, hostIp);
+    registerSidecarInjection(manager, { namespace: operatorNamespace, certDir, image: await crowsnestImage(plane), signalsUrl, probePeriod: '1s', probeTimeout: '500ms' });
     // As src/operator/run.ts does for every capability's webhook configuration: the operator's
     // self-managed certificate, and the caBundle of guard's configuration kept equal to its CA.
     registerWebhookCertificates(manager, {
@@ -118,11 +92,6 @@ describe('guard health sidecar: injected by the API server\'s call, running in a
       if (failure) throw failure;
       return manager.runningWebhookServer !== undefined;
     }, 30_000);
-    // The receiver presents the operator's serving certificate, as guard's endpoint does.
-    await eventually('the certificate files', async () => (await readdir(certDir)).includes('tls.key') && (await readdir(certDir)).includes('tls.crt'), 30_000);
-    receiver = new Receiver(await readFile(join(certDir, 'tls.crt'), 'utf8'), await readFile(join(certDir, 'tls.key'), 'utf8'));
-    receiver.server.listen(receiverPort, hostIp);
-    await once(receiver.server, 'listening');
 
     // The chart's configuration, pointed here and scoped to this file's namespaces; no caBundle.
     const { stdout } = await run(join(plane.binDir, 'helm'), [
@@ -144,7 +113,7 @@ describe('guard health sidecar: injected by the API server\'s call, running in a
       await plane.waitForDefaultServiceAccount(namespace);
       const policy = await plane.request('POST', `/apis/crowsnest.dev/v1alpha1/namespaces/${namespace}/guardpolicies`, {
         apiVersion: 'crowsnest.dev/v1alpha1', kind: 'GuardPolicy', metadata: { name: 'web' },
-        spec: { targets: { podSelector: { matchLabels: { app: 'web' } } }, detectors: { health: { failures: 3, window: '2m' }, undeclaredPort: {} } },
+        spec: { targets: { podSelector: { matchLabels: { app: 'web' } } }, detectors: { health: { failures: 3, window: '2m' }, undeclaredPort: {} }, dryRun: true },
       });
       assert.equal(policy.status, 201, policy.body);
       return namespace;
@@ -160,8 +129,6 @@ describe('guard health sidecar: injected by the API server\'s call, running in a
     stop?.abort();
     await running?.catch(() => {});
     await client?.close();
-    receiver?.server.close();
-    receiver?.server.closeAllConnections();
     await rm(certDir, { recursive: true, force: true });
   });
 
@@ -198,34 +165,52 @@ describe('guard health sidecar: injected by the API server\'s call, running in a
     assert.equal(sidecarOf(await dryRunCreate(labelled, 'db-x', { app: 'db' })), undefined, 'a pod no GuardPolicy selects is left alone');
   });
 
-  it('in a real pod, reports a declared port healthy, then failing when the app stops listening, and a port a shell opens', async () => {
+  it('in real pods, reports declared ports healthy to guard; an app that stops listening is a health incident, a port a shell opens a threat incident', async () => {
     const plane = await testbed();
-    const name = 'web-real';
-    // busybox httpd in the background (killed later by a shell), the container kept alive by sleep.
+    // Guard keeps one open incident per pod: one pod for each signal, on both real nodes.
+    const [failing, threat] = ['web-failing', 'web-threat'];
+    // busybox httpd in the background (a shell may kill it), the container kept alive by sleep.
     const command = ['/bin/sh', '-c', 'mkdir -p /tmp/www && echo shop > /tmp/www/index.html && httpd -p 8080 -h /tmp/www && exec sleep 3600'];
-    await runPod(plane, {
-      namespace: labelled, name, image: plane.images['test']!, node: 'crowsnest-real-0', labels: { app: 'web' }, timeoutMs: 120_000, command,
-      spec: { containers: [{ name: 'main', image: plane.images['test']!, command, ports: [{ name: 'http', containerPort: 8080 }] }] },
-    });
-    const pod = await waitForPod(plane, labelled, name, (p) => (p as unknown as { status: { conditions?: Array<{ type: string; status: string }> } }).status.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') === true, 'Ready (its sidecar ready)', 60_000);
-    const port = (r: Received) => r.report.ports.find((p) => p.container === 'main' && p.port === 8080);
+    const ready = (p: unknown): boolean => (p as { status: { conditions?: Array<{ type: string; status: string }> } }).status.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') === true;
+    const pods = await Promise.all([failing, threat].map(async (name, i) => {
+      await runPod(plane, {
+        namespace: labelled, name, image: plane.images['test']!, node: `crowsnest-real-${i}`, labels: { app: 'web' }, timeoutMs: 120_000, command,
+        spec: { containers: [{ name: 'main', image: plane.images['test']!, command, ports: [{ name: 'http', containerPort: 8080 }] }] },
+      });
+      return await waitForPod(plane, labelled, name, ready, 'Ready (its sidecar ready)', 60_000);
+    }));
+    const scrape = async (i: number) => parseSamples((await fetchFromHost(pods[i]!.status.podIP!, 19091, '/metrics')).body);
+    const incidents = async (name: string) => (await getObject<GuardPolicy>(`/apis/crowsnest.dev/v1alpha1/namespaces/${labelled}/guardpolicies/web`))?.status?.incidents?.filter((i) => i.pod === name) ?? [];
 
-    await eventually('a report of passing HTTP probes of main:8080', () => receiver.of(name).some((r) => (port(r)?.probes ?? 0) >= 1 && port(r)?.failures === 0 && port(r)?.method === 'http'), 60_000);
-    const first = receiver.of(name)[0]!;
-    assert.deepEqual(first.audience, ['crowsnest.dev/guard'], 'the sidecar reports with its guard-only projected token');
-    assert.ok(first.report.listening.some((s) => s.protocol === 'TCP' && s.port === 8080), JSON.stringify(first.report.listening));
+    for (const i of [0, 1]) {
+      await eventually('passing HTTP probes of main:8080, reported to guard', async () => {
+        const samples = await scrape(i);
+        return samplesOf(samples, 'crowsnest_guard_sidecar_port_up', { container: 'main', port: '8080', method: 'http' })[0]?.value === 1
+          && (samplesOf(samples, 'crowsnest_guard_sidecar_reports_total', { result: 'accepted' })[0]?.value ?? 0) >= 1;
+      }, 60_000);
+    }
+    assert.deepEqual([...await incidents(failing), ...await incidents(threat)], [], 'healthy pods with only their declared ports open have no incident');
 
-    const stopped = await execInPod(plane, labelled, name, ['killall', 'httpd']);
+    const [stopped, opened] = await Promise.all([
+      execInPod(plane, labelled, failing, ['killall', 'httpd']),
+      execInPod(plane, labelled, threat, ['/bin/sh', '-c', 'nc -l -p 7777 </dev/null >/dev/null 2>&1 &']),
+    ]);
     assert.equal(stopped.exitCode, 0, stopped.stderr);
-    await eventually('a report of main:8080 refused', () => receiver.of(name).some((r) => (port(r)?.failures ?? 0) >= 1 && port(r)?.lastFailure === 'refused'), 30_000);
-
-    const opened = await execInPod(plane, labelled, name, ['/bin/sh', '-c', 'nc -l -p 7777 </dev/null >/dev/null 2>&1 &']);
     assert.equal(opened.exitCode, 0, opened.stderr);
-    await eventually('the undeclared listener in a report', () => receiver.of(name).some((r) => r.report.listening.some((s) => s.protocol === 'TCP' && s.port === 7777)), 30_000);
-    const latest = receiver.of(name).at(-1)!;
-    assert.ok(latest.report.listening.every((s) => s.port !== 8080), 'the stopped app\'s socket is gone');
-    const samples = parseSamples((await fetchFromHost(pod.status.podIP!, 19091, '/metrics')).body);
-    assert.equal(samplesOf(samples, 'crowsnest_guard_sidecar_listening_sockets', { protocol: 'TCP', port: '7777' })[0]?.value, 1, 'and in its metrics');
-    assert.ok((samplesOf(samples, 'crowsnest_guard_sidecar_probe_failures_total', { container: 'main', port: '8080', reason: 'refused' })[0]?.value ?? 0) >= 1);
+    let health: Incident | undefined;
+    let undeclared: Incident | undefined;
+    await eventually('a health incident and a threat incident', async () => {
+      health = (await incidents(failing)).find((i) => i.detector === 'health');
+      undeclared = (await incidents(threat)).find((i) => i.detector === 'undeclaredPort');
+      return health !== undefined && undeclared !== undefined;
+    }, 30_000);
+    assert.equal(health!.reason, 'HealthChecksFailing');
+    assert.match(undeclared!.evidence.join('\n'), /TCP [^ ]*:7777/, JSON.stringify(undeclared));
+
+    const failingSamples = await scrape(0);
+    const refused = samplesOf(failingSamples, 'crowsnest_guard_sidecar_probe_failures_total', { container: 'main', port: '8080', reason: 'refused' });
+    assert.ok(refused.reduce((sum, s) => sum + s.value, 0) >= 3, JSON.stringify(refused));
+    assert.equal(samplesOf(failingSamples, 'crowsnest_guard_sidecar_listening_sockets', { protocol: 'TCP', port: '8080' }).length, 0, 'the stopped app\'s socket is gone');
+    assert.equal(samplesOf(await scrape(1), 'crowsnest_guard_sidecar_listening_sockets', { protocol: 'TCP', port: '7777' })[0]?.value, 1, 'the shell\'s listener is in the metrics');
   });
 });

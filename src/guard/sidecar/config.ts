@@ -3,9 +3,9 @@
  * ../contract.ts), checked once at start so a bad value stops the sidecar with a message naming
  * the variable rather than a sidecar that probes nothing.
  *
- * Three settings are the sidecar's own, with defaults, and not part of the contract (the webhook
- * does not set them; a pod author or a test may): the probe period, the probe timeout and the
- * report period before the operator first answers with its own.
+ * Four settings are the sidecar's own, with defaults, and not part of the contract: the probe
+ * period and timeout (the webhook sets them when the operator is told to), the report period
+ * before the operator first answers with its own, and the startup grace.
  */
 import { parseDuration } from '../../flag-values.ts';
 import { type DeclaredPort, SIDECAR_ENV } from '../contract.ts';
@@ -30,6 +30,11 @@ export interface SidecarConfig {
   readonly probeTimeoutMs: number;
   /** Interval between reports until the operator says otherwise, in milliseconds. */
   readonly reportPeriodMs: number;
+  /**
+   * How long after the sidecar starts a port that has not answered yet is taken as starting, not
+   * failing: its failed probes are in the metrics but not reported. In milliseconds.
+   */
+  readonly startupGraceMs: number;
   /** Interface to listen on; default every interface. */
   readonly host?: string;
 }
@@ -39,11 +44,13 @@ export const SIDECAR_TUNING_ENV = {
   probePeriod: 'CROWSNEST_GUARD_PROBE_PERIOD',
   probeTimeout: 'CROWSNEST_GUARD_PROBE_TIMEOUT',
   reportPeriod: 'CROWSNEST_GUARD_REPORT_PERIOD',
+  startupGrace: 'CROWSNEST_GUARD_STARTUP_GRACE',
 } as const;
 
 export const DEFAULT_PROBE_PERIOD_MS = 10_000;
 export const DEFAULT_PROBE_TIMEOUT_MS = 2_000;
 export const DEFAULT_REPORT_PERIOD_MS = 15_000;
+export const DEFAULT_STARTUP_GRACE_MS = 120_000;
 
 /** A bad environment: the message names the variable. */
 export class SidecarConfigError extends Error {
@@ -92,6 +99,7 @@ export function sidecarConfigFromEnv(env: Readonly<Record<string, string | undef
     // Unset, the timeout fits a short period: at most half of it.
     probeTimeoutMs: duration(SIDECAR_TUNING_ENV.probeTimeout, Math.min(DEFAULT_PROBE_TIMEOUT_MS, Math.floor(probePeriodMs / 2)), 10),
     reportPeriodMs: duration(SIDECAR_TUNING_ENV.reportPeriod, DEFAULT_REPORT_PERIOD_MS, 100),
+    startupGraceMs: duration(SIDECAR_TUNING_ENV.startupGrace, DEFAULT_STARTUP_GRACE_MS, 0),
   };
   if (config.probeTimeoutMs >= config.probePeriodMs) {
     throw new SidecarConfigError(`${SIDECAR_TUNING_ENV.probeTimeout} (${config.probeTimeoutMs} ms) must be shorter than ${SIDECAR_TUNING_ENV.probePeriod} (${config.probePeriodMs} ms)`);

@@ -68,6 +68,8 @@ describe('crowsnest sidecar on loopback', () => {
   const receiver = new FakeReceiver();
   let app: PlainServer;
   let appPort = 0;
+  let latePort = 0;
+  let late: PlainServer | undefined;
   let dir = '';
   let tokenFile = '';
   let sidecar: RunningSidecar;
@@ -82,11 +84,16 @@ describe('crowsnest sidecar on loopback', () => {
     app.listen(0, '127.0.0.1');
     await once(app, 'listening');
     appPort = (app.address() as AddressInfo).port;
+    const probe = createPlainHttpServer();
+    probe.listen(0, '127.0.0.1');
+    await once(probe, 'listening');
+    latePort = (probe.address() as AddressInfo).port;
+    probe.close();
     const config: SidecarConfig = {
       podName: 'web-1', podNamespace: 'shop', podIp: '127.0.0.1', nodeName: 'node-a', policyName: 'web',
       signalsUrl: `https://127.0.0.1:${receiverPort}`, caBundle: ca.certPem, tokenFile,
-      declaredPorts: [{ container: 'app', port: appPort, protocol: 'TCP', name: 'http' }, { container: 'app', port: 53, protocol: 'UDP' }],
-      metricsPort: 0, host: '127.0.0.1', probePeriodMs: 100, probeTimeoutMs: 50, reportPeriodMs: 300,
+      declaredPorts: [{ container: 'app', port: appPort, protocol: 'TCP', name: 'http' }, { container: 'app', port: 53, protocol: 'UDP' }, { container: 'late', port: latePort, protocol: 'TCP' }],
+      metricsPort: 0, host: '127.0.0.1', probePeriodMs: 100, probeTimeoutMs: 50, reportPeriodMs: 300, startupGraceMs: 60_000,
     };
     sidecar = await startSidecar(config, { logger: agentLogger((line) => logs.push(line)) });
   });
@@ -94,6 +101,7 @@ describe('crowsnest sidecar on loopback', () => {
     await sidecar?.stop();
     app?.close();
     app?.closeAllConnections();
+    late?.close();
     receiver.server.close();
     receiver.server.closeAllConnections();
     await rm(dir, { recursive: true, force: true });
@@ -124,6 +132,16 @@ describe('crowsnest sidecar on loopback', () => {
     assert.equal(samplesOf(samples, 'crowsnest_guard_sidecar_port_up', { port: String(appPort) })[0]?.value, 1);
     assert.equal(samplesOf(samples, 'crowsnest_guard_sidecar_listening_sockets', { protocol: 'TCP', port: String(appPort) })[0]?.value, 1);
     assert.ok((samplesOf(samples, 'crowsnest_guard_sidecar_reports_total', { result: 'accepted' })[0]?.value ?? 0) >= 1);
+  });
+
+  it('does not report a port that has not answered yet while the app may still be starting (it is in the metrics), and reports it once it answers', async () => {
+    await eventually('refused probes of the late port in the metrics', async () => (samplesOf(await scrape(), 'crowsnest_guard_sidecar_probe_failures_total', { container: 'late', reason: 'refused' })[0]?.value ?? 0) >= 2, 10_000);
+    assert.equal(receiver.totals(latePort).probes, 0, 'not reported within the startup grace');
+    late = createPlainHttpServer((_req, res) => res.end('late\n'));
+    late.listen(latePort, '127.0.0.1');
+    await once(late, 'listening');
+    await eventually('the late port reported healthy', () => receiver.totals(latePort).probes >= 1, 10_000);
+    assert.equal(receiver.totals(latePort).failures, 0, 'its startup failures were never reported');
   });
 
   it('reads the token again for every report (the kubelet rotates it)', async () => {

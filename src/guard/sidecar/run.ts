@@ -6,7 +6,9 @@
  *    schedule (probe.ts finds out whether the port speaks HTTP);
  * 2. reads the sockets listening in the pod's network namespace, which it shares (listening.ts);
  * 3. serves both as metrics on `/metrics` (and `/readyz`, `/healthz`) on its metrics port, and
- *    reports them to the operator's guard endpoint (report.ts).
+ *    reports them to the operator's guard endpoint (report.ts) — except, for the startup grace
+ *    (2 minutes), the probes of a port that has never answered: the sidecar starts before the app
+ *    containers, and an app still starting is not failing.
  *
  * Readiness is only "the metrics server listens": as a native sidecar its readiness is part of the
  * pod's, so it never depends on the operator or on the application's health (a failing app must
@@ -71,9 +73,14 @@ export async function startSidecar(config: SidecarConfig, deps: SidecarDeps): Pr
   const reporter = new HealthReporter({ endpoint, clock, logger, metrics, listening: readListening, reportPeriodMs: config.reportPeriodMs, random });
 
   const lastOutcome = new Map<string, string>();
+  const answered = new Set<number>();
+  const startedAt = clock.now();
   const onProbe = (port: DeclaredPort, outcome: PortProbeOutcome): void => {
     metrics.record(port, outcome);
-    reporter.record(port, outcome);
+    if (outcome.ok) answered.add(port.port);
+    // A port that has not answered yet, early in the pod's life, belongs to an app still starting
+    // (the sidecar starts before the app containers): its failures are shown, not reported.
+    if (answered.has(port.port) || clock.now() - startedAt >= config.startupGraceMs) reporter.record(port, outcome);
     // Log when a port's state changes, not every probe.
     const state = outcome.ok ? `ok/${outcome.method}` : `${outcome.reason}/${outcome.method}`;
     const key = `${port.container}/${port.port}`;
