@@ -63,7 +63,7 @@ const COMMANDS: readonly CommandEntry[] = [
   { name: 'agent', description: "the network prober's sidecar: probes its peers, serves /ping and /metrics (injected by a NetworkProber)", define: async () => (await import('./agent.ts')).defineAgentCommand },
   {
     name: 'guard',
-    description: "GuardPolicies outside the operator: convert the policy framework's Receivers",
+    description: "GuardPolicies from a terminal: convert the policy framework's Receivers, release or delete a quarantined pod",
     define: async () => (await import('./guard.ts')).defineGuardCommand,
   },
   {
@@ -85,6 +85,11 @@ const COMMANDS: readonly CommandEntry[] = [
     name: 'ports',
     description: 'the sockets hosts listen on: TCP listeners and bound UDP sockets, with their processes',
     define: async () => (await import('./ports.ts')).definePortsCommand,
+  },
+  {
+    name: 'sidecar',
+    description: "guard's health sidecar: probes its pod's declared ports, reads its listening sockets, reports them (injected by a GuardPolicy)",
+    define: async () => (await import('./sidecar.ts')).defineSidecarCommand,
   },
   {
     name: 'version',

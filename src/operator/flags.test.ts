@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import type { FlagSources } from '../flags.ts';
 import { OptionError } from '../flags.ts';
+import { DEFAULT_SIDECAR_RESOURCES } from '../guard/inject.ts';
 import { DEFAULT_AGENT_RESOURCES } from '../prober/inject.ts';
 import { proberFlags } from '../prober/flags.ts';
 import { resolveControllers, resolveOperatorOptions } from './flags.ts';
@@ -65,16 +66,23 @@ describe('resolveOperatorOptions', () => {
       shutdownTimeoutMs: 30_000,
       identity: 'node-a_fixed',
       logaccess: { namePrefix: 'podlogreader-', allowPodList: true, createServiceAccountAndRoleBinding: false, adoptPodlogreader: true },
+      webhookCertificate: {
+        mode: 'self',
+        namespace: 'crowsnest-system',
+        secret: 'crowsnest-webhook-cert',
+        hosts: ['crowsnest-webhook', 'crowsnest-webhook.crowsnest-system', 'crowsnest-webhook.crowsnest-system.svc', 'crowsnest-webhook.crowsnest-system.svc.cluster.local'],
+      },
       prober: {
         namespace: 'crowsnest-system',
-        certMode: 'self',
-        certSecret: 'crowsnest-webhook-cert',
-        certHosts: ['crowsnest-webhook', 'crowsnest-webhook.crowsnest-system', 'crowsnest-webhook.crowsnest-system.svc', 'crowsnest-webhook.crowsnest-system.svc.cluster.local'],
         webhookConfiguration: 'crowsnest-prober',
         peerPort: 9444,
         peersUrl: 'https://crowsnest-webhook.crowsnest-system.svc:9444',
         agentImage: undefined,
         agentResources: DEFAULT_AGENT_RESOURCES,
+      },
+      guard: {
+        namespace: 'crowsnest-system', port: 9445, url: 'https://crowsnest-webhook.crowsnest-system.svc:9445', logAgentServiceAccount: 'crowsnest-system/crowsnest-logs-agent', reportIntervalMs: 10_000,
+        sidecar: { webhookConfiguration: 'crowsnest-guard-sidecar', image: undefined, resources: DEFAULT_SIDECAR_RESOURCES },
       },
     });
   });
@@ -114,11 +122,16 @@ describe('resolveOperatorOptions', () => {
       'prober-peers-url': 'https://peers.example:7443/',
       'prober-agent-image': 'registry.example/crowsnest:1',
       'prober-agent-resources': '{"requests":{"cpu":"5m"},"limits":{"memory":"96Mi","cpu":1}}',
+      'guard-port': '7445',
+      'guard-url': 'https://guard.example:7445/',
+      'guard-log-agent-service-account': 'logs',
+      'guard-report-interval': '30s',
+      'guard-sidecar-injection': 'false',
     });
     assert.deepEqual(options, {
       kubeconfig: undefined,
       context: undefined,
-      controllers: ['logaccess', 'prober'],
+      controllers: ['logaccess', 'prober', 'guard'],
       metricsBindAddress: '127.0.0.1:9090',
       healthProbeBindAddress: '0',
       webhookPort: 10250,
@@ -133,31 +146,46 @@ describe('resolveOperatorOptions', () => {
       shutdownTimeoutMs: 60_000,
       identity: 'me',
       logaccess: { namePrefix: 'logs-', allowPodList: false, createServiceAccountAndRoleBinding: true, adoptPodlogreader: false },
+      webhookCertificate: {
+        mode: 'cert-manager',
+        namespace: 'ops',
+        secret: 'certs',
+        hosts: ['lookout', 'lookout.ops', 'lookout.ops.svc', 'lookout.ops.svc.cluster.local', '198.51.100.7', 'dev.example'],
+      },
       prober: {
         namespace: 'ops',
-        certMode: 'cert-manager',
-        certSecret: 'certs',
-        certHosts: ['lookout', 'lookout.ops', 'lookout.ops.svc', 'lookout.ops.svc.cluster.local', '198.51.100.7', 'dev.example'],
         webhookConfiguration: 'lookout-prober',
         peerPort: 7443,
         peersUrl: 'https://peers.example:7443',
         agentImage: 'registry.example/crowsnest:1',
         agentResources: { requests: { cpu: '5m' }, limits: { memory: '96Mi', cpu: '1' } },
       },
+      guard: { namespace: 'ops', port: 7445, url: 'https://guard.example:7445', logAgentServiceAccount: 'ops/logs', reportIntervalMs: 30_000 },
     });
+  });
+
+  test('guard\'s sidecar injection: its configuration, image and resources, or none at all', () => {
+    const options = resolveWith({
+      'guard-sidecar-webhook-configuration': 'lookout-guard-sidecar', 'guard-sidecar-image': 'registry.example/crowsnest:1',
+      'guard-sidecar-resources': '{"limits":{"memory":"96Mi"}}',
+    });
+    assert.deepEqual(options.guard.sidecar, { webhookConfiguration: 'lookout-guard-sidecar', image: 'registry.example/crowsnest:1', resources: { limits: { memory: '96Mi' } } });
+    assert.equal(resolveWith({ 'guard-sidecar-injection': 'false' }).guard.sidecar, undefined);
+    assert.throws(() => resolveWith({ 'guard-sidecar-resources': '{"limits":{"memory":"lots"}}' }), /--guard-sidecar-resources/);
   });
 
   test('run by hand, the default controllers leave out those the API server or pods must call; in a pod, all', () => {
     assert.deepEqual(resolveWith({}).controllers, ['logaccess']);
-    assert.deepEqual(resolveWith({}, { KUBERNETES_SERVICE_HOST: '10.0.0.1' }).controllers, ['logaccess', 'prober']);
-    assert.deepEqual(resolveWith({ controllers: '*' }).controllers, ['logaccess', 'prober'], 'asked for, it runs by hand too');
+    assert.deepEqual(resolveWith({}, { KUBERNETES_SERVICE_HOST: '10.0.0.1' }).controllers, ['logaccess', 'prober', 'guard']);
+    assert.deepEqual(resolveWith({ controllers: '*' }).controllers, ['logaccess', 'prober', 'guard'], 'asked for, it runs by hand too');
   });
 
   test('the prober runs where the pod runs: its namespace names the Secret, the certificate and the peers URL', () => {
     const options = resolveWith({ 'leader-election-namespace': 'lease-ns' }, { POD_NAMESPACE: 'monitoring' });
     assert.equal(options.prober.namespace, 'monitoring');
     assert.equal(options.prober.peersUrl, 'https://crowsnest-webhook.monitoring.svc:9444');
-    assert.ok(options.prober.certHosts.includes('crowsnest-webhook.monitoring.svc'));
+    assert.ok(options.webhookCertificate.hosts.includes('crowsnest-webhook.monitoring.svc'));
+    assert.equal(options.webhookCertificate.namespace, 'monitoring');
   });
 
   test('bad prober and webhook certificate values are refused, naming the flag', () => {
@@ -166,6 +194,8 @@ describe('resolveOperatorOptions', () => {
       [{ 'prober-peers-url': 'http://peers:9444' }, /--prober-peers-url.*https:\/\//],
       [{ 'prober-peers-url': 'not a url' }, /--prober-peers-url.*URL/],
       [{ 'prober-peer-port': '70000' }, /--prober-peer-port/],
+      [{ 'guard-url': 'http://guard:9445' }, /--guard-url.*https:\/\//],
+      [{ 'guard-report-interval': '0s' }, /--guard-report-interval.*greater than zero/],
       [{ 'prober-agent-resources': '{"requests":{"cpu":"lots"}}' }, /--prober-agent-resources.*requests\.cpu: "lots" is not a Kubernetes quantity/],
       [{ 'prober-agent-resources': '{"request":{"cpu":"1"}}' }, /--prober-agent-resources.*unknown key "request"/],
       [{ 'prober-agent-resources': 'cpu=1' }, /--prober-agent-resources.*must be JSON/],

@@ -11,10 +11,10 @@ import { flag, FlagResolver, OptionError, type Flag, type FlagSources } from '..
 import { asString, parseBool, parseList, parseNamespace, parseNonEmpty, parseNonNegativeDurationMs, parseObjectName, parsePort, parsePositiveDurationMs, parsePositiveInteger } from '../flag-values.ts';
 import { logAccessFlags, resolveLogAccessOptions } from '../logaccess/flags.ts';
 import { parseBindAddress } from '../observe/http.ts';
+import { guardFlags, resolveGuardOptions } from '../guard/flags.ts';
 import { proberFlags, resolveProberOptions } from '../prober/flags.ts';
-import { serviceHosts, WEBHOOK_CERT_MODES, type WebhookCertMode } from '../prober/options.ts';
 import { controllerCatalog } from './catalog.ts';
-import type { OperatorOptions } from './options.ts';
+import { type OperatorOptions, serviceHosts, WEBHOOK_CERT_MODES, type WebhookCertMode } from './options.ts';
 
 // ---------------------------------------------------------------------------------------------
 // Controllers
@@ -241,7 +241,7 @@ export const operatorFlags = {
 };
 
 /** Every flag of `crowsnest operator`, in help order: the operator's, then each capability's. */
-export const operatorCommandFlags: readonly Flag<unknown>[] = [...Object.values(operatorFlags), ...Object.values(logAccessFlags), ...Object.values(proberFlags)];
+export const operatorCommandFlags: readonly Flag<unknown>[] = [...Object.values(operatorFlags), ...Object.values(logAccessFlags), ...Object.values(proberFlags), ...Object.values(guardFlags)];
 
 // ---------------------------------------------------------------------------------------------
 // Resolution
@@ -302,14 +302,15 @@ export function resolveOperatorOptions(
     workers: flags.get(operatorFlags.workers),
     shutdownTimeoutMs: flags.get(operatorFlags.shutdownTimeout),
     identity: flags.get(operatorFlags.identity) ?? `${getHostname()}_${getRandomSuffix()}`,
-    logaccess: resolveLogAccessOptions(flags),
-    prober: resolveProberOptions(flags, {
+    webhookCertificate: {
+      mode: flags.get(operatorFlags.webhookCertMode),
       namespace: operatorNamespace,
-      certMode: flags.get(operatorFlags.webhookCertMode),
-      certSecret: flags.get(operatorFlags.webhookCertSecret),
-      certHosts: [...serviceHosts(webhookService, operatorNamespace), ...flags.get(operatorFlags.webhookCertHosts)],
-      webhookService,
-    }),
+      secret: flags.get(operatorFlags.webhookCertSecret),
+      hosts: [...serviceHosts(webhookService, operatorNamespace), ...flags.get(operatorFlags.webhookCertHosts)],
+    },
+    logaccess: resolveLogAccessOptions(flags),
+    prober: resolveProberOptions(flags, { namespace: operatorNamespace, webhookService }),
+    guard: resolveGuardOptions(flags, { namespace: operatorNamespace, webhookService }),
   };
 
   // Only meaningful when electing: without a Lease these timings are never used.

@@ -13,12 +13,10 @@
  * not ready: retry).
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { createServer, type Server } from 'node:https';
-import type { AddressInfo } from 'node:net';
 import { Counter, Histogram, type Registry } from 'prom-client';
 import type { Clock } from '../kube/clock.ts';
 import { type Logger, silentLogger } from '../kube/logger-type.ts';
-import { CertificateWatcher } from '../kube/webhook/certificate.ts';
+import { bearerToken, HttpsEndpoint, readBody, sendJson as send } from '../kube/webhook/https-endpoint.ts';
 import { type PeerResult, SYNC_PATH, type SyncRequest } from './contract.ts';
 import type { PeerDirectory, ReachabilityReports } from './peers.ts';
 import type { TokenReviewer } from '../kube/auth/token-review.ts';
@@ -46,95 +44,57 @@ export interface PeerServerOptions {
 
 const MAX_BODY_BYTES = 1024 * 1024;
 const MAX_RESULTS = 10_000;
-const MS_PER_SECOND = 1000;
 
 export class PeerServer {
   private readonly options: PeerServerOptions;
   private readonly logger: Logger;
-  private readonly certificates: CertificateWatcher;
+  private readonly endpoint: HttpsEndpoint;
   private readonly metrics: PeerServerMetrics | undefined;
   private readonly lastOutcomes = new Map<string, string>();
-  private server: Server | undefined;
 
   constructor(options: PeerServerOptions) {
     this.options = options;
     this.logger = options.logger ?? silentLogger;
     this.metrics = options.registry ? peerServerMetrics(options.registry) : undefined;
-    this.certificates = new CertificateWatcher({
+    this.endpoint = new HttpsEndpoint({
+      name: 'prober-peer-endpoint',
+      ...(options.host !== undefined ? { host: options.host } : {}),
+      port: options.port,
       certFile: options.certFile,
       keyFile: options.keyFile,
+      handle: (req, res) => this.answer(req, res),
+      onAnswered: (code, seconds) => {
+        this.metrics?.requests.inc({ code: String(code) });
+        this.metrics?.duration.observe(seconds);
+      },
       logger: this.logger,
-      ...(options.certificatePollIntervalMs ? { pollIntervalMs: options.certificatePollIntervalMs } : {}),
-      onChange: (certificate) => this.server?.setSecureContext({ cert: certificate.cert, key: certificate.key }),
+      ...(options.certificatePollIntervalMs ? { certificatePollIntervalMs: options.certificatePollIntervalMs } : {}),
     });
   }
 
   async start(): Promise<void> {
-    const server = createServer({}, (req, res) => void this.serve(req, res));
-    server.keepAliveTimeout = 65_000;
-    this.server = server;
-    await this.certificates.start();
-    try {
-      await new Promise<void>((resolve, reject) => {
-        server.once('error', reject);
-        server.listen(this.options.port, this.options.host ?? '', () => {
-          server.off('error', reject);
-          resolve();
-        });
-      });
-    } catch (err) {
-      // As the webhook server does: a port that cannot be bound leaves no watcher polling.
-      this.certificates.stop();
-      this.server = undefined;
-      throw err;
-    }
-    this.logger.info({ port: this.port }, 'prober peer endpoint listening');
+    await this.endpoint.start();
   }
 
   get port(): number {
-    return (this.server?.address() as AddressInfo | null)?.port ?? 0;
+    return this.endpoint.port;
   }
 
   /** Readiness: listening with a certificate. */
   readinessCheck(): { readonly name: string; check(): void } {
-    return {
-      name: 'prober-peer-endpoint',
-      check: () => {
-        if (!this.server?.listening) throw new Error('peer endpoint not listening');
-        if (!this.certificates.certificate) throw new Error(`no serving certificate loaded from ${this.options.certFile}`);
-      },
-    };
+    return this.endpoint.readinessCheck();
   }
 
   async stop(): Promise<void> {
-    this.certificates.stop();
-    const server = this.server;
-    this.server = undefined;
-    if (!server) return;
-    const closed = new Promise<void>((resolve) => server.close(() => resolve()));
-    server.closeAllConnections();
-    await closed;
-  }
-
-  private async serve(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const started = performance.now();
-    let code: number;
-    try {
-      code = await this.answer(req, res);
-    } catch (err) {
-      this.logger.error({ err: String(err) }, 'peer endpoint request failed');
-      code = send(res, 503, { message: 'temporarily unavailable; try again' });
-    }
-    this.metrics?.requests.inc({ code: String(code) });
-    this.metrics?.duration.observe((performance.now() - started) / MS_PER_SECOND);
+    await this.endpoint.stop();
   }
 
   private async answer(req: IncomingMessage, res: ServerResponse): Promise<number> {
     const path = (req.url ?? '/').split('?')[0];
     if (path !== SYNC_PATH) return send(res, 404, { message: `no endpoint at ${path}` });
     if (req.method !== 'POST') return send(res, 405, { message: `${SYNC_PATH} takes POST` });
-    const token = /^Bearer (\S+)$/.exec(req.headers.authorization ?? '')?.[1];
-    const body = await readBody(req);
+    const token = bearerToken(req);
+    const body = await readBody(req, MAX_BODY_BYTES);
     if (body === undefined) return send(res, 413, { message: `body over ${MAX_BODY_BYTES} bytes` });
     if (!token) return send(res, 401, { message: 'a ServiceAccount token (audience crowsnest.dev/prober) is required' });
     const request = parseSyncRequest(body);
@@ -185,24 +145,6 @@ function parseSyncRequest(body: string): SyncRequest | undefined {
     results.push({ uid: result.uid, reachable: result.reachable, ...(typeof result.reason === 'string' ? { reason: result.reason.slice(0, 64) } : {}) });
   }
   return { version: r.version, results };
-}
-
-function send(res: ServerResponse, status: number, body: unknown): number {
-  const text = JSON.stringify(body);
-  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
-  res.end(text);
-  return status;
-}
-
-async function readBody(req: IncomingMessage): Promise<string | undefined> {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of req as AsyncIterable<Buffer>) {
-    size += chunk.length;
-    if (size > MAX_BODY_BYTES) return undefined;
-    chunks.push(chunk);
-  }
-  return Buffer.concat(chunks).toString('utf8');
 }
 
 interface PeerServerMetrics {

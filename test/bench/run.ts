@@ -18,6 +18,8 @@
  * - memory: operator RSS and heap at 10,000 and 150,000 opted-in kwok pods, beside an idle operator,
  *   and fresh starts under V8 flag sets (`BENCH_MEMORY_PODS=10000` for one size,
  *   `BENCH_MEMORY_VARIANTS=default` for one flag set).
+ * - guard-sidecar: the health sidecar's RSS and CPU (3 declared ports, a report a second) at a 10 s
+ *   and a 1 s probe period, beside Node's own floor (no control plane).
  */
 import { execFile } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
@@ -25,13 +27,14 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { ControlPlane } from '../../testbed/controlplane.ts';
+import { benchGuardSidecar } from './guard-sidecar.ts';
 import { benchInventory } from './inventory.ts';
 import { benchLogAccess, type LogAccessResult } from './logaccess.ts';
 import { benchLogsAgent } from './logs-agent.ts';
 import { benchMemory, type MemoryRow, V8_VARIANTS } from './memory.ts';
 import { benchPortsScan } from './ports-scan.ts';
 import { benchProber } from './prober.ts';
-import { median } from './stats.ts';
+import { median, table } from './stats.ts';
 
 const run = promisify(execFile);
 const repo = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -102,13 +105,6 @@ async function kubectl(plane: ControlPlane): Promise<Sample> {
   return { wallMs, maxRssBytes: rssKb * 1024, objects: (JSON.parse(stdout) as { items: unknown[] }).items.length };
 }
 
-
-function table(header: string[], rows: string[][]): void {
-  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
-  const line = (cells: string[]): string => cells.map((c, i) => c.padStart(widths[i]!)).join('  ');
-  console.log(line(header));
-  for (const row of rows) console.log(line(row));
-}
 
 async function informerBench(): Promise<void> {
   const plane = await ControlPlane.start({ kwokNodes: 0 });
@@ -246,3 +242,4 @@ if (!selected || selected === 'ports') await benchPortsScan((line) => process.st
 if (!selected || selected === 'prober') await benchProber((line) => process.stderr.write(`[bench] ${line}\n`));
 if (!selected || selected === 'memory') await memoryBench();
 if (!selected || selected === 'logs-agent') await benchLogsAgent((line) => process.stderr.write(`[bench] ${line}\n`));
+if (!selected || selected === 'guard-sidecar') await benchGuardSidecar((line) => process.stderr.write(`[bench] ${line}\n`));

@@ -105,7 +105,7 @@ describe('chart values and their schema', () => {
 
   it('declares every value the README documents and the integration tests set', async () => {
     const schema = JSON.parse(await readFile(join(chart, 'values.schema.json'), 'utf8')) as Schema;
-    const sections = '(?:image|operator|logaccess|metrics|inventory|ports|webhook|prober)';
+    const sections = '(?:image|operator|logaccess|metrics|inventory|ports|webhook|prober|guard)';
     const documented = [...(await readFile(join(repo, 'README.md'), 'utf8')).matchAll(new RegExp(`\`(${sections}(?:\\.[A-Za-z]+)+)(?=[\`=\\s])`, 'g'))].map((m) => m[1]!);
     const set: string[] = [];
     const testsDir = join(repo, 'test', 'integration');

@@ -19,6 +19,8 @@ export interface PodIdentity {
   readonly serviceAccount: string;
   readonly podName: string;
   readonly podUid: string;
+  /** The node the pod was bound to when the token was issued (the token's node claim, Kubernetes 1.32+). */
+  readonly nodeName?: string;
 }
 
 /** Why a token is refused (the endpoint answers 401 with it). */
@@ -50,6 +52,7 @@ interface TokenReviewStatus {
 
 const POD_NAME_EXTRA = 'authentication.kubernetes.io/pod-name';
 const POD_UID_EXTRA = 'authentication.kubernetes.io/pod-uid';
+const NODE_NAME_EXTRA = 'authentication.kubernetes.io/node-name';
 const SERVICE_ACCOUNT_USER = /^system:serviceaccount:([^:]+):([^:]+)$/;
 
 export class TokenReviewer {
@@ -95,7 +98,8 @@ export class TokenReviewer {
     const podName = status.user?.extra?.[POD_NAME_EXTRA]?.[0];
     const podUid = status.user?.extra?.[POD_UID_EXTRA]?.[0];
     if (!user || !podName || !podUid) return { ok: false, refusal: 'not_a_pod_token' };
-    return { ok: true, identity: { namespace: user[1]!, serviceAccount: user[2]!, podName, podUid } };
+    const nodeName = status.user?.extra?.[NODE_NAME_EXTRA]?.[0];
+    return { ok: true, identity: { namespace: user[1]!, serviceAccount: user[2]!, podName, podUid, ...(nodeName ? { nodeName } : {}) } };
   }
 
   private remember(key: string, result: ReviewResult, token: string): void {

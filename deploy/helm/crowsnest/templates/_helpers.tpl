@@ -32,6 +32,7 @@ app.kubernetes.io/component: operator
 {{- $enabled := list -}}
 {{- if .Values.logaccess.enabled }}{{ $enabled = append $enabled "logaccess" }}{{ end -}}
 {{- if .Values.prober.enabled }}{{ $enabled = append $enabled "prober" }}{{ end -}}
+{{- if .Values.guard.enabled }}{{ $enabled = append $enabled "guard" }}{{ end -}}
 {{- join "," $enabled -}}
 {{- else -}}
 {{- .Values.operator.controllers -}}

@@ -1,0 +1,264 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { type GuardPolicy, GuardPolicyApi, type GuardPolicyStatus } from './api.ts';
+import { QUARANTINE_ANNOTATION, QUARANTINE_LABEL, type QuarantineRecord } from './contract.ts';
+import { GuardController, type PodDisruptionBudgetLike } from './controller.ts';
+import type { GuardPod } from './pods.ts';
+import { GuardSignals } from './signals.ts';
+import { FakeClock } from '../kube/clock.ts';
+import { KubeApiError } from '../kube/client/client.ts';
+import { FakeWriter } from '../kube/objects/fake-writer.ts';
+import { FIELD_MANAGERS } from '../kube/objects/labels.ts';
+
+interface Request {
+  readonly method: string;
+  readonly path: string;
+  readonly query?: Record<string, unknown>;
+  readonly body?: unknown;
+}
+
+function policyOf(spec: Record<string, unknown>, status?: GuardPolicyStatus): GuardPolicy {
+  const result = GuardPolicyApi.validate({ apiVersion: 'crowsnest.dev/v1alpha1', kind: 'GuardPolicy', metadata: { name: 'web', namespace: 'shop', uid: 'gp-1', generation: 1 }, spec });
+  if (!result.valid) throw new Error('invalid fixture');
+  return { ...result.value, ...(status ? { status } : {}) } as GuardPolicy;
+}
+
+function crashing(name: string, restarts: number, extra: Partial<GuardPod['metadata']> = {}): GuardPod {
+  return {
+    metadata: {
+      name, namespace: 'shop', uid: `uid-${name}`, resourceVersion: '7', labels: { app: 'web', 'pod-template-hash': 'h1' },
+      ownerReferences: [{ apiVersion: 'apps/v1', kind: 'ReplicaSet', name: 'web-h1', uid: 'rs-1', controller: true }], ...extra,
+    },
+    spec: { nodeName: 'node-a', ports: [] },
+    status: { phase: 'Running', containers: [{ name: 'main', restartCount: restarts, ready: false, waitingReason: 'CrashLoopBackOff' }] },
+  };
+}
+
+class Fixture {
+  readonly clock = new FakeClock(Date.parse('2026-01-01T00:00:00Z'));
+  readonly writer = new FakeWriter({ fieldManager: FIELD_MANAGERS.guard });
+  readonly requests: Request[] = [];
+  readonly statuses: GuardPolicyStatus[] = [];
+  readonly events: string[] = [];
+  readonly signals = new GuardSignals();
+  pods: GuardPod[] = [];
+  budgets: PodDisruptionBudgetLike[] = [];
+  policy: GuardPolicy;
+  evictionRefused = false;
+  readonly controller: GuardController;
+
+  constructor(spec: Record<string, unknown>, status?: GuardPolicyStatus) {
+    this.policy = policyOf(spec, status);
+    this.controller = new GuardController({
+      policy: () => this.policy,
+      podsIn: () => this.pods,
+      budgetsIn: () => this.budgets,
+      api: {
+        json: async <T>(path: string, init: { method?: string; query?: Record<string, unknown>; body?: unknown } = {}): Promise<T> => {
+          const method = init.method ?? 'GET';
+          this.requests.push({ method, path, ...(init.query ? { query: init.query } : {}), ...(init.body !== undefined ? { body: init.body } : {}) });
+          if (path.endsWith('/eviction') && this.evictionRefused) {
+            throw new KubeApiError({ method, path, status: 429, body: '{"kind":"Status","reason":"TooManyRequests","message":"Cannot evict pod as it would violate the pod\'s disruption budget."}' });
+          }
+          if (method === 'GET' && path.includes('/replicasets/')) return { spec: { selector: { matchLabels: { app: 'web', 'pod-template-hash': 'h1' } } } } as T;
+          if (method === 'GET') throw new KubeApiError({ method, path, status: 404, body: '{"kind":"Status","reason":"NotFound"}' });
+          return { metadata: { resourceVersion: '100' } } as T;
+        },
+      } as never,
+      writer: this.writer,
+      statusWriter: {
+        write: async (_obj, status) => {
+          this.statuses.push(status);
+          return { written: false };
+        },
+        forget: () => {},
+      },
+      signals: this.signals,
+      recorder: { event: (regarding, type, reason) => { this.events.push(`${regarding.kind}/${regarding.name} ${type} ${reason}`); } },
+      clock: this.clock,
+    });
+  }
+
+  /** Two observations of `pods`: at their current counts, then with `more` restarts each. */
+  async crash(names: readonly string[], more = 3): Promise<void> {
+    await this.reconcile();
+    this.pods = this.pods.map((p) => (names.includes(p.metadata.name) ? crashing(p.metadata.name, p.status.containers[0]!.restartCount + more, p.metadata) : p));
+    this.clock.advance(10_000);
+    await this.reconcile();
+  }
+
+  async reconcile(): Promise<void> {
+    await this.controller.reconcile('shop/web', new AbortController().signal);
+  }
+
+  get status(): GuardPolicyStatus {
+    return this.statuses.at(-1)!;
+  }
+
+  patches(): Request[] {
+    return this.requests.filter((r) => r.method === 'PATCH');
+  }
+}
+
+const base = {
+  targets: { podSelector: { matchLabels: { app: 'web' } } },
+  detectors: { crashLoop: { restarts: 3, window: '10m' } },
+  actions: ['Event', 'Quarantine', 'Isolate'],
+  cooldown: '0s',
+};
+
+describe('GuardController', () => {
+  it('opens an incident for a crash loop and climbs the ladder: Event, Quarantine (guarded patch), Isolate', async () => {
+    const f = new Fixture(base);
+    f.pods = [crashing('web-1', 0)];
+    await f.crash(['web-1']);
+    const [incident] = f.status.incidents!;
+    assert.equal(incident?.detector, 'crashLoop');
+    assert.deepEqual(incident!.actions.map((a) => `${a.action}:${a.outcome}`), ['Event:Taken', 'Quarantine:Taken', 'Isolate:Taken']);
+    const [patch] = f.patches();
+    assert.equal(patch?.path, '/api/v1/namespaces/shop/pods/web-1');
+    assert.deepEqual(patch?.query, { fieldManager: 'crowsnest-guard', dryRun: undefined });
+    const ops = patch!.body as Array<{ op: string; path: string; value?: unknown }>;
+    assert.deepEqual(ops.slice(0, 4).map((o) => `${o.op} ${o.path}`), ['test /metadata/uid', 'test /metadata/resourceVersion', 'remove /metadata/labels/app', 'remove /metadata/labels/pod-template-hash']);
+    assert.ok(ops.some((o) => o.op === 'remove' && o.path === '/metadata/ownerReferences'));
+    assert.deepEqual(f.writer.actions.map((a) => `${a.verb} ${a.resource} ${a.namespace}/${a.name}`), [`apply networkpolicies shop/crowsnest-guard-isolate-${incident!.id}`]);
+    assert.ok(f.events.includes('Pod/web-1 Warning IncidentOpened') && f.events.includes('GuardPolicy/web Normal QuarantineTaken'));
+    assert.equal(f.status.openIncidents, 1);
+    assert.ok(f.status.conditions?.some((c) => c.type === 'Degraded' && c.status === 'True' && c.reason === 'IncidentsOpen'));
+  });
+
+  it('keeps the incident open while the cache has not seen its quarantine yet, so the rail still counts it', async () => {
+    const f = new Fixture({ ...base, quarantine: { maxQuarantined: 1 } });
+    f.pods = [crashing('web-1', 0), crashing('web-2', 0)];
+    await f.crash(['web-1']);
+    // The cache still shows web-1 as before the patch (resourceVersion 7 < 100): not "released".
+    await f.crash(['web-2']);
+    assert.equal(f.status.incidents!.find((i) => i.pod === 'web-1')?.closedAt, undefined);
+    assert.match(f.status.incidents!.find((i) => i.pod === 'web-2')!.actions[1]!.message, /^maxQuarantined/);
+    assert.equal(f.patches().length, 1);
+    // Once the cache shows it released (a newer version without the label), the incident closes.
+    f.pods = [crashing('web-1', 6, { resourceVersion: '120' }), f.pods[1]!];
+    await f.reconcile();
+    assert.ok(f.status.incidents!.some((i) => i.pod === 'web-1' && i.closedAt));
+  });
+
+  it('in dry run sends every write with dryRun and records DryRun outcomes', async () => {
+    const f = new Fixture({ ...base, dryRun: true });
+    f.pods = [crashing('web-1', 0)];
+    await f.crash(['web-1']);
+    assert.deepEqual(f.status.incidents![0]!.actions.map((a) => `${a.action}:${a.outcome}`), ['Event:Taken', 'Quarantine:DryRun', 'Isolate:DryRun']);
+    assert.deepEqual(f.patches().map((p) => p.query?.['dryRun']), ['All']);
+    assert.deepEqual(f.writer.actions.map((a) => a.dryRun), [true]);
+  });
+
+  it('quarantines at most maxQuarantined pods of a group, even when all crash in one pass', async () => {
+    const f = new Fixture({ ...base, quarantine: { maxQuarantined: 1 } });
+    f.pods = ['web-1', 'web-2', 'web-3'].map((n) => crashing(n, 0));
+    await f.crash(['web-1', 'web-2', 'web-3']);
+    assert.equal(f.patches().length, 1);
+    const outcomes = f.status.incidents!.map((i) => i.actions.find((a) => a.action === 'Quarantine')!);
+    assert.equal(outcomes.filter((a) => a.outcome === 'Taken').length, 1);
+    assert.equal(outcomes.filter((a) => a.outcome === 'Skipped' && /maxQuarantined: 1 of 3 pods/.test(a.message)).length, 2);
+    const skipped = f.status.incidents!.filter((i) => i.actions.some((a) => a.action === 'Quarantine' && a.outcome === 'Skipped'));
+    assert.ok(skipped.every((i) => i.actions.some((a) => a.action === 'Isolate' && a.outcome === 'Skipped' && a.message === 'needs Quarantine, which was skipped')));
+  });
+
+  it('holds disruption of a group within its cooldown', async () => {
+    const f = new Fixture({ ...base, cooldown: '5m', quarantine: { maxQuarantined: '100%' } });
+    f.pods = [crashing('web-1', 0), crashing('web-2', 0)];
+    await f.crash(['web-1']);
+    await f.crash(['web-2']);
+    const second = f.status.incidents!.find((i) => i.pod === 'web-2')!;
+    assert.match(second.actions.find((a) => a.action === 'Quarantine')!.message, /^cooldown: the group ReplicaSet\/web-h1 was last disrupted/);
+    assert.equal(f.patches().length, 1);
+  });
+
+  it('holds quarantine that a PodDisruptionBudget does not allow', async () => {
+    const f = new Fixture(base);
+    f.budgets = [{ metadata: { name: 'web-pdb', namespace: 'shop' }, spec: { selector: { matchLabels: { app: 'web' } } }, status: { disruptionsAllowed: 0 } }];
+    f.pods = [crashing('web-1', 0)];
+    await f.crash(['web-1']);
+    assert.equal(f.status.incidents![0]!.actions[1]!.message, 'PodDisruptionBudget web-pdb allows no disruption now');
+    assert.equal(f.patches().length, 0);
+  });
+
+  it('evicts through the Eviction API, recording a refusal (a PDB) as skipped', async () => {
+    const f = new Fixture({ ...base, actions: ['Event', 'Evict'] });
+    f.evictionRefused = true;
+    f.pods = [crashing('web-1', 0)];
+    await f.crash(['web-1']);
+    const evict = f.status.incidents![0]!.actions[1]!;
+    assert.equal(evict.outcome, 'Skipped');
+    assert.match(evict.message, /the Eviction API refused: .*disruption budget/);
+    const eviction = f.requests.find((r) => r.path.endsWith('/eviction'))!;
+    assert.deepEqual(eviction.body, { apiVersion: 'policy/v1', kind: 'Eviction', metadata: { name: 'web-1', namespace: 'shop' }, deleteOptions: { preconditions: { uid: 'uid-web-1' } } });
+  });
+
+  it('restarts one similar pod as the preventive step, only while the rest of the group is ready', async () => {
+    const f = new Fixture({ ...base, actions: ['Event', 'Preventive'] });
+    const ready = (name: string, restarts: number): GuardPod => ({ ...crashing(name, restarts), status: { phase: 'Running', containers: [{ name: 'main', restartCount: restarts, ready: true }] } });
+    f.pods = [crashing('web-1', 0), ready('web-2', 1), ready('web-3', 4)];
+    await f.crash(['web-1']);
+    assert.match(f.status.incidents![0]!.actions[1]!.message, /^restarted similar pod web-3 \(evicted/);
+    assert.deepEqual(f.requests.filter((r) => r.path.endsWith('/eviction')).map((r) => r.path), ['/api/v1/namespaces/shop/pods/web-3/eviction']);
+  });
+
+  it('closes an incident once its pod is gone, and deletes a quarantined pod whose ttl ended', async () => {
+    const f = new Fixture({ ...base, quarantine: { ttl: '1m', onExpiry: 'Delete' } });
+    f.pods = [crashing('web-1', 0), crashing('web-2', 0)];
+    await f.crash(['web-1']);
+    const incident = f.status.incidents![0]!;
+    // The cache now shows web-1 quarantined, with the record the patch wrote.
+    const ops = f.patches()[0]!.body as Array<{ path: string; value?: unknown }>;
+    const record = JSON.parse(ops.find((o) => o.path.endsWith('quarantine'))!.value as string) as QuarantineRecord;
+    f.pods = [crashing('web-1', 3, { labels: { [QUARANTINE_LABEL]: incident.id }, annotations: { [QUARANTINE_ANNOTATION]: JSON.stringify(record) }, ownerReferences: [] }), f.pods[1]!];
+    await f.reconcile();
+    assert.equal(f.status.quarantinedPods, 1);
+    assert.equal(f.writer.actions.filter((a) => a.verb === 'delete').length, 0, 'not before the ttl');
+    f.clock.advance(61_000);
+    await f.reconcile();
+    assert.deepEqual(f.writer.actions.filter((a) => a.verb === 'delete').map((a) => `${a.resource} ${a.name}`), ['pods web-1']);
+    assert.ok(f.events.includes('Pod/web-1 Normal QuarantineDeleted'));
+    f.pods = [f.pods[1]!];
+    await f.reconcile();
+    assert.ok(f.status.incidents![0]!.closedAt);
+    assert.equal(f.status.openIncidents, 0);
+  });
+
+  it('picks up the incidents a previous leader recorded, cooldown included', async () => {
+    const now = Date.parse('2026-01-01T00:00:00Z');
+    const at = new Date(now - 60_000).toISOString();
+    const f = new Fixture({ ...base, cooldown: '5m', quarantine: { maxQuarantined: '100%' } }, {
+      incidents: [{ id: 'crashloop-0000000001', pod: 'web-9', podUid: 'uid-web-9', group: 'ReplicaSet/web-h1', detector: 'crashLoop', reason: 'CrashLoop', evidence: ['x'], openedAt: at, actions: [{ action: 'Quarantine', at, outcome: 'Taken', message: 'm' }] }],
+    });
+    f.pods = [crashing('web-1', 0)];
+    await f.crash(['web-1']);
+    const fresh = f.status.incidents!.find((i) => i.pod === 'web-1')!;
+    assert.match(fresh.actions.find((a) => a.action === 'Quarantine')!.message, /^cooldown:/);
+    assert.ok(f.status.incidents!.find((i) => i.pod === 'web-9')?.closedAt, 'the old incident\'s pod is gone: closed');
+  });
+
+  it('finds a pod whose restart rate is far above its group\'s baseline (anomaly), silent until the baseline has its samples', async () => {
+    const f = new Fixture({ ...base, detectors: { anomaly: { signal: 'restarts', zScore: 3, minSamples: 8, halfLife: '10m' } }, actions: ['Event'] });
+    const steady = (name: string, restarts = 0): GuardPod => ({ ...crashing(name, restarts), status: { phase: 'Running', containers: [{ name: 'main', restartCount: restarts, ready: true }] } });
+    f.pods = ['web-1', 'web-2', 'web-3', 'web-4'].map((n) => steady(n));
+    await f.reconcile();
+    // Seven samples when web-4 is judged (< 8): its burst is not judged yet.
+    f.pods = [steady('web-1'), steady('web-2'), steady('web-3'), steady('web-4', 5)];
+    f.clock.advance(10_000);
+    await f.reconcile();
+    assert.equal(f.status.incidents?.length ?? 0, 0);
+    for (let i = 0; i < 3; i++) {
+      f.clock.advance(61_000);
+      await f.reconcile();
+    }
+    assert.equal(f.status.incidents?.length ?? 0, 0, 'a quiet group');
+    f.pods = [steady('web-1'), steady('web-2'), steady('web-3'), steady('web-4', 11)];
+    f.clock.advance(10_000);
+    await f.reconcile();
+    const [incident] = f.status.incidents!;
+    assert.equal(incident?.pod, 'web-4');
+    assert.equal(incident?.detector, 'anomaly');
+    assert.match(incident!.evidence[0]!, /^restarts at 6\/min, z-score \d+\.\d \(threshold 3\) against group ReplicaSet\/web-h1 \(4 pods\)/);
+  });
+});
