@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it, test } from 'node:test';
-import { parseByteSize, parseDuration, parseList } from './flag-values.ts';
+import { parseByteSize, parseDuration, parseHttpsUrl, parseList } from './flag-values.ts';
 
 describe('parseDuration', () => {
   const valid: readonly [string, number][] = [
@@ -95,4 +95,16 @@ describe('parseByteSize', () => {
       assert.throws(() => parseByteSize(input), pattern);
     });
   }
+});
+
+describe('parseHttpsUrl', () => {
+  it('takes https URLs, without trailing slashes', () => {
+    assert.equal(parseHttpsUrl(' https://guard.crowsnest-system.svc:9445/ '), 'https://guard.crowsnest-system.svc:9445');
+  });
+
+  it('refuses plain http (a token is sent there) and what is not a URL', () => {
+    assert.throws(() => parseHttpsUrl('http://guard:9445'), /must be an https:\/\/ URL/);
+    assert.throws(() => parseHttpsUrl('not a url'), /must be a URL like https:\/\/host:port/);
+    assert.throws(() => parseHttpsUrl(true), /a value is required/);
+  });
 });

@@ -186,7 +186,7 @@ export function parseByteSize(value: FlagValue): number {
 
 /** An `https://` URL (in-cluster callers send their token only over TLS), without trailing slashes. */
 export function parseHttpsUrl(value: FlagValue): string {
-  const text = asString(value);
+  const text = asString(value).trim();
   let url: URL;
   try {
     url = new URL(text);
@@ -195,4 +195,40 @@ export function parseHttpsUrl(value: FlagValue): string {
   }
   if (url.protocol !== 'https:') throw new Error('must be an https:// URL (callers send their token only over TLS)');
   return text.replace(/\/+$/, '');
+}
+
+/** CPU and memory requests and limits of a container, as the Pod API writes them. */
+export interface ResourceRequirements {
+  readonly requests?: Readonly<Record<string, string>>;
+  readonly limits?: Readonly<Record<string, string>>;
+}
+
+const QUANTITY = /^[+]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][-+]?[0-9]+|[KMGTPE]i?|[mkMGTPE]|[numkMGTPE]?)?$/;
+
+/**
+ * `{"requests":{"cpu":"10m","memory":"64Mi"},"limits":{"memory":"128Mi"}}`, checked: only
+ * `requests` and `limits`, each a map of resource names to Kubernetes quantities.
+ */
+export function parseResourceRequirements(flagValue: FlagValue): ResourceRequirements {
+  const text = asString(flagValue);
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    throw new Error(`must be JSON like {"requests":{"cpu":"10m","memory":"64Mi"},"limits":{"memory":"128Mi"}}`);
+  }
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new Error('must be a JSON object with requests and/or limits');
+  const result: { requests?: Record<string, string>; limits?: Record<string, string> } = {};
+  for (const [section, entries] of Object.entries(value)) {
+    if (section !== 'requests' && section !== 'limits') throw new Error(`unknown key ${JSON.stringify(section)}: only requests and limits`);
+    if (typeof entries !== 'object' || entries === null || Array.isArray(entries)) throw new Error(`${section} must be an object of resource: quantity`);
+    const quantities: Record<string, string> = {};
+    for (const [resource, quantity] of Object.entries(entries as Record<string, unknown>)) {
+      const spelled = typeof quantity === 'number' ? String(quantity) : quantity;
+      if (typeof spelled !== 'string' || !QUANTITY.test(spelled)) throw new Error(`${section}.${resource}: ${JSON.stringify(quantity)} is not a Kubernetes quantity (e.g. 10m, 64Mi)`);
+      quantities[resource] = spelled;
+    }
+    result[section] = quantities;
+  }
+  return result;
 }

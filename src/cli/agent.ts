@@ -4,7 +4,8 @@
  * prom-client): its memory is the benchmark's subject.
  */
 import type { Command } from 'commander';
-import { EXIT_USAGE, requireGlobals, type CliIO, type RunState } from './command.ts';
+import { runInPod } from './agent-process.ts';
+import type { CliIO, RunState } from './command.ts';
 
 const ENVIRONMENT_HELP = `
 Environment (set by the NetworkProber webhook when it injects the agent):
@@ -24,24 +25,7 @@ crowsnest_prober_errors_total{...,reason}, netprober_interpod_latency_s{dest_pod
 export function defineAgentCommand(command: Command, io: CliIO, state: RunState): void {
   command.addHelpText('after', ENVIRONMENT_HELP);
   command.action(async () => {
-    const globals = requireGlobals(state);
-    const { AgentConfigError, agentConfigFromEnv, agentLogger, startAgent } = await import('../prober/agent/run.ts');
-    let config: ReturnType<typeof agentConfigFromEnv>;
-    try {
-      config = agentConfigFromEnv(io.env);
-    } catch (err) {
-      if (!(err instanceof AgentConfigError)) throw err;
-      io.stderr(`error: ${err.message}\n`);
-      state.exitCode = EXIT_USAGE;
-      return;
-    }
-    const logger = agentLogger((line) => io.stderr(line), globals.logLevel === 'debug' || globals.logLevel === 'trace' ? 'debug' : 'info');
-    const agent = await startAgent(config, { logger });
-    const signal = await new Promise<NodeJS.Signals>((resolve) => {
-      process.once('SIGTERM', () => resolve('SIGTERM'));
-      process.once('SIGINT', () => resolve('SIGINT'));
-    });
-    logger.info({ signal }, 'stopping');
-    await agent.stop();
+    const { AgentConfigError, agentConfigFromEnv, startAgent } = await import('../prober/agent/run.ts');
+    await runInPod(io, state, { configFromEnv: agentConfigFromEnv, ConfigError: AgentConfigError, start: (config, logger) => startAgent(config, { logger }) });
   });
 }

@@ -63,13 +63,18 @@ const COMMANDS: readonly CommandEntry[] = [
   { name: 'agent', description: "the network prober's sidecar: probes its peers, serves /ping and /metrics (injected by a NetworkProber)", define: async () => (await import('./agent.ts')).defineAgentCommand },
   {
     name: 'guard',
-    description: 'guard\'s quarantine by hand: release a quarantined pod to its owner, or delete it',
+    description: "GuardPolicies from a terminal: convert the policy framework's Receivers, release or delete a quarantined pod",
     define: async () => (await import('./guard.ts')).defineGuardCommand,
   },
   {
     name: 'inventory',
     description: "snapshot the cluster's objects, redacted, into a report directory or to an HTTP endpoint",
     define: async () => (await import('./inventory.ts')).defineInventoryCommand,
+  },
+  {
+    name: 'logs-agent',
+    description: "guard's node log agent (a DaemonSet): counts lines matching GuardPolicies' patterns in this node's pod logs, for the operator",
+    define: async () => (await import('./logs-agent.ts')).defineLogsAgentCommand,
   },
   {
     name: 'operator',
@@ -80,6 +85,11 @@ const COMMANDS: readonly CommandEntry[] = [
     name: 'ports',
     description: 'the sockets hosts listen on: TCP listeners and bound UDP sockets, with their processes',
     define: async () => (await import('./ports.ts')).definePortsCommand,
+  },
+  {
+    name: 'sidecar',
+    description: "guard's health sidecar: probes its pod's declared ports, reads its listening sockets, reports them (injected by a GuardPolicy)",
+    define: async () => (await import('./sidecar.ts')).defineSidecarCommand,
   },
   {
     name: 'version',
@@ -131,22 +141,27 @@ const DESCRIPTION =
   'of what runs where, the ports every node listens on, pod-to-pod network probes, and a guard ' +
   'that steps in when pods misbehave.';
 
-/** Capabilities as users know them; `available` is derived, so this list cannot go stale. */
-const CAPABILITIES: readonly { readonly name: string; readonly summary: string }[] = [
-  { name: 'logaccess', summary: `let a workload's team read its pods' logs, and only those` },
-  { name: 'inventory', summary: `snapshot the cluster's objects, redacted, to files or HTTP` },
-  { name: 'ports', summary: "list each node's listening sockets, diffed with the last run" },
-  { name: 'prober', summary: 'measure pod-to-pod round trips with an injected agent' },
-  { name: 'guard', summary: 'spot misbehaving pods and respond step by step, dry-run first' },
+/**
+ * Capabilities as users know them; `available` is derived, so this list cannot go stale: an
+ * operator capability is ready once its controller is in the catalog (a command of the same name,
+ * such as `guard convert`, is not enough), a command capability once its command ships.
+ */
+const CAPABILITIES: readonly { readonly name: string; readonly runsIn: 'operator' | 'command'; readonly summary: string }[] = [
+  { name: 'logaccess', runsIn: 'operator', summary: `let a workload's team read its pods' logs, and only those` },
+  { name: 'inventory', runsIn: 'command', summary: `snapshot the cluster's objects, redacted, to files or HTTP` },
+  { name: 'ports', runsIn: 'command', summary: "list each node's listening sockets, diffed with the last run" },
+  { name: 'prober', runsIn: 'operator', summary: 'measure pod-to-pod round trips with an injected agent' },
+  { name: 'guard', runsIn: 'operator', summary: 'spot misbehaving pods and respond step by step, dry-run first' },
 ];
 
 const STATUS_WIDTH = 'coming'.length;
 
 function rootHelpFooter(program: Command): string {
   const width = Math.max(...CAPABILITIES.map((capability) => capability.name.length));
-  const capabilities = CAPABILITIES.map(({ name, summary }) => {
-    // A capability is available once it ships as a command or as an operator controller.
-    const available = controllerCatalog.some((controller) => controller.name === name) || program.commands.some((command) => command.name() === name);
+  const capabilities = CAPABILITIES.map(({ name, runsIn, summary }) => {
+    const available = runsIn === 'operator'
+      ? controllerCatalog.some((controller) => controller.name === name)
+      : program.commands.some((command) => command.name() === name);
     return `  ${name.padEnd(width)}  ${(available ? 'ready' : 'coming').padEnd(STATUS_WIDTH)}  ${summary}`;
   });
   return `

@@ -2,7 +2,7 @@
  * Guard's flags (`crowsnest operator --guard-*`), resolved into its {@link GuardOptions}.
  */
 import { flag, type FlagResolver } from '../flags.ts';
-import { parseHttpsUrl, parseObjectName, parsePort, parsePositiveDurationMs } from '../flag-values.ts';
+import { parseBool, parseHttpsUrl, parseNonEmpty, parseObjectName, parsePort, parsePositiveDurationMs, parseResourceRequirements } from '../flag-values.ts';
 import type { GuardOptions } from './options.ts';
 
 export const guardFlags = {
@@ -34,6 +34,36 @@ export const guardFlags = {
     default: '10s',
     parse: parsePositiveDurationMs,
   }),
+  sidecarInjection: flag({
+    name: 'guard-sidecar-injection',
+    valueName: '<bool>',
+    description: 'guard: inject the health sidecar into the pods a GuardPolicy with a health or undeclaredPort detector selects (namespaces labelled sidecar-injection: enabled)',
+    default: 'true',
+    parse: parseBool,
+  }),
+  sidecarWebhookConfiguration: flag({
+    name: 'guard-sidecar-webhook-configuration',
+    valueName: '<name>',
+    description: 'guard: the MutatingWebhookConfiguration of the sidecar injection, whose caBundle the leader keeps (self-managed certificates)',
+    default: 'crowsnest-guard-sidecar',
+    parse: parseObjectName,
+  }),
+  sidecarImage: flag({
+    name: 'guard-sidecar-image',
+    valueName: '<image>',
+    description: 'guard: the image of the injected health sidecar (the chart passes its own image); without one, pods are admitted without the sidecar',
+    defaultText: 'none',
+    parse: parseNonEmpty,
+  }),
+  sidecarResources: flag({
+    name: 'guard-sidecar-resources',
+    valueName: '<json>',
+    description: 'guard: the health sidecar container\'s requests and limits',
+    // The same as guard's DEFAULT_SIDECAR_RESOURCES (a unit test holds them equal); spelled here so
+    // --help needs no import of the injector.
+    default: '{"requests":{"cpu":"5m","memory":"64Mi"},"limits":{"memory":"128Mi"}}',
+    parse: parseResourceRequirements,
+  }),
 };
 
 /** What the operator resolved before guard's own flags. */
@@ -52,5 +82,8 @@ export function resolveGuardOptions(flags: FlagResolver, context: GuardContext):
     url: flags.get(guardFlags.url, `https://${context.webhookService}.${context.namespace}.svc:${port}`),
     logAgentServiceAccount: `${context.namespace}/${flags.get(guardFlags.logAgentServiceAccount)}`,
     reportIntervalMs: flags.get(guardFlags.reportInterval),
+    ...(flags.get(guardFlags.sidecarInjection)
+      ? { sidecar: { webhookConfiguration: flags.get(guardFlags.sidecarWebhookConfiguration), image: flags.get(guardFlags.sidecarImage), resources: flags.get(guardFlags.sidecarResources) } }
+      : {}),
   };
 }

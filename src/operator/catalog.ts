@@ -19,6 +19,11 @@ export interface ControllerDefinition {
    */
   readonly inClusterOnly?: boolean;
   /**
+   * The MutatingWebhookConfigurations it serves, whose caBundle the operator keeps equal to its
+   * self-managed CA (src/operator/webhook-certificates.ts).
+   */
+  readonly webhookConfigurations?: (options: OperatorOptions) => readonly string[];
+  /**
    * Loads the capability and returns its registration, called once before the manager runs.
    * `options` are the operator's; a capability reads its own section of them.
    */
@@ -39,6 +44,7 @@ export const controllerCatalog: readonly ControllerDefinition[] = [
     name: 'prober',
     inClusterOnly: true,
     description: 'NetworkProber: injects an RTT agent into the pods a NetworkProber selects, serves their peers, keeps its status',
+    webhookConfigurations: (options) => [options.prober.webhookConfiguration],
     load: async () => {
       const { registerProber } = await import('../prober/register.ts');
       return (manager, options) => void registerProber(manager, options.prober, options.webhookCertDir);
@@ -47,10 +53,19 @@ export const controllerCatalog: readonly ControllerDefinition[] = [
   {
     name: 'guard',
     inClusterOnly: true,
+    webhookConfigurations: (options) => (options.guard.sidecar ? [options.guard.sidecar.webhookConfiguration] : []),
     description: 'GuardPolicy: detects crash loops, OOM kills, failing health checks, error logs, anomalies and undeclared ports in the pods a policy selects, and answers with Events, quarantine, isolation, preventive restarts or eviction, within guard rails',
     load: async () => {
-      const { registerGuard } = await import('../guard/register.ts');
-      return (manager, options) => void registerGuard(manager, options.guard, options.webhookCertDir);
+      const [{ registerGuard }, { registerSidecarInjection }] = await Promise.all([import('../guard/register.ts'), import('../guard/inject-register.ts')]);
+      return (manager, options) => {
+        registerGuard(manager, options.guard, options.webhookCertDir);
+        const sidecar = options.guard.sidecar;
+        if (sidecar) {
+          registerSidecarInjection(manager, {
+            namespace: options.guard.namespace, certDir: options.webhookCertDir, image: sidecar.image, signalsUrl: options.guard.url, resources: sidecar.resources,
+          });
+        }
+      };
     },
   },
 ];

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import type { FlagSources } from '../flags.ts';
 import { OptionError } from '../flags.ts';
+import { DEFAULT_SIDECAR_RESOURCES } from '../guard/inject.ts';
 import { DEFAULT_AGENT_RESOURCES } from '../prober/inject.ts';
 import { proberFlags } from '../prober/flags.ts';
 import { resolveControllers, resolveOperatorOptions } from './flags.ts';
@@ -65,18 +66,24 @@ describe('resolveOperatorOptions', () => {
       shutdownTimeoutMs: 30_000,
       identity: 'node-a_fixed',
       logaccess: { namePrefix: 'podlogreader-', allowPodList: true, createServiceAccountAndRoleBinding: false, adoptPodlogreader: true },
+      webhookCertificate: {
+        mode: 'self',
+        namespace: 'crowsnest-system',
+        secret: 'crowsnest-webhook-cert',
+        hosts: ['crowsnest-webhook', 'crowsnest-webhook.crowsnest-system', 'crowsnest-webhook.crowsnest-system.svc', 'crowsnest-webhook.crowsnest-system.svc.cluster.local'],
+      },
       prober: {
         namespace: 'crowsnest-system',
-        certMode: 'self',
-        certSecret: 'crowsnest-webhook-cert',
-        certHosts: ['crowsnest-webhook', 'crowsnest-webhook.crowsnest-system', 'crowsnest-webhook.crowsnest-system.svc', 'crowsnest-webhook.crowsnest-system.svc.cluster.local'],
         webhookConfiguration: 'crowsnest-prober',
         peerPort: 9444,
         peersUrl: 'https://crowsnest-webhook.crowsnest-system.svc:9444',
         agentImage: undefined,
         agentResources: DEFAULT_AGENT_RESOURCES,
       },
-      guard: { namespace: 'crowsnest-system', port: 9445, url: 'https://crowsnest-webhook.crowsnest-system.svc:9445', logAgentServiceAccount: 'crowsnest-system/crowsnest-logs-agent', reportIntervalMs: 10_000 },
+      guard: {
+        namespace: 'crowsnest-system', port: 9445, url: 'https://crowsnest-webhook.crowsnest-system.svc:9445', logAgentServiceAccount: 'crowsnest-system/crowsnest-logs-agent', reportIntervalMs: 10_000,
+        sidecar: { webhookConfiguration: 'crowsnest-guard-sidecar', image: undefined, resources: DEFAULT_SIDECAR_RESOURCES },
+      },
     });
   });
 
@@ -119,6 +126,7 @@ describe('resolveOperatorOptions', () => {
       'guard-url': 'https://guard.example:7445/',
       'guard-log-agent-service-account': 'logs',
       'guard-report-interval': '30s',
+      'guard-sidecar-injection': 'false',
     });
     assert.deepEqual(options, {
       kubeconfig: undefined,
@@ -138,11 +146,14 @@ describe('resolveOperatorOptions', () => {
       shutdownTimeoutMs: 60_000,
       identity: 'me',
       logaccess: { namePrefix: 'logs-', allowPodList: false, createServiceAccountAndRoleBinding: true, adoptPodlogreader: false },
+      webhookCertificate: {
+        mode: 'cert-manager',
+        namespace: 'ops',
+        secret: 'certs',
+        hosts: ['lookout', 'lookout.ops', 'lookout.ops.svc', 'lookout.ops.svc.cluster.local', '198.51.100.7', 'dev.example'],
+      },
       prober: {
         namespace: 'ops',
-        certMode: 'cert-manager',
-        certSecret: 'certs',
-        certHosts: ['lookout', 'lookout.ops', 'lookout.ops.svc', 'lookout.ops.svc.cluster.local', '198.51.100.7', 'dev.example'],
         webhookConfiguration: 'lookout-prober',
         peerPort: 7443,
         peersUrl: 'https://peers.example:7443',
@@ -151,6 +162,16 @@ describe('resolveOperatorOptions', () => {
       },
       guard: { namespace: 'ops', port: 7445, url: 'https://guard.example:7445', logAgentServiceAccount: 'ops/logs', reportIntervalMs: 30_000 },
     });
+  });
+
+  test('guard\'s sidecar injection: its configuration, image and resources, or none at all', () => {
+    const options = resolveWith({
+      'guard-sidecar-webhook-configuration': 'lookout-guard-sidecar', 'guard-sidecar-image': 'registry.example/crowsnest:1',
+      'guard-sidecar-resources': '{"limits":{"memory":"96Mi"}}',
+    });
+    assert.deepEqual(options.guard.sidecar, { webhookConfiguration: 'lookout-guard-sidecar', image: 'registry.example/crowsnest:1', resources: { limits: { memory: '96Mi' } } });
+    assert.equal(resolveWith({ 'guard-sidecar-injection': 'false' }).guard.sidecar, undefined);
+    assert.throws(() => resolveWith({ 'guard-sidecar-resources': '{"limits":{"memory":"lots"}}' }), /--guard-sidecar-resources/);
   });
 
   test('run by hand, the default controllers leave out those the API server or pods must call; in a pod, all', () => {
@@ -163,7 +184,8 @@ describe('resolveOperatorOptions', () => {
     const options = resolveWith({ 'leader-election-namespace': 'lease-ns' }, { POD_NAMESPACE: 'monitoring' });
     assert.equal(options.prober.namespace, 'monitoring');
     assert.equal(options.prober.peersUrl, 'https://crowsnest-webhook.monitoring.svc:9444');
-    assert.ok(options.prober.certHosts.includes('crowsnest-webhook.monitoring.svc'));
+    assert.ok(options.webhookCertificate.hosts.includes('crowsnest-webhook.monitoring.svc'));
+    assert.equal(options.webhookCertificate.namespace, 'monitoring');
   });
 
   test('bad prober and webhook certificate values are refused, naming the flag', () => {

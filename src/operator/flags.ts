@@ -13,9 +13,8 @@ import { logAccessFlags, resolveLogAccessOptions } from '../logaccess/flags.ts';
 import { parseBindAddress } from '../observe/http.ts';
 import { guardFlags, resolveGuardOptions } from '../guard/flags.ts';
 import { proberFlags, resolveProberOptions } from '../prober/flags.ts';
-import { serviceHosts, WEBHOOK_CERT_MODES, type WebhookCertMode } from '../prober/options.ts';
 import { controllerCatalog } from './catalog.ts';
-import type { OperatorOptions } from './options.ts';
+import { type OperatorOptions, serviceHosts, WEBHOOK_CERT_MODES, type WebhookCertMode } from './options.ts';
 
 // ---------------------------------------------------------------------------------------------
 // Controllers
@@ -303,14 +302,14 @@ export function resolveOperatorOptions(
     workers: flags.get(operatorFlags.workers),
     shutdownTimeoutMs: flags.get(operatorFlags.shutdownTimeout),
     identity: flags.get(operatorFlags.identity) ?? `${getHostname()}_${getRandomSuffix()}`,
-    logaccess: resolveLogAccessOptions(flags),
-    prober: resolveProberOptions(flags, {
+    webhookCertificate: {
+      mode: flags.get(operatorFlags.webhookCertMode),
       namespace: operatorNamespace,
-      certMode: flags.get(operatorFlags.webhookCertMode),
-      certSecret: flags.get(operatorFlags.webhookCertSecret),
-      certHosts: [...serviceHosts(webhookService, operatorNamespace), ...flags.get(operatorFlags.webhookCertHosts)],
-      webhookService,
-    }),
+      secret: flags.get(operatorFlags.webhookCertSecret),
+      hosts: [...serviceHosts(webhookService, operatorNamespace), ...flags.get(operatorFlags.webhookCertHosts)],
+    },
+    logaccess: resolveLogAccessOptions(flags),
+    prober: resolveProberOptions(flags, { namespace: operatorNamespace, webhookService }),
     guard: resolveGuardOptions(flags, { namespace: operatorNamespace, webhookService }),
   };
 

@@ -55,8 +55,35 @@ export interface OperatorOptions {
   readonly identity: string;
   /** Settings of the logaccess controller. */
   readonly logaccess: LogAccessOptions;
-  /** Settings of the prober (and of the self-managed webhook certificate it is the first to need). */
+  /** The webhook server's certificate, for every capability's webhook. */
+  readonly webhookCertificate: WebhookCertificateOptions;
+  /** Settings of the prober. */
   readonly prober: ProberOptions;
   /** Settings of guard. */
   readonly guard: GuardOptions;
+}
+
+/** Where the webhook's serving certificate comes from. */
+export type WebhookCertMode = 'self' | 'cert-manager';
+export const WEBHOOK_CERT_MODES: readonly WebhookCertMode[] = ['self', 'cert-manager'];
+
+/** The webhook certificate settings `crowsnest operator` resolves (`--webhook-cert-*`). */
+export interface WebhookCertificateOptions {
+  /**
+   * `self`: the leader keeps a CA and a serving certificate in {@link secret} and the caBundle
+   * of every capability's webhook configuration; every replica writes the Secret's files into the
+   * certificate directory. `cert-manager`: the directory is cert-manager's Secret, mounted.
+   */
+  readonly mode: WebhookCertMode;
+  /** The operator's namespace: home of the Secret, named in the certificate's Service names. */
+  readonly namespace: string;
+  /** Name of the certificate Secret in the operator's namespace (self mode). */
+  readonly secret: string;
+  /** DNS names and IPs the serving certificate is for: the Service's names, then any extra. */
+  readonly hosts: readonly string[];
+}
+
+/** The names a Service's certificate must carry, short to fully qualified. */
+export function serviceHosts(service: string, namespace: string, clusterDomain = 'cluster.local'): string[] {
+  return [service, `${service}.${namespace}`, `${service}.${namespace}.svc`, `${service}.${namespace}.svc.${clusterDomain}`];
 }

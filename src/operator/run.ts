@@ -22,6 +22,7 @@ import { controllerCatalog } from './catalog.ts';
 import { requireLeaseNamespace } from './lease-namespace.ts';
 import type { OperatorOptions } from './options.ts';
 import { applyOperatorV8Flags } from './v8-flags.ts';
+import { registerWebhookCertificates } from './webhook-certificates.ts';
 
 export const EXIT_OK = 0;
 export const EXIT_LEADERSHIP_LOST = 1;
@@ -81,10 +82,15 @@ export async function runOperator(opts: OperatorOptions, deps: OperatorDeps): Pr
         }
         : {}),
     });
-    for (const definition of controllerCatalog.filter((d) => opts.controllers.includes(d.name))) {
+    const selected = controllerCatalog.filter((d) => opts.controllers.includes(d.name));
+    for (const definition of selected) {
       const register = await definition.load();
       register(manager, opts);
     }
+    registerWebhookCertificates(manager, {
+      ...opts.webhookCertificate, certDir: opts.webhookCertDir,
+      configurations: selected.flatMap((d) => d.webhookConfigurations?.(opts) ?? []),
+    });
     deps.register?.(manager);
     deps.onManager?.(manager);
 

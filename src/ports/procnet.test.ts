@@ -10,7 +10,7 @@ import {
   isListeningState,
   parseProcNet,
   type Family,
-} from './procnet.ts';
+} from '../observe/procnet.ts';
 import { countByKey, parseSs } from './testdata/ss.ts';
 
 const fixture = (name: string): string => readFileSync(new URL(`testdata/${name}`, import.meta.url), 'utf8');

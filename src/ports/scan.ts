@@ -25,9 +25,9 @@ import {
   type ProcNetSocket,
   type ProcNetTable,
   type Protocol,
-} from './procnet.ts';
+} from '../observe/procnet.ts';
 
-export type { Family, MalformedLine, Protocol } from './procnet.ts';
+export type { Family, MalformedLine, Protocol } from '../observe/procnet.ts';
 export type { SocketOwner } from './processes.ts';
 
 /** `apiVersion` of {@link HostScan}; bumped on any incompatible change of the document. */

@@ -1,16 +1,15 @@
 /**
- * The prober's flags (`crowsnest operator --prober-*`), resolved into its {@link ProberOptions}
- * together with the operator's webhook certificate settings, which the prober is the first to use.
+ * The prober's flags (`crowsnest operator --prober-*`), resolved into its {@link ProberOptions}.
  */
 import { flag, type FlagResolver } from '../flags.ts';
-import { asString, parseHttpsUrl, parseNonEmpty, parseObjectName, parsePort } from '../flag-values.ts';
-import { parseResourceRequirements, type ProberOptions } from './options.ts';
+import { parseHttpsUrl, parseNonEmpty, parseObjectName, parsePort, parseResourceRequirements } from '../flag-values.ts';
+import type { ProberOptions } from './options.ts';
 
 export const proberFlags = {
   webhookConfiguration: flag({
     name: 'prober-webhook-configuration',
     valueName: '<name>',
-    description: 'prober: the MutatingWebhookConfiguration whose caBundle the leader keeps (self-managed certificates)',
+    description: 'prober: its MutatingWebhookConfiguration, whose caBundle the leader keeps (self-managed certificates)',
     default: 'crowsnest-prober',
     parse: parseObjectName,
   }),
@@ -42,12 +41,12 @@ export const proberFlags = {
     // The same as the prober's DEFAULT_AGENT_RESOURCES (a unit test holds them equal); spelled here
     // so --help needs no import of the injector.
     default: '{"requests":{"cpu":"10m","memory":"64Mi"},"limits":{"memory":"128Mi"}}',
-    parse: (value) => parseResourceRequirements(asString(value)),
+    parse: parseResourceRequirements,
   }),
 };
 
-/** What the operator resolved before the prober's own flags: its namespace and webhook certificate. */
-export type ProberContext = Pick<ProberOptions, 'namespace' | 'certMode' | 'certSecret' | 'certHosts'> & {
+/** What the operator resolved before the prober's own flags: its namespace and Service. */
+export type ProberContext = Pick<ProberOptions, 'namespace'> & {
   /** The Service in front of the webhook server and the peer endpoint. */
   readonly webhookService: string;
 };
@@ -57,9 +56,6 @@ export function resolveProberOptions(flags: FlagResolver, context: ProberContext
   const peerPort = flags.get(proberFlags.peerPort);
   return {
     namespace: context.namespace,
-    certMode: context.certMode,
-    certSecret: context.certSecret,
-    certHosts: context.certHosts,
     webhookConfiguration: flags.get(proberFlags.webhookConfiguration),
     peerPort,
     peersUrl: flags.get(proberFlags.peersUrl, `https://${context.webhookService}.${context.namespace}.svc:${peerPort}`),

@@ -20,8 +20,9 @@
  * - No CPU limit by default: CFS throttling inflates the latencies the agent measures (a known
  *   pain of Goldpinger deployments). Memory is limited.
  */
-import type { KubeObject } from '../kube/objects/resources.ts';
-import { matchesLabelSelector } from '../kube/objects/selector.ts';
+import {
+  fieldRefEnv, IN_POD_NODE_OPTIONS, podObstacle, type PodObject, projectedTokenVolume, type ResourceRequirements, restrictedSecurityContext, selectingPolicies, withNativeSidecar,
+} from '../kube/webhook/sidecar-injection.ts';
 import type { NetworkProber } from './api.ts';
 import { proberPorts } from './api.ts';
 import {
@@ -30,11 +31,7 @@ import {
 } from './contract.ts';
 import { INJECTED_LABEL, INJECTED_LABEL_VALUE } from './members.ts';
 
-/** CPU and memory of a container, as the Pod API writes them. */
-export interface ResourceRequirements {
-  readonly requests?: Readonly<Record<string, string | number>>;
-  readonly limits?: Readonly<Record<string, string | number>>;
-}
+export type { PodObject, ResourceRequirements };
 
 /** What the operator decides for every injected agent. */
 export interface InjectionSettings {
@@ -53,35 +50,8 @@ export interface InjectionSettings {
 /** Requests and limits of an agent probing about ten peers: it measured ~45 MiB RSS with 100 (see the README). */
 export const DEFAULT_AGENT_RESOURCES: ResourceRequirements = { requests: { cpu: '10m', memory: '64Mi' }, limits: { memory: '128Mi' } };
 
-/**
- * V8 sized for a small, steady heap: a 1 MiB young generation instead of 16 MiB (the agent
- * allocates little per probe), and an old-space cap well under the memory limit so V8 collects
- * before the kernel's OOM killer acts.
- */
-export const AGENT_NODE_OPTIONS = '--max-semi-space-size=1 --max-old-space-size=48';
-
-/** The unprivileged user of our image (distroless' `nonroot`). */
-const AGENT_UID = 65532;
-const PRIVILEGED_PORT_LIMIT = 1024;
-
-interface Container {
-  name?: string;
-  ports?: Array<{ containerPort?: number; hostPort?: number; name?: string; protocol?: string }>;
-  [key: string]: unknown;
-}
-
-/** The parts of a Pod the webhook reads or writes. */
-export interface PodObject extends KubeObject {
-  spec?: {
-    initContainers?: Container[];
-    containers?: Container[];
-    ephemeralContainers?: Container[];
-    volumes?: Array<{ name?: string; [key: string]: unknown }>;
-    hostNetwork?: boolean;
-    os?: { name?: string };
-    [key: string]: unknown;
-  };
-}
+/** V8 sized for a small, steady heap (see {@link IN_POD_NODE_OPTIONS}). */
+export const AGENT_NODE_OPTIONS = IN_POD_NODE_OPTIONS;
 
 /** What to do with a pod being created. */
 export type InjectionDecision =
@@ -96,9 +66,7 @@ export type SkipReason = 'not_selected' | 'already_injected' | 'container_name_t
  * one's agent is injected). Probers being deleted select nothing.
  */
 export function selectingProbers(probers: readonly NetworkProber[], namespace: string, labels: Readonly<Record<string, string>> | undefined): NetworkProber[] {
-  return probers
-    .filter((p) => p.metadata?.namespace === namespace && !p.metadata?.deletionTimestamp && matchesLabelSelector(p.spec?.podSelector, labels))
-    .sort((a, b) => (a.metadata?.name ?? '').localeCompare(b.metadata?.name ?? ''));
+  return selectingPolicies(probers, namespace, labels, (p) => p.spec?.podSelector);
 }
 
 /**
@@ -115,40 +83,19 @@ export function decideInjection(pod: PodObject, namespace: string, probers: read
     warnings.push(`pod is selected by ${selecting.length} NetworkProbers (${selecting.map((p) => p.metadata?.name).join(', ')}); it gets the agent of ${proberName} only`);
   }
 
-  const spec = pod.spec ?? {};
-  const allContainers = [...(spec.initContainers ?? []), ...(spec.containers ?? []), ...(spec.ephemeralContainers ?? [])];
-  if (allContainers.some((c) => c.name === AGENT_CONTAINER)) {
-    const ours = pod.metadata?.annotations?.[SEED_INJECTED_ANNOTATION] === SEED_INJECTED_VALUE;
-    if (ours) return skip('already_injected');
-    return skip('container_name_taken', `the pod has a container named ${AGENT_CONTAINER} already; NetworkProber ${proberName} cannot inject its agent`);
-  }
-  if (spec.hostNetwork) {
-    return skip('host_network', `NetworkProber ${proberName} does not inject hostNetwork pods: every such pod on a node would bind the agent's ports on the node itself`);
-  }
-  if (spec.os?.name === 'windows') return skip('windows', `NetworkProber ${proberName} does not inject Windows pods (the agent is a Linux image)`);
   const ports = proberPorts(prober.spec);
-  for (const port of [ports.http, ports.prometheus]) {
-    const owner = allContainers.find((c) => c.ports?.some((p) => p.containerPort === port && (p.protocol ?? 'TCP') === 'TCP'));
-    if (owner) {
-      return skip('port_taken', `container ${owner.name} declares port ${port}, which NetworkProber ${proberName} gives its agent: set httpPort/httpPrometheusPort to free ports`);
-    }
-  }
-  if (Math.min(ports.http, ports.prometheus) < PRIVILEGED_PORT_LIMIT) {
-    warnings.push(`NetworkProber ${proberName} uses a port below ${PRIVILEGED_PORT_LIMIT}; the agent runs as a non-root user and may not be allowed to bind it`);
-  }
+  const obstacle = podObstacle(pod, {
+    container: AGENT_CONTAINER, ports: [ports.http, ports.prometheus], injector: `NetworkProber ${proberName}`, what: 'agent',
+    portHint: 'set httpPort/httpPrometheusPort to free ports', injected: (p) => p.metadata?.annotations?.[SEED_INJECTED_ANNOTATION] === SEED_INJECTED_VALUE,
+  }, warnings);
+  if (obstacle) return skip(obstacle.reason, obstacle.warning);
 
-  const injected = structuredClone(pod);
-  injected.metadata ??= {};
-  const metadata = injected.metadata;
-  metadata.annotations = { ...metadata.annotations, [SEED_INJECTED_ANNOTATION]: SEED_INJECTED_VALUE, [PROBER_ANNOTATION]: proberName };
-  metadata.labels = { ...metadata.labels, [INJECTED_LABEL]: INJECTED_LABEL_VALUE };
-  injected.spec ??= {};
-  const injectedSpec = injected.spec;
   const agent = agentContainer(prober, ports, settings);
   if (pod.metadata?.annotations?.[AGENT_LOG_LEVEL_ANNOTATION] === 'debug') (agent['env'] as unknown[]).push({ name: 'CROWSNEST_LOG_LEVEL', value: 'debug' });
-  injectedSpec.initContainers = [...(injectedSpec.initContainers ?? []), agent];
-  const volumes = injectedSpec.volumes ?? [];
-  if (!volumes.some((v) => v.name === TOKEN_VOLUME)) injectedSpec.volumes = [...volumes, tokenVolume()];
+  const injected = withNativeSidecar(pod, agent, projectedTokenVolume(TOKEN_VOLUME, TOKEN_AUDIENCE, TOKEN_EXPIRATION_SECONDS), {
+    annotations: { [SEED_INJECTED_ANNOTATION]: SEED_INJECTED_VALUE, [PROBER_ANNOTATION]: proberName },
+    labels: { [INJECTED_LABEL]: INJECTED_LABEL_VALUE },
+  });
   return { kind: 'inject', pod: injected, prober, warnings };
 
   function skip(reason: SkipReason, warning?: string): InjectionDecision {
@@ -158,7 +105,6 @@ export function decideInjection(pod: PodObject, namespace: string, probers: read
 
 /** The agent container (see the module comment for the choices). */
 export function agentContainer(prober: NetworkProber, ports: { readonly http: number; readonly prometheus: number }, settings: InjectionSettings): Record<string, unknown> {
-  const fieldRef = (fieldPath: string) => ({ valueFrom: { fieldRef: { apiVersion: 'v1', fieldPath } } });
   return {
     name: AGENT_CONTAINER,
     image: prober.spec.agentImage ?? settings.defaultImage,
@@ -168,10 +114,10 @@ export function agentContainer(prober: NetworkProber, ports: { readonly http: nu
     env: [
       { name: ENV.httpPort, value: String(ports.http) },
       { name: ENV.prometheusPort, value: String(ports.prometheus) },
-      { name: ENV.podName, ...fieldRef('metadata.name') },
-      { name: ENV.podNamespace, ...fieldRef('metadata.namespace') },
-      { name: ENV.podIp, ...fieldRef('status.podIP') },
-      { name: ENV.nodeName, ...fieldRef('spec.nodeName') },
+      fieldRefEnv(ENV.podName, 'metadata.name'),
+      fieldRefEnv(ENV.podNamespace, 'metadata.namespace'),
+      fieldRefEnv(ENV.podIp, 'status.podIP'),
+      fieldRefEnv(ENV.nodeName, 'spec.nodeName'),
       { name: ENV.proberName, value: prober.metadata?.name ?? '' },
       { name: ENV.peersUrl, value: settings.peersUrl },
       { name: ENV.caBundle, value: settings.caBundle },
@@ -183,29 +129,9 @@ export function agentContainer(prober: NetworkProber, ports: { readonly http: nu
       { name: METRICS_PORT_NAME, containerPort: ports.prometheus, protocol: 'TCP' },
     ],
     resources: structuredClone(prober.spec.resources ?? settings.defaultResources),
-    securityContext: {
-      runAsNonRoot: true,
-      runAsUser: AGENT_UID,
-      runAsGroup: AGENT_UID,
-      allowPrivilegeEscalation: false,
-      readOnlyRootFilesystem: true,
-      capabilities: { drop: ['ALL'] },
-      seccompProfile: { type: 'RuntimeDefault' },
-    },
+    securityContext: restrictedSecurityContext(),
     readinessProbe: { httpGet: { path: '/readyz', port: METRICS_PORT_NAME }, periodSeconds: 10, timeoutSeconds: 2, failureThreshold: 3 },
     volumeMounts: [{ name: TOKEN_VOLUME, mountPath: TOKEN_MOUNT_PATH, readOnly: true }],
     terminationMessagePolicy: 'FallbackToLogsOnError',
-  };
-}
-
-/** A ServiceAccount token for our audience only, short-lived, refreshed by the kubelet. */
-function tokenVolume(): Record<string, unknown> {
-  return {
-    name: TOKEN_VOLUME,
-    // No defaultMode: the kubelet makes the file 0644, or 0600 owned by the user when every
-    // container of the pod runs as the same one.
-    projected: {
-      sources: [{ serviceAccountToken: { audience: TOKEN_AUDIENCE, expirationSeconds: TOKEN_EXPIRATION_SECONDS, path: 'token' } }],
-    },
   };
 }

@@ -1,19 +1,15 @@
 /**
- * The prober registered with the operator's manager: the caches it reads (NetworkProbers, the
- * pods it injected, and in self mode the certificate Secret), the admission webhook and the peer
- * endpoint on every replica, and on the leader the status controller, the keeping of agents'
- * reports, and the rotation of the webhook certificate with the caBundle it implies.
- *
- * The self-managed certificate belongs to the webhook server rather than to the prober; the
- * prober registers it because it is the only capability with a webhook so far (guard's webhook
- * will move it to the operator, naming every capability's webhook configuration).
+ * The prober registered with the operator's manager: the caches it reads (NetworkProbers and
+ * the pods it injected), the admission webhook and the peer endpoint on every replica, and on the
+ * leader the status controller and the keeping of agents' reports. The webhook certificate (and
+ * the caBundle of the prober's webhook configuration, which its catalog entry names) is the
+ * operator's: src/operator/webhook-certificates.ts.
  */
 import { INDEX_NAMESPACE, type IndexFunc, namespaceIndex } from '../kube/runtime/cache.ts';
 import type { Clock } from '../kube/clock.ts';
 import { realClock } from '../kube/clock.ts';
 import type { Manager } from '../kube/runtime/manager.ts';
 import { Resources } from '../kube/objects/resources.ts';
-import { type SecretObject, WebhookCertificates } from '../kube/webhook/certificates.ts';
 import { type NetworkProber, NetworkProberApi } from './api.ts';
 import { INJECTED_SELECTOR, type SlimPod, slimPod } from './members.ts';
 import type { ProberOptions } from './options.ts';
@@ -53,16 +49,5 @@ export function registerProber(manager: Manager, options: ProberOptions, certDir
   controller.watch(pods, handlers.pods);
   manager.addRunnable({ name: 'prober-reports', needLeaderElection: true, start: (signal) => runtime.lead(signal, (key) => controller.enqueue(key)) });
 
-  if (options.certMode === 'self') {
-    const secrets = manager.informer<SecretObject>({
-      type: Resources.secrets, namespace: options.namespace, fieldSelector: `metadata.name=${options.certSecret}`,
-    });
-    const certificates = new WebhookCertificates({
-      client: manager.client, secrets, namespace: options.namespace, secretName: options.certSecret, hosts: options.certHosts, certDir,
-      configurations: [{ kind: 'MutatingWebhookConfiguration', name: options.webhookConfiguration }], clock, logger,
-    });
-    manager.addRunnable({ name: 'webhook-certificate-files', needLeaderElection: false, start: (signal) => certificates.serve(signal) });
-    manager.addRunnable({ name: 'webhook-certificate-rotation', needLeaderElection: true, start: (signal) => certificates.lead(signal) });
-  }
   return runtime;
 }

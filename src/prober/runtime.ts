@@ -18,6 +18,7 @@ import { type Logger, silentLogger } from '../kube/logger-type.ts';
 import { INDEX_NAMESPACE } from '../kube/runtime/cache.ts';
 import { StatusWriter } from '../kube/objects/status.ts';
 import type { AdmissionHandler } from '../kube/webhook/server.ts';
+import { WatchedPemFile } from '../kube/webhook/watched-pem.ts';
 import type { KubeRequester } from '../kube/objects/writes.ts';
 import { type NetworkProber, NetworkProberApi, type NetworkProberStatus } from './api.ts';
 import { PROBER_ANNOTATION, TOKEN_AUDIENCE } from './contract.ts';
@@ -27,7 +28,7 @@ import type { SlimPod } from './members.ts';
 import { PeerServer } from './peer-server.ts';
 import { PeerDirectory, type ProberCacheView, ReachabilityReports } from './peers.ts';
 import { TokenReviewer } from '../kube/auth/token-review.ts';
-import { proberWebhook, WatchedPemFile } from './webhook.ts';
+import { proberWebhook } from './webhook.ts';
 
 /** A cache as the prober reads it: the manager's InformerView has this shape. */
 export interface CacheSource<T> {

@@ -1,13 +1,10 @@
 import assert from 'node:assert/strict';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { Registry } from 'prom-client';
 import type { AdmissionRequest } from '../kube/webhook/review.ts';
 import { storedProber } from './fixtures.ts';
 import { DEFAULT_AGENT_RESOURCES, type InjectionSettings } from './inject.ts';
-import { proberWebhook, WatchedPemFile } from './webhook.ts';
+import { proberWebhook } from './webhook.ts';
 
 const settings: InjectionSettings = { defaultImage: 'img', peersUrl: 'https://op:9444', caBundle: 'PEM', defaultResources: DEFAULT_AGENT_RESOURCES };
 const probers = [storedProber('mesh', 'shop', { podSelector: { matchLabels: { app: 'web' } } })];
@@ -56,25 +53,5 @@ describe('proberWebhook', () => {
   it('lets the pod through with a warning while it has no CA bundle to give the agent', async () => {
     const notReady = proberWebhook({ probersIn: () => probers, settings: () => 'no CA bundle yet', excludedNamespaces: [] });
     assert.deepEqual(await notReady.review(create('shop', { app: 'web' }), new AbortController().signal), { kind: 'allow', warnings: ['crowsnest: the NetworkProber agent was not injected: no CA bundle yet'] });
-  });
-});
-
-describe('WatchedPemFile', () => {
-  it('reads the file again when it changes, at most once a second, and nothing when it is missing or not PEM', async () => {
-    const dir = await mkdtemp(join(tmpdir(), 'pem-'));
-    try {
-      const path = join(dir, 'ca.crt');
-      const file = new WatchedPemFile(path);
-      assert.equal(file.read(0), undefined);
-      await writeFile(path, '-----BEGIN CERTIFICATE-----\nA\n-----END CERTIFICATE-----\n');
-      assert.equal(file.read(500), undefined, 'checked again only after a second');
-      assert.match(file.read(1_000) ?? '', /\nA\n/);
-      await writeFile(path, '-----BEGIN CERTIFICATE-----\nBB\n-----END CERTIFICATE-----\n');
-      assert.match(file.read(2_000) ?? '', /\nBB\n/);
-      await writeFile(path, 'garbage');
-      assert.equal(file.read(3_000), undefined);
-    } finally {
-      await rm(dir, { recursive: true, force: true });
-    }
   });
 });

@@ -13,7 +13,7 @@ import { dirname, join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import { isListeningState, parseProcNet, type Family } from '../../src/ports/procnet.ts';
+import { isListeningState, parseProcNet, type Family } from '../../src/observe/procnet.ts';
 import type { HostScan } from '../../src/ports/scan.ts';
 import { parseSs } from '../../src/ports/testdata/ss.ts';
 import { median } from './stats.ts';

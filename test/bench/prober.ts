@@ -6,13 +6,7 @@
 import { globalTeardown } from '../integration/testbed.ts';
 import { type AdmissionResult, benchProberAdmission } from './prober-admission.ts';
 import { type AgentCost, benchProberAgents, nodeFloor } from './prober-agents.ts';
-
-function table(header: string[], rows: string[][]): void {
-  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
-  const line = (cells: string[]): string => cells.map((c, i) => c.padStart(widths[i]!)).join('  ');
-  console.log(line(header));
-  for (const row of rows) console.log(line(row));
-}
+import { table } from './stats.ts';
 
 export async function benchProber(log: (line: string) => void): Promise<void> {
   const peers = (process.env['BENCH_PROBER_PEERS'] ?? '10,100').split(',').map(Number);

@@ -13,9 +13,13 @@
  * - ports: `crowsnest ports scan --output json` vs `ss -ltnup` with 10,000 open sockets (no
  *   control plane); parser throughput on 100,000 /proc/net lines.
  * - prober: the injected agent's RSS and CPU with 10 and 100 peers beside a Go reference.
+ * - logs-agent: guard's node log agent reading a 1,000,000-line CRI log (lines/s per core, peak
+ *   RSS) beside the OpenTelemetry Collector's filelog receiver built from Go modules; no control plane.
  * - memory: operator RSS and heap at 10,000 and 150,000 opted-in kwok pods, beside an idle operator,
  *   and fresh starts under V8 flag sets (`BENCH_MEMORY_PODS=10000` for one size,
  *   `BENCH_MEMORY_VARIANTS=default` for one flag set).
+ * - guard-sidecar: the health sidecar's RSS and CPU (3 declared ports, a report a second) at a 10 s
+ *   and a 1 s probe period, beside Node's own floor (no control plane).
  */
 import { execFile } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
@@ -23,12 +27,14 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { ControlPlane } from '../../testbed/controlplane.ts';
+import { benchGuardSidecar } from './guard-sidecar.ts';
 import { benchInventory } from './inventory.ts';
 import { benchLogAccess, type LogAccessResult } from './logaccess.ts';
+import { benchLogsAgent } from './logs-agent.ts';
 import { benchMemory, type MemoryRow, V8_VARIANTS } from './memory.ts';
 import { benchPortsScan } from './ports-scan.ts';
 import { benchProber } from './prober.ts';
-import { median } from './stats.ts';
+import { median, table } from './stats.ts';
 
 const run = promisify(execFile);
 const repo = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -99,13 +105,6 @@ async function kubectl(plane: ControlPlane): Promise<Sample> {
   return { wallMs, maxRssBytes: rssKb * 1024, objects: (JSON.parse(stdout) as { items: unknown[] }).items.length };
 }
 
-
-function table(header: string[], rows: string[][]): void {
-  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
-  const line = (cells: string[]): string => cells.map((c, i) => c.padStart(widths[i]!)).join('  ');
-  console.log(line(header));
-  for (const row of rows) console.log(line(row));
-}
 
 async function informerBench(): Promise<void> {
   const plane = await ControlPlane.start({ kwokNodes: 0 });
@@ -242,3 +241,5 @@ if (!selected || selected === 'inventory') await inventoryBench();
 if (!selected || selected === 'ports') await benchPortsScan((line) => process.stderr.write(`[bench] ${line}\n`));
 if (!selected || selected === 'prober') await benchProber((line) => process.stderr.write(`[bench] ${line}\n`));
 if (!selected || selected === 'memory') await memoryBench();
+if (!selected || selected === 'logs-agent') await benchLogsAgent((line) => process.stderr.write(`[bench] ${line}\n`));
+if (!selected || selected === 'guard-sidecar') await benchGuardSidecar((line) => process.stderr.write(`[bench] ${line}\n`));

@@ -58,6 +58,20 @@ describe('helm chart', () => {
     assert.match(chosen, /--controllers=logaccess\n/, 'an explicit list is passed as it is');
   });
 
+  it('keeps one webhook server for every capability with a webhook: the caBundle RBAC names each configuration, guard\'s alone without the prober', async () => {
+    const plane = await testbed();
+    const namespace = await newNamespace('chart-webhooks');
+    const both = await helmTemplate('wh', namespace, ['--set', 'guard.enabled=true']);
+    assert.match(both, /resourceNames: \["wh-crowsnest-prober","wh-crowsnest-guard-sidecar"\]/);
+    assert.match(both, /name: inject\.guard\.crowsnest\.dev[\s\S]*matchLabels:\n\s+sidecar-injection: enabled/);
+    const out = await plane.kubectl(['apply', '--dry-run=server', '-f', '-'], { input: both });
+    assert.match(out, /mutatingwebhookconfiguration.admissionregistration.k8s.io\/wh-crowsnest-guard-sidecar created \(server dry run\)/);
+    const guardOnly = await helmTemplate('gu', namespace, ['--set', 'guard.enabled=true', '--set', 'prober.enabled=false']);
+    assert.match(guardOnly, /resourceNames: \["gu-crowsnest-guard-sidecar"\]/);
+    assert.match(guardOnly, /--webhook-cert-mode=self/);
+    assert.doesNotMatch(guardOnly, /--prober-|name: peers/);
+  });
+
   it('runs guard only when enabled, with RBAC that writes no workload (no replicas, ever)', async () => {
     assert.doesNotMatch(await helmTemplate('ng', 'x', []), /-guard\n|--guard-/, 'off by default');
     const guarded = await helmTemplate('gd', 'x', ['--set', 'guard.enabled=true']);
@@ -68,7 +82,9 @@ describe('helm chart', () => {
     assert.match(role, /resources: \["networkpolicies"\]/);
     assert.match(role, /resources: \["replicasets", "statefulsets", "daemonsets"\]\n\s+verbs: \["get"\]/, 'owners are only read');
     assert.doesNotMatch(role, /deployments|scale|nodes|"update"|"\*"/, 'no workload, scale or node write');
-    await assert.rejects(helmTemplate('gp', 'x', ['--set', 'guard.enabled=true', '--set', 'prober.enabled=false']), /guard.enabled needs prober.enabled/);
+    const withoutProber = await helmTemplate('gp', 'x', ['--set', 'guard.enabled=true', '--set', 'prober.enabled=false']);
+    assert.match(withoutProber, /--controllers=logaccess,guard\n/);
+    assert.match(withoutProber, /- \{ name: guard, port: 9445, targetPort: guard, protocol: TCP \}/, 'the report endpoint behind the webhook Service, without the prober');
   });
 
   it('runs the operator with only the chart ServiceAccount: it leads, keeps Roles, and cannot read Secrets', async () => {

@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import { before, describe, it } from 'node:test';
 import { guardPolicyObject, invalidGuardSpecs, validGuardSpecs } from '../../src/guard/api.fixtures.ts';
 import { GuardPolicyApi } from '../../src/guard/api.ts';
+import { convertPolicies } from '../../src/guard/convert.ts';
 import type { ApiDefinition } from '../../src/kube/api/define.ts';
 import type { InvalidFixture, ValidFixture } from '../../src/kube/api/fixtures.ts';
 import { invalidSpecs, proberObject, validSpecs } from '../../src/prober/api.fixtures.ts';
@@ -75,4 +76,29 @@ describe('GuardPolicy CRD on the API server', () => {
   });
 
   judgeFixtures({ api: GuardPolicyApi, valid: validGuardSpecs, invalid: invalidGuardSpecs, object: guardPolicyObject }, () => namespace);
+
+  it("takes what `crowsnest guard convert` makes of the policy framework's Receiver, unchanged", async () => {
+    const plane = await testbed();
+    const { policies } = convertPolicies(`
+kind: Receiver
+metadata: {name: converted, labels: {target: server}}
+spec:
+  Namespace: [${namespace}]
+  labelSelector:
+    matchLabels: {tier: api}
+    matchExpression:
+      - {key: app, operator: in, values: ['title-api']}
+      - {key: version, operator: notin, values: ['v0']}
+  action: quarantine
+  groupLabel: [app]
+  logFrequency: 30
+`);
+    assert.equal(policies.length, 1);
+    const res = await plane.request('POST', `/apis/${GuardPolicyApi.apiVersion}/namespaces/${namespace}/${GuardPolicyApi.plural}?dryRun=All&fieldValidation=Strict`, policies[0]);
+    assert.equal(res.status, 201, res.body);
+    const stored = JSON.parse(res.body) as { spec: Record<string, unknown> };
+    const ours = GuardPolicyApi.validate(policies[0]);
+    assert.ok(ours.valid);
+    assert.deepEqual(stored.spec, ours.value.spec);
+  });
 });

@@ -228,8 +228,9 @@ describe('crowsnest operator in this process, with what a capability would regis
       leaseDurationMs: LEASE_MS, renewDeadlineMs: RENEW_MS, retryPeriodMs: RETRY_MS,
       workers: 1, shutdownTimeoutMs: 5_000, identity,
       logaccess: { namePrefix: 'podlogreader-', allowPodList: true, createServiceAccountAndRoleBinding: false, adoptPodlogreader: true },
+      webhookCertificate: { mode: 'cert-manager', namespace, secret: 'unused', hosts: [] },
       prober: {
-        namespace, certMode: 'cert-manager', certSecret: 'unused', certHosts: [], webhookConfiguration: 'unused',
+        namespace, webhookConfiguration: 'unused',
         peerPort: 9444, peersUrl: 'https://unused:9444', agentImage: undefined, agentResources: {},
       },
       guard: { namespace, port: 9445, url: 'https://unused:9445', logAgentServiceAccount: `${namespace}/unused`, reportIntervalMs: 10_000 },

@@ -1,7 +1,8 @@
 /**
  * Runs the prober capability in the test process as one operator replica without leader election,
- * registered with a Manager exactly as `crowsnest operator` registers it (src/prober/register.ts):
- * informers for NetworkProbers, injected pods and the certificate Secret; the webhook server on
+ * registered with a Manager exactly as `crowsnest operator` registers it (src/prober/register.ts,
+ * and the webhook certificate as src/operator/run.ts does): informers for NetworkProbers, injected
+ * pods and the certificate Secret; the webhook server on
  * the testbed host's bridge address and the peer endpoint (the API server and the real nodes'
  * pods reach both); self-managed certificates; the status controller. The MutatingWebhookConfiguration is the
  * chart's own (`helm template`), pointed at this process with `webhook.url` and scoped to the
@@ -22,6 +23,7 @@ import { Manager } from '../../src/kube/runtime/manager.ts';
 import type { KubeObject } from '../../src/kube/objects/resources.ts';
 import type { WebhookServer } from '../../src/kube/webhook/server.ts';
 import { DEFAULT_AGENT_RESOURCES } from '../../src/prober/inject.ts';
+import { registerWebhookCertificates } from '../../src/operator/webhook-certificates.ts';
 import { registerProber } from '../../src/prober/register.ts';
 import type { ProberRuntime } from '../../src/prober/runtime.ts';
 import { installCrds } from './crds.ts';
@@ -78,10 +80,13 @@ export async function startProber(options: StartProberOptions = {}): Promise<Pro
     webhookServer: { host: hostIp, port: webhookPort, certDir, certificatePollIntervalMs: 1_000 },
   });
   const runtime = registerProber(manager, {
-    namespace: operatorNamespace, certMode: 'self', certSecret: secretName, certHosts: [hostIp, '127.0.0.1'],
-    webhookConfiguration: configurationName, peerPort, peersUrl: `https://${hostIp}:${peerPort}`,
+    namespace: operatorNamespace, webhookConfiguration: configurationName, peerPort, peersUrl: `https://${hostIp}:${peerPort}`,
     agentImage: options.agentImage ?? plane.images['crowsnest'] ?? 'registry.invalid/crowsnest:never-pulled', agentResources: DEFAULT_AGENT_RESOURCES,
   }, certDir);
+  // The operator registers the certificate for every capability's configuration (src/operator/run.ts).
+  registerWebhookCertificates(manager, {
+    mode: 'self', namespace: operatorNamespace, secret: secretName, hosts: [hostIp, '127.0.0.1'], certDir, configurations: [configurationName],
+  });
   const running = manager.run(stop.signal);
   let failure: unknown;
   running.catch((err: unknown) => (failure = err));

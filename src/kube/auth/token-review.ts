@@ -12,6 +12,7 @@
 import { createHash } from 'node:crypto';
 import type { Clock } from '../clock.ts';
 import type { KubeRequester } from '../objects/writes.ts';
+import { TtlCache } from './ttl-cache.ts';
 
 export interface PodIdentity {
   readonly namespace: string;
@@ -56,21 +57,22 @@ const SERVICE_ACCOUNT_USER = /^system:serviceaccount:([^:]+):([^:]+)$/;
 
 export class TokenReviewer {
   private readonly options: TokenReviewerOptions;
-  private readonly cache = new Map<string, { readonly result: ReviewResult; readonly expiresAtMs: number }>();
+  private readonly cache: TtlCache<ReviewResult>;
   private readonly inFlight = new Map<string, Promise<ReviewResult>>();
   /** Reviews sent to the API server (not answered from the cache), for tests and metrics. */
   reviewsSent = 0;
 
   constructor(options: TokenReviewerOptions) {
     this.options = options;
+    this.cache = new TtlCache(options.maxEntries ?? 10_000);
   }
 
   /** The pod the token was issued for; rejects only when the API server cannot be asked. */
   async review(token: string): Promise<ReviewResult> {
     const key = createHash('sha256').update(token).digest('hex');
     const now = this.options.clock.now();
-    const cached = this.cache.get(key);
-    if (cached && cached.expiresAtMs > now) return cached.result;
+    const cached = this.cache.get(key, now);
+    if (cached) return cached;
     const pending = this.inFlight.get(key);
     if (pending) return await pending;
     const work = this.ask(token).then((result) => {
@@ -106,16 +108,7 @@ export class TokenReviewer {
     const expiry = result.ok ? tokenExpiryMs(token) : undefined;
     if (expiry !== undefined) ttl = Math.min(ttl, expiry - now);
     if (ttl <= 0) return;
-    const max = this.options.maxEntries ?? 10_000;
-    if (this.cache.size >= max) {
-      for (const [k, entry] of this.cache) if (entry.expiresAtMs <= now) this.cache.delete(k);
-      // Still full: drop the oldest entries (Map keeps insertion order).
-      for (const k of this.cache.keys()) {
-        if (this.cache.size < max) break;
-        this.cache.delete(k);
-      }
-    }
-    this.cache.set(key, { result, expiresAtMs: now + ttl });
+    this.cache.set(key, result, now + ttl, now);
   }
 }
 

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { FakeClock } from '../clock.ts';
-import { CertificateRotator, decodeSecretData, type SecretObject, writeCertificateFiles } from './certificates.ts';
+import { CaBundleInjector, CertificateRotator, decodeSecretData, type SecretObject, writeCertificateFiles } from './certificates.ts';
 import { planRotation, readHeldCertificates } from './rotation.ts';
 
 describe('writeCertificateFiles', () => {
@@ -60,5 +60,40 @@ describe('CertificateRotator', () => {
     const wait = await b.rotator.reconcile();
     assert.deepEqual(b.writes, [], 'never overwritten');
     assert.equal(wait, 3_600_000);
+  });
+});
+
+describe('CaBundleInjector', () => {
+  it('looks again soon for a configuration that does not exist yet (1 s, doubling to the interval), then at the interval', async () => {
+    const clock = new FakeClock(0);
+    const calls: Array<{ at: number; method: string }> = [];
+    let exists = false;
+    const client = {
+      json: async <T>(_path: string, init: { method?: string } = {}): Promise<T> => {
+        calls.push({ at: clock.now(), method: init.method ?? 'GET' });
+        if (!exists) throw Object.assign(new Error('not found'), { statusCode: 404 });
+        return (init.method === 'PATCH' ? {} : { metadata: { name: 'c', uid: 'u' }, webhooks: [{ name: 'w', clientConfig: {} }] }) as T;
+      },
+    };
+    const injector = new CaBundleInjector({ client, configurations: [{ kind: 'MutatingWebhookConfiguration', name: 'c' }], bundle: () => 'PEM', clock });
+    const stop = new AbortController();
+    const running = injector.run(stop.signal);
+    const tick = async (ms: number): Promise<void> => {
+      clock.advance(ms);
+      for (let i = 0; i < 20; i++) await Promise.resolve();
+    };
+    await tick(0);
+    await tick(1_000);
+    await tick(2_000);
+    assert.deepEqual(calls.map((c) => c.at), [0, 1_000, 3_000], 'retried after 1 s, then 2 s');
+    exists = true;
+    await tick(4_000);
+    assert.deepEqual(calls.slice(3).map((c) => [c.at, c.method]), [[7_000, 'GET'], [7_000, 'PATCH']], 'found after 4 s more: its caBundle set');
+    await tick(29_000);
+    assert.equal(calls.length, 5, 'then the 30 s interval');
+    await tick(1_000);
+    assert.deepEqual(calls.slice(5).map((c) => c.at), [37_000, 37_000]);
+    stop.abort();
+    await running;
   });
 });

@@ -211,6 +211,9 @@ interface WebhookConfiguration extends KubeObject {
   webhooks?: Array<{ name: string; clientConfig?: { caBundle?: string } }>;
 }
 
+/** First wait before looking again for a configuration that was not there, in milliseconds. */
+const MISSING_FIRST_RETRY_MS = 1_000;
+
 export class CaBundleInjector {
   private readonly options: CaBundleInjectorOptions;
   private readonly logger: Logger;
@@ -228,13 +231,25 @@ export class CaBundleInjector {
   }
 
   async run(signal: AbortSignal): Promise<void> {
+    const intervalMs = this.options.intervalMs ?? 30_000;
+    let missingWaitMs = MISSING_FIRST_RETRY_MS;
     while (!signal.aborted) {
       try {
         await this.reconcile();
       } catch (err) {
         this.logger.warn({ err: String(err) }, 'webhook caBundle not updated; retrying');
       }
-      await this.waker.wait(this.options.clock, this.options.intervalMs ?? 30_000, signal);
+      // A configuration the chart creates beside the operator may appear a moment after it
+      // starts: look again soon (doubling up to the interval) rather than leave the webhook
+      // without a caBundle — every call failing, pods admitted without sidecars — for 30 s.
+      let waitMs = intervalMs;
+      if (this.missing.size > 0) {
+        waitMs = Math.min(intervalMs, missingWaitMs);
+        missingWaitMs = Math.min(intervalMs, missingWaitMs * 2);
+      } else {
+        missingWaitMs = MISSING_FIRST_RETRY_MS;
+      }
+      await this.waker.wait(this.options.clock, waitMs, signal);
     }
   }
 

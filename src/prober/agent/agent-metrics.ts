@@ -18,7 +18,7 @@
  * A peer that leaves takes its series with it ({@link AgentMetrics.forgetPeer}).
  */
 import type { FailureReason, Peer, ProbeMethod } from '../contract.ts';
-import { Counter, exponentialBuckets, Gauge, Histogram, MetricRegistry, Sampled } from './metrics.ts';
+import { Counter, exponentialBuckets, Gauge, Histogram, MetricRegistry, registerProcessMetrics } from '../../observe/lean/metrics.ts';
 import type { ProbeOutcome } from './probe.ts';
 
 export const RTT_BUCKETS = exponentialBuckets(0.00005, 2, 17);
@@ -64,12 +64,7 @@ export class AgentMetrics {
 
   constructor(identity: AgentIdentity, startTimeSeconds = Date.now() / 1000) {
     this.identity = identity;
-    this.registry.register(new Sampled('gauge', { name: 'process_resident_memory_bytes', help: 'Resident memory size in bytes.' }, () => process.memoryUsage.rss()));
-    this.registry.register(new Sampled('counter', { name: 'process_cpu_seconds_total', help: 'User and system CPU time spent in seconds.' }, () => {
-      const { user, system } = process.cpuUsage();
-      return (user + system) / 1e6;
-    }));
-    this.registry.register(new Sampled('gauge', { name: 'process_start_time_seconds', help: 'Start time of the process since the Unix epoch in seconds.' }, () => startTimeSeconds));
+    registerProcessMetrics(this.registry, startTimeSeconds);
     this.peers.set({}, 0);
   }
 

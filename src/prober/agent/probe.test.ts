@@ -4,7 +4,7 @@ import { createServer as createNodeHttpServer } from 'node:http';
 import { createServer, type AddressInfo, type Server } from 'node:net';
 import { after, describe, it } from 'node:test';
 import type { Peer } from '../contract.ts';
-import { createHttpServer } from './http.ts';
+import { createHttpServer } from '../../observe/lean/http.ts';
 import { failureReason, PeerProber } from './probe.ts';
 
 async function listen(server: Server): Promise<number> {

@@ -15,7 +15,7 @@
  * something that is not our agent's HTTP), `other`.
  */
 import type { FailureReason, Peer } from '../contract.ts';
-import { ConnectionClosedError, HttpConnection, HttpProtocolError, openSocket, TimeoutError } from './http.ts';
+import { ConnectionClosedError, connectionFailureReason, HttpConnection, openSocket } from '../../observe/lean/http.ts';
 
 export type ProbeOutcome =
   | { readonly ok: true; readonly rttSeconds: number }
@@ -103,27 +103,7 @@ function hostHeader(peer: Peer): string {
 
 /** The failure reason of an error from a probe. */
 export function failureReason(err: unknown): FailureReason {
-  if (err instanceof TimeoutError) return 'timeout';
-  if (err instanceof HttpProtocolError) return 'protocol';
-  const code = (err as { code?: unknown } | null)?.code;
-  switch (code) {
-    case 'ETIMEDOUT':
-      return 'timeout';
-    case 'ECONNREFUSED':
-      return 'refused';
-    case 'ECONNRESET':
-    case 'EPIPE':
-    case 'ECONNABORTED':
-      return 'reset';
-    case 'EHOSTUNREACH':
-    case 'ENETUNREACH':
-    case 'EHOSTDOWN':
-    case 'ENETDOWN':
-    case 'EADDRNOTAVAIL':
-      return 'unreachable';
-    default:
-      return 'other';
-  }
+  return connectionFailureReason(err);
 }
 
 function failure(err: unknown): ProbeOutcome {

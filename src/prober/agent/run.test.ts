@@ -15,7 +15,8 @@ import { eventually } from '../../../testbed/kubelet.ts';
 import { parseSamples, samplesOf } from '../../../test/helpers/exposition.ts';
 import { issueCertificateAuthority, issueServingCertificate } from '../../kube/webhook/x509.ts';
 import type { Peer, PeerResult, SyncRequest, SyncResponse } from '../contract.ts';
-import { AgentConfigError, agentConfigFromEnv, agentLogger, type RunningAgent, startAgent } from './run.ts';
+import { agentLogger } from '../../observe/json-lines-logger.ts';
+import { AgentConfigError, agentConfigFromEnv, type RunningAgent, startAgent } from './run.ts';
 
 const DAY_MS = 86_400_000;
 const ca = issueCertificateAuthority({ commonName: 'test-ca', notBeforeMs: Date.now() - 60_000, notAfterMs: Date.now() + DAY_MS });

@@ -11,19 +11,20 @@
  * pod's, so it must never depend on the operator or on peers. On SIGTERM it stops probing,
  * closes its servers and exits 0.
  *
- * Memory: this module and what it imports stay off node:http, prom-client and pino (see http.ts
- * and metrics.ts); the injected NODE_OPTIONS keep V8's young generation small.
+ * Memory: this module and what it imports stay off node:http, prom-client and pino (see observe/lean/http.ts
+ * and observe/lean/metrics.ts); the injected NODE_OPTIONS keep V8's young generation small.
  */
-import { once } from 'node:events';
-import type { Server } from 'node:net';
 import { realClock, type Clock } from '../../kube/clock.ts';
 import type { Logger } from '../../kube/logger-type.ts';
+import { closeServer, createHttpServer, listen } from '../../observe/lean/http.ts';
+import { metricsEndpoint } from '../../observe/lean/metrics.ts';
 import { ENV, type Peer, type PeerResult, type ProbeMethod, type ProbeSettings } from '../contract.ts';
 import { AgentMetrics } from './agent-metrics.ts';
-import { closeServer, createHttpServer } from './http.ts';
-import { CONTENT_TYPE } from './metrics.ts';
 import { PeerProber, type ProbeOutcome } from './probe.ts';
 import { ProbeScheduler } from './schedule.ts';
+
+// Moved to src/observe so guard's log agent shares it; kept exported here for the agent's callers.
+export { agentLogger } from '../../observe/json-lines-logger.ts';
 import { PeerSync } from './sync.ts';
 
 /** What the agent runs with; from the injected environment (see contract.ts). */
@@ -118,17 +119,7 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps): Promise<
   });
 
   const pingServer = createHttpServer((request) => (request.path === '/ping' ? { status: 200, body: 'pong\n' } : { status: 404, body: 'not found\n' }));
-  const metricsServer = createHttpServer((request) => {
-    switch (request.path) {
-      case '/metrics':
-        return { status: 200, contentType: CONTENT_TYPE, body: metrics.registry.render() };
-      case '/readyz':
-      case '/healthz':
-        return pingServer.listening ? { status: 200, body: 'ok\n' } : { status: 503, body: 'ping server not listening\n' };
-      default:
-        return { status: 404, body: 'not found\n' };
-    }
-  });
+  const metricsServer = createHttpServer(metricsEndpoint(metrics.registry, () => (pingServer.listening ? undefined : 'ping server not listening')));
   const ports = { http: await listen(pingServer, config.httpPort, config.host), prometheus: await listen(metricsServer, config.prometheusPort, config.host) };
 
   const sync = new PeerSync({
@@ -160,23 +151,4 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps): Promise<
       await Promise.all([closeServer(pingServer), closeServer(metricsServer)]);
     },
   };
-}
-
-async function listen(server: Server, port: number, host: string | undefined): Promise<number> {
-  server.listen(port, host);
-  await Promise.race([once(server, 'listening'), once(server, 'error').then(([err]) => {
-    throw new Error(`cannot listen on port ${port}: ${(err as Error).message}`);
-  })]);
-  return (server.address() as { port: number }).port;
-}
-
-/** JSON lines on stderr, pino's shape (`level`, `time`, `msg`), without pino. */
-export function agentLogger(write: (line: string) => void = (line) => process.stderr.write(line), level: 'debug' | 'info' = 'info'): Logger {
-  const levels = { debug: 20, info: 30, warn: 40, error: 50 } as const;
-  const min = levels[level];
-  const log = (name: keyof typeof levels) => (obj: object, msg?: string): void => {
-    if (levels[name] < min) return;
-    write(`${JSON.stringify({ level: levels[name], time: Date.now(), ...obj, ...(msg ? { msg } : {}) })}\n`);
-  };
-  return { debug: log('debug'), info: log('info'), warn: log('warn'), error: log('error') };
 }

@@ -12,12 +12,11 @@
  * Failures back off from 1 s to 30 s. The agent keeps probing the peers it has meanwhile: an
  * operator restart or a leader change never stops the measurements.
  */
-import { readFile } from 'node:fs/promises';
 import { sleep, type Clock } from '../../kube/clock.ts';
 import type { Logger } from '../../kube/logger-type.ts';
+import { OperatorEndpoint } from '../../observe/lean/endpoint.ts';
 import { type Peer, type PeerResult, type ProbeSettings, SYNC_PATH, type SyncRequest, type SyncResponse } from '../contract.ts';
 import type { AgentMetrics, SyncResult } from './agent-metrics.ts';
-import { HttpConnection, openSocket } from './http.ts';
 
 export interface PeerSyncOptions {
   /** `https://host:port` of the peer endpoint. */
@@ -38,33 +37,22 @@ export interface PeerSyncOptions {
 }
 
 const BACKOFF = { initialMs: 1_000, maxMs: 30_000 } as const;
-const DEFAULT_REQUEST_TIMEOUT_MS = 5_000;
 const DEFAULT_SYNC_AFTER_MS = 5_000;
 const JITTER = 0.1;
-
-/** TLS errors that mean "this is not the server the CA we were given vouches for". */
-const UNTRUSTED_CODES = new Set([
-  'UNABLE_TO_VERIFY_LEAF_SIGNATURE', 'UNABLE_TO_GET_ISSUER_CERT', 'UNABLE_TO_GET_ISSUER_CERT_LOCALLY', 'SELF_SIGNED_CERT_IN_CHAIN',
-  'DEPTH_ZERO_SELF_SIGNED_CERT', 'CERT_SIGNATURE_FAILURE', 'CERT_HAS_EXPIRED', 'CERT_NOT_YET_VALID', 'ERR_TLS_CERT_ALTNAME_INVALID',
-]);
 
 type Attempt = { readonly ok: true; readonly nextInMs: number } | { readonly ok: false; readonly result: SyncResult; readonly message: string };
 
 export class PeerSync {
   private readonly options: PeerSyncOptions;
-  private readonly target: { readonly host: string; readonly port: number; readonly hostHeader: string };
+  private readonly endpoint: OperatorEndpoint;
   private readonly random: () => number;
-  private connection: HttpConnection | undefined;
   private version = '';
   private lastFailure: string | undefined;
 
   constructor(options: PeerSyncOptions) {
     this.options = options;
     this.random = options.random ?? Math.random;
-    const url = new URL(options.url);
-    if (url.protocol !== 'https:') throw new Error(`the peer endpoint must be https: ${options.url}`);
-    const host = url.hostname.replace(/^\[(.*)\]$/, '$1');
-    this.target = { host, port: Number(url.port || 443), hostHeader: url.host };
+    this.endpoint = new OperatorEndpoint({ url: options.url, ca: options.ca, tokenFile: options.tokenFile, ...(options.requestTimeoutMs ? { requestTimeoutMs: options.requestTimeoutMs } : {}) });
   }
 
   /** Syncs until `signal` aborts. */
@@ -87,7 +75,7 @@ export class PeerSync {
       }
       await sleep(this.options.clock, waitMs, signal);
     }
-    this.connection?.close();
+    this.endpoint.disconnect();
   }
 
   /** One request; never throws. */
@@ -99,64 +87,28 @@ export class PeerSync {
   }
 
   private async attempt(): Promise<Attempt & { changed?: boolean }> {
-    let token: string;
-    try {
-      token = (await readFile(this.options.tokenFile, 'utf8')).trim();
-    } catch (err) {
-      return { ok: false, result: 'error', message: `cannot read the ServiceAccount token at ${this.options.tokenFile}: ${(err as Error).message}` };
-    }
     const body: SyncRequest = { version: this.version, results: this.options.results() };
-    let response: Awaited<ReturnType<HttpConnection['request']>>;
-    try {
-      const connection = await this.connected();
-      response = await connection.request({
-        method: 'POST', path: SYNC_PATH, host: this.target.hostHeader,
-        headers: { Authorization: `Bearer ${token}`, 'Content-Type': 'application/json', Accept: 'application/json' },
-        body: JSON.stringify(body),
-      }, performance.now() + this.timeoutMs);
-    } catch (err) {
-      this.connection?.close();
-      this.connection = undefined;
-      const code = (err as { code?: string }).code ?? '';
-      if (UNTRUSTED_CODES.has(code)) {
-        return {
-          ok: false, result: 'untrusted',
-          message: `the operator's peer endpoint presented a certificate the CA this pod was given does not vouch for (${code}); if the operator's CA was rotated, restart this pod to get the current one`,
-        };
-      }
-      return { ok: false, result: 'unavailable', message: `peer endpoint unreachable: ${(err as Error).message}` };
+    const answer = await this.endpoint.post(SYNC_PATH, body);
+    if (!answer.ok) {
+      return { ok: false, result: answer.failure === 'token' ? 'error' : answer.failure, message: answer.message };
     }
+    const { response } = answer;
     if (response.status === 401) return { ok: false, result: 'unauthorized', message: 'the peer endpoint refused this pod\'s token (401)' };
     if (response.status === 403) return { ok: false, result: 'forbidden', message: `the peer endpoint has no peers for this pod (403): ${response.body.toString().trim()}` };
     if (response.status !== 200) return { ok: false, result: 'unavailable', message: `the peer endpoint answered ${response.status}: ${response.body.toString().trim().slice(0, 200)}` };
-    let answer: SyncResponse;
+    let sync: SyncResponse;
     try {
-      answer = JSON.parse(response.body.toString()) as SyncResponse;
+      sync = JSON.parse(response.body.toString()) as SyncResponse;
     } catch {
       return { ok: false, result: 'error', message: 'the peer endpoint answered something that is not JSON' };
     }
-    if (answer.changed) {
-      this.version = answer.version;
-      this.options.metrics.peers.set({}, answer.peers.length);
-      this.options.onUpdate(answer.peers, answer.settings);
+    if (sync.changed) {
+      this.version = sync.version;
+      this.options.metrics.peers.set({}, sync.peers.length);
+      this.options.onUpdate(sync.peers, sync.settings);
     }
-    if (!answer.reportAccepted) {
-      // Next time, maybe the leader.
-      this.connection?.close();
-      this.connection = undefined;
-    }
-    return { ok: true, nextInMs: answer.syncAfterMs > 0 ? answer.syncAfterMs : DEFAULT_SYNC_AFTER_MS, changed: answer.changed };
-  }
-
-  private async connected(): Promise<HttpConnection> {
-    if (this.connection?.usable) return this.connection;
-    this.connection?.close();
-    const socket = await openSocket({ host: this.target.host, port: this.target.port, tls: { ca: this.options.ca } }, performance.now() + this.timeoutMs);
-    this.connection = new HttpConnection(socket);
-    return this.connection;
-  }
-
-  private get timeoutMs(): number {
-    return this.options.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS;
+    // Next time, maybe the leader.
+    if (!sync.reportAccepted) this.endpoint.disconnect();
+    return { ok: true, nextInMs: sync.syncAfterMs > 0 ? sync.syncAfterMs : DEFAULT_SYNC_AFTER_MS, changed: sync.changed };
   }
 }

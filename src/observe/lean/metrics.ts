@@ -1,5 +1,6 @@
 /**
- * Counters, gauges and histograms in the Prometheus text format (0.0.4), for the agent only.
+ * Counters, gauges and histograms in the Prometheus text format (0.0.4), for the in-pod agents
+ * (the prober's agent, guard's health sidecar) only.
  *
  * Why not prom-client, which the operator uses: loading it adds ~16 MiB to a process whose whole
  * budget is about that (Node's own floor here is ~44 MiB RSS), for features the agent does not
@@ -226,6 +227,39 @@ export class MetricRegistry {
 }
 
 export const CONTENT_TYPE = 'text/plain; version=0.0.4; charset=utf-8';
+
+/**
+ * The process's own cost under the names Prometheus clients use: `process_resident_memory_bytes`,
+ * `process_cpu_seconds_total`, `process_start_time_seconds`.
+ */
+export function registerProcessMetrics(registry: MetricRegistry, startTimeSeconds = Date.now() / 1000): void {
+  registry.register(new Sampled('gauge', { name: 'process_resident_memory_bytes', help: 'Resident memory size in bytes.' }, () => process.memoryUsage.rss()));
+  registry.register(new Sampled('counter', { name: 'process_cpu_seconds_total', help: 'User and system CPU time spent in seconds.' }, () => {
+    const { user, system } = process.cpuUsage();
+    return (user + system) / 1e6;
+  }));
+  registry.register(new Sampled('gauge', { name: 'process_start_time_seconds', help: 'Start time of the process since the Unix epoch in seconds.' }, () => startTimeSeconds));
+}
+
+/**
+ * An in-pod agent's metrics port: `/metrics` renders `registry`; `/readyz` and `/healthz` answer
+ * 200 unless `notReady()` gives a reason (then 503 with it); anything else 404.
+ */
+export function metricsEndpoint(registry: MetricRegistry, notReady: () => string | undefined = () => undefined): (request: { readonly path: string }) => { status: number; contentType?: string; body: string } {
+  return (request) => {
+    switch (request.path) {
+      case '/metrics':
+        return { status: 200, contentType: CONTENT_TYPE, body: registry.render() };
+      case '/readyz':
+      case '/healthz': {
+        const reason = notReady();
+        return reason === undefined ? { status: 200, body: 'ok\n' } : { status: 503, body: `${reason}\n` };
+      }
+      default:
+        return { status: 404, body: 'not found\n' };
+    }
+  };
+}
 
 function escapeLabelValue(value: string): string {
   return value.replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n');

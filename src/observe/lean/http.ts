@@ -1,8 +1,8 @@
 /**
- * Just enough HTTP/1.1 for the agent, over node:net and node:tls sockets: a server for GET /ping,
- * /metrics and /readyz (scraped by Prometheus, probed by the kubelet, pinged by other agents),
- * and a client connection for pinging peers on a kept-alive connection and for the operator's
- * peer endpoint.
+ * Just enough HTTP/1.1 for the in-pod agents (the prober's agent, guard's health sidecar), over
+ * node:net and node:tls sockets: a server for GET /ping, /metrics and /readyz (scraped by
+ * Prometheus, probed by the kubelet, pinged by other agents), and a client connection for probing
+ * on a kept-alive connection and for the operator's endpoints.
  *
  * Why not node:http: loading it costs the agent ~13 MiB of RSS (measured: 46 → 59 MiB for an
  * idle listener), a third of what the whole agent should use. The agent's traffic is narrow —
@@ -14,6 +14,7 @@
  * pipelined requests answered in order; idle connections closed after a minute.
  * Client: one request at a time; the response must have a Content-Length (or be a 204/304).
  */
+import { once } from 'node:events';
 import { connect as connectTcp, createServer, type Server, type Socket } from 'node:net';
 import { connect as connectTls, type TLSSocket } from 'node:tls';
 
@@ -67,6 +68,15 @@ export function createHttpServer(handler: HttpHandler, options: HttpServerOption
 }
 
 const openSockets = new WeakMap<Server, Set<Socket>>();
+
+/** Listens on `port` (0: any free one) and resolves with the port bound; rejects naming the port. */
+export async function listen(server: Server, port: number, host: string | undefined): Promise<number> {
+  server.listen(port, host);
+  await Promise.race([once(server, 'listening'), once(server, 'error').then(([err]) => {
+    throw new Error(`cannot listen on port ${port}: ${(err as Error).message}`);
+  })]);
+  return (server.address() as { port: number }).port;
+}
 
 /** Stops listening and closes every connection, kept-alive ones included; resolves when closed. */
 export async function closeServer(server: Server): Promise<void> {
@@ -330,4 +340,36 @@ export function openSocket(target: SocketTarget, deadline: number): Promise<Sock
 
 function isIpAddress(host: string): boolean {
   return /^[\d.]+$/.test(host) || host.includes(':');
+}
+
+/**
+ * Why a connection or a request failed, as a metric label: `timeout`, `refused` (nothing listens),
+ * `reset`, `unreachable` (no route, host down), `protocol` (answered something that is not HTTP we
+ * read), `other`.
+ */
+export type ConnectionFailureReason = 'timeout' | 'refused' | 'reset' | 'unreachable' | 'protocol' | 'other';
+
+/** The {@link ConnectionFailureReason} of an error from {@link openSocket} or {@link HttpConnection.request}. */
+export function connectionFailureReason(err: unknown): ConnectionFailureReason {
+  if (err instanceof TimeoutError) return 'timeout';
+  if (err instanceof HttpProtocolError) return 'protocol';
+  const code = (err as { code?: unknown } | null)?.code;
+  switch (code) {
+    case 'ETIMEDOUT':
+      return 'timeout';
+    case 'ECONNREFUSED':
+      return 'refused';
+    case 'ECONNRESET':
+    case 'EPIPE':
+    case 'ECONNABORTED':
+      return 'reset';
+    case 'EHOSTUNREACH':
+    case 'ENETUNREACH':
+    case 'EHOSTDOWN':
+    case 'ENETDOWN':
+    case 'EADDRNOTAVAIL':
+      return 'unreachable';
+    default:
+      return 'other';
+  }
 }
