@@ -13,6 +13,7 @@ import { readFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { createSecureContext, type SecureContext } from 'node:tls';
 import { X509Certificate } from 'node:crypto';
+import type { Server } from 'node:net';
 import type { Logger } from '../logger-type.ts';
 
 export interface ServingCertificate {
@@ -137,5 +138,26 @@ export class CertificateWatcher {
     this.options.logger?.info({ fingerprint: loaded.fingerprint, notAfter: new Date(loaded.notAfterMs).toISOString() }, 'webhook serving certificate loaded');
     this.options.onChange(loaded);
     return true;
+  }
+}
+
+/**
+ * Starts `certificates` watching, then `server` listening on `port` (every interface unless
+ * `host`): a TLS server that serves the watched certificate. A port that cannot be bound stops the
+ * watcher again, so a failed start leaves nothing polling.
+ */
+export async function listenWithCertificates(server: Server, certificates: CertificateWatcher, port: number, host: string | undefined): Promise<void> {
+  await certificates.start();
+  try {
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(port, host ?? '', () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+  } catch (err) {
+    certificates.stop();
+    throw err;
   }
 }

@@ -9,7 +9,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { createServer, type Server } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { type Logger, silentLogger } from '../logger-type.ts';
-import { CertificateWatcher } from './certificate.ts';
+import { CertificateWatcher, listenWithCertificates } from './certificate.ts';
 
 export interface HttpsEndpointOptions {
   /** In logs and the readiness check's name. */
@@ -53,18 +53,9 @@ export class HttpsEndpoint {
     const server = createServer({}, (req, res) => void this.serve(req, res));
     server.keepAliveTimeout = 65_000;
     this.server = server;
-    await this.certificates.start();
     try {
-      await new Promise<void>((resolve, reject) => {
-        server.once('error', reject);
-        server.listen(this.options.port, this.options.host ?? '', () => {
-          server.off('error', reject);
-          resolve();
-        });
-      });
+      await listenWithCertificates(server, this.certificates, this.options.port, this.options.host);
     } catch (err) {
-      // As the webhook server does: a port that cannot be bound leaves no watcher polling.
-      this.certificates.stop();
       this.server = undefined;
       throw err;
     }

@@ -25,7 +25,7 @@ import { createServer, type Server } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 import { type Logger, silentLogger } from '../logger-type.ts';
-import { CertificateWatcher, type ServingCertificate } from './certificate.ts';
+import { CertificateWatcher, listenWithCertificates, type ServingCertificate } from './certificate.ts';
 import {
   type AdmissionRequest, type AdmissionResult, allow, BadReviewError, decodeAdmissionReview, deny, encodeAdmissionResponse,
 } from './review.ts';
@@ -108,17 +108,9 @@ export class WebhookServer {
     const server = createServer({}, (req, res) => this.track(this.serve(req, res)));
     // No certificate yet: handshakes fail until one loads, and readiness says so.
     this.server = server;
-    await this.certificates.start();
     try {
-      await new Promise<void>((resolve, reject) => {
-        server.once('error', reject);
-        server.listen(this.options.port, this.options.host ?? '', () => {
-          server.off('error', reject);
-          resolve();
-        });
-      });
+      await listenWithCertificates(server, this.certificates, this.options.port, this.options.host);
     } catch (err) {
-      this.certificates.stop();
       this.server = undefined;
       throw err;
     }
