@@ -108,8 +108,10 @@ export function sendJson(res: ServerResponse, status: number, body: unknown, hea
   return status;
 }
 
-/** The request body as text; undefined when it exceeds `maxBytes`. */
+/** The request body as text; undefined when it exceeds `maxBytes` (a declared length over it is not read at all). */
 export async function readBody(req: IncomingMessage, maxBytes: number): Promise<string | undefined> {
+  const declared = Number(req.headers['content-length']);
+  if (Number.isFinite(declared) && declared > maxBytes) return undefined;
   const chunks: Buffer[] = [];
   let size = 0;
   for await (const chunk of req as AsyncIterable<Buffer>) {

@@ -26,6 +26,7 @@ import type { AddressInfo } from 'node:net';
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 import { type Logger, silentLogger } from '../logger-type.ts';
 import { CertificateWatcher, listenWithCertificates, type ServingCertificate } from './certificate.ts';
+import { readBody } from './https-endpoint.ts';
 import {
   type AdmissionRequest, type AdmissionResult, allow, BadReviewError, decodeAdmissionReview, deny, encodeAdmissionResponse,
 } from './review.ts';
@@ -249,20 +250,6 @@ function plain(res: ServerResponse, status: number, message: string): number {
   res.writeHead(status, { 'content-type': 'text/plain; charset=utf-8', connection: status === HTTP.tooLarge ? 'close' : 'keep-alive' });
   res.end(`${message}\n`);
   return status;
-}
-
-/** The body as text, or undefined when it is larger than `maxBytes` (then nothing more is read). */
-async function readBody(req: IncomingMessage, maxBytes: number): Promise<string | undefined> {
-  const declared = Number(req.headers['content-length']);
-  if (Number.isFinite(declared) && declared > maxBytes) return undefined;
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of req as AsyncIterable<Buffer>) {
-    size += chunk.length;
-    if (size > maxBytes) return undefined;
-    chunks.push(chunk);
-  }
-  return Buffer.concat(chunks).toString('utf8');
 }
 
 interface WebhookMetrics {
