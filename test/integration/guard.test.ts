@@ -44,25 +44,26 @@ interface Pod {
   status: { phase?: string; podIP?: string; containerStatuses?: Array<{ name: string; restartCount: number; lastState?: { terminated?: { reason?: string } } }> };
 }
 
-/** A Deployment whose pods serve HTTP from one container while another crashes every second. */
-function crashingDeployment(name: string, replicas: number, image: string): Record<string, unknown> {
+/** A Deployment of `replicas` pods labelled `app: <name>` (plus `labels`) running `podSpec`. */
+function deployment(name: string, replicas: number, podSpec: Record<string, unknown>, labels: Record<string, string> = {}): Record<string, unknown> {
   return {
     apiVersion: 'apps/v1', kind: 'Deployment', metadata: { name },
     spec: {
       replicas,
       selector: { matchLabels: { app: name } },
-      template: {
-        metadata: { labels: { app: name, tier: 'web' } },
-        spec: {
-          terminationGracePeriodSeconds: 1,
-          containers: [
-            { name: 'web', image, command: httpServerCommand(PORT, BODY), ports: [{ containerPort: PORT }] },
-            { name: 'main', image, command: ['/bin/sh', '-c', 'sleep 1; echo crashing; exit 1'] },
-          ],
-        },
-      },
+      template: { metadata: { labels: { app: name, ...labels } }, spec: { terminationGracePeriodSeconds: 1, ...podSpec } },
     },
   };
+}
+
+/** A Deployment whose pods serve HTTP from one container while another crashes every second. */
+function crashingDeployment(name: string, replicas: number, image: string): Record<string, unknown> {
+  return deployment(name, replicas, {
+    containers: [
+      { name: 'web', image, command: httpServerCommand(PORT, BODY), ports: [{ containerPort: PORT }] },
+      { name: 'main', image, command: ['/bin/sh', '-c', 'sleep 1; echo crashing; exit 1'] },
+    ],
+  }, { tier: 'web' });
 }
 
 /**
@@ -70,24 +71,13 @@ function crashingDeployment(name: string, replicas: number, image: string): Reco
  * run), and prefer that node: the group's failures concentrate there.
  */
 function nodeFailingDeployment(name: string, replicas: number, image: string, failingNode: string): Record<string, unknown> {
-  return {
-    apiVersion: 'apps/v1', kind: 'Deployment', metadata: { name },
-    spec: {
-      replicas,
-      selector: { matchLabels: { app: name } },
-      template: {
-        metadata: { labels: { app: name } },
-        spec: {
-          terminationGracePeriodSeconds: 1,
-          affinity: { nodeAffinity: { preferredDuringSchedulingIgnoredDuringExecution: [{ weight: 100, preference: { matchFields: [{ key: 'metadata.name', operator: 'In', values: [failingNode] }] } }] } },
-          containers: [{
-            name: 'main', image, env: [{ name: 'NODE_NAME', valueFrom: { fieldRef: { fieldPath: 'spec.nodeName' } } }],
-            command: ['/bin/sh', '-c', `if [ "$NODE_NAME" = ${failingNode} ]; then sleep 1; echo "failing on $NODE_NAME"; exit 1; fi; exec sleep 3600`],
-          }],
-        },
-      },
-    },
-  };
+  return deployment(name, replicas, {
+    affinity: { nodeAffinity: { preferredDuringSchedulingIgnoredDuringExecution: [{ weight: 100, preference: { matchFields: [{ key: 'metadata.name', operator: 'In', values: [failingNode] }] } }] } },
+    containers: [{
+      name: 'main', image, env: [{ name: 'NODE_NAME', valueFrom: { fieldRef: { fieldPath: 'spec.nodeName' } } }],
+      command: ['/bin/sh', '-c', `if [ "$NODE_NAME" = ${failingNode} ]; then sleep 1; echo "failing on $NODE_NAME"; exit 1; fi; exec sleep 3600`],
+    }],
+  });
 }
 
 function policy(name: string, spec: Record<string, unknown>): Record<string, unknown> {
