@@ -380,6 +380,23 @@ describe('GuardController', () => {
       assert.ok(f.events.includes('Node/node-a Normal NodeUntainted'));
     });
 
+    it('starts no cooldown with a taint: a leader that finds one recorded still evicts the next failing pod', async () => {
+      const at = '2026-01-01T00:00:00Z';
+      const seeded = {
+        incidents: [{
+          id: 'crashloop-0', pod: 'web-0', podUid: 'uid-web-0', node: 'node-a', group: 'ReplicaSet/web-h1', detector: 'crashLoop' as const, reason: 'CrashLoop', evidence: [], openedAt: at,
+          actions: [{ action: 'Preventive' as const, at, outcome: 'Taken' as const, message: 'tainted node node-a guard.crowsnest.dev/failing=shop.web:NoSchedule until 2026-01-01T00:30:00Z: ...' }],
+        }],
+      };
+      const f = new Fixture(spec({ actions: ['Event', 'Preventive', 'Evict'] }), seeded);
+      f.nodes = [readyNode('node-a', [ours]), readyNode('node-b')];
+      f.pods = [crashing('web-1', 0)];
+      await f.crash(['web-1']);
+      const incident = f.status.incidents!.find((i) => i.pod === 'web-1')!;
+      assert.deepEqual(incident.actions.map((a) => `${a.action}:${a.outcome}`), ['Event:Taken', 'Preventive:Skipped', 'Evict:Taken']);
+      assert.match(incident.actions[1]!.message, /node node-a carries this policy's taint already/);
+    });
+
     it('removes the taint when the policy is deleted, then its finalizer', async () => {
       const f = new Fixture(spec());
       f.nodes = [readyNode('node-a', [ours, foreign]), readyNode('node-b')];

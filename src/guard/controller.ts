@@ -54,6 +54,8 @@ const ANOMALY_MIN_STD_DEV = 0.5;
 const MS_PER_MINUTE = 60_000;
 /** Tries of a quarantine patch against a pod that keeps changing (its status). */
 const QUARANTINE_ATTEMPTS = 3;
+/** How a taken taint step's message starts (read back when a new leader seeds the cooldown). */
+const TAINTED_PREFIX = 'tainted node ';
 /** Tries of a taint patch against a node that keeps changing. */
 const NODE_PATCH_ATTEMPTS = 3;
 
@@ -334,13 +336,14 @@ export class GuardController {
     const cooldown = cooldownRail(situation, cooldownMs(spec), now);
     const dryRun = spec.dryRun ?? false;
     const outcomes = new Map<GuardAction, ActionOutcome>();
-    const record = (action: GuardAction, outcome: ActionOutcome, message: string): void => {
+    /** `disrupts`: whether a taken step starts the group's cooldown (a node taint evicts nothing). */
+    const record = (action: GuardAction, outcome: ActionOutcome, message: string, disrupts = DISRUPTIVE.has(action)): void => {
       outcomes.set(action, outcome);
       incident.actions.push({ action, at: formatConditionTime(this.deps.clock.now()), outcome, message: message.slice(0, 1024) });
       this.metrics?.actions.inc({ ...labels, action, outcome });
       this.logger.info({ ...labels, pod: pod.metadata.name, incident: incident.id, action, outcome, message }, 'guard action');
       if (action !== 'Event') this.event(policy, pod, outcome === 'Taken' ? 'Normal' : 'Warning', `${action}${outcome}`, action, `incident ${incident.id}: ${message}`);
-      if (outcome === 'Taken' && DISRUPTIVE.has(action)) state.lastDisruption.set(group, this.deps.clock.now());
+      if (outcome === 'Taken' && disrupts) state.lastDisruption.set(group, this.deps.clock.now());
     };
 
     for (const step of steps) {
@@ -376,7 +379,7 @@ export class GuardController {
             if (spec.preventive?.taintNode) {
               // A taint evicts nothing: the cooldown does not hold it back.
               const [outcome, message] = await this.taintNode(policy, state, incident, dryRun, signal);
-              record('Preventive', outcome, message);
+              record('Preventive', outcome, message, false);
               if (spec.preventive.restartSimilar === false) break;
             }
             if (cooldown) {
@@ -479,7 +482,7 @@ export class GuardController {
     const node = await this.patchNode(decision.node, (n) => addTaintPatch(n, value), dryRun, signal);
     const until = now + ttlMs;
     if (!dryRun) state.taintUntil.set(decision.node, until);
-    const message = `${dryRun ? 'dry run: would taint' : 'tainted'} node ${decision.node} ${GUARD_TAINT_KEY}=${value}:NoSchedule until ${formatConditionTime(until)}: ${decision.message}`;
+    const message = `${dryRun ? 'dry run: would taint node ' : TAINTED_PREFIX}${decision.node} ${GUARD_TAINT_KEY}=${value}:NoSchedule until ${formatConditionTime(until)}: ${decision.message}`;
     // The pod's and the policy's Events come with the step's record; a dry run leaves the node alone, Events included.
     if (!dryRun) this.nodeEvent(decision.node, node?.metadata?.uid, 'Warning', 'NodeTainted', 'Taint', `policy ${policy.metadata.namespace}/${policy.metadata.name}, incident ${incident.id}: ${message}`);
     return [dryRun ? 'DryRun' : 'Taken', message];
@@ -752,7 +755,8 @@ export class GuardController {
         lastDisruption: new Map(), closedAt: new Map(), baselines: new Map(), patched: new Map(), taintUntil: new Map(),
       };
       for (const incident of state.incidents) {
-        const disrupted = incident.actions.filter((a) => a.outcome === 'Taken' && DISRUPTIVE.has(a.action)).map((a) => Date.parse(a.at));
+        // A node taint is a Preventive step that evicts nothing: it starts no cooldown.
+        const disrupted = incident.actions.filter((a) => a.outcome === 'Taken' && DISRUPTIVE.has(a.action) && !a.message.startsWith(TAINTED_PREFIX)).map((a) => Date.parse(a.at));
         if (disrupted.length > 0) state.lastDisruption.set(incident.group, Math.max(state.lastDisruption.get(incident.group) ?? 0, ...disrupted));
       }
       this.states.set(key, state);
