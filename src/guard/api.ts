@@ -133,6 +133,13 @@ const preventive = Type.Object({
     description: 'Restart (delete, so their owner recreates them) the other pods of the incident\'s group, one at a time and only while the group has no other pod unready and its PDB allows a disruption.',
     default: true,
   })),
+  taintNode: Type.Optional(Type.Object({
+    incidents: count('Incidents of one group within the window, on one node and more than half of the group\'s incidents there, that make the node tainted.', 2, 1000),
+    window: window('How far back the group\'s incidents are counted.', '10m'),
+    ttl: Type.Optional(duration({ description: 'How long the taint stays; it is removed then, and when the policy is deleted.', min: '1m', max: '24h', default: '30m' })),
+  }, {
+    description: 'Taint a node NoSchedule (guard.crowsnest.dev/failing=<namespace>.<policy>) when the group\'s failures concentrate there, so replacements land elsewhere: at most one node per policy at a time, and never the last schedulable Ready node (another untainted Ready node must remain). Present: on ({} takes the defaults). No cooldown: a taint evicts nothing.',
+  })),
 }, { description: 'What the Preventive step does on pods similar to the incident\'s.' });
 
 const MAX_QUARANTINED_PERCENT = '^(100|[1-9]?[0-9])%$';

@@ -5,6 +5,7 @@ import { QUARANTINE_ANNOTATION, QUARANTINE_LABEL, type QuarantineRecord } from '
 import { GuardController, type PodDisruptionBudgetLike } from './controller.ts';
 import type { GuardPod } from './pods.ts';
 import { GuardSignals } from './signals.ts';
+import { GUARD_TAINT_FINALIZER, GUARD_TAINT_KEY, type NodeLike, type NodeTaint } from './taint.ts';
 import { FakeClock } from '../kube/clock.ts';
 import { KubeApiError } from '../kube/client/client.ts';
 import { FakeWriter } from '../kube/objects/fake-writer.ts';
@@ -43,6 +44,7 @@ class Fixture {
   readonly signals = new GuardSignals();
   pods: GuardPod[] = [];
   budgets: PodDisruptionBudgetLike[] = [];
+  nodes: NodeLike[] = [];
   policy: GuardPolicy;
   evictionRefused = false;
   /** Pod patches to refuse as a failed JSON patch test (the pod changed). */
@@ -55,6 +57,7 @@ class Fixture {
       policy: () => this.policy,
       podsIn: () => this.pods,
       budgetsIn: () => this.budgets,
+      nodes: () => this.nodes,
       api: {
         json: async <T>(path: string, init: { method?: string; query?: Record<string, unknown>; body?: unknown } = {}): Promise<T> => {
           const method = init.method ?? 'GET';
@@ -74,6 +77,17 @@ class Fixture {
                 status: { phase: 'Running', containerStatuses: [{ name: 'main', restartCount: 9, ready: false }] },
               } as T;
             }
+          }
+          const nodeName = path.startsWith('/api/v1/nodes/') ? path.slice('/api/v1/nodes/'.length) : undefined;
+          const node = this.nodes.find((n) => n.metadata.name === nodeName);
+          if (node && method === 'GET') return structuredClone(node) as T;
+          if (node && method === 'PATCH') {
+            const [test, add] = init.body as Array<{ op: string; value: unknown }>;
+            if (test?.value !== node.metadata.resourceVersion) throw new KubeApiError({ method, path, status: 422, body: '{"kind":"Status","reason":"Invalid"}' });
+            if (init.query?.dryRun) return structuredClone(node) as T;
+            const next: NodeLike = { ...node, metadata: { ...node.metadata, resourceVersion: String(Number(node.metadata.resourceVersion) + 1) }, spec: { ...node.spec, taints: add!.value as NodeTaint[] } };
+            this.nodes = this.nodes.map((n) => (n === node ? next : n));
+            return structuredClone(next) as T;
           }
           if (method === 'GET' && path.includes('/replicasets/')) return { spec: { selector: { matchLabels: { app: 'web', 'pod-template-hash': 'h1' } } } } as T;
           if (method === 'GET') throw new KubeApiError({ method, path, status: 404, body: '{"kind":"Status","reason":"NotFound"}' });
@@ -97,7 +111,7 @@ class Fixture {
   /** Two observations of `pods`: at their current counts, then with `more` restarts each. */
   async crash(names: readonly string[], more = 3): Promise<void> {
     await this.reconcile();
-    this.pods = this.pods.map((p) => (names.includes(p.metadata.name) ? crashing(p.metadata.name, p.status.containers[0]!.restartCount + more, p.metadata) : p));
+    this.pods = this.pods.map((p) => (names.includes(p.metadata.name) ? { ...crashing(p.metadata.name, p.status.containers[0]!.restartCount + more, p.metadata), spec: p.spec } : p));
     this.clock.advance(10_000);
     await this.reconcile();
   }
@@ -329,5 +343,88 @@ describe('GuardController', () => {
     assert.equal(incident?.pod, 'web-4');
     assert.equal(incident?.detector, 'anomaly');
     assert.match(incident!.evidence[0]!, /^restarts at 6\/min, z-score \d+\.\d \(threshold 3\) against group ReplicaSet\/web-h1 \(4 pods\)/);
+  });
+  describe('Preventive taintNode', () => {
+    const foreign: NodeTaint = { key: 'dedicated', value: 'db', effect: 'NoSchedule' };
+    const ours: NodeTaint = { key: GUARD_TAINT_KEY, value: 'shop.web', effect: 'NoSchedule' };
+    const readyNode = (name: string, taints: NodeTaint[] = []): NodeLike => ({
+      metadata: { name, uid: `uid-${name}`, resourceVersion: '10' }, spec: { taints }, status: { conditions: [{ type: 'Ready', status: 'True' }] },
+    });
+    const spec = (extra: Record<string, unknown> = {}) => ({
+      ...base, actions: ['Event', 'Preventive'], cooldown: '5m',
+      preventive: { restartSimilar: false, taintNode: { incidents: 2, window: '10m', ttl: '30m' } }, ...extra,
+    });
+    const onNode = (pod: GuardPod, nodeName: string): GuardPod => ({ ...pod, spec: { ...pod.spec, nodeName } });
+    const taintsOf = (f: Fixture, name: string) => f.nodes.find((n) => n.metadata.name === name)?.spec?.taints;
+    const preventive = (f: Fixture) => f.status.incidents!.flatMap((i) => i.actions.filter((a) => a.action === 'Preventive').map((a) => `${i.pod} ${a.outcome}: ${a.message}`));
+
+    it('taints the node where the group\'s incidents concentrate (cooldown or not), after the finalizer; removes only its own taint when the ttl ends', async () => {
+      const f = new Fixture(spec());
+      f.nodes = [readyNode('node-a', [foreign]), readyNode('node-b')];
+      f.pods = [crashing('web-1', 0), crashing('web-2', 0), onNode(crashing('web-3', 0), 'node-b')];
+      await f.crash(['web-1']);
+      assert.match(preventive(f)[0]!, /^web-1 Skipped: no node tainted: 1 incident of group ReplicaSet\/web-h1 on node node-a/);
+      await f.crash(['web-2']);
+      assert.match(preventive(f)[0]!, /^web-2 Taken: tainted node node-a guard\.crowsnest\.dev\/failing=shop\.web:NoSchedule until 2026-01-01T00:30:\d\dZ: 2 of 2 incidents/);
+      assert.deepEqual(taintsOf(f, 'node-a'), [foreign, ours]);
+      assert.deepEqual(taintsOf(f, 'node-b'), []);
+      assert.deepEqual(f.writer.actions.map((a) => `${a.verb} ${a.resource} ${a.namespace}/${a.name}`), ['addFinalizer guardpolicies shop/web']);
+      assert.ok(f.events.includes('Node/node-a Warning NodeTainted') && f.events.includes('GuardPolicy/web Normal PreventiveTaken'));
+
+      f.clock.advance(29 * 60_000);
+      await f.reconcile();
+      assert.deepEqual(taintsOf(f, 'node-a'), [foreign, ours], 'kept until its ttl');
+      f.clock.advance(60_000);
+      await f.reconcile();
+      assert.deepEqual(taintsOf(f, 'node-a'), [foreign], 'its own taint removed, the other left alone');
+      assert.ok(f.events.includes('Node/node-a Normal NodeUntainted'));
+    });
+
+    it('starts no cooldown with a taint: a leader that finds one recorded still evicts the next failing pod', async () => {
+      const at = '2026-01-01T00:00:00Z';
+      const seeded = {
+        incidents: [{
+          id: 'crashloop-0', pod: 'web-0', podUid: 'uid-web-0', node: 'node-a', group: 'ReplicaSet/web-h1', detector: 'crashLoop' as const, reason: 'CrashLoop', evidence: [], openedAt: at,
+          actions: [{ action: 'Preventive' as const, at, outcome: 'Taken' as const, message: 'tainted node node-a guard.crowsnest.dev/failing=shop.web:NoSchedule until 2026-01-01T00:30:00Z: ...' }],
+        }],
+      };
+      const f = new Fixture(spec({ actions: ['Event', 'Preventive', 'Evict'] }), seeded);
+      f.nodes = [readyNode('node-a', [ours]), readyNode('node-b')];
+      f.pods = [crashing('web-1', 0)];
+      await f.crash(['web-1']);
+      const incident = f.status.incidents!.find((i) => i.pod === 'web-1')!;
+      assert.deepEqual(incident.actions.map((a) => `${a.action}:${a.outcome}`), ['Event:Taken', 'Preventive:Skipped', 'Evict:Taken']);
+      assert.match(incident.actions[1]!.message, /node node-a carries this policy's taint already/);
+    });
+
+    it('removes the taint when the policy is deleted, then its finalizer', async () => {
+      const f = new Fixture(spec());
+      f.nodes = [readyNode('node-a', [ours, foreign]), readyNode('node-b')];
+      f.policy = { ...f.policy, metadata: { ...f.policy.metadata, deletionTimestamp: '2026-01-01T00:00:00Z', finalizers: [GUARD_TAINT_FINALIZER] } };
+      await f.reconcile();
+      assert.deepEqual(taintsOf(f, 'node-a'), [foreign]);
+      assert.deepEqual(f.writer.actions.map((a) => `${a.verb} ${a.resource} ${a.namespace}/${a.name}`), ['removeFinalizer guardpolicies shop/web']);
+    });
+
+    it('in dry run records the taint it would make and changes nothing', async () => {
+      const f = new Fixture(spec({ dryRun: true }));
+      f.nodes = [readyNode('node-a'), readyNode('node-b')];
+      f.pods = [crashing('web-1', 0), crashing('web-2', 0)];
+      await f.crash(['web-1', 'web-2']);
+      assert.ok(preventive(f).some((p) => /DryRun: dry run: would taint node node-a /.test(p)), preventive(f).join('\n'));
+      assert.deepEqual(taintsOf(f, 'node-a'), []);
+      assert.deepEqual(f.patches().map((r) => `${r.path} ${String(r.query?.dryRun)}`), ['/api/v1/nodes/node-a All']);
+      assert.deepEqual(f.writer.actions, [], 'no finalizer');
+      assert.ok(!f.events.some((e) => e.startsWith('Node/')));
+    });
+
+    it('leaves the last schedulable node alone', async () => {
+      const f = new Fixture(spec());
+      f.nodes = [readyNode('node-a'), readyNode('node-b', [{ key: 'kwok.x-k8s.io/node', value: 'fake', effect: 'NoSchedule' }])];
+      f.pods = [crashing('web-1', 0), crashing('web-2', 0)];
+      await f.crash(['web-1', 'web-2']);
+      assert.ok(preventive(f).some((p) => /Skipped: node node-a is not tainted: no other schedulable Ready node would remain/.test(p)), preventive(f).join('\n'));
+      assert.deepEqual(f.patches(), []);
+    });
   });
 });

@@ -30,6 +30,7 @@ import { cooldownRail, type DisruptionBudget, type GroupSituation, ladderSteps, 
 import { controllerOf, type GuardPod, guardPod } from './pods.ts';
 import { isolationPolicy, isolationPolicyName, type JsonPatchOperation, labelsToRemove, quarantinePatch, quarantineRecordOf, releasePatch } from './quarantine.ts';
 import { type GuardSignals, undeclaredListeners } from './signals.ts';
+import { addTaintPatch, decideTaint, GUARD_TAINT_FINALIZER, GUARD_TAINT_KEY, hasGuardTaint, type NodeLike, removeTaintPatch, taintValue } from './taint.ts';
 import { durationMs } from '../kube/api/schema.ts';
 import type { Clock } from '../kube/clock.ts';
 import type { KubeClient } from '../kube/client/client.ts';
@@ -53,6 +54,10 @@ const ANOMALY_MIN_STD_DEV = 0.5;
 const MS_PER_MINUTE = 60_000;
 /** Tries of a quarantine patch against a pod that keeps changing (its status). */
 const QUARANTINE_ATTEMPTS = 3;
+/** How a taken taint step's message starts (read back when a new leader seeds the cooldown). */
+const TAINTED_PREFIX = 'tainted node ';
+/** Tries of a taint patch against a node that keeps changing. */
+const NODE_PATCH_ATTEMPTS = 3;
 
 export interface PodDisruptionBudgetLike extends KubeObject {
   spec?: { selector?: LabelSelector };
@@ -63,6 +68,8 @@ export interface GuardControllerDeps {
   readonly policy: (namespace: string, name: string) => GuardPolicy | undefined;
   readonly podsIn: (namespace: string) => readonly GuardPod[];
   readonly budgetsIn: (namespace: string) => readonly PodDisruptionBudgetLike[];
+  /** The cluster's nodes (the Preventive step's taint); none when absent. */
+  readonly nodes?: () => readonly NodeLike[];
   /** Pod patches, evictions, owner reads. */
   readonly api: Pick<KubeClient, 'json'>;
   /** NetworkPolicies, deletes (guard's field manager). */
@@ -93,6 +100,8 @@ interface PolicyState {
   readonly baselines: Map<string, DecayingStats>;
   /** pod uid → the resourceVersion our quarantine patch produced (the cache may not show it yet). */
   readonly patched: Map<string, string>;
+  /** node → when this policy's taint on it ends (a new leader gives a taint it finds a full ttl). */
+  readonly taintUntil: Map<string, number>;
 }
 
 export const NETWORK_POLICIES: ResourceType = { group: 'networking.k8s.io', version: 'v1', resource: 'networkpolicies', kind: 'NetworkPolicy', namespaced: true };
@@ -118,6 +127,11 @@ export class GuardController {
   readonly reconcile = async (key: string, signal: AbortSignal): Promise<Outcome> => {
     const [namespace, name] = splitKey(key);
     const stored = this.deps.policy(namespace, name);
+    if (stored?.metadata?.deletionTimestamp && stored.metadata.finalizers?.includes(GUARD_TAINT_FINALIZER)) {
+      // The taint is a cluster-scoped side effect no ownerReference cleans up: remove it, then let go.
+      await this.untaintAll(stored, signal);
+      await this.deps.writer.removeFinalizer(GuardPolicyApi.type, stored, GUARD_TAINT_FINALIZER, { signal });
+    }
     if (!stored || stored.metadata?.deletionTimestamp || !stored.metadata?.uid) {
       this.forget(key, namespace, name);
       return done;
@@ -146,7 +160,9 @@ export class GuardController {
       await this.openIncident(policy, state, pod, detector, finding, selected, signal);
     }
     await this.resumeHeld(policy, state, selected, signal);
-    const nextExpiry = await this.expireQuarantines(policy, state, quarantined, now, signal);
+    const quarantineExpiry = await this.expireQuarantines(policy, state, quarantined, now, signal);
+    const taintExpiry = await this.expireTaints(policy, state, now, signal);
+    const nextExpiry = quarantineExpiry === undefined ? taintExpiry : Math.min(quarantineExpiry, taintExpiry ?? quarantineExpiry);
 
     for (const uid of state.pods.keys()) if (!selected.some((p) => p.metadata.uid === uid)) state.pods.delete(uid);
     const open = state.incidents.filter((i) => !i.closedAt).length;
@@ -320,13 +336,14 @@ export class GuardController {
     const cooldown = cooldownRail(situation, cooldownMs(spec), now);
     const dryRun = spec.dryRun ?? false;
     const outcomes = new Map<GuardAction, ActionOutcome>();
-    const record = (action: GuardAction, outcome: ActionOutcome, message: string): void => {
+    /** `disrupts`: whether a taken step starts the group's cooldown (a node taint evicts nothing). */
+    const record = (action: GuardAction, outcome: ActionOutcome, message: string, disrupts = DISRUPTIVE.has(action)): void => {
       outcomes.set(action, outcome);
       incident.actions.push({ action, at: formatConditionTime(this.deps.clock.now()), outcome, message: message.slice(0, 1024) });
       this.metrics?.actions.inc({ ...labels, action, outcome });
       this.logger.info({ ...labels, pod: pod.metadata.name, incident: incident.id, action, outcome, message }, 'guard action');
       if (action !== 'Event') this.event(policy, pod, outcome === 'Taken' ? 'Normal' : 'Warning', `${action}${outcome}`, action, `incident ${incident.id}: ${message}`);
-      if (outcome === 'Taken' && DISRUPTIVE.has(action)) state.lastDisruption.set(group, this.deps.clock.now());
+      if (outcome === 'Taken' && disrupts) state.lastDisruption.set(group, this.deps.clock.now());
     };
 
     for (const step of steps) {
@@ -359,6 +376,12 @@ export class GuardController {
             break;
           }
           case 'Preventive': {
+            if (spec.preventive?.taintNode) {
+              // A taint evicts nothing: the cooldown does not hold it back.
+              const [outcome, message] = await this.taintNode(policy, state, incident, dryRun, signal);
+              record('Preventive', outcome, message, false);
+              if (spec.preventive.restartSimilar === false) break;
+            }
             if (cooldown) {
               record('Preventive', 'Skipped', cooldown);
               break;
@@ -441,6 +464,113 @@ export class GuardController {
     const refused = await this.evict(target, dryRun, signal);
     if (refused) return ['Skipped', refused];
     return [dryRun ? 'DryRun' : 'Taken', `${dryRun ? 'dry run: would restart' : 'restarted'} similar pod ${target.metadata.name} (evicted; its owner recreates it)`];
+  }
+
+  /**
+   * Taints the incident's node NoSchedule when the group's incidents concentrate there (taint.ts
+   * decides; the rails: one node per policy at a time, never the last schedulable node). The
+   * policy gets its finalizer first, so deleting it always removes the taint.
+   */
+  private async taintNode(policy: GuardPolicy, state: PolicyState, incident: Incident, dryRun: boolean, signal: AbortSignal): Promise<[ActionOutcome, string]> {
+    const settings = policy.spec.preventive!.taintNode!;
+    const ttlMs = durationMs(settings.ttl ?? '30m');
+    const value = taintValue(policy.metadata.namespace ?? '', policy.metadata.name ?? '');
+    const now = this.deps.clock.now();
+    const decision = decideTaint(incident, state.incidents, this.deps.nodes?.() ?? [], value, { incidents: settings.incidents ?? 2, windowMs: durationMs(settings.window ?? '10m') }, now);
+    if (!decision.taint) return ['Skipped', decision.message];
+    if (!dryRun) await this.deps.writer.addFinalizer(GuardPolicyApi.type, policy, GUARD_TAINT_FINALIZER, { signal });
+    const node = await this.patchNode(decision.node, (n) => addTaintPatch(n, value), dryRun, signal);
+    const until = now + ttlMs;
+    if (!dryRun) state.taintUntil.set(decision.node, until);
+    const message = `${dryRun ? 'dry run: would taint node ' : TAINTED_PREFIX}${decision.node} ${GUARD_TAINT_KEY}=${value}:NoSchedule until ${formatConditionTime(until)}: ${decision.message}`;
+    // The pod's and the policy's Events come with the step's record; a dry run leaves the node alone, Events included.
+    if (!dryRun) this.nodeEvent(decision.node, node?.metadata?.uid, 'Warning', 'NodeTainted', 'Taint', `policy ${policy.metadata.namespace}/${policy.metadata.name}, incident ${incident.id}: ${message}`);
+    return [dryRun ? 'DryRun' : 'Taken', message];
+  }
+
+  /**
+   * Removes this policy's taint from nodes whose ttl ended, or from every node when the policy no
+   * longer asks for taints; drops the finalizer once no taint is left and none may come. Returns the
+   * next ttl end, if any. A taint is removed even in dry run: it only undoes what guard did.
+   */
+  private async expireTaints(policy: GuardPolicy, state: PolicyState, now: number, signal: AbortSignal): Promise<number | undefined> {
+    const settings = policy.spec.preventive?.taintNode;
+    const value = taintValue(policy.metadata.namespace ?? '', policy.metadata.name ?? '');
+    const tainted = (this.deps.nodes?.() ?? []).filter((n) => hasGuardTaint(n, value));
+    let next: number | undefined;
+    for (const node of tainted) {
+      const name = node.metadata.name;
+      let until = state.taintUntil.get(name);
+      if (until === undefined && settings) {
+        until = now + durationMs(settings.ttl ?? '30m');
+        state.taintUntil.set(name, until);
+      }
+      if (settings && until !== undefined && until > now) {
+        next = Math.min(next ?? until, until);
+        continue;
+      }
+      try {
+        await this.untaint(policy, name, settings ? `its ttl ${settings.ttl ?? '30m'} ended` : 'the policy no longer taints nodes', signal);
+      } catch (err) {
+        if (signal.aborted) throw err;
+        this.logger.warn({ namespace: policy.metadata.namespace, policy: policy.metadata.name, node: name, err: describeError(err) }, 'guard could not remove its node taint; retrying');
+        next = now + 5_000;
+      }
+    }
+    for (const name of state.taintUntil.keys()) if (!tainted.some((n) => n.metadata.name === name)) state.taintUntil.delete(name);
+    if (!settings && tainted.length === 0 && policy.metadata.finalizers?.includes(GUARD_TAINT_FINALIZER)) {
+      await this.deps.writer.removeFinalizer(GuardPolicyApi.type, policy, GUARD_TAINT_FINALIZER, { signal });
+    }
+    return next;
+  }
+
+  /** Removes this policy's taint from every node that carries it (the policy is being deleted). */
+  private async untaintAll(policy: GuardPolicy, signal: AbortSignal): Promise<void> {
+    const value = taintValue(policy.metadata?.namespace ?? '', policy.metadata?.name ?? '');
+    for (const node of this.deps.nodes?.() ?? []) {
+      if (hasGuardTaint(node, value)) await this.untaint(policy, node.metadata.name, 'the policy is being deleted', signal);
+    }
+  }
+
+  private async untaint(policy: GuardPolicy, name: string, why: string, signal: AbortSignal): Promise<void> {
+    const value = taintValue(policy.metadata?.namespace ?? '', policy.metadata?.name ?? '');
+    const node = await this.patchNode(name, (n) => removeTaintPatch(n, value), false, signal);
+    const message = `removed taint ${GUARD_TAINT_KEY}=${value}:NoSchedule from node ${name}: ${why}`;
+    this.nodeEvent(name, node?.metadata?.uid, 'Normal', 'NodeUntainted', 'Untaint', `policy ${policy.metadata?.namespace}/${policy.metadata?.name}: ${message}`);
+    this.deps.recorder?.event(policyRef(policy), 'Normal', 'NodeUntainted', 'Untaint', message);
+    this.logger.info({ namespace: policy.metadata?.namespace, policy: policy.metadata?.name, node: name }, message);
+  }
+
+  /**
+   * Patches node `name` with `build(current)` (undefined: nothing to do), read fresh from the API
+   * server each try: the patch tests the resourceVersion, and a node that changed meanwhile is
+   * read and judged again. Returns the node as last seen; undefined when it is gone.
+   */
+  private async patchNode(name: string, build: (node: NodeLike) => JsonPatchOperation[] | undefined, dryRun: boolean, signal: AbortSignal): Promise<NodeLike | undefined> {
+    const path = objectPath(Resources.nodes, name);
+    for (let attempt = 1; ; attempt++) {
+      let node: NodeLike;
+      try {
+        node = await this.deps.api.json<NodeLike>(path, { signal });
+      } catch (err) {
+        if (isNotFound(err)) return undefined;
+        throw err;
+      }
+      const patch = build(node);
+      if (!patch) return node;
+      try {
+        return await this.deps.api.json<NodeLike>(path, {
+          method: 'PATCH', contentType: 'application/json-patch+json',
+          query: { fieldManager: this.deps.writer.fieldManager, dryRun: dryRun ? 'All' : undefined }, body: patch, signal,
+        });
+      } catch (err) {
+        if (attempt >= NODE_PATCH_ATTEMPTS || !(isConflict(err) || statusCode(err) === 422)) throw err;
+      }
+    }
+  }
+
+  private nodeEvent(node: string, uid: string | undefined, type: EventType, reason: string, action: string, note: string): void {
+    this.deps.recorder?.event({ apiVersion: 'v1', kind: 'Node', name: node, ...(uid ? { uid } : {}) }, type, reason, action, note);
   }
 
   /** Evicts `pod`; returns why the API server refused (a PDB), or undefined when evicted. */
@@ -622,10 +752,11 @@ export class GuardController {
       // A new leader picks up where the last one left: the incidents it recorded.
       state = {
         uid, pods: new Map(), incidents: (policy.status?.incidents ?? []).map((i) => ({ ...i, actions: [...i.actions] })),
-        lastDisruption: new Map(), closedAt: new Map(), baselines: new Map(), patched: new Map(),
+        lastDisruption: new Map(), closedAt: new Map(), baselines: new Map(), patched: new Map(), taintUntil: new Map(),
       };
       for (const incident of state.incidents) {
-        const disrupted = incident.actions.filter((a) => a.outcome === 'Taken' && DISRUPTIVE.has(a.action)).map((a) => Date.parse(a.at));
+        // A node taint is a Preventive step that evicts nothing: it starts no cooldown.
+        const disrupted = incident.actions.filter((a) => a.outcome === 'Taken' && DISRUPTIVE.has(a.action) && !a.message.startsWith(TAINTED_PREFIX)).map((a) => Date.parse(a.at));
         if (disrupted.length > 0) state.lastDisruption.set(incident.group, Math.max(state.lastDisruption.get(incident.group) ?? 0, ...disrupted));
       }
       this.states.set(key, state);

@@ -10,7 +10,7 @@ import { TokenReviewer } from '../kube/auth/token-review.ts';
 import { INDEX_NAMESPACE, type IndexFunc, namespaceIndex, type StoreHandler } from '../kube/runtime/cache.ts';
 import { type Clock, realClock } from '../kube/clock.ts';
 import { FIELD_MANAGERS } from '../kube/objects/labels.ts';
-import { Resources } from '../kube/objects/resources.ts';
+import { type KubeObject, Resources } from '../kube/objects/resources.ts';
 import { generationChanged, StatusWriter } from '../kube/objects/status.ts';
 import type { Manager } from '../kube/runtime/manager.ts';
 import { type GuardPolicy, GuardPolicyApi, type GuardPolicyStatus } from './api.ts';
@@ -18,6 +18,7 @@ import { GuardController, POD_DISRUPTION_BUDGETS, type PodDisruptionBudgetLike }
 import type { GuardOptions } from './options.ts';
 import { type GuardPod, guardPod } from './pods.ts';
 import { GuardSignals } from './signals.ts';
+import type { NodeLike } from './taint.ts';
 
 export const GUARD_CONTROLLER = 'guard';
 
@@ -47,12 +48,15 @@ export function registerGuard(manager: Manager, options: GuardOptions, certDir: 
     indexers: { ...byNamespace, [INDEX_NODE]: (pod: GuardPod) => (pod.spec.nodeName ? [pod.spec.nodeName] : []) } as unknown as Record<string, IndexFunc<GuardPod>>,
   });
   const budgets = manager.informer<PodDisruptionBudgetLike>({ type: POD_DISRUPTION_BUDGETS, indexers: byNamespace as Record<string, IndexFunc<PodDisruptionBudgetLike>> });
+  // Nodes for the Preventive step's taint: only what its rails read (a node's image list is large).
+  const nodes = manager.informer<NodeLike>({ type: Resources.nodes, transform: { name: 'guard-node', apply: slimNode } });
   const signals = new GuardSignals();
   const controller = new GuardController({
     policy: (namespace, name) => policies.store.getByName(namespace, name),
     // Guard never acts in the operator's own namespace.
     podsIn: (namespace) => (namespace === options.namespace ? [] : pods.store.byIndex(INDEX_NAMESPACE, namespace)),
     budgetsIn: (namespace) => budgets.store.byIndex(INDEX_NAMESPACE, namespace),
+    nodes: () => nodes.store.list(),
     api: manager.client,
     writer: manager.writer(FIELD_MANAGERS.guard),
     statusWriter: new StatusWriter<GuardPolicyStatus>({ client: manager.client, type: GuardPolicyApi.type, fieldManager: FIELD_MANAGERS.guard }),
@@ -110,6 +114,16 @@ export function registerGuard(manager: Manager, options: GuardOptions, certDir: 
     },
   });
   return { controller, signals, endpoint };
+}
+
+function slimNode(obj: KubeObject): KubeObject {
+  const node = obj as unknown as NodeLike;
+  const slim: NodeLike = {
+    metadata: { name: node.metadata.name, ...(node.metadata.uid ? { uid: node.metadata.uid } : {}), ...(node.metadata.resourceVersion ? { resourceVersion: node.metadata.resourceVersion } : {}) },
+    spec: { ...(node.spec?.unschedulable ? { unschedulable: true } : {}), ...(node.spec?.taints ? { taints: node.spec.taints } : {}) },
+    status: { conditions: (node.status?.conditions ?? []).map((c) => ({ type: c.type, status: c.status })) },
+  };
+  return slim as unknown as KubeObject;
 }
 
 function aborted(signal: AbortSignal): Promise<void> {

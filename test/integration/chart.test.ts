@@ -81,7 +81,8 @@ describe('helm chart', () => {
     assert.match(role, /resources: \["pods\/eviction"\]\n\s+verbs: \["create"\]/);
     assert.match(role, /resources: \["networkpolicies"\]/);
     assert.match(role, /resources: \["replicasets", "statefulsets", "daemonsets"\]\n\s+verbs: \["get"\]/, 'owners are only read');
-    assert.doesNotMatch(role, /deployments|scale|nodes|"update"|"\*"/, 'no workload, scale or node write');
+    assert.match(role, /resources: \["nodes"\]\n\s+verbs: \["get", "list", "watch", "patch"\]/, 'nodes are patched (guard\'s own taint), never updated or deleted');
+    assert.doesNotMatch(role, /deployments|scale|"update"|"\*"/, 'no workload or scale write, no update anywhere');
     const withoutProber = await helmTemplate('gp', 'x', ['--set', 'guard.enabled=true', '--set', 'prober.enabled=false']);
     assert.match(withoutProber, /--controllers=logaccess,guard\n/);
     assert.match(withoutProber, /- \{ name: guard, port: 9445, targetPort: guard, protocol: TCP \}/, 'the report endpoint behind the webhook Service, without the prober');

@@ -20,6 +20,7 @@ import type { ControlPlane } from '../../testbed/controlplane.ts';
 import type { GuardPolicy } from '../../src/guard/api.ts';
 import { GUARD_POLICY_ANNOTATION, HEALTH_PATH, type HealthReport, type LogAnswer, type LogBatch, LOGS_PATH, QUARANTINE_ANNOTATION, QUARANTINE_LABEL, TOKEN_AUDIENCE } from '../../src/guard/contract.ts';
 import { type GuardRuntime, registerGuard } from '../../src/guard/register.ts';
+import { hasGuardTaint, type NodeLike, removeTaintPatch, taintValue } from '../../src/guard/taint.ts';
 import { issueCertificateAuthority, issueServingCertificate } from '../../src/kube/webhook/x509.ts';
 import { main } from '../../src/cli/main.ts';
 import { KubeClient } from '../../src/kube/client/client.ts';
@@ -31,6 +32,8 @@ import { helmTemplate } from './helm.ts';
 import { eventually, execInPod, getObject, httpServerCommand, listObjects, newNamespace, requestToken, runPod, testbed } from './testbed.ts';
 
 const PORT = 8080;
+const REAL_NODES = ['crowsnest-real-0', 'crowsnest-real-1'];
+const FAILING_NODE = REAL_NODES[0]!;
 const BODY = 'guarded';
 /** How long a NetworkPolicy change may take to be enforced. */
 const ENFORCED_WITHIN_MS = 30_000;
@@ -41,25 +44,40 @@ interface Pod {
   status: { phase?: string; podIP?: string; containerStatuses?: Array<{ name: string; restartCount: number; lastState?: { terminated?: { reason?: string } } }> };
 }
 
-/** A Deployment whose pods serve HTTP from one container while another crashes every second. */
-function crashingDeployment(name: string, replicas: number, image: string): Record<string, unknown> {
+/** A Deployment of `replicas` pods labelled `app: <name>` (plus `labels`) running `podSpec`. */
+function deployment(name: string, replicas: number, podSpec: Record<string, unknown>, labels: Record<string, string> = {}): Record<string, unknown> {
   return {
     apiVersion: 'apps/v1', kind: 'Deployment', metadata: { name },
     spec: {
       replicas,
       selector: { matchLabels: { app: name } },
-      template: {
-        metadata: { labels: { app: name, tier: 'web' } },
-        spec: {
-          terminationGracePeriodSeconds: 1,
-          containers: [
-            { name: 'web', image, command: httpServerCommand(PORT, BODY), ports: [{ containerPort: PORT }] },
-            { name: 'main', image, command: ['/bin/sh', '-c', 'sleep 1; echo crashing; exit 1'] },
-          ],
-        },
-      },
+      template: { metadata: { labels: { app: name, ...labels } }, spec: { terminationGracePeriodSeconds: 1, ...podSpec } },
     },
   };
+}
+
+/** A Deployment whose pods serve HTTP from one container while another crashes every second. */
+function crashingDeployment(name: string, replicas: number, image: string): Record<string, unknown> {
+  return deployment(name, replicas, {
+    containers: [
+      { name: 'web', image, command: httpServerCommand(PORT, BODY), ports: [{ containerPort: PORT }] },
+      { name: 'main', image, command: ['/bin/sh', '-c', 'sleep 1; echo crashing; exit 1'] },
+    ],
+  }, { tier: 'web' });
+}
+
+/**
+ * A Deployment whose pods crash only on `failingNode` (the downward API tells them where they
+ * run), and prefer that node: the group's failures concentrate there.
+ */
+function nodeFailingDeployment(name: string, replicas: number, image: string, failingNode: string): Record<string, unknown> {
+  return deployment(name, replicas, {
+    affinity: { nodeAffinity: { preferredDuringSchedulingIgnoredDuringExecution: [{ weight: 100, preference: { matchFields: [{ key: 'metadata.name', operator: 'In', values: [failingNode] }] } }] } },
+    containers: [{
+      name: 'main', image, env: [{ name: 'NODE_NAME', valueFrom: { fieldRef: { fieldPath: 'spec.nodeName' } } }],
+      command: ['/bin/sh', '-c', `if [ "$NODE_NAME" = ${failingNode} ]; then sleep 1; echo "failing on $NODE_NAME"; exit 1; fi; exec sleep 3600`],
+    }],
+  });
 }
 
 function policy(name: string, spec: Record<string, unknown>): Record<string, unknown> {
@@ -130,7 +148,16 @@ describe('guard on real pods', () => {
       cooldown: '0s',
       dryRun: true,
     }));
+    // The taint case's policy, too, watches its pods from their first crash.
+    await create(plane, `/apis/crowsnest.dev/v1alpha1/namespaces/${namespace}/guardpolicies`, policy('taint', {
+      targets: { podSelector: { matchLabels: { app: 'taint' } } },
+      detectors: { crashLoop: { restarts: 1, window: '2m' } },
+      actions: ['Event', 'Preventive', 'Evict'],
+      preventive: { restartSimilar: false, taintNode: { incidents: 2, window: '5m', ttl: '5m' } },
+      cooldown: '0s',
+    }));
     await Promise.all([
+      create(plane, `/apis/apps/v1/namespaces/${namespace}/deployments`, nodeFailingDeployment('taint', 2, image, FAILING_NODE)),
       create(plane, `/apis/apps/v1/namespaces/${namespace}/deployments`, crashingDeployment('web', 3, image)),
       create(plane, `/apis/apps/v1/namespaces/${namespace}/deployments`, crashingDeployment('dry', 1, image)),
       create(plane, `/api/v1/namespaces/${namespace}/pods`, {
@@ -190,7 +217,25 @@ describe('guard on real pods', () => {
     await eventually('the guard endpoint to listen', () => guard.endpoint.port > 0, 30_000);
   });
 
+  /**
+   * The real nodes are shared with every other test: whatever happened, no taint of ours stays,
+   * and no finalizer holds the namespace. Deleting the policy while guard runs lets guard do it;
+   * then it is done by hand in case guard could not.
+   */
+  async function restoreNodes(): Promise<void> {
+    const path = `/apis/crowsnest.dev/v1alpha1/namespaces/${namespace}/guardpolicies/taint`;
+    await plane.request('DELETE', path);
+    await eventually('the taint policy gone', async () => (await plane.request('GET', path)).status === 404, 15_000).catch(() => {});
+    await plane.request('PATCH', path, { metadata: { finalizers: null } }, { 'content-type': 'application/merge-patch+json' });
+    for (const name of REAL_NODES) {
+      const node = await getObject<NodeLike>(`/api/v1/nodes/${name}`);
+      const patch = node && removeTaintPatch(node, taintValue(namespace, 'taint'));
+      if (patch) await plane.request('PATCH', `/api/v1/nodes/${name}`, patch, { 'content-type': 'application/json-patch+json' });
+    }
+  }
+
   after(async () => {
+    if (namespace) await restoreNodes().catch((err: unknown) => console.log(`# guard test: restoring the nodes failed: ${String(err)}`));
     stop.abort();
     await running?.catch(() => {});
     await recorder?.flush().catch(() => {});
@@ -424,5 +469,26 @@ describe('guard on real pods', () => {
     assert.equal(incident!.detector, 'errorLogs');
     assert.match(incident!.evidence[0]!, /^6 log lines matching \/panic\/ within 1m \(threshold 5\)$/);
     assert.match(incident!.evidence.join('\n'), /main: panic: boom/);
+  });
+
+  it('taints the real node where a group\'s failures concentrate: the replacements land on the other real node; deleting the policy removes the taint', { timeout: 90_000 }, async () => {
+    const value = taintValue(namespace, 'taint');
+    const node = (name: string) => getObject<NodeLike>(`/api/v1/nodes/${name}`);
+    await eventually(`${FAILING_NODE} tainted by the policy`, async () => hasGuardTaint((await node(FAILING_NODE))!, value), 60_000);
+    assert.ok(!hasGuardTaint((await node(REAL_NODES[1]!))!, value), 'the other real node is left schedulable');
+    const incidents = (await guardPolicy('taint'))?.status?.incidents ?? [];
+    const taken = incidents.flatMap((i) => i.actions).find((a) => a.action === 'Preventive' && a.outcome === 'Taken');
+    assert.match(taken?.message ?? '', new RegExp(`^tainted node ${FAILING_NODE} guard\\.crowsnest\\.dev/failing=${value.replaceAll('.', '\\.')}:NoSchedule until `));
+
+    // Evicted by the ladder's last step, the failing pods come back on the node without the taint, and stay up.
+    await eventually(`both pods running on ${REAL_NODES[1]}`, async () => {
+      const running = (await pods('app=taint')).filter((p) => !p.metadata.deletionTimestamp);
+      return running.length === 2 && running.every((p) => p.spec?.nodeName === REAL_NODES[1] && p.status.phase === 'Running');
+    }, 60_000);
+    assert.ok(hasGuardTaint((await node(FAILING_NODE))!, value), 'one node at a time: the taint stays until its ttl');
+
+    const path = `/apis/crowsnest.dev/v1alpha1/namespaces/${namespace}/guardpolicies/taint`;
+    assert.equal((await plane.request('DELETE', path)).status, 200);
+    await eventually('the taint removed, then the policy gone', async () => !hasGuardTaint((await node(FAILING_NODE))!, value) && (await plane.request('GET', path)).status === 404, 20_000);
   });
 });
