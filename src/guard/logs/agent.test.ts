@@ -243,14 +243,19 @@ describe('the log agent\'s loop', () => {
     await agent.load();
     const stop = new AbortController();
     const running = agent.run(stop.signal);
-    // The agent's file I/O takes real time; the fake clock only stands in for its waits.
+    // The agent's file I/O takes real time; the fake clock only stands in for its waits. The
+    // bound is generous real time, not a count of turns: on a loaded machine 500 turns of 5 ms
+    // ended before the agent had read the lines.
     const until = async (done: () => boolean): Promise<void> => {
-      for (let i = 0; i < 500 && !done(); i++) {
+      const giveUpAt = Date.now() + 60_000;
+      while (!done() && Date.now() < giveUpAt) {
         clock.advance(30_000);
         await new Promise((resolve) => setTimeout(resolve, 5));
       }
     };
-    await until(() => receiver.received >= 1);
+    // A watch counts from where the file stood when the agent first listed it: lines written
+    // before that are not the watch's (no history is sent). Wait until the agent holds a cursor.
+    await until(() => Object.keys(agent.current.cursors).length === 1);
     await log.lines(10, { errorEvery: 2 });
     failSaves = 2;
     await until(() => failSaves === 0 && receiver.total().lines >= 10);

@@ -22,8 +22,10 @@ describe('crowsnest logs-agent running', () => {
       guardUrl: receiver.url, guardCa: { pem: receiver.caPem }, tokenFile, nodeName: 'node-a', podLogsDir, stateDir: await scratch.fresh(), batchBytes: 1 << 20, metricsBindAddress: '127.0.0.1:0',
     }, { logger: silentLogger });
     try {
+      // Bounded by generous real time (the agent polls on real timers), not by a count of turns.
       const until = async (done: () => boolean): Promise<void> => {
-        for (let i = 0; i < 500 && !done(); i++) await new Promise((resolve) => setTimeout(resolve, 10));
+        const giveUpAt = Date.now() + 60_000;
+        while (!done() && Date.now() < giveUpAt) await new Promise((resolve) => setTimeout(resolve, 10));
       };
       await until(() => Object.keys(agent.agent.current.cursors).length === 1);
       await log.lines(10, { errorEvery: 5 });
