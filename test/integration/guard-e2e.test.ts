@@ -14,13 +14,10 @@
  * and the chart's tolerate-everything toleration is left out so kwok nodes get no agent.
  */
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { promisify } from 'node:util';
-import { loadAll } from 'js-yaml';
 import { Registry } from 'prom-client';
 import { freePort } from '../../testbed/controlplane.ts';
 import type { RealPod } from '../../testbed/realpods.ts';
@@ -29,15 +26,13 @@ import { type GuardRuntime, registerGuard } from '../../src/guard/register.ts';
 import { KubeClient } from '../../src/kube/client/client.ts';
 import { silentLogger } from '../../src/kube/logger-type.ts';
 import { EventRecorder } from '../../src/kube/objects/events.ts';
-import type { KubeObject } from '../../src/kube/objects/resources.ts';
 import { Manager } from '../../src/kube/runtime/manager.ts';
 import { issueCertificateAuthority, issueServingCertificate } from '../../src/kube/webhook/x509.ts';
 import { installCrds } from './crds.ts';
+import { installLogsAgent } from './logs-agent-chart.ts';
 import { crowsnestImage } from './prober-image.ts';
 import { adminKubeConfig, eventually, execInPod, getObject, listObjects, newNamespace, podLog, runPod, testbed } from './testbed.ts';
 
-const run = promisify(execFile);
-const chart = join(import.meta.dirname, '..', '..', 'deploy', 'helm', 'crowsnest');
 const RELEASE = 'ge2e';
 const NODE = 'crowsnest-real-0';
 /** Error lines of the slow phase (under the threshold), then of the burst. */
@@ -46,10 +41,6 @@ const BURST = 150;
 const THRESHOLD = 40;
 
 type Incident = NonNullable<NonNullable<GuardPolicy['status']>['incidents']>[number];
-
-interface DaemonSet extends KubeObject {
-  spec: { template: { spec: { containers: Array<{ image: string; env: Array<{ name: string; value?: string }> }> } } };
-}
 
 describe('guard end to end: the chart\'s log agent on the real nodes feeds guard\'s errorLogs detector', () => {
   let namespace = '';
@@ -97,28 +88,7 @@ describe('guard end to end: the chart\'s log agent on the real nodes feeds guard
     });
     assert.equal(policy.status, 201, policy.body);
 
-    const { stdout } = await run(join(plane.binDir, 'helm'), [
-      'template', RELEASE, chart, '--namespace', namespace, '--kube-version', 'v1.35.4', '--show-only', 'templates/guard-logs-agent.yaml',
-      '--set', 'guard.logsAgent.enabled=true', '--set', `guard.logsAgent.guardUrl=https://${hostIp}:${port}`, '--set-json', 'guard.logsAgent.tolerations=[]',
-      '--set', `guard.logsAgent.podLogsHostPath=${join(plane.dir, 'nodes')}`, '--set', `guard.logsAgent.stateHostPath=/var/lib/crowsnest-test/${namespace}`,
-    ]);
-    for (const object of loadAll(stdout) as Array<KubeObject | null>) {
-      if (!object) continue;
-      if (object.kind === 'DaemonSet') {
-        const container = (object as DaemonSet).spec.template.spec.containers[0]!;
-        container.image = image;
-        container.env.find((e) => e.name === 'CROWSNEST_POD_LOGS_DIR')!.value = '/var/log/pods/$(CROWSNEST_NODE_NAME)/pod-logs';
-      }
-      const path = {
-        DaemonSet: `/apis/apps/v1/namespaces/${namespace}/daemonsets`,
-        ServiceAccount: `/api/v1/namespaces/${namespace}/serviceaccounts`,
-        ClusterRoleBinding: '/apis/rbac.authorization.k8s.io/v1/clusterrolebindings',
-      }[object.kind!];
-      assert.ok(path, `the chart rendered a ${object.kind}`);
-      if (object.kind === 'ClusterRoleBinding') object.metadata!.name = `${namespace}-auth-delegator`;
-      const created = await plane.request('POST', path, object);
-      assert.equal(created.status, 201, created.body);
-    }
+    await installLogsAgent(plane, { release: RELEASE, namespace, image, guardUrl: `https://${hostIp}:${port}` });
   });
 
   after(async () => {
