@@ -163,6 +163,10 @@ export class GuardEndpoint {
     const duplicate = signals.seenBatch(batch.node, batch.batchId);
     if (!duplicate) {
       signals.recordLogs(batch.node, batch.batchId, kept, this.options.clock.now());
+      for (const c of kept) {
+        this.metrics?.logLines.inc({ namespace: c.namespace, policy: c.policy }, c.lines);
+        this.metrics?.matchedLogLines.inc({ namespace: c.namespace, policy: c.policy }, c.matched);
+      }
       for (const key of new Set(kept.filter((c) => c.matched > 0).map((c) => `${c.namespace}/${c.policy}`))) this.options.onReport?.(key);
     }
     const answer: LogAnswer = { accepted: true, watches: this.watches(agentNode), sendAfterMs: this.options.reportIntervalMs };
@@ -252,6 +256,8 @@ export function parseLogBatch(body: string): LogBatch | undefined {
 interface EndpointMetrics {
   readonly reports: Counter<'endpoint' | 'result'>;
   readonly duration: Histogram<'code'>;
+  readonly logLines: Counter<'namespace' | 'policy'>;
+  readonly matchedLogLines: Counter<'namespace' | 'policy'>;
 }
 
 const metricsByRegistry = new WeakMap<Registry, EndpointMetrics>();
@@ -268,6 +274,9 @@ function endpointMetrics(registry: Registry): EndpointMetrics {
         name: 'crowsnest_guard_report_duration_seconds', help: 'Time to answer a report, TokenReview included, by HTTP status code.',
         labelNames: ['code'], buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5], registers: [registry],
       }),
+      // Batches counted once (a resent batch id is not): what the log agents read for each policy.
+      logLines: new Counter({ name: 'crowsnest_guard_log_lines_total', help: 'Log lines the log agents read from pods a policy watches, each batch counted once.', labelNames: ['namespace', 'policy'], registers: [registry] }),
+      matchedLogLines: new Counter({ name: 'crowsnest_guard_log_matched_lines_total', help: 'Of those, lines matching the policy\'s errorLogs pattern.', labelNames: ['namespace', 'policy'], registers: [registry] }),
     };
     metricsByRegistry.set(registry, metrics);
   }

@@ -16,21 +16,15 @@
  * the chart's tolerate-everything toleration.
  */
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
-import { join } from 'node:path';
 import { request as httpsRequest } from 'node:https';
 import { after, before, describe, it } from 'node:test';
-import { promisify } from 'node:util';
-import { loadAll } from 'js-yaml';
-import type { KubeObject } from '../../src/kube/objects/resources.ts';
 import { issueCertificateAuthority, issueServingCertificate } from '../../src/kube/webhook/x509.ts';
 import { type RunningLogReceiver, startLogReceiver } from '../helpers/guard-log-receiver.ts';
+import { installLogsAgent } from './logs-agent-chart.ts';
 import { crowsnestImage } from './prober-image.ts';
 import type { RealPod } from '../../testbed/realpods.ts';
 import { eventually, execInPod, newNamespace, runPod, serviceAccountToken, testbed } from './testbed.ts';
 
-const run = promisify(execFile);
-const chart = join(import.meta.dirname, '..', '..', 'deploy', 'helm', 'crowsnest');
 const RELEASE = 'glogs';
 const NODE = 'crowsnest-real-0';
 /** Lines of each kind the app writes: N matching (`ERROR`), N not. */
@@ -51,10 +45,6 @@ function logApi(ip: string, ca: string, path: string, token?: string): Promise<{
     req.on('error', reject);
     req.end();
   });
-}
-
-interface DaemonSet extends KubeObject {
-  spec: { template: { spec: { containers: Array<{ image: string; env: Array<{ name: string; value?: string }> }>; volumes: Array<{ name: string; hostPath?: { path: string } }> } } };
 }
 
 describe('guard logs-agent: a DaemonSet on the real nodes counts a real pod\'s log lines exactly once', () => {
@@ -83,29 +73,10 @@ describe('guard logs-agent: a DaemonSet on the real nodes counts a real pod\'s l
       data: { 'tls.crt': Buffer.from(serving.certPem).toString('base64'), 'tls.key': Buffer.from(serving.keyPem).toString('base64') },
     });
     assert.equal(tls.status, 201, tls.body);
-    const { stdout } = await run(join(plane.binDir, 'helm'), [
-      'template', RELEASE, chart, '--namespace', namespace, '--kube-version', 'v1.35.4', '--show-only', 'templates/guard-logs-agent.yaml',
-      '--set', 'guard.logsAgent.enabled=true', '--set', `guard.logsAgent.guardUrl=${receiver.url}`, '--set-json', 'guard.logsAgent.tolerations=[]',
-      '--set', `guard.logsAgent.podLogsHostPath=${join(plane.dir, 'nodes')}`, '--set', `guard.logsAgent.stateHostPath=/var/lib/crowsnest-test/${namespace}`,
-      '--set', 'guard.logsAgent.batchSize=64Ki', '--set', 'guard.logsAgent.logApi.enabled=true', '--set', 'guard.logsAgent.logApi.tlsSecret=log-api-tls',
-    ]);
-    for (const object of loadAll(stdout) as Array<KubeObject | null>) {
-      if (!object) continue;
-      if (object.kind === 'DaemonSet') {
-        const pod = (object as DaemonSet).spec.template.spec;
-        pod.containers[0]!.image = image;
-        pod.containers[0]!.env.find((e) => e.name === 'CROWSNEST_POD_LOGS_DIR')!.value = '/var/log/pods/$(CROWSNEST_NODE_NAME)/pod-logs';
-      }
-      const path = {
-        DaemonSet: `/apis/apps/v1/namespaces/${namespace}/daemonsets`,
-        ServiceAccount: `/api/v1/namespaces/${namespace}/serviceaccounts`,
-        ClusterRoleBinding: '/apis/rbac.authorization.k8s.io/v1/clusterrolebindings',
-      }[object.kind!];
-      assert.ok(path, `the chart rendered a ${object.kind}`);
-      if (object.kind === 'ClusterRoleBinding') object.metadata!.name = `${namespace}-auth-delegator`;
-      const created = await plane.request('POST', path, object);
-      assert.equal(created.status, 201, created.body);
-    }
+    await installLogsAgent(plane, {
+      release: RELEASE, namespace, image, guardUrl: receiver.url,
+      values: ['--set', 'guard.logsAgent.batchSize=64Ki', '--set', 'guard.logsAgent.logApi.enabled=true', '--set', 'guard.logsAgent.logApi.tlsSecret=log-api-tls'],
+    });
   });
 
   after(async () => {

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import { errorLogPattern, type GuardPolicySpec } from '../api.ts';
 import { compilePattern, foldCase, MAX_PATTERN_LENGTH, PatternError } from './pattern.ts';
 
 describe('watch patterns', () => {
@@ -21,7 +22,15 @@ describe('watch patterns', () => {
     for (const source of ['(a)\\1', '(?<x>a)\\k<x>', 'a(?=b)', 'a(?!b)', '(?<=a)b', '(?<!a)b']) {
       assert.throws(() => compilePattern(source), (err: unknown) => err instanceof PatternError && /linear time/.test(err.message), source);
     }
-    assert.throws(() => compilePattern('(?i:error)'), /linear time/);
+    for (const source of ['a(?i:b)', '(?i:a)|(?i:b)', '(?i:a)(b)']) assert.throws(() => compilePattern(source), /linear time/, source);
+  });
+
+  it('takes a pattern that is one (?i:...) group as a whole, as the operator sends a policy\'s ignoreCase', () => {
+    const pattern = compilePattern(errorLogPattern({ targets: {}, detectors: { errorLogs: { pattern: 'error|panic' } } } as GuardPolicySpec)!);
+    assert.ok(pattern.flags.includes('l'));
+    assert.equal(pattern.test('a PANIC here'), true);
+    assert.equal(pattern.test('Error: x'), true);
+    assert.equal(pattern.test('all good'), false);
   });
 
   it('refuses invalid and overlong patterns', () => {

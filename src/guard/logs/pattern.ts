@@ -7,7 +7,9 @@
  * modifiers, and the `i` flag. Patterns are also capped at {@link MAX_PATTERN_LENGTH} characters.
  *
  * RE2's leading `(?i)` (case-insensitive, as in the GuardPolicy examples) is honoured by rewriting
- * the pattern's letters into two-case classes (`e` → `[eE]`), which the linear engine runs.
+ * the pattern's letters into two-case classes (`e` → `[eE]`), which the linear engine runs; so is a
+ * pattern that is one `(?i:...)` group as a whole, the form the operator sends for a policy's
+ * `ignoreCase` (api.ts errorLogPattern).
  */
 import { setFlagsFromString } from 'node:v8';
 
@@ -38,6 +40,7 @@ export function compilePattern(pattern: string): RegExp {
   if (pattern.length > MAX_PATTERN_LENGTH) throw new PatternError(`pattern is ${pattern.length} characters long; at most ${MAX_PATTERN_LENGTH} are accepted`);
   let source = pattern;
   if (source.startsWith('(?i)')) source = foldCase(source.slice(4));
+  else if (wholeIgnoreCaseGroup(source) !== undefined) source = `(?:${foldCase(wholeIgnoreCaseGroup(source)!)})`;
   if (/\\[1-9]|\\k</.test(source)) throw new PatternError(`pattern ${JSON.stringify(pattern)} uses a backreference, which cannot be matched in linear time`);
   if (/\(\?<?[=!]/.test(source)) throw new PatternError(`pattern ${JSON.stringify(pattern)} uses a lookahead or lookbehind, which cannot be matched in linear time`);
   try {
@@ -46,6 +49,22 @@ export function compilePattern(pattern: string): RegExp {
     const message = (err as Error).message;
     if (/linear time/.test(message)) throw new PatternError(`pattern ${JSON.stringify(pattern)} cannot be matched in linear time (backreferences, lookarounds and inline modifiers other than a leading (?i) are not supported)`);
     throw new PatternError(`pattern ${JSON.stringify(pattern)} is not a valid regular expression: ${message.replace(/^Invalid regular expression: /, '')}`);
+  }
+}
+
+/**
+ * The inside of `source` when `source` is one `(?i:...)` group as a whole: its first `(` closes at
+ * its last `)` exactly when the inside is a regular expression of its own (`(?i:a)|(b)` has the
+ * inside `a)|(b`, which is not).
+ */
+function wholeIgnoreCaseGroup(source: string): string | undefined {
+  if (!source.startsWith('(?i:') || !source.endsWith(')')) return undefined;
+  const inside = source.slice(4, -1);
+  try {
+    new RegExp(inside);
+    return inside;
+  } catch {
+    return undefined;
   }
 }
 
