@@ -1,27 +1,12 @@
 import assert from 'node:assert/strict';
-import { once } from 'node:events';
-import { createServer, type AddressInfo } from 'node:net';
 import { describe, it } from 'node:test';
-import { KubeConfig } from '@kubernetes/client-node';
 import { Registry } from 'prom-client';
-import { KubeClient } from '../client/client.ts';
+import { unreachableClient } from '../client/unreachable-client.ts';
 import { done } from './controller.ts';
 import { EventRecorder } from '../objects/events.ts';
 import { type CacheTransform, Manager } from './manager.ts';
 import { type KubeObject, metadataOnly, Resources } from '../objects/resources.ts';
 import { allow } from '../webhook/review.ts';
-
-/** A client for a port nothing listens on: informers never sync, nothing is ever written. */
-async function unreachableClient(): Promise<KubeClient> {
-  const closed = createServer();
-  closed.listen(0, '127.0.0.1');
-  await once(closed, 'listening');
-  const port = (closed.address() as AddressInfo).port;
-  closed.close();
-  const kc = new KubeConfig();
-  kc.loadFromOptions({ clusters: [{ name: 'c', server: `https://127.0.0.1:${port}` }], users: [{ name: 'u', token: 't' }], contexts: [{ name: 'x', cluster: 'c', user: 'u' }], currentContext: 'x' });
-  return new KubeClient(kc);
-}
 
 async function manager(options: Partial<ConstructorParameters<typeof Manager>[0]> = {}): Promise<Manager> {
   const client = await unreachableClient();

@@ -2,10 +2,8 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import { Store } from './cache.ts';
-import { KubeConfig } from '@kubernetes/client-node';
-import { once } from 'node:events';
-import { createServer, type AddressInfo } from 'node:net';
-import { KubeApiError, KubeClient } from '../client/client.ts';
+import { KubeApiError, } from '../client/client.ts';
+import { unreachableClient } from '../client/unreachable-client.ts';
 import { FakeClock } from '../clock.ts';
 import { Informer } from './informer.ts';
 import { ExponentialBackoff } from './ratelimiter.ts';
@@ -542,14 +540,7 @@ describe('Reflector', () => {
     // client-go adds up to 100 % jitter on top of its 30 s cap: a reflector there (and here,
     // before) could wait 60 s, leaving a deleted pod in its Role long after the server was back.
     it('an informer against a server that stays down never waits more than 30 s between attempts, and its waits stay spread', { timeout: 20_000 }, async () => {
-      const closed = createServer();
-      closed.listen(0, '127.0.0.1');
-      await once(closed, 'listening');
-      const port = (closed.address() as AddressInfo).port;
-      closed.close();
-      const kc = new KubeConfig();
-      kc.loadFromOptions({ clusters: [{ name: 'c', server: `https://127.0.0.1:${port}` }], users: [{ name: 'u', token: 't' }], contexts: [{ name: 'x', cluster: 'c', user: 'u' }], currentContext: 'x' });
-      const client = new KubeClient(kc);
+      const client = await unreachableClient();
       const clock = new FakeClock();
       const informer = new Informer({ client, type: Resources.pods, clock });
       const controller = new AbortController();
