@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import { Store } from './cache.ts';
-import { KubeApiError, } from '../client/client.ts';
+import { KubeApiError } from '../client/client.ts';
 import { unreachableClient } from '../client/unreachable-client.ts';
 import { FakeClock } from '../clock.ts';
 import { Informer } from './informer.ts';
