@@ -69,6 +69,21 @@ describe('guard\'s actions and anomaly detector on real pods', { concurrency: tr
     return values.find((v) => v.labels['policy'] === name && v.labels['result'] === result)?.value ?? 0;
   };
   const steps = (incident: Incident | undefined, action: string) => (incident?.actions ?? []).filter((a) => a.action === action);
+  /**
+   * Creates policy `name` (a crash loop at one restart opens an incident; no cooldown) taking
+   * `action`, and waits until the incident of pod `pod` records it.
+   */
+  const firstRecord = async (name: string, targets: Record<string, unknown>, action: 'Evict' | 'Preventive', pod: string): Promise<Incident> => {
+    await create('crowsnest.dev/v1alpha1/namespaces/{ns}/guardpolicies', policy(name, {
+      targets, detectors: { crashLoop: { restarts: 1, window: '5m' } }, actions: ['Event', action], cooldown: '0s',
+    }));
+    let incident: Incident | undefined;
+    await eventually(`policy ${name}'s incident on ${pod} to record ${action}`, async () => {
+      incident = (await incidentsOf(name)).find((i) => i.pod === pod);
+      return steps(incident, action).length > 0;
+    }, 90_000);
+    return incident!;
+  };
 
   before(async () => {
     plane = await testbed();
@@ -93,8 +108,7 @@ describe('guard\'s actions and anomaly detector on real pods', { concurrency: tr
       // Preventive during someone else's rollout.
       create('api/v1/namespaces/{ns}/pods', pod('roll-crash', image, { tier: 'roll' }, CRASH)),
       create('apps/v1/namespaces/{ns}/deployments', deployment('roll', 2, image, { tier: 'roll' })),
-      // Anomaly: three quiet pods and one whose container keeps exiting.
-      create('api/v1/namespaces/{ns}/pods', pod('jumpy', image, { tier: 'anomaly' }, CRASH)),
+      // Anomaly: three quiet pods (the one whose container keeps exiting joins them in its case).
       create('apps/v1/namespaces/{ns}/deployments', deployment('calm', 3, image, { tier: 'anomaly' })),
     ]);
   });
@@ -107,23 +121,13 @@ describe('guard\'s actions and anomaly detector on real pods', { concurrency: tr
   it('Evict: the Eviction API refuses (429, the PDB allows no disruption); guard records it, retries with backoff, and evicts once the budget allows, once', { timeout: 150_000 }, async () => {
     const [crashing] = await pods('app=evict').then((list) => list.filter((p) => p.metadata.name === 'evict-crash'));
     assert.ok(crashing);
-    await create('crowsnest.dev/v1alpha1/namespaces/{ns}/guardpolicies', policy('evict', {
-      targets: { podSelector: { matchLabels: { app: 'evict' } } },
-      detectors: { crashLoop: { restarts: 1, window: '5m' } },
-      actions: ['Event', 'Evict'],
-      cooldown: '0s',
-    }));
-    let incident: Incident | undefined;
-    await eventually('the eviction refused and held', async () => {
-      incident = (await incidentsOf('evict')).find((i) => i.pod === 'evict-crash');
-      return steps(incident, 'Evict').length > 0;
-    }, 90_000);
+    const incident = await firstRecord('evict', { podSelector: { matchLabels: { app: 'evict' } } }, 'Evict', 'evict-crash');
     const [refusal] = steps(incident, 'Evict');
     assert.equal(refusal!.outcome, 'Skipped');
     assert.match(refusal!.message, /^the Eviction API refused: .*(disruption budget|TooManyRequests|429).* \(a PodDisruptionBudget allows no disruption now\); held: tried again with backoff while the incident is open$/);
     // Refused again at least once (a retry, not a dropped step), and nothing recorded for it.
     await eventually('a second refusal', async () => (await evictions('evict', 'refused')) >= 2, 30_000);
-    assert.equal(steps((await incidentsOf('evict')).find((i) => i.id === incident!.id), 'Evict').length, 1, 'a refusal is recorded once');
+    assert.equal(steps((await incidentsOf('evict')).find((i) => i.id === incident.id), 'Evict').length, 1, 'a refusal is recorded once');
     assert.equal((await getObject<Pod>(`/api/v1/namespaces/${namespace}/pods/evict-crash`))?.metadata.uid, crashing.metadata.uid, 'not evicted while the budget holds');
 
     // The budget allows it: the healthy pod alone is enough.
@@ -133,8 +137,8 @@ describe('guard\'s actions and anomaly detector on real pods', { concurrency: tr
       const now = await getObject<Pod>(`/api/v1/namespaces/${namespace}/pods/evict-crash`);
       return now === undefined || now.metadata.uid !== crashing.metadata.uid || now.metadata.deletionTimestamp !== undefined;
     }, 90_000);
-    await eventually('the eviction recorded taken', async () => steps((await incidentsOf('evict')).find((i) => i.id === incident!.id), 'Evict').some((a) => a.outcome === 'Taken'), 20_000);
-    const evict = steps((await incidentsOf('evict')).find((i) => i.id === incident!.id), 'Evict');
+    await eventually('the eviction recorded taken', async () => steps((await incidentsOf('evict')).find((i) => i.id === incident.id), 'Evict').some((a) => a.outcome === 'Taken'), 20_000);
+    const evict = steps((await incidentsOf('evict')).find((i) => i.id === incident.id), 'Evict');
     assert.deepEqual(evict.map((a) => a.outcome), ['Skipped', 'Taken']);
     assert.equal(await evictions('evict', 'evicted'), 1, 'evicted once');
     // No hot loop: the refusals fit the doubling waits between the first refusal and the eviction (second-resolution times, one second of slack).
@@ -155,17 +159,7 @@ describe('guard\'s actions and anomaly detector on real pods', { concurrency: tr
     assert.equal(marked.exitCode, 0, marked.stderr);
     await eventually(`${unready.metadata.name} not ready`, async () => !isReady((await getObject<Pod>(`/api/v1/namespaces/${namespace}/pods/${unready.metadata.name}`))!), 30_000);
 
-    await create('crowsnest.dev/v1alpha1/namespaces/{ns}/guardpolicies', policy('prev', {
-      targets: { podSelector: { matchLabels: { tier: 'prev' } }, groupBy: ['tier'] },
-      detectors: { crashLoop: { restarts: 1, window: '5m' } },
-      actions: ['Event', 'Preventive'],
-      cooldown: '0s',
-    }));
-    let incident: Incident | undefined;
-    await eventually('the preventive restart held', async () => {
-      incident = (await incidentsOf('prev')).find((i) => i.pod === 'prev-crash');
-      return steps(incident, 'Preventive').length > 0;
-    }, 90_000);
+    const incident = await firstRecord('prev', { podSelector: { matchLabels: { tier: 'prev' } }, groupBy: ['tier'] }, 'Preventive', 'prev-crash');
     assert.deepEqual(steps(incident, 'Preventive').map((a) => a.outcome), ['Skipped']);
     assert.match(steps(incident, 'Preventive')[0]!.message, new RegExp(`^similar pods not ready \\(${unready.metadata.name}\\): restarting another now could take the group down; held: `));
     assert.deepEqual((await pods('app=prev')).map((p) => p.metadata.uid).sort(), similar.map((p) => p.metadata.uid).sort(), 'nothing restarted while a pod is not ready');
@@ -176,7 +170,7 @@ describe('guard\'s actions and anomaly detector on real pods', { concurrency: tr
     await eventually('one similar pod restarted', async () => (await pods('app=prev')).some((p) => !similar.some((s) => s.metadata.uid === p.metadata.uid)), 90_000);
     let taken: Incident['actions'] = [];
     await eventually('the restart recorded', async () => {
-      taken = steps((await incidentsOf('prev')).find((i) => i.id === incident!.id), 'Preventive');
+      taken = steps((await incidentsOf('prev')).find((i) => i.id === incident.id), 'Preventive');
       return taken.length > 1;
     }, 20_000);
     assert.deepEqual(taken.map((a) => a.outcome), ['Skipped', 'Taken']);
@@ -187,7 +181,7 @@ describe('guard\'s actions and anomaly detector on real pods', { concurrency: tr
     const survivor = similar.find((p) => p.metadata.name !== restarted)!;
     await new Promise((resolve) => setTimeout(resolve, heldRetryDelayMs(2)));
     assert.ok((await pods('app=prev')).some((p) => p.metadata.uid === survivor.metadata.uid && !p.metadata.deletionTimestamp), 'one restart per incident');
-    assert.equal(steps((await incidentsOf('prev')).find((i) => i.id === incident!.id), 'Preventive').length, 2);
+    assert.equal(steps((await incidentsOf('prev')).find((i) => i.id === incident.id), 'Preventive').length, 2);
     assert.equal(await evictions('prev', 'evicted'), 1);
   });
 
@@ -201,17 +195,7 @@ describe('guard\'s actions and anomaly detector on real pods', { concurrency: tr
     assert.equal(patched.status, 200, patched.body);
     await eventually('a pod of the new revision', async () => new Set((await pods('app=roll')).map((p) => p.metadata.labels?.['pod-template-hash'])).size === 2, 60_000);
 
-    await create('crowsnest.dev/v1alpha1/namespaces/{ns}/guardpolicies', policy('roll', {
-      targets: { podSelector: { matchLabels: { tier: 'roll' } }, groupBy: ['tier'] },
-      detectors: { crashLoop: { restarts: 1, window: '5m' } },
-      actions: ['Event', 'Preventive'],
-      cooldown: '0s',
-    }));
-    let incident: Incident | undefined;
-    await eventually('the preventive step recorded', async () => {
-      incident = (await incidentsOf('roll')).find((i) => i.pod === 'roll-crash');
-      return steps(incident, 'Preventive').length > 0;
-    }, 90_000);
+    const incident = await firstRecord('roll', { podSelector: { matchLabels: { tier: 'roll' } }, groupBy: ['tier'] }, 'Preventive', 'roll-crash');
     const [held] = steps(incident, 'Preventive');
     assert.equal(held!.outcome, 'Skipped');
     assert.match(held!.message, /^Deployment roll is being rolled out by someone else \(its pods carry 2 revisions: \w+: [12], \w+: [12]\): the rollout restarts them already; guard restarts none until it is done; held: /);
@@ -222,6 +206,10 @@ describe('guard\'s actions and anomaly detector on real pods', { concurrency: tr
   });
 
   it('anomaly: a pod whose container keeps exiting stands out from its group\'s restart baseline (EWMA, z-score)', { timeout: 120_000 }, async () => {
+    // The quiet pods first (their ReplicaSet made them; running or not, they restart 0 times a minute), so the
+    // baseline has their zeros before the first restart: alone, a pod's own rates would be its baseline.
+    await eventually('the three quiet pods', async () => (await pods('app=calm')).length === 3, 60_000);
+    await create('api/v1/namespaces/{ns}/pods', pod('jumpy', plane.images['test']!, { tier: 'anomaly' }, CRASH));
     let incident: Incident | undefined;
     await eventually('an anomaly incident', async () => {
       incident = (await incidentsOf('anomaly'))[0];
