@@ -136,9 +136,9 @@ const preventive = Type.Object({
   taintNode: Type.Optional(Type.Object({
     incidents: count('Incidents of one group within the window, on one node and more than half of the group\'s incidents there, that make the node tainted.', 2, 1000),
     window: window('How far back the group\'s incidents are counted.', '10m'),
-    ttl: Type.Optional(duration({ description: 'How long the taint stays; it is removed then, and when the policy is deleted.', min: '1m', max: '24h', default: '30m' })),
+    ttl: Type.Optional(duration({ description: 'How long the taint stays after its timeAdded (guard sets it when adding the taint; every replica reads the end from it); it is removed then, and when the policy is deleted.', min: '1m', max: '24h', default: '30m' })),
   }, {
-    description: 'Taint a node NoSchedule (guard.crowsnest.dev/failing=<namespace>.<policy>) when the group\'s failures concentrate there, so replacements land elsewhere: at most one node per policy at a time, and never the last schedulable Ready node (another untainted Ready node must remain). Present: on ({} takes the defaults). No cooldown: a taint evicts nothing.',
+    description: 'Taint a node NoSchedule (guard.crowsnest.dev/failing=<namespace>.<policy>) when the group\'s failures concentrate there, so replacements land elsewhere: at most one node per policy at a time, and never a node the group\'s pods need (each of their placements, by nodeSelector, required node affinity and tolerations, must keep another Ready node that admits it). Present: on ({} takes the defaults). No cooldown: a taint evicts nothing.',
   })),
 }, { description: 'What the Preventive step does on pods similar to the incident\'s.' });
 

@@ -440,15 +440,16 @@ describe('GuardController', () => {
       await f.crash(['web-1']);
       assert.match(preventive(f)[0]!, /^web-1 Skipped: no node tainted: 1 incident of group ReplicaSet\/web-h1 on node node-a/);
       await f.crash(['web-2']);
-      assert.match(preventive(f)[0]!, /^web-2 Taken: tainted node node-a guard\.crowsnest\.dev\/failing=shop\.web:NoSchedule until 2026-01-01T00:30:\d\dZ: 2 of 2 incidents/);
-      assert.deepEqual(taintsOf(f, 'node-a'), [foreign, ours]);
+      assert.match(preventive(f)[0]!, /^web-2 Taken: tainted node node-a guard\.crowsnest\.dev\/failing=shop\.web:NoSchedule until 2026-01-01T00:30:20Z: 2 of 2 incidents/);
+      const added = { ...ours, timeAdded: '2026-01-01T00:00:20Z' };
+      assert.deepEqual(taintsOf(f, 'node-a'), [foreign, added]);
       assert.deepEqual(taintsOf(f, 'node-b'), []);
       assert.deepEqual(f.writer.actions.map((a) => `${a.verb} ${a.resource} ${a.namespace}/${a.name}`), ['addFinalizer guardpolicies shop/web']);
       assert.ok(f.events.includes('Node/node-a Warning NodeTainted') && f.events.includes('GuardPolicy/web Normal PreventiveTaken'));
 
       f.clock.advance(29 * 60_000);
       await f.reconcile();
-      assert.deepEqual(taintsOf(f, 'node-a'), [foreign, ours], 'kept until its ttl');
+      assert.deepEqual(taintsOf(f, 'node-a'), [foreign, added], 'kept until its ttl');
       f.clock.advance(60_000);
       await f.reconcile();
       assert.deepEqual(taintsOf(f, 'node-a'), [foreign], 'its own taint removed, the other left alone');
@@ -493,13 +494,56 @@ describe('GuardController', () => {
       assert.ok(!f.events.some((e) => e.startsWith('Node/')));
     });
 
-    it('leaves the last schedulable node alone', async () => {
+    it('leaves alone the last node the group\'s pods can be scheduled on', async () => {
       const f = new Fixture(spec());
       f.nodes = [readyNode('node-a'), readyNode('node-b', [{ key: 'kwok.x-k8s.io/node', value: 'fake', effect: 'NoSchedule' }])];
       f.pods = [crashing('web-1', 0), crashing('web-2', 0)];
       await f.crash(['web-1', 'web-2']);
-      assert.ok(preventive(f).some((p) => /Skipped: node node-a is not tainted: no other schedulable Ready node would remain/.test(p)), preventive(f).join('\n'));
+      assert.ok(preventive(f).some((p) => /Skipped: node node-a is not tainted: no other Ready node would admit pods of group ReplicaSet\/web-h1 \(no nodeSelector/.test(p)), preventive(f).join('\n'));
       assert.deepEqual(f.patches(), []);
+    });
+
+    it('reads where the group\'s pods can land from their specs: pinned pods keep their node; tolerating pods count the tainted one', async () => {
+      const placed = (spec: Partial<GuardPod['spec']>) => (pod: GuardPod): GuardPod => ({ ...pod, spec: { ...pod.spec, ...spec } });
+      const kwokTaint: NodeTaint = { key: 'kwok.x-k8s.io/node', value: 'fake', effect: 'NoSchedule' };
+      const pinned = new Fixture(spec());
+      pinned.nodes = [readyNode('node-a'), readyNode('node-b')];
+      pinned.pods = [crashing('web-1', 0), crashing('web-2', 0)].map(placed({ nodeSelector: { 'kubernetes.io/hostname': 'node-a' } }));
+      await pinned.crash(['web-1', 'web-2']);
+      assert.ok(preventive(pinned).some((p) => /Skipped: node node-a is not tainted: .* \(nodeSelector kubernetes\.io\/hostname=node-a\)$/.test(p)), preventive(pinned).join('\n'));
+      assert.deepEqual(pinned.patches(), []);
+
+      const tolerating = new Fixture(spec());
+      tolerating.nodes = [readyNode('node-a'), readyNode('node-b', [kwokTaint])];
+      tolerating.pods = [crashing('web-1', 0), crashing('web-2', 0)].map(placed({ tolerations: [{ key: 'kwok.x-k8s.io/node', operator: 'Exists' }] }));
+      await tolerating.crash(['web-1', 'web-2']);
+      assert.ok(preventive(tolerating).some((p) => /Taken: tainted node node-a .*; 1 other node admits the group's pods$/.test(p)), preventive(tolerating).join('\n'));
+    });
+
+    it('ends a taint at its timeAdded plus the ttl, read from the node by a controller that never saw it added (a restart, a new leader)', async () => {
+      const node = (timeAdded?: string) => readyNode('node-a', [foreign, { ...ours, ...(timeAdded ? { timeAdded } : {}) }]);
+      // 00:00:00 now; ttl 30m.
+      const expired = new Fixture(spec());
+      expired.nodes = [node('2025-12-31T23:30:00Z'), readyNode('node-b')];
+      await expired.reconcile();
+      assert.deepEqual(taintsOf(expired, 'node-a'), [foreign], 'added 30m ago: removed at once');
+      assert.ok(expired.events.includes('GuardPolicy/web Normal NodeUntainted'));
+
+      const running = new Fixture(spec());
+      running.nodes = [node('2025-12-31T23:31:00Z'), readyNode('node-b')];
+      await running.reconcile();
+      assert.deepEqual(taintsOf(running, 'node-a'), [foreign, { ...ours, timeAdded: '2025-12-31T23:31:00Z' }], 'a minute left: kept, timeAdded untouched');
+      running.clock.advance(60_000);
+      await running.reconcile();
+      assert.deepEqual(taintsOf(running, 'node-a'), [foreign]);
+
+      const unstamped = new Fixture(spec());
+      unstamped.nodes = [node(), readyNode('node-b')];
+      await unstamped.reconcile();
+      assert.deepEqual(taintsOf(unstamped, 'node-a'), [foreign, { ...ours, timeAdded: '2026-01-01T00:00:00Z' }], 'no timeAdded: stamped now, so its ttl runs from here for every replica');
+      unstamped.clock.advance(30 * 60_000);
+      await unstamped.reconcile();
+      assert.deepEqual(taintsOf(unstamped, 'node-a'), [foreign]);
     });
   });
 });

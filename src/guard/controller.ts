@@ -30,7 +30,7 @@ import { cooldownRail, type DisruptionBudget, type GroupSituation, heldRetryDela
 import { controllerOf, type GuardPod, guardPod } from './pods.ts';
 import { isolationPolicy, isolationPolicyName, type JsonPatchOperation, labelsToRemove, quarantinePatch, quarantineRecordOf, releasePatch } from './quarantine.ts';
 import { type GuardSignals, undeclaredListeners } from './signals.ts';
-import { addTaintPatch, decideTaint, GUARD_TAINT_FINALIZER, GUARD_TAINT_KEY, hasGuardTaint, type NodeLike, removeTaintPatch, taintValue } from './taint.ts';
+import { addTaintPatch, decideTaint, GUARD_TAINT_FINALIZER, GUARD_TAINT_KEY, guardTaintOf, hasGuardTaint, type NodeLike, removeTaintPatch, stampTaintPatch, taintEndMs, taintValue } from './taint.ts';
 import { durationMs } from '../kube/api/schema.ts';
 import type { Clock } from '../kube/clock.ts';
 import type { KubeClient } from '../kube/client/client.ts';
@@ -100,8 +100,7 @@ interface PolicyState {
   readonly baselines: Map<string, DecayingStats>;
   /** pod uid → the resourceVersion our quarantine patch produced (the cache may not show it yet). */
   readonly patched: Map<string, string>;
-  /** node → when this policy's taint on it ends (a new leader gives a taint it finds a full ttl). */
-  readonly taintUntil: Map<string, number>;
+  // A node taint's end is not kept here: it is its timeAdded (on the node) plus the ttl.
   /** incident id → its held steps (Evict, Preventive's restart) and when each is tried again. */
   readonly held: Map<string, Map<HeldStep, HeldRetry>>;
 }
@@ -172,7 +171,7 @@ export class GuardController {
     }
     await this.resumeHeld(policy, state, selected, signal);
     const quarantineExpiry = await this.expireQuarantines(policy, state, quarantined, now, signal);
-    const taintExpiry = await this.expireTaints(policy, state, now, signal);
+    const taintExpiry = await this.expireTaints(policy, now, signal);
     const nextExpiry = [quarantineExpiry, taintExpiry, this.nextHeldRetry(state)].reduce<number | undefined>((next, at) => (at === undefined ? next : Math.min(next ?? at, at)), undefined);
 
     for (const uid of state.pods.keys()) if (!selected.some((p) => p.metadata.uid === uid)) state.pods.delete(uid);
@@ -450,7 +449,7 @@ export class GuardController {
           case 'Preventive': {
             if (spec.preventive?.taintNode && !retrying) {
               // A taint evicts nothing: the cooldown does not hold it back.
-              const [outcome, message] = await this.taintNode(policy, state, incident, dryRun, signal);
+              const [outcome, message] = await this.taintNode(policy, state, pod, incident, selected, dryRun, signal);
               record('Preventive', outcome, message, false);
               if (spec.preventive.restartSimilar === false) break;
             }
@@ -549,20 +548,24 @@ export class GuardController {
 
   /**
    * Taints the incident's node NoSchedule when the group's incidents concentrate there (taint.ts
-   * decides; the rails: one node per policy at a time, never the last schedulable node). The
-   * policy gets its finalizer first, so deleting it always removes the taint.
+   * decides; the rails: one node per policy at a time, and every placement among the group's pods
+   * keeps another node). The policy gets its finalizer first, so deleting it always removes the
+   * taint. The taint's `timeAdded` is now, and its end that plus the ttl.
    */
-  private async taintNode(policy: GuardPolicy, state: PolicyState, incident: Incident, dryRun: boolean, signal: AbortSignal): Promise<[ActionOutcome, string]> {
+  private async taintNode(policy: GuardPolicy, state: PolicyState, pod: GuardPod, incident: Incident, selected: readonly GuardPod[], dryRun: boolean, signal: AbortSignal): Promise<[ActionOutcome, string]> {
     const settings = policy.spec.preventive!.taintNode!;
     const ttlMs = durationMs(settings.ttl ?? '30m');
     const value = taintValue(policy.metadata.namespace ?? '', policy.metadata.name ?? '');
     const now = this.deps.clock.now();
-    const decision = decideTaint(incident, state.incidents, this.deps.nodes?.() ?? [], value, { incidents: settings.incidents ?? 2, windowMs: durationMs(settings.window ?? '10m') }, now);
+    // The incident's pod counts even when a step before quarantined it: its replacement is placed alike.
+    const group = [pod, ...selected.filter((p) => p !== pod && groupOf(p, policy.spec) === incident.group)];
+    const decision = decideTaint(incident, state.incidents, this.deps.nodes?.() ?? [], group.map((p) => p.spec), value, { incidents: settings.incidents ?? 2, windowMs: durationMs(settings.window ?? '10m') }, now);
     if (!decision.taint) return ['Skipped', decision.message];
     if (!dryRun) await this.deps.writer.addFinalizer(GuardPolicyApi.type, policy, GUARD_TAINT_FINALIZER, { signal });
-    const node = await this.patchNode(decision.node, (n) => addTaintPatch(n, value), dryRun, signal);
-    const until = now + ttlMs;
-    if (!dryRun) state.taintUntil.set(decision.node, until);
+    const { node } = await this.patchNode(decision.node, (n) => addTaintPatch(n, value, now), dryRun, signal);
+    // Tainted already (the cache lagged): its own timeAdded stands.
+    const taint = node && guardTaintOf(node, value);
+    const until = (taint && taintEndMs(taint, ttlMs)) ?? now + ttlMs;
     const message = `${dryRun ? 'dry run: would taint node ' : TAINTED_PREFIX}${decision.node} ${GUARD_TAINT_KEY}=${value}:NoSchedule until ${formatConditionTime(until)}: ${decision.message}`;
     // The pod's and the policy's Events come with the step's record; a dry run leaves the node alone, Events included.
     if (!dryRun) this.nodeEvent(decision.node, node?.metadata?.uid, 'Warning', 'NodeTainted', 'Taint', `policy ${policy.metadata.namespace}/${policy.metadata.name}, incident ${incident.id}: ${message}`);
@@ -570,35 +573,41 @@ export class GuardController {
   }
 
   /**
-   * Removes this policy's taint from nodes whose ttl ended, or from every node when the policy no
-   * longer asks for taints; drops the finalizer once no taint is left and none may come. Returns the
-   * next ttl end, if any. A taint is removed even in dry run: it only undoes what guard did.
+   * Removes this policy's taint from nodes where its ttl ended (its `timeAdded` plus the ttl, read
+   * from the node: the same answer for every replica, before and after a restart), or from every
+   * node when the policy no longer asks for taints; drops the finalizer once no taint is left and
+   * none may come. A taint of ours without a `timeAdded` gets one (now). Returns the next ttl end,
+   * if any. A taint is removed even in dry run: it only undoes what guard did.
    */
-  private async expireTaints(policy: GuardPolicy, state: PolicyState, now: number, signal: AbortSignal): Promise<number | undefined> {
+  private async expireTaints(policy: GuardPolicy, now: number, signal: AbortSignal): Promise<number | undefined> {
     const settings = policy.spec.preventive?.taintNode;
+    const ttl = settings?.ttl ?? '30m';
+    const ttlMs = durationMs(ttl);
     const value = taintValue(policy.metadata.namespace ?? '', policy.metadata.name ?? '');
     const tainted = (this.deps.nodes?.() ?? []).filter((n) => hasGuardTaint(n, value));
     let next: number | undefined;
+    const nextAt = (at: number): void => { next = Math.min(next ?? at, at); };
     for (const node of tainted) {
       const name = node.metadata.name;
-      let until = state.taintUntil.get(name);
-      if (until === undefined && settings) {
-        until = now + durationMs(settings.ttl ?? '30m');
-        state.taintUntil.set(name, until);
-      }
-      if (settings && until !== undefined && until > now) {
-        next = Math.min(next ?? until, until);
-        continue;
-      }
+      const taint = guardTaintOf(node, value)!;
+      const until = taintEndMs(taint, ttlMs);
       try {
-        await this.untaint(policy, name, settings ? `its ttl ${settings.ttl ?? '30m'} ended` : 'the policy no longer taints nodes', signal);
+        if (!settings) {
+          await this.untaint(policy, name, 'the policy no longer taints nodes', signal);
+        } else if (until === undefined) {
+          await this.patchNode(name, (n) => stampTaintPatch(n, value, now), false, signal);
+          nextAt(now + ttlMs);
+        } else if (until > now) {
+          nextAt(until);
+        } else {
+          await this.untaint(policy, name, `its ttl ${ttl} ended (added ${taint.timeAdded})`, signal);
+        }
       } catch (err) {
         if (signal.aborted) throw err;
-        this.logger.warn({ namespace: policy.metadata.namespace, policy: policy.metadata.name, node: name, err: describeError(err) }, 'guard could not remove its node taint; retrying');
-        next = now + 5_000;
+        this.logger.warn({ namespace: policy.metadata.namespace, policy: policy.metadata.name, node: name, err: describeError(err) }, 'guard could not end or stamp its node taint; retrying');
+        nextAt(now + 5_000);
       }
     }
-    for (const name of state.taintUntil.keys()) if (!tainted.some((n) => n.metadata.name === name)) state.taintUntil.delete(name);
     if (!settings && tainted.length === 0 && policy.metadata.finalizers?.includes(GUARD_TAINT_FINALIZER)) {
       await this.deps.writer.removeFinalizer(GuardPolicyApi.type, policy, GUARD_TAINT_FINALIZER, { signal });
     }
@@ -615,7 +624,9 @@ export class GuardController {
 
   private async untaint(policy: GuardPolicy, name: string, why: string, signal: AbortSignal): Promise<void> {
     const value = taintValue(policy.metadata?.namespace ?? '', policy.metadata?.name ?? '');
-    const node = await this.patchNode(name, (n) => removeTaintPatch(n, value), false, signal);
+    const { node, patched } = await this.patchNode(name, (n) => removeTaintPatch(n, value), false, signal);
+    // Gone already (the cache had not seen the last removal): said once.
+    if (!patched) return;
     const message = `removed taint ${GUARD_TAINT_KEY}=${value}:NoSchedule from node ${name}: ${why}`;
     this.nodeEvent(name, node?.metadata?.uid, 'Normal', 'NodeUntainted', 'Untaint', `policy ${policy.metadata?.namespace}/${policy.metadata?.name}: ${message}`);
     this.deps.recorder?.event(policyRef(policy), 'Normal', 'NodeUntainted', 'Untaint', message);
@@ -625,25 +636,27 @@ export class GuardController {
   /**
    * Patches node `name` with `build(current)` (undefined: nothing to do), read fresh from the API
    * server each try: the patch tests the resourceVersion, and a node that changed meanwhile is
-   * read and judged again. Returns the node as last seen; undefined when it is gone.
+   * read and judged again. Returns the node as last seen (undefined when it is gone) and whether
+   * it was patched.
    */
-  private async patchNode(name: string, build: (node: NodeLike) => JsonPatchOperation[] | undefined, dryRun: boolean, signal: AbortSignal): Promise<NodeLike | undefined> {
+  private async patchNode(name: string, build: (node: NodeLike) => JsonPatchOperation[] | undefined, dryRun: boolean, signal: AbortSignal): Promise<{ node: NodeLike | undefined; patched: boolean }> {
     const path = objectPath(Resources.nodes, name);
     for (let attempt = 1; ; attempt++) {
       let node: NodeLike;
       try {
         node = await this.deps.api.json<NodeLike>(path, { signal });
       } catch (err) {
-        if (isNotFound(err)) return undefined;
+        if (isNotFound(err)) return { node: undefined, patched: false };
         throw err;
       }
       const patch = build(node);
-      if (!patch) return node;
+      if (!patch) return { node, patched: false };
       try {
-        return await this.deps.api.json<NodeLike>(path, {
+        const patched = await this.deps.api.json<NodeLike>(path, {
           method: 'PATCH', contentType: 'application/json-patch+json',
           query: { fieldManager: this.deps.writer.fieldManager, dryRun: dryRun ? 'All' : undefined }, body: patch, signal,
         });
+        return { node: patched, patched: true };
       } catch (err) {
         if (attempt >= NODE_PATCH_ATTEMPTS || !(isConflict(err) || statusCode(err) === 422)) throw err;
       }
@@ -841,7 +854,7 @@ export class GuardController {
       // A new leader picks up where the last one left: the incidents it recorded.
       state = {
         uid, pods: new Map(), incidents: (policy.status?.incidents ?? []).map((i) => ({ ...i, actions: [...i.actions] })),
-        lastDisruption: new Map(), closedAt: new Map(), baselines: new Map(), patched: new Map(), taintUntil: new Map(), held: new Map(),
+        lastDisruption: new Map(), closedAt: new Map(), baselines: new Map(), patched: new Map(), held: new Map(),
       };
       for (const incident of state.incidents) {
         // A node taint is a Preventive step that evicts nothing: it starts no cooldown.

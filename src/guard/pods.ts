@@ -1,10 +1,12 @@
 /**
  * Pods as guard's cache keeps them: identity, labels, owner, node, the declared ports (for the
- * undeclared-port threat signal) and the container statuses its detectors read (restart counts,
- * last termination, waiting reason). Everything else of the pod is dropped at the informer, so a
- * cluster-wide pod cache stays small.
+ * undeclared-port threat signal), where the pod may be scheduled (for the node taint's rail:
+ * nodeSelector, required node affinity, the tolerations that matter; placement.ts) and the
+ * container statuses its detectors read (restart counts, last termination, waiting reason).
+ * Everything else of the pod is dropped at the informer, so a cluster-wide pod cache stays small.
  */
 import type { DeclaredPort } from './contract.ts';
+import { type PodPlacement, podPlacement, type RawPodPlacement } from './placement.ts';
 import type { KubeObject, OwnerReference } from '../kube/objects/resources.ts';
 
 export interface Termination {
@@ -31,7 +33,7 @@ export interface GuardPod extends KubeObject {
     name: string; namespace: string; uid: string; resourceVersion?: string; creationTimestamp?: string; deletionTimestamp?: string;
     labels?: Record<string, string>; annotations?: Record<string, string>; ownerReferences?: OwnerReference[];
   };
-  spec: { nodeName?: string; ports: DeclaredPort[] };
+  spec: { nodeName?: string; ports: DeclaredPort[] } & PodPlacement;
   status: { phase?: string; podIP?: string; containers: SlimContainerStatus[] };
 }
 
@@ -43,7 +45,7 @@ interface RawContainerStatus {
 }
 interface RawContainer { name?: string; ports?: Array<{ containerPort?: number; protocol?: string; name?: string }> }
 interface RawPod extends KubeObject {
-  spec?: { nodeName?: string; containers?: RawContainer[]; initContainers?: RawContainer[] };
+  spec?: { nodeName?: string; containers?: RawContainer[]; initContainers?: RawContainer[] } & RawPodPlacement;
   status?: { phase?: string; podIP?: string; containerStatuses?: RawContainerStatus[]; initContainerStatuses?: RawContainerStatus[] };
 }
 
@@ -83,7 +85,7 @@ export function guardPod(obj: KubeObject): KubeObject {
       ...(Object.keys(annotations).length ? { annotations } : {}),
       ...(m.ownerReferences ? { ownerReferences: m.ownerReferences } : {}),
     },
-    spec: { ...(pod.spec?.nodeName ? { nodeName: pod.spec.nodeName } : {}), ports },
+    spec: { ...(pod.spec?.nodeName ? { nodeName: pod.spec.nodeName } : {}), ports, ...podPlacement(pod.spec) },
     status: {
       ...(pod.status?.phase ? { phase: pod.status.phase } : {}),
       ...(pod.status?.podIP ? { podIP: pod.status.podIP } : {}),

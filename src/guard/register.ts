@@ -10,7 +10,7 @@ import { TokenReviewer } from '../kube/auth/token-review.ts';
 import { INDEX_NAMESPACE, type IndexFunc, namespaceIndex, type StoreHandler } from '../kube/runtime/cache.ts';
 import { type Clock, realClock } from '../kube/clock.ts';
 import { FIELD_MANAGERS } from '../kube/objects/labels.ts';
-import { type KubeObject, Resources } from '../kube/objects/resources.ts';
+import { Resources } from '../kube/objects/resources.ts';
 import { generationChanged, StatusWriter } from '../kube/objects/status.ts';
 import type { Manager } from '../kube/runtime/manager.ts';
 import { type GuardPolicy, GuardPolicyApi, type GuardPolicyStatus } from './api.ts';
@@ -18,7 +18,7 @@ import { GuardController, POD_DISRUPTION_BUDGETS, type PodDisruptionBudgetLike }
 import type { GuardOptions } from './options.ts';
 import { type GuardPod, guardPod } from './pods.ts';
 import { GuardSignals } from './signals.ts';
-import type { NodeLike } from './taint.ts';
+import { guardNode, type NodeLike } from './taint.ts';
 
 export const GUARD_CONTROLLER = 'guard';
 
@@ -48,8 +48,8 @@ export function registerGuard(manager: Manager, options: GuardOptions, certDir: 
     indexers: { ...byNamespace, [INDEX_NODE]: (pod: GuardPod) => (pod.spec.nodeName ? [pod.spec.nodeName] : []) } as unknown as Record<string, IndexFunc<GuardPod>>,
   });
   const budgets = manager.informer<PodDisruptionBudgetLike>({ type: POD_DISRUPTION_BUDGETS, indexers: byNamespace as Record<string, IndexFunc<PodDisruptionBudgetLike>> });
-  // Nodes for the Preventive step's taint: only what its rails read (a node's image list is large).
-  const nodes = manager.informer<NodeLike>({ type: Resources.nodes, transform: { name: 'guard-node', apply: slimNode } });
+  // Nodes for the Preventive step's taint: only what its rails and its expiry read (a node's image list is large).
+  const nodes = manager.informer<NodeLike>({ type: Resources.nodes, transform: { name: 'guard-node', apply: guardNode } });
   const signals = new GuardSignals();
   const controller = new GuardController({
     policy: (namespace, name) => policies.store.getByName(namespace, name),
@@ -114,16 +114,6 @@ export function registerGuard(manager: Manager, options: GuardOptions, certDir: 
     },
   });
   return { controller, signals, endpoint };
-}
-
-function slimNode(obj: KubeObject): KubeObject {
-  const node = obj as unknown as NodeLike;
-  const slim: NodeLike = {
-    metadata: { name: node.metadata.name, ...(node.metadata.uid ? { uid: node.metadata.uid } : {}), ...(node.metadata.resourceVersion ? { resourceVersion: node.metadata.resourceVersion } : {}) },
-    spec: { ...(node.spec?.unschedulable ? { unschedulable: true } : {}), ...(node.spec?.taints ? { taints: node.spec.taints } : {}) },
-    status: { conditions: (node.status?.conditions ?? []).map((c) => ({ type: c.type, status: c.status })) },
-  };
-  return slim as unknown as KubeObject;
 }
 
 function aborted(signal: AbortSignal): Promise<void> {
