@@ -194,7 +194,8 @@ describe('guard on real pods', () => {
     await writeFile(join(certDir, 'tls.key'), serving.keyPem);
 
     // Guard runs with nothing but the chart's RBAC for it: its operator ServiceAccount, the
-    // operator's base roles and guard's ClusterRole, so a missing permission fails these cases.
+    // operator's base roles and guard's ClusterRole, so a missing permission fails these cases;
+    // guard.yaml's pod-write admission policy holds too, so a write it refuses fails them as well.
     const release = `g${namespace.slice(-6)}`;
     const rbac = await helmTemplate(release, namespace, [
       '--set', 'guard.enabled=true', '--set', 'logaccess.enabled=false',
@@ -288,7 +289,7 @@ describe('guard on real pods', () => {
     const pod = quarantined!;
     // Read again (GET) and judged again, the changed pod is the one quarantined: the retry did not
     // fail (then the rail would have let another crashing pod be quarantined instead).
-    assert.deepEqual(podsChangedBeforeQuarantine, [pod.metadata.name], 'the quarantine patch met a pod changed meanwhile, and quarantined it on the retry');
+    assert.deepEqual(podsChangedBeforeQuarantine, [pod.metadata.name], `the quarantine patch met a pod changed meanwhile, and quarantined it on the retry; incidents: ${JSON.stringify((await guardPolicy('web'))?.status?.incidents?.map((i) => [i.pod, i.actions]))}`);
     assert.ok(before.has(pod.metadata.uid), 'the quarantined pod is one of the crashing ones');
     assert.equal(pod.metadata.labels?.['app'], undefined, 'the owner\'s selector label is removed');
     assert.equal(pod.metadata.labels?.['tier'], 'web', 'labels the owner does not select on stay');
