@@ -82,7 +82,9 @@ export function guardPod(obj: KubeObject): KubeObject {
       ...(m.creationTimestamp ? { creationTimestamp: m.creationTimestamp } : {}),
       ...(m.deletionTimestamp ? { deletionTimestamp: m.deletionTimestamp } : {}),
       ...(m.labels ? { labels: m.labels } : {}),
-      ...(Object.keys(annotations).length ? { annotations } : {}),
+      // Present (if only `{}`) whenever the pod has annotations: quarantine adds the annotation map
+      // only to a pod without one, and adding it to a pod with one would replace all of them.
+      ...(m.annotations ? { annotations } : {}),
       ...(m.ownerReferences ? { ownerReferences: m.ownerReferences } : {}),
     },
     spec: { ...(pod.spec?.nodeName ? { nodeName: pod.spec.nodeName } : {}), ports, ...podPlacement(pod.spec) },

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { QUARANTINE_ANNOTATION, QUARANTINE_LABEL, type QuarantineRecord } from './contract.ts';
-import type { GuardPod } from './pods.ts';
+import { type GuardPod, guardPod } from './pods.ts';
 import { isolationPolicy, labelsToRemove, quarantinePatch, quarantineRecordOf, releasePatch } from './quarantine.ts';
 
 const pod: GuardPod = {
@@ -41,6 +41,12 @@ describe('quarantinePatch', () => {
       { op: 'add', path: '/metadata/annotations/guard.crowsnest.dev~1quarantine', value: JSON.stringify(record) },
       { op: 'replace', path: '/metadata/ownerReferences', value: [pod.metadata.ownerReferences![1]] },
     ]);
+  });
+  it('leaves the annotations of a pod as cached (others than guard\'s dropped) where they are: it adds to them, never replaces them', () => {
+    const cached = guardPod({ ...pod, metadata: { ...pod.metadata, annotations: { 'prometheus.io/scrape': 'true' } } }) as GuardPod;
+    const ops = quarantinePatch(cached, record);
+    assert.ok(!ops.some((op) => op.path === '/metadata/annotations'), JSON.stringify(ops));
+    assert.ok(ops.some((op) => op.op === 'add' && op.path === '/metadata/annotations/guard.crowsnest.dev~1quarantine'));
   });
 });
 

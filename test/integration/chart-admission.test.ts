@@ -6,7 +6,9 @@
  *   exactly the scan pod `ports collect` builds, and deny every other field of a pod spec;
  * - the operator may create, patch and delete Roles (and ServiceAccounts and RoleBindings) in
  *   every namespace: the policy must confine it to the objects logaccess makes, in the shapes it
- *   makes them, kube-system included.
+ *   makes them, kube-system included;
+ * - with guard, the operator may patch and delete every pod: the policy must confine it to what
+ *   quarantine, its release and its ttl write (tried with its identity, impersonated).
  *
  * Every denial must come from the policy itself (not from RBAC or object validation), so each
  * escape is otherwise a valid request.
@@ -14,9 +16,13 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
+import { QUARANTINE_ANNOTATION, QUARANTINE_LABEL, type QuarantineRecord } from '../../src/guard/contract.ts';
+import { type GuardPod, guardPod } from '../../src/guard/pods.ts';
+import { quarantinePatch, releasePatch } from '../../src/guard/quarantine.ts';
+import type { KubeObject } from '../../src/kube/objects/resources.ts';
 import { buildScanPod } from '../../src/ports/pod.ts';
 import { assertDeniedBy, helmTemplate, installChartOperator, type ChartOperator } from './helm.ts';
-import { asToken, eventually, newNamespace, requestToken, testbed } from './testbed.ts';
+import { asToken, eventually, newNamespace, ON_KWOK_NODES, requestToken, testbed } from './testbed.ts';
 
 // biome-ignore lint/suspicious/noExplicitAny: each escape below reaches anywhere into the pod to make it invalid; a typed pod would need a cast on every line
 type Pod = Record<string, any>;
@@ -316,5 +322,94 @@ describe('operator chart: its ServiceAccount may write only what logaccess write
     }
     // What it keeps for cleaning up what an earlier configuration created is bounded by the policy.
     assertDeniedBy(await asToken(minimal.token, 'DELETE', `/api/v1/namespaces/${ns}/serviceaccounts/default?dryRun=All`), `opm-${suffix}-crowsnest-operator-writes`, 'deleting kube-system/default');
+  });
+});
+
+describe('guard chart: its ServiceAccount may change on pods only what quarantine and its release change', () => {
+  const suffix = randomBytes(3).toString('hex');
+  let namespace = '';
+  let policy = '';
+  let operator = '';
+  const record = (removedLabels: Record<string, string>): QuarantineRecord => ({
+    incident: `crashloop-${suffix}`, policy: 'web', detector: 'crashLoop', at: '2026-01-01T00:00:00Z', until: '2026-01-02T00:00:00Z', removedLabels,
+  });
+  const podsPath = () => `/api/v1/namespaces/${namespace}/pods`;
+  /** The pod as it is now: guard's patches test its resourceVersion, which the node's status updates change. */
+  const current = async (name: string): Promise<GuardPod> => {
+    const res = await (await testbed()).request('GET', `${podsPath()}/${name}`);
+    assert.equal(res.status, 200, res.body);
+    return guardPod(JSON.parse(res.body) as KubeObject) as GuardPod;
+  };
+  /** `method` on `path` (dry run) as `user` (impersonated), the body sent with `contentType`. */
+  const as = async (user: string | undefined, method: string, path: string, body?: unknown, contentType = 'application/json-patch+json') =>
+    (await testbed()).request(method, `${path}?dryRun=All`, body, { 'content-type': contentType, ...(user ? { 'Impersonate-User': user } : {}) });
+
+  before(async () => {
+    const plane = await testbed();
+    namespace = await newNamespace('chart-guard');
+    const release = `gw-${suffix}`;
+    policy = `${release}-crowsnest-operator-guard-pod-writes`;
+    operator = `system:serviceaccount:${namespace}:${release}-crowsnest-operator`;
+    const manifests = await helmTemplate(release, namespace, [
+      '--set', 'guard.enabled=true', '--show-only', 'templates/operator-serviceaccount.yaml', '--show-only', 'templates/guard.yaml',
+    ]);
+    await plane.kubectl(['apply', '-f', '-'], { input: manifests });
+    // A pod as a ReplicaSet would own it (its controller here a ConfigMap: nothing reconciles it),
+    // and one guard quarantined already.
+    const owner = JSON.parse((await plane.request('POST', `/api/v1/namespaces/${namespace}/configmaps`, { metadata: { name: 'owner' } })).body) as { metadata: { uid: string } };
+    const create = async (name: string, metadata: Record<string, unknown>): Promise<void> => {
+      const res = await plane.request('POST', podsPath(), { metadata: { name, ...metadata }, spec: { ...ON_KWOK_NODES, containers: [{ name: 'main', image: 'registry.example/app:1' }] } });
+      assert.equal(res.status, 201, res.body);
+    };
+    await create('web', {
+      labels: { app: 'web', tier: 'web' }, annotations: { team: 'a' },
+      ownerReferences: [{ apiVersion: 'v1', kind: 'ConfigMap', name: 'owner', uid: owner.metadata.uid, controller: true }],
+    });
+    await create('held', { labels: { tier: 'web', [QUARANTINE_LABEL]: `crashloop-${suffix}` }, annotations: { team: 'a', [QUARANTINE_ANNOTATION]: JSON.stringify(record({ app: 'web' })) } });
+    await eventually('the guard pod-write policy is in effect', async () => {
+      const res = await as(operator, 'PATCH', `${podsPath()}/web`, [{ op: 'replace', path: '/spec/containers/0/image', value: 'registry.example/app:2' }]);
+      return res.status === 422 || (res.status === 403 && res.body.includes(policy));
+    }, 20_000);
+    // Running, their status settles: the resourceVersion a patch tests stays put.
+    await eventually('both pods running on their kwok node', async () => (await current('web')).status.phase === 'Running' && (await current('held')).status.phase === 'Running', 20_000);
+  });
+
+  it('lets the operator quarantine a pod with the patch guard makes: its owner\'s labels and controller reference removed, its label and record added', async () => {
+    const res = await as(operator, 'PATCH', `${podsPath()}/web`, quarantinePatch(await current('web'), record({ app: 'web' })));
+    assert.equal(res.status, 200, res.body);
+  });
+
+  it('lets the operator release a quarantined pod (labels back, label and record removed) and delete one', async () => {
+    const released = await as(operator, 'PATCH', `${podsPath()}/held`, releasePatch(await current('held'), record({ app: 'web' })));
+    assert.equal(released.status, 200, released.body);
+    const deleted = await as(operator, 'DELETE', `${podsPath()}/held`);
+    assert.equal(deleted.status, 200, deleted.body);
+  });
+
+  const image = { op: 'replace', path: '/spec/containers/0/image', value: 'attacker.example/shell:latest' };
+  const denials: [string, () => Promise<[string, string, unknown?, string?]>, RegExp][] = [
+    ['changes a container\'s image', async () => ['PATCH', 'web', [image]], /may not change a pod's spec \(containers, images/],
+    ['changes an image in the same patch as a quarantine', async () => ['PATCH', 'web', [...quarantinePatch(await current('web'), record({ app: 'web' })), image]], /may not change a pod's spec/],
+    ['adds another annotation', async () => ['PATCH', 'web', { metadata: { annotations: { 'example.com/other': 'x' } } }, 'application/merge-patch+json'], /may change only the guard\.crowsnest\.dev\/quarantine annotation/],
+    ['changes a label\'s value', async () => ['PATCH', 'web', { metadata: { labels: { tier: 'db' } } }, 'application/merge-patch+json'], /labels only to quarantine it/],
+    ['removes a label without quarantining the pod', async () => ['PATCH', 'web', { metadata: { labels: { app: null } } }, 'application/merge-patch+json'], /labels only to quarantine it/],
+    ['quarantines but removes a label it does not record', async () => ['PATCH', 'web', [...quarantinePatch(await current('web'), record({ app: 'web' })), { op: 'remove', path: '/metadata/labels/tier' }]], /labels only to quarantine it/],
+    ['releases but adds a label it never removed', async () => ['PATCH', 'held', [...releasePatch(await current('held'), record({ app: 'web' })), { op: 'add', path: '/metadata/labels/role', value: 'admin' }]], /labels only to quarantine it/],
+    ['removes the controller reference without quarantining the pod', async () => ['PATCH', 'web', [{ op: 'remove', path: '/metadata/ownerReferences' }]], /may only remove a pod's controller owner reference, when it quarantines/],
+    ['adds a finalizer', async () => ['PATCH', 'web', { metadata: { finalizers: ['example.com/keep'] } }, 'application/merge-patch+json'], /may not change a pod's finalizers/],
+    ['deletes a pod it did not quarantine', async () => ['DELETE', 'web'], /may delete only a pod guard quarantined .* web is not/],
+  ];
+  for (const [what, request, message] of denials) {
+    it(`denies the operator a write that ${what}, saying why`, async () => {
+      const [method, name, body, contentType] = await request();
+      const res = await as(operator, method, `${podsPath()}/${name}`, body, contentType);
+      assertDeniedBy(res, policy, what);
+      assert.match(res.body, message, what);
+    });
+  }
+
+  it('leaves everyone else alone: an administrator may change the image', async () => {
+    const res = await as(undefined, 'PATCH', `${podsPath()}/web`, [image]);
+    assert.equal(res.status, 200, res.body);
   });
 });

@@ -6,15 +6,19 @@
  * guard's endpoint (HTTPS, its projected token checked by a real TokenReview), and the errorLogs
  * detector opens an incident on the app's pod once its error rate rises over the threshold.
  *
- * The agent is SIGKILLed mid-stream (its pod deleted without grace): the lines guard counted for
- * the policy (crowsnest_guard_log_matched_lines_total) equal the lines the app wrote, none lost,
- * none counted twice.
+ * The agent is SIGKILLed mid-stream (its pod deleted without grace) at the worst moment: guard has
+ * counted a batch but the agent never got the answer (a relay between them withholds it), so the
+ * restarted agent sends the same batch again. The lines guard counted for the policy
+ * (crowsnest_guard_log_matched_lines_total) equal the lines the app wrote, none lost, none counted
+ * twice: only guard's batchId dedupe keeps the resent batch from being counted again.
  *
  * Testbed specifics as in guard-logs-agent.test.ts: pod logs live in `<testbed>/nodes/<node>/pod-logs`,
  * and the chart's tolerate-everything toleration is left out so kwok nodes get no agent.
  */
 import assert from 'node:assert/strict';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { createServer as createHttpsServer, request as httpsRequest, type Server } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -22,6 +26,7 @@ import { Registry } from 'prom-client';
 import { freePort } from '../../testbed/controlplane.ts';
 import type { RealPod } from '../../testbed/realpods.ts';
 import type { GuardPolicy } from '../../src/guard/api.ts';
+import { type LogBatch, LOGS_PATH } from '../../src/guard/contract.ts';
 import { type GuardRuntime, registerGuard } from '../../src/guard/register.ts';
 import { KubeClient } from '../../src/kube/client/client.ts';
 import { silentLogger } from '../../src/kube/logger-type.ts';
@@ -42,12 +47,85 @@ const THRESHOLD = 40;
 
 type Incident = NonNullable<NonNullable<GuardPolicy['status']>['incidents']>[number];
 
+/**
+ * An HTTPS relay between the log agents and guard's endpoint (serving guard's certificate), which
+ * can make one batch's answer get lost: armed with {@link withholdNextMatching}, it passes the
+ * next batch carrying matching lines on to guard, then never answers the agent; every later
+ * request is held unanswered, not passed on, until {@link passAll}. So guard counted that batch and
+ * the agent still has it pending, exactly the state a kill between the two leaves.
+ */
+class AnswerWithholdingRelay {
+  /** Every batch id passed on to guard, in order. */
+  readonly passed: number[] = [];
+  withheld: number | undefined;
+  private arm: ((batch: LogBatch) => boolean) | undefined;
+  private holding = false;
+  private readonly held: ServerResponse[] = [];
+  private readonly server: Server;
+  private readonly upstream: { host: string; port: number; ca: string };
+
+  constructor(tls: { certPem: string; keyPem: string }, upstream: { host: string; port: number; ca: string }) {
+    this.upstream = upstream;
+    this.server = createHttpsServer({ cert: tls.certPem, key: tls.keyPem }, (req, res) => void this.relay(req, res));
+  }
+
+  listen(host: string, port: number): Promise<void> {
+    return new Promise((resolve) => this.server.listen(port, host, resolve));
+  }
+
+  /** Withholds guard's answer to the next batch for which `matches` is true. */
+  withholdNextMatching(matches: (batch: LogBatch) => boolean): void {
+    this.arm = matches;
+  }
+
+  /** Passes every request on again; the held ones are dropped (their agent is gone). */
+  passAll(): void {
+    this.holding = false;
+    for (const res of this.held.splice(0)) res.socket?.destroy();
+  }
+
+  async close(): Promise<void> {
+    this.passAll();
+    this.server.closeAllConnections();
+    await new Promise((resolve) => this.server.close(resolve));
+  }
+
+  private async relay(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const chunks: Buffer[] = [];
+    for await (const chunk of req) chunks.push(chunk as Buffer);
+    const body = Buffer.concat(chunks);
+    if (this.holding) {
+      this.held.push(res);
+      return;
+    }
+    const batch = req.url === LOGS_PATH ? JSON.parse(body.toString()) as LogBatch : undefined;
+    const withhold = batch !== undefined && this.arm?.(batch) === true;
+    if (batch) this.passed.push(batch.batchId);
+    const headers = { 'content-type': req.headers['content-type'] ?? 'application/json', authorization: req.headers.authorization ?? '' };
+    const upstream = httpsRequest({ host: this.upstream.host, port: this.upstream.port, path: req.url, method: req.method, ca: this.upstream.ca, headers }, (answer) => {
+      if (withhold) {
+        answer.resume();
+        this.arm = undefined;
+        this.withheld = batch!.batchId;
+        this.holding = true;
+        this.held.push(res);
+        return;
+      }
+      res.writeHead(answer.statusCode ?? 502, answer.headers);
+      answer.pipe(res);
+    });
+    upstream.on('error', () => res.socket?.destroy());
+    upstream.end(body);
+  }
+}
+
 describe('guard end to end: the chart\'s log agent on the real nodes feeds guard\'s errorLogs detector', () => {
   let namespace = '';
   let client: KubeClient;
   let recorder: EventRecorder;
   let certDir = '';
   let guard: GuardRuntime;
+  let relay: AnswerWithholdingRelay | undefined;
   const registry = new Registry();
   const stop = new AbortController();
   let running: Promise<unknown> | undefined;
@@ -88,12 +166,17 @@ describe('guard end to end: the chart\'s log agent on the real nodes feeds guard
     });
     assert.equal(policy.status, 201, policy.body);
 
-    await installLogsAgent(plane, { release: RELEASE, namespace, image, guardUrl: `https://${hostIp}:${port}` });
+    // The agents reach guard through the relay (on the same address, another port).
+    relay = new AnswerWithholdingRelay(serving, { host: hostIp, port, ca: ca.certPem });
+    const relayPort = await freePort();
+    await relay.listen(hostIp, relayPort);
+    await installLogsAgent(plane, { release: RELEASE, namespace, image, guardUrl: `https://${hostIp}:${relayPort}` });
   });
 
   after(async () => {
     const plane = await testbed();
     stop.abort();
+    await relay?.close();
     await running?.catch(() => {});
     await recorder?.flush().catch(() => {});
     await client?.close();
@@ -149,12 +232,16 @@ describe('guard end to end: the chart\'s log agent on the real nodes feeds guard
     const burst = await execInPod(plane, namespace, 'talker', ['touch', '/tmp/burst']);
     assert.equal(burst.exitCode, 0, burst.stderr);
     await eventually('a third of the burst counted', async () => (await counted('talker')).matched >= SLOW + BURST / 3, 30_000);
+    // Guard counts the next batch with error lines, the agent never hears so: then it is killed.
+    relay!.withholdNextMatching((batch) => batch.counts.some((c) => c.pod === 'talker' && c.matched > 0));
+    await eventually('a batch counted by guard and its answer withheld', () => relay!.withheld !== undefined, 30_000);
     const killed = await agentPod();
     assert.ok(killed);
     const atKill = await counted('talker');
     const deleted = await plane.request('DELETE', `/api/v1/namespaces/${namespace}/pods/${killed.metadata.name}?gracePeriodSeconds=0`);
     assert.equal(deleted.status, 200, deleted.body);
     assert.ok(atKill.matched < SLOW + BURST, `killed mid-stream (${atKill.matched} of ${SLOW + BURST} counted then)`);
+    relay!.passAll();
 
     let incident: Incident | undefined;
     await eventually('an errorLogs incident on the app\'s pod', async () => {
@@ -177,6 +264,9 @@ describe('guard end to end: the chart\'s log agent on the real nodes feeds guard
     const reports = async () => ((await registry.getSingleMetric('crowsnest_guard_reports_total')?.get())?.values ?? []).filter((v) => v.labels['endpoint'] === 'logs').reduce((sum, v) => sum + v.value, 0);
     const seen = await reports();
     await eventually('more batches', async () => (await reports()) >= seen + 6, 15_000);
+    // The restarted agent sent the withheld batch again (it was pending on disk): guard saw it twice.
+    const withheld = relay!.withheld!;
+    assert.ok(relay!.passed.filter((id) => id === withheld).length >= 2, `batch ${withheld} passed to guard before the kill and again after (passed: ${relay!.passed.join(', ')})`);
     const final = await counted('talker');
     assert.equal(final.matched, SLOW + BURST, 'every error line the app wrote, counted once');
     assert.equal(guard.signals.of(app.metadata.uid)?.errorLines.count(Date.now(), 3_600_000), SLOW + BURST, 'the count the detector reads for the pod');

@@ -3,7 +3,8 @@
  * `crowsnest operator --controllers=guard` registers it), authenticated as the chart's operator
  * ServiceAccount with nothing but the chart's RBAC for it (its operator ServiceAccount, the
  * operator's base roles and guard's ClusterRole, from `helm template`), so a missing permission
- * fails the test that needs it. Guard's endpoint listens on 127.0.0.1 with a certificate of the
+ * fails the test that needs it; guard.yaml's admission policy on the operator's pod writes holds
+ * too, so a write it refuses fails them as well. Guard's endpoint listens on 127.0.0.1 with a certificate of the
  * caller's CA.
  */
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
