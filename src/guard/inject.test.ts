@@ -107,7 +107,7 @@ describe('decideSidecarInjection: the injected sidecar', () => {
       CROWSNEST_GUARD_TOKEN_FILE: '/var/run/secrets/crowsnest.dev/guard/token',
       CROWSNEST_GUARD_DECLARED_PORTS: '[{"container":"app","port":8080,"protocol":"TCP","name":"http"},{"container":"app","port":9000,"protocol":"UDP"}]',
       CROWSNEST_GUARD_METRICS_PORT: '19091',
-      NODE_OPTIONS: '--max-semi-space-size=1 --max-old-space-size=48',
+      NODE_OPTIONS: '--max-semi-space-size=1 --max-old-space-size=48 --jitless',
     });
     assert.deepEqual(parseDeclaredPorts(env['CROWSNEST_GUARD_DECLARED_PORTS']), [
       { container: 'app', port: 8080, protocol: 'TCP', name: 'http' }, { container: 'app', port: 9000, protocol: 'UDP' },

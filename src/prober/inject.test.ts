@@ -3,7 +3,7 @@ import { describe, it } from 'node:test';
 import { applyPatch, createPatch } from '../kube/webhook/jsonpatch.ts';
 import type { NetworkProber } from './api.ts';
 import { NetworkProberApi } from './api.ts';
-import { AGENT_NODE_OPTIONS, decideInjection, DEFAULT_AGENT_RESOURCES, type InjectionSettings, type PodObject, selectingProbers } from './inject.ts';
+import { decideInjection, DEFAULT_AGENT_RESOURCES, type InjectionSettings, type PodObject, selectingProbers } from './inject.ts';
 
 const settings: InjectionSettings = {
   defaultImage: 'registry.example/crowsnest:0.1.0',
@@ -107,7 +107,7 @@ describe('decideInjection: the injected agent', () => {
       CROWSNEST_PROBER_PEERS_URL: settings.peersUrl,
       CROWSNEST_PROBER_CA: settings.caBundle,
       CROWSNEST_PROBER_TOKEN_FILE: '/var/run/secrets/crowsnest.dev/prober/token',
-      NODE_OPTIONS: AGENT_NODE_OPTIONS,
+      NODE_OPTIONS: '--max-semi-space-size=1 --max-old-space-size=48 --jitless',
     });
   });
 

@@ -47,7 +47,7 @@ export interface InjectionSettings {
   readonly imagePullPolicy?: 'Always' | 'IfNotPresent' | 'Never';
 }
 
-/** Requests and limits of an agent probing about ten peers: it measured ~45 MiB RSS with 100 (see the README). */
+/** Requests and limits of an agent probing about ten peers: it measured ~59 MiB RSS with 100 (see the README's benchmarks). */
 export const DEFAULT_AGENT_RESOURCES: ResourceRequirements = { requests: { cpu: '10m', memory: '64Mi' }, limits: { memory: '128Mi' } };
 
 /** V8 sized for a small, steady heap (see {@link IN_POD_NODE_OPTIONS}). */

@@ -7,23 +7,20 @@
  * /proc/<pid>/status (VmRSS, RssAnon) and /proc/<pid>/stat (CPU ticks) after a warm-up, at the
  * default probe period (10 s) and at 1 s; beside Node's own floor (same binary, idle).
  */
-import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { copyFile, mkdtemp, readFile, rm, symlink, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { createServer as createHttpServer } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import { type AddressInfo, createServer } from 'node:net';
-import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { IN_POD_NODE_OPTIONS } from '../../src/kube/webhook/sidecar-injection.ts';
 import { issueCertificateAuthority, issueServingCertificate } from '../../src/kube/webhook/x509.ts';
+import { emitImageJavaScript } from './image-javascript.ts';
 import { nodeFloor } from './prober-agents.ts';
 import { median, table } from './stats.ts';
 
-const run = promisify(execFile);
-const repo = join(import.meta.dirname, '..', '..');
 const WARM_UP_MS = 10_000;
 const SAMPLES = 6;
 const SAMPLE_INTERVAL_MS = 5_000;
@@ -86,16 +83,12 @@ export async function benchGuardSidecar(log: (line: string) => void): Promise<vo
     const closed = await freePort();
     const metricsPort = await freePort();
     log('emitting the image\'s JavaScript (tsconfig.build.json)');
-    const tsc = createRequire(join(repo, 'package.json')).resolve('typescript/bin/tsc');
-    await run(process.execPath, [tsc, '-p', join(repo, 'tsconfig.build.json'), '--outDir', join(dir, 'js')], { cwd: repo });
-    await copyFile(join(repo, 'package.json'), join(dir, 'js', 'package.json'));
-    // The image has its npm packages beside the JavaScript; here, the checkout's.
-    await symlink(join(repo, 'node_modules'), join(dir, 'js', 'node_modules'));
+    const entry = await emitImageJavaScript(join(dir, 'js'));
     await writeFile(join(dir, 'token'), 'bench-token\n');
     const results: SidecarCost[] = [];
     for (const probePeriod of ['10s', '1s']) {
       const before = reports;
-      const child = spawn(process.execPath, [join(dir, 'js', 'src', 'cli', 'entry.js'), 'sidecar'], {
+      const child = spawn(process.execPath, [entry, 'sidecar'], {
         stdio: ['ignore', 'ignore', 'pipe'],
         env: {
           PATH: process.env.PATH, NODE_OPTIONS: IN_POD_NODE_OPTIONS,

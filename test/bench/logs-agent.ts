@@ -22,12 +22,21 @@ import { access, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promise
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { load } from 'js-yaml';
 import { median } from './stats.ts';
 
 const run = promisify(execFile);
 const LINES = Number(process.env['BENCH_LOGS_AGENT_LINES'] ?? 1_000_000);
 const RUNS = 3;
 const POD_UID = '0e1f2a3b-4c5d-6e7f-8091-a2b3c4d5e6f7';
+
+/** The agent's NODE_OPTIONS: the chart's default (guard.logsAgent.nodeOptions) unless BENCH_LOGS_AGENT_NODE_OPTIONS says otherwise. */
+async function agentNodeOptions(): Promise<string> {
+  const override = process.env['BENCH_LOGS_AGENT_NODE_OPTIONS'];
+  if (override !== undefined) return override;
+  const values = load(await readFile(join(import.meta.dirname, '..', '..', 'deploy', 'helm', 'crowsnest', 'values.yaml'), 'utf8')) as { guard: { logsAgent: { nodeOptions: string } } };
+  return values.guard.logsAgent.nodeOptions;
+}
 
 interface Result { wallMs: number; cpuMs: number; maxRssBytes: number; lines: number; matched: number; rssLoadedBytes?: number }
 
@@ -64,9 +73,11 @@ async function writeLog(root: string): Promise<{ podLogsDir: string; lines: numb
   return { podLogsDir, lines: LINES, matched, bytes };
 }
 
-async function ours(podLogsDir: string, scratch: string, lines: number): Promise<Result> {
+async function ours(podLogsDir: string, scratch: string, lines: number, nodeOptions: string): Promise<Result> {
   const stateDir = await mkdtemp(join(scratch, 'state-'));
-  const { stdout } = await run(process.execPath, [join(import.meta.dirname, 'logs-agent-child.ts'), podLogsDir, stateDir, POD_UID, String(lines)], { maxBuffer: 1 << 20 });
+  const { stdout } = await run(process.execPath, [join(import.meta.dirname, 'logs-agent-child.ts'), podLogsDir, stateDir, POD_UID, String(lines)], {
+    maxBuffer: 1 << 20, env: { ...process.env, NODE_OPTIONS: nodeOptions },
+  });
   return JSON.parse(stdout) as Result;
 }
 
@@ -157,9 +168,10 @@ export async function benchLogsAgent(log: (line: string) => void): Promise<void>
   try {
     const written = await writeLog(scratch);
     log(`CRI log: ${written.lines.toLocaleString('en')} lines, ${(written.bytes / 2 ** 20).toFixed(0)} MiB, ${written.matched.toLocaleString('en')} matching`);
+    const nodeOptions = await agentNodeOptions();
     const mine: Result[] = [];
     for (let i = 0; i < RUNS; i++) {
-      const result = await ours(written.podLogsDir, scratch, written.lines);
+      const result = await ours(written.podLogsDir, scratch, written.lines, nodeOptions);
       if (result.lines !== written.lines || result.matched !== written.matched) throw new Error(`ours counted ${result.lines}/${result.matched}, expected ${written.lines}/${written.matched}`);
       mine.push(result);
     }
@@ -188,7 +200,7 @@ export async function benchLogsAgent(log: (line: string) => void): Promise<void>
     };
     const rows = [row('crowsnest logs-agent', mine), ...(theirs.length > 0 ? [row('otelcol filelog (contrib v0.165.1)', theirs)] : [])];
     console.log('');
-    console.log(`logs-agent: ${written.lines.toLocaleString('en')} CRI lines (${(written.bytes / 2 ** 20).toFixed(0)} MiB, 1 % split into partial records), one pattern, median of ${RUNS}`);
+    console.log(`logs-agent: ${written.lines.toLocaleString('en')} CRI lines (${(written.bytes / 2 ** 20).toFixed(0)} MiB, 1 % split into partial records), one pattern, median of ${RUNS}; ours with NODE_OPTIONS="${nodeOptions}"`);
     const header = ['reader', 'wall', 'CPU', 'lines/s per core', 'peak RSS', 'of it while reading', `lines matched (expected ${written.matched.toLocaleString('en')})`];
     const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
     for (const cells of [header, ...rows]) console.log(cells.map((c, i) => c.padStart(widths[i]!)).join('  '));

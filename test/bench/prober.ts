@@ -1,10 +1,12 @@
 /**
  * `make bench BENCH=prober`: the webhook's admission latency at 100 creates/s beside a floor
- * webhook and no webhook (prober-admission.ts), and the agent's cost with 10 and 100 peers beside a Go reference
- * (prober-agents.ts). `BENCH_PROBER_PEERS=10` runs one size; `BENCH_PROBER=admission|agents` one part.
+ * webhook and no webhook (prober-admission.ts), the agent's cost with 10 and 100 peers beside a Go
+ * reference (prober-agents.ts), and one agent on loopback with and without V8's JIT
+ * (prober-agent-loopback.ts). `BENCH_PROBER_PEERS=10` runs one size; `BENCH_PROBER=admission|agents|loopback` one part.
  */
 import { globalTeardown } from '../integration/testbed.ts';
 import { type AdmissionPass, benchProberAdmission } from './prober-admission.ts';
+import { benchProberAgentLoopback, type LoopbackAgentCost } from './prober-agent-loopback.ts';
 import { type AgentCost, benchProberAgents, nodeFloor } from './prober-agents.ts';
 import { table } from './stats.ts';
 
@@ -13,11 +15,13 @@ export async function benchProber(log: (line: string) => void): Promise<void> {
   const part = process.env['BENCH_PROBER'];
   let agents: AgentCost[] = [];
   let admission: AdmissionPass[] | undefined;
+  let loopback: LoopbackAgentCost[] = [];
   // The runtime's timers are unref'd; this keeps the process alive while it only waits.
   const keepAlive = setInterval(() => {}, 1 << 30);
   try {
     if (!part || part === 'admission') admission = await benchProberAdmission(log);
     if (!part || part === 'agents') agents = await benchProberAgents(log, peers);
+    if (!part || part === 'loopback') loopback = await benchProberAgentLoopback(log, peers);
   } finally {
     await globalTeardown();
     clearInterval(keepAlive);
@@ -38,10 +42,17 @@ export async function benchProber(log: (line: string) => void): Promise<void> {
       ]),
     );
   }
-  if (agents.length === 0) return;
-  const floor = await nodeFloor();
   const mib = (v: number): string => `${v.toFixed(1)} MiB`;
   const milli = (cores: number): string => `${(cores * 1000).toFixed(1)} m`;
+  if (loopback.length > 0) {
+    console.log('\nprober agent on loopback (crowsnest agent, the image\'s JavaScript): one agent, N peers served by one local ping server, a round per peer every 10 s');
+    console.log('the injected NODE_OPTIONS, then the same with V8\'s JIT on; measured one after the other on the same machine\n');
+    table(['peers', 'NODE_OPTIONS', 'RSS', 'anon', 'file', 'CPU'], loopback.map((r) => [
+      String(r.peers), r.nodeOptions, mib(r.rssMiB), mib(r.anonMiB), mib(r.fileMiB), milli(r.cpuCores),
+    ]));
+  }
+  if (agents.length === 0) return;
+  const floor = await nodeFloor();
   console.log('\nprober agent (crowsnest agent, Node 24) beside go-pinger (the same probes in plain Go; Goldpinger is not served by the Go proxy here)');
   console.log('per pod, median over the pods (max RSS in brackets); defaults: a round per peer every 10 s (HTTP ping + TCP connect), 1 s timeout');
   console.log('RSS includes the file-backed pages of the binary (shared by every pod on a node); anon is what each process adds. Target (issue): RSS <= 40 MiB\n');

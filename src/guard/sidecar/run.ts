@@ -16,7 +16,7 @@
  *
  * Memory: it runs in every guarded pod, so it loads what the prober's agent loads (observe/lean:
  * no node:http, prom-client or pino) and nothing of the operator; the injected NODE_OPTIONS keep
- * V8's heap small.
+ * V8's heap small and its JIT off (see IN_POD_NODE_OPTIONS: no WebAssembly, so no fetch or undici).
  */
 import { realClock, type Clock, type TimerHandle } from '../../kube/clock.ts';
 import type { Logger } from '../../kube/logger-type.ts';

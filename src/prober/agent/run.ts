@@ -12,7 +12,8 @@
  * closes its servers and exits 0.
  *
  * Memory: this module and what it imports stay off node:http, prom-client and pino (see observe/lean/http.ts
- * and observe/lean/metrics.ts); the injected NODE_OPTIONS keep V8's young generation small.
+ * and observe/lean/metrics.ts); the injected NODE_OPTIONS keep V8's young generation small and
+ * turn its JIT off (see IN_POD_NODE_OPTIONS: no WebAssembly, so no fetch or undici here).
  */
 import { realClock, type Clock } from '../../kube/clock.ts';
 import type { Logger } from '../../kube/logger-type.ts';
