@@ -9,32 +9,7 @@ import { decodeAdmissionReview, encodeAdmissionResponse } from '../../src/kube/w
 import { storedProber } from '../../src/prober/fixtures.ts';
 import { DEFAULT_AGENT_RESOURCES } from '../../src/prober/inject.ts';
 import { proberWebhook } from '../../src/prober/webhook.ts';
-
-/** A pod create as the API server sends it to a mutating webhook: defaulted, with the ServiceAccount's token volume. */
-export function admissionReviewBody(uid: string): string {
-  return JSON.stringify({
-    apiVersion: 'admission.k8s.io/v1', kind: 'AdmissionReview',
-    request: {
-      uid, kind: { group: '', version: 'v1', kind: 'Pod' }, resource: { group: '', version: 'v1', resource: 'pods' },
-      requestKind: { group: '', version: 'v1', kind: 'Pod' }, requestResource: { group: '', version: 'v1', resource: 'pods' },
-      name: `web-${uid}`, namespace: 'shop', operation: 'CREATE',
-      userInfo: { username: 'kubernetes-admin', groups: ['kubeadm:cluster-admins', 'system:authenticated'] },
-      object: {
-        kind: 'Pod', apiVersion: 'v1',
-        metadata: { name: `web-${uid}`, namespace: 'shop', labels: { app: 'web' }, creationTimestamp: null, managedFields: [{ manager: 'bench', operation: 'Update', apiVersion: 'v1', time: '2026-01-01T00:00:00Z', fieldsType: 'FieldsV1', fieldsV1: { 'f:metadata': { 'f:labels': { '.': {}, 'f:app': {} } }, 'f:spec': { 'f:containers': { 'k:{"name":"app"}': { '.': {}, 'f:image': {}, 'f:imagePullPolicy': {}, 'f:name': {}, 'f:resources': {}, 'f:terminationMessagePath': {}, 'f:terminationMessagePolicy': {} } }, 'f:dnsPolicy': {}, 'f:enableServiceLinks': {}, 'f:restartPolicy': {}, 'f:schedulerName': {}, 'f:securityContext': {}, 'f:terminationGracePeriodSeconds': {} } } }] },
-        spec: {
-          volumes: [{ name: 'kube-api-access-abcde', projected: { sources: [{ serviceAccountToken: { expirationSeconds: 3607, path: 'token' } }, { configMap: { name: 'kube-root-ca.crt', items: [{ key: 'ca.crt', path: 'ca.crt' }] } }, { downwardAPI: { items: [{ path: 'namespace', fieldRef: { apiVersion: 'v1', fieldPath: 'metadata.namespace' } }] } }], defaultMode: 420 } }],
-          containers: [{ name: 'app', image: 'registry.invalid/app:1', resources: {}, volumeMounts: [{ name: 'kube-api-access-abcde', readOnly: true, mountPath: '/var/run/secrets/kubernetes.io/serviceaccount' }], terminationMessagePath: '/dev/termination-log', terminationMessagePolicy: 'File', imagePullPolicy: 'IfNotPresent' }],
-          restartPolicy: 'Always', terminationGracePeriodSeconds: 30, dnsPolicy: 'ClusterFirst', serviceAccountName: 'default', serviceAccount: 'default', securityContext: {}, schedulerName: 'default-scheduler',
-          tolerations: [{ key: 'node.kubernetes.io/not-ready', operator: 'Exists', effect: 'NoExecute', tolerationSeconds: 300 }, { key: 'node.kubernetes.io/unreachable', operator: 'Exists', effect: 'NoExecute', tolerationSeconds: 300 }],
-          priority: 0, enableServiceLinks: true, preemptionPolicy: 'PreemptLowerPriority',
-        },
-        status: {},
-      },
-      oldObject: null, dryRun: false, options: { kind: 'CreateOptions', apiVersion: 'meta.k8s.io/v1', fieldManager: 'bench' },
-    },
-  });
-}
+import { admissionReviewBody } from './admission-review.fixture.ts';
 
 const reviews = Number(process.argv[2] ?? '20000');
 const probers = [storedProber('bench', 'shop', { podSelector: { matchLabels: { app: 'web' } } })];

@@ -12,7 +12,9 @@
  *   at 5,000 and 50,000 objects (`BENCH_INVENTORY_SIZES=5000` for one size).
  * - ports: `crowsnest ports scan --output json` vs `ss -ltnup` with 10,000 open sockets (no
  *   control plane); parser throughput on 100,000 /proc/net lines.
- * - prober: the injected agent's RSS and CPU with 10 and 100 peers beside a Go reference.
+ * - prober: the webhook's admission latency at 100 pod creates/s beside a floor webhook and none,
+ *   each webhook in its own process; the injected agent's RSS and CPU with 10 and 100 peers beside
+ *   a Go reference.
  * - logs-agent: guard's node log agent reading a 1,000,000-line CRI log (lines/s per core, peak
  *   RSS) beside the OpenTelemetry Collector's filelog receiver built from Go modules; no control plane.
  * - memory: operator RSS and heap at 10,000 and 150,000 opted-in kwok pods, beside an idle operator,
