@@ -93,7 +93,9 @@ describe('crowsnest sidecar on loopback', () => {
       podName: 'web-1', podNamespace: 'shop', podIp: '127.0.0.1', nodeName: 'node-a', policyName: 'web',
       signalsUrl: `https://127.0.0.1:${receiverPort}`, caBundle: ca.certPem, tokenFile,
       declaredPorts: [{ container: 'app', port: appPort, protocol: 'TCP', name: 'http' }, { container: 'app', port: 53, protocol: 'UDP' }, { container: 'late', port: latePort, protocol: 'TCP' }],
-      metricsPort: 0, host: '127.0.0.1', probePeriodMs: 100, probeTimeoutMs: 50, reportPeriodMs: 300, startupGraceMs: 60_000,
+      // A timeout well above loopback's answer time even on a starved CPU: a probe that times out is a
+      // failure, and these cases count the app healthy.
+      metricsPort: 0, host: '127.0.0.1', probePeriodMs: 250, probeTimeoutMs: 200, reportPeriodMs: 300, startupGraceMs: 60_000,
     };
     sidecar = await startSidecar(config, { logger: agentLogger((line) => logs.push(line)) });
   });
