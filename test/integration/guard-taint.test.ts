@@ -112,9 +112,6 @@ describe('guard\'s node taint on the API server', () => {
       guard.signals.recordHealth(p.metadata.uid, i, [], [{ protocol: 'TCP', address: '0.0.0.0', port: UNDECLARED_PORT }], Date.now());
     }
     await guard.reconcile(app);
-    // The taint step added the policy's finalizer: the status written after it met a newer policy
-    // (a conflict, left to the next pass). The next pass writes what this guard remembers.
-    await guard.reconcile(app);
   }
 
   async function preventiveSteps(name: string): Promise<string[]> {
@@ -204,10 +201,15 @@ describe('guard\'s node taint on the API server', () => {
 
   it('taints the node a movable group fails on with timeAdded, which the API server keeps; the scheduler places the next pod elsewhere', { timeout: 30_000 }, async () => {
     const before = Math.floor(Date.now() / 1000) * 1000;
-    await incidentsFor(freshGuard(), 'spread');
+    const guard = freshGuard();
+    await incidentsFor(guard, 'spread');
     const after = Date.now();
-    const taken = (await preventiveSteps('spread')).find((s) => s.includes(' Taken: '));
+    // Read before any later pass could stamp it: the timeAdded is the one the taint was added with.
     const taint = await ours(nodeA, 'spread');
+    // The taint step added the policy's finalizer, so the status written after it met a newer
+    // policy (a conflict, left to the next pass): the next pass writes what this guard remembers.
+    await guard.reconcile('spread');
+    const taken = (await preventiveSteps('spread')).find((s) => s.includes(' Taken: '));
     assert.ok(taint?.timeAdded, `the stored taint has a timeAdded: ${JSON.stringify(taint)}`);
     const added = Date.parse(taint.timeAdded);
     assert.ok(added >= before && added <= after, `${taint.timeAdded} is when guard added it`);
