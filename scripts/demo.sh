@@ -42,6 +42,7 @@ helm upgrade --install crowsnest "$repo/deploy/helm/crowsnest" --namespace "$ns"
   --set logaccess.createServiceAccountAndRoleBinding=true \
   --set inventory.enabled=true --set inventory.clusterId=local \
   --set ports.enabled=true --set ports.nodeSelector='type!=kwok' \
+  --set guard.enabled=true \
   --wait --timeout 3m >/dev/null
 { set +x; } 2>/dev/null
 helm -n "$ns" list
@@ -187,5 +188,95 @@ path="$(kubectl get pv "$volume" -o jsonpath='{.spec.local.path}')"
 latest="$(ls -t "$path"/ports-*.txt | head -1)"
 echo "--- $latest (first lines)"
 head -25 "$latest"
+
+step "prober: a NetworkProber first, then the pods it selects: the webhook injects the RTT agent (a native sidecar)"
+kubectl create namespace mesh --dry-run=client -o yaml | kubectl apply -f - >/dev/null
+cat <<YAML | kubectl apply -f -
+apiVersion: crowsnest.dev/v1alpha1
+kind: NetworkProber
+metadata: { name: mesh, namespace: mesh }
+spec:
+  podSelector: { matchLabels: { app: echo } }
+  pollingPeriod: 2s
+YAML
+cat <<YAML | kubectl apply -f - >/dev/null
+apiVersion: apps/v1
+kind: Deployment
+metadata: { name: echo, namespace: mesh }
+spec:
+  replicas: 2
+  selector: { matchLabels: { app: echo } }
+  template:
+    metadata: { labels: { app: echo } }
+    spec:
+      terminationGracePeriodSeconds: 1
+      # One pod on each real node, so the agents measure the path between the nodes.
+      topologySpreadConstraints:
+        - { maxSkew: 1, topologyKey: kubernetes.io/hostname, whenUnsatisfiable: DoNotSchedule, labelSelector: { matchLabels: { app: echo } } }
+      containers:
+        - name: app
+          image: $TEST_IMAGE
+          command: [sh, -c, 'exec sleep 3600']
+YAML
+kubectl -n mesh rollout status deployment/echo --timeout=90s >/dev/null
+kubectl -n mesh get pods -o wide
+echo "containers of one pod (init containers first; net-prober has restartPolicy Always):"
+kubectl -n mesh get pods -l app=echo -o jsonpath='{.items[0].spec.initContainers[*].name} {.items[0].spec.containers[*].name}{"\n"}'
+kubectl -n mesh wait --for=condition=Ready networkprober/mesh --timeout=90s >/dev/null
+# Both directions between the two pods measured: the agents got their peers from the operator.
+kubectl -n mesh wait --for=jsonpath='{.status.reachablePairs}'=2 networkprober/mesh --timeout=90s >/dev/null
+kubectl -n mesh get networkprobers
+echo_ip="$(kubectl -n mesh get pods -l app=echo -o jsonpath='{.items[0].status.podIP}')"
+echo "\$ curl http://$echo_ip:19090/metrics   # the agent's histograms, scraped from the pod"
+curl -sf "http://$echo_ip:19090/metrics" | grep -E '^crowsnest_prober_rtt_seconds_(count|sum)'
+
+step "guard: a GuardPolicy over a Deployment whose 3 pods really crash; one is quarantined (the rail allows 1), isolated and replaced"
+kubectl create namespace guarded --dry-run=client -o yaml | kubectl apply -f - >/dev/null
+cat <<YAML | kubectl apply -f -
+apiVersion: crowsnest.dev/v1alpha1
+kind: GuardPolicy
+metadata: { name: flaky, namespace: guarded }
+spec:
+  targets: { podSelector: { matchLabels: { app: flaky } } }
+  detectors: { crashLoop: { restarts: 2, window: 10m } }
+  actions: [Event, Quarantine, Isolate]
+  quarantine: { ttl: 1h, maxQuarantined: 1 }
+YAML
+cat <<YAML | kubectl apply -f - >/dev/null
+apiVersion: apps/v1
+kind: Deployment
+metadata: { name: flaky, namespace: guarded }
+spec:
+  replicas: 3
+  selector: { matchLabels: { app: flaky } }
+  template:
+    metadata: { labels: { app: flaky } }
+    spec:
+      terminationGracePeriodSeconds: 1
+      containers:
+        - name: app
+          image: $TEST_IMAGE
+          command: [sh, -c, 'echo "started"; sleep 2; echo "fatal: lost the database" >&2; exit 1']
+YAML
+quarantined=""
+for _ in $(seq 1 600); do
+  quarantined="$(kubectl -n guarded get pods -l guard.crowsnest.dev/quarantined -o jsonpath='{.items[*].metadata.name}')"
+  [[ -n "$quarantined" ]] && break
+  sleep 0.2
+done
+[[ -n "$quarantined" ]] || { echo "no pod was quarantined within 2 minutes" >&2; kubectl -n guarded describe guardpolicy flaky >&2; exit 1; }
+sleep 2 # the ReplicaSet's replacement appears
+kubectl -n guarded get pods -o wide -L guard.crowsnest.dev/quarantined
+kubectl -n guarded get deployment flaky
+kubectl -n guarded get networkpolicies
+kubectl -n guarded get guardpolicies
+kubectl -n guarded get events --field-selector involvedObject.name="$quarantined" -o custom-columns=REASON:.reason,FROM:.reportingComponent,MESSAGE:.message | grep -v -E '^(Pulled|Created|Started|BackOff|Scheduled) ' || true
+
+step "guard: release the quarantined pod from a terminal; its ReplicaSet adopts it again"
+echo "\$ crowsnest guard release -n guarded $quarantined"
+"$repo/bin/crowsnest" guard release -n guarded "$quarantined" --log-level warn
+kubectl -n guarded get pods -o wide -L guard.crowsnest.dev/quarantined
+kubectl -n guarded delete guardpolicy flaky --wait=false >/dev/null
+kubectl -n guarded scale deployment/flaky --replicas=0 >/dev/null
 
 step "done: the cluster keeps running; 'helm -n $ns uninstall crowsnest' removes Crowsnest, 'make cluster-down' the cluster"

@@ -130,7 +130,7 @@ const detectors = withRules(Type.Object({
 
 const preventive = Type.Object({
   restartSimilar: Type.Optional(Type.Boolean({
-    description: 'Restart (delete, so their owner recreates them) the other pods of the incident\'s group, one at a time and only while the group has no other pod unready and its PDB allows a disruption.',
+    description: 'Restart one other pod of the incident\'s group per incident (the one with the most restarts, through the Eviction API so its PDB holds and its owner recreates it), only while every other pod of the group is ready and no rollout is restarting the group already. Held back, it is tried again with backoff while the incident is open.',
     default: true,
   })),
   taintNode: Type.Optional(Type.Object({

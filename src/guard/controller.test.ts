@@ -261,6 +261,81 @@ describe('GuardController', () => {
     assert.deepEqual(eviction.body, { apiVersion: 'policy/v1', kind: 'Eviction', metadata: { name: 'web-1', namespace: 'shop' }, deleteOptions: { preconditions: { uid: 'uid-web-1' } } });
   });
 
+  it('tries a refused eviction again with doubling waits while the incident is open, and records it taken once', async () => {
+    const f = new Fixture({ ...base, actions: ['Event', 'Evict'] });
+    f.evictionRefused = true;
+    f.pods = [crashing('web-1', 0)];
+    await f.crash(['web-1']);
+    const evictions = () => f.requests.filter((r) => r.path.endsWith('/eviction')).length;
+    assert.equal(evictions(), 1);
+    assert.match(f.status.incidents![0]!.actions[1]!.message, /allows no disruption now\); held: tried again with backoff while the incident is open$/);
+    // Reconciles in quick succession (a crash-looping pod's status changes all the time) do not hot-loop.
+    for (let i = 0; i < 5; i++) {
+      f.clock.advance(1_000);
+      await f.reconcile();
+    }
+    assert.equal(evictions(), 2, 'one retry 5 s after the refusal, none before the next wait (10 s) is over');
+    f.clock.advance(9_000);
+    await f.reconcile();
+    assert.equal(evictions(), 2);
+    f.clock.advance(1_000);
+    await f.reconcile();
+    assert.equal(evictions(), 3);
+    assert.deepEqual(f.status.incidents![0]!.actions.map((a) => `${a.action}:${a.outcome}`), ['Event:Taken', 'Evict:Skipped'], 'refusals after the first are not recorded again');
+    f.evictionRefused = false;
+    f.clock.advance(20_000);
+    await f.reconcile();
+    assert.equal(evictions(), 4);
+    assert.deepEqual(f.status.incidents![0]!.actions.map((a) => `${a.action}:${a.outcome}`), ['Event:Taken', 'Evict:Skipped', 'Evict:Taken']);
+    f.clock.advance(120_000);
+    await f.reconcile();
+    assert.equal(evictions(), 4, 'evicted once');
+  });
+
+  it('tries an eviction the last leader was refused again after taking over', async () => {
+    const f = new Fixture({ ...base, detectors: { crashLoop: { restarts: 1, window: '10m' } }, actions: ['Event', 'Evict'] }, {
+      incidents: [{
+        id: 'crashloop-0123456789', pod: 'web-1', podUid: 'uid-web-1', group: 'ReplicaSet/web-h1', detector: 'crashLoop', reason: 'CrashLoop', evidence: [], openedAt: '2026-01-01T00:00:00Z',
+        actions: [{ action: 'Evict', at: '2026-01-01T00:00:00Z', outcome: 'Skipped', message: 'the Eviction API refused' }],
+      }],
+    });
+    // Still crashing as the new leader first sees it: a restart that finished a moment ago.
+    const pod = crashing('web-1', 5);
+    f.pods = [{ ...pod, status: { ...pod.status, containers: [{ ...pod.status.containers[0]!, lastTerminated: { reason: 'Error', finishedAt: '2026-01-01T00:00:00Z' } }] } }];
+    await f.reconcile();
+    assert.equal(f.status.incidents!.length, 1);
+    assert.deepEqual(f.status.incidents![0]!.actions.map((a) => `${a.action}:${a.outcome}`), ['Evict:Skipped', 'Evict:Taken']);
+  });
+
+  it('holds the preventive restart until the rest of the group is ready, then restarts one similar pod once', async () => {
+    const f = new Fixture({ ...base, actions: ['Event', 'Preventive'] });
+    const ready = (name: string, restarts: number, isReady = true): GuardPod => ({ ...crashing(name, restarts), status: { phase: 'Running', containers: [{ name: 'main', restartCount: restarts, ready: isReady }] } });
+    f.pods = [crashing('web-1', 0), ready('web-2', 1, false), ready('web-3', 4)];
+    await f.crash(['web-1']);
+    const evictions = () => f.requests.filter((r) => r.path.endsWith('/eviction')).map((r) => r.path);
+    assert.match(f.status.incidents![0]!.actions[1]!.message, /^similar pods not ready \(web-2\)/);
+    f.clock.advance(5_000);
+    await f.reconcile();
+    assert.deepEqual(evictions(), [], 'not while web-2 is not ready');
+    f.pods = f.pods.map((p) => (p.metadata.name === 'web-2' ? ready('web-2', 1) : p));
+    f.clock.advance(10_000);
+    await f.reconcile();
+    assert.deepEqual(evictions(), ['/api/v1/namespaces/shop/pods/web-3/eviction']);
+    assert.deepEqual(f.status.incidents![0]!.actions.map((a) => `${a.action}:${a.outcome}`), ['Event:Taken', 'Preventive:Skipped', 'Preventive:Taken']);
+    f.clock.advance(120_000);
+    await f.reconcile();
+    assert.equal(evictions().length, 1, 'one restart per incident');
+  });
+
+  it('says so when the group is being rolled out by its Deployment, and restarts nothing', async () => {
+    const f = new Fixture({ ...base, targets: { ...base.targets, groupBy: ['app'] }, actions: ['Event', 'Preventive'] });
+    const next: GuardPod = { ...crashing('web-4', 0, { labels: { app: 'web', 'pod-template-hash': 'h2' }, ownerReferences: [{ apiVersion: 'apps/v1', kind: 'ReplicaSet', name: 'web-h2', uid: 'rs-2', controller: true }] }) };
+    f.pods = [crashing('web-1', 0), { ...next, status: { phase: 'Running', containers: [{ name: 'main', restartCount: 0, ready: true }] } }];
+    await f.crash(['web-1']);
+    assert.match(f.status.incidents![0]!.actions[1]!.message, /^Deployment web is being rolled out by someone else \(its pods carry 2 revisions: h1: 1, h2: 1\)/);
+    assert.equal(f.requests.filter((r) => r.path.endsWith('/eviction')).length, 0);
+  });
+
   it('restarts one similar pod as the preventive step, only while the rest of the group is ready', async () => {
     const f = new Fixture({ ...base, actions: ['Event', 'Preventive'] });
     const ready = (name: string, restarts: number): GuardPod => ({ ...crashing(name, restarts), status: { phase: 'Running', containers: [{ name: 'main', restartCount: restarts, ready: true }] } });

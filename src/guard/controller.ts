@@ -26,7 +26,7 @@ import { type ActionOutcome, type DetectorName, GuardPolicyApi, GuardPolicyCondi
 import { DecayingStats, judge } from './anomaly.ts';
 import { QUARANTINE_LABEL, type QuarantineRecord } from './contract.ts';
 import { type Finding, formatWindow, OomTracker, RestartTracker } from './detect.ts';
-import { cooldownRail, type DisruptionBudget, type GroupSituation, ladderSteps, quarantineRail } from './ladder.ts';
+import { cooldownRail, type DisruptionBudget, type GroupSituation, heldRetryDelayMs, ladderSteps, quarantineRail, rolloutInProgress } from './ladder.ts';
 import { controllerOf, type GuardPod, guardPod } from './pods.ts';
 import { isolationPolicy, isolationPolicyName, type JsonPatchOperation, labelsToRemove, quarantinePatch, quarantineRecordOf, releasePatch } from './quarantine.ts';
 import { type GuardSignals, undeclaredListeners } from './signals.ts';
@@ -101,6 +101,17 @@ interface PolicyState {
   /** pod uid → the resourceVersion our quarantine patch produced (the cache may not show it yet). */
   readonly patched: Map<string, string>;
   // A node taint's end is not kept here: it is its timeAdded (on the node) plus the ttl.
+  /** incident id → its held steps (Evict, Preventive's restart) and when each is tried again. */
+  readonly held: Map<string, Map<HeldStep, HeldRetry>>;
+}
+
+/** Steps that, held back by a rail or refused by the API server, are tried again while their incident is open. */
+type HeldStep = 'Evict' | 'Preventive';
+
+interface HeldRetry {
+  /** Retries made so far. */
+  tries: number;
+  dueMs: number;
 }
 
 export const NETWORK_POLICIES: ResourceType = { group: 'networking.k8s.io', version: 'v1', resource: 'networkpolicies', kind: 'NetworkPolicy', namespaced: true };
@@ -161,7 +172,7 @@ export class GuardController {
     await this.resumeHeld(policy, state, selected, signal);
     const quarantineExpiry = await this.expireQuarantines(policy, state, quarantined, now, signal);
     const taintExpiry = await this.expireTaints(policy, now, signal);
-    const nextExpiry = quarantineExpiry === undefined ? taintExpiry : Math.min(quarantineExpiry, taintExpiry ?? quarantineExpiry);
+    const nextExpiry = [quarantineExpiry, taintExpiry, this.nextHeldRetry(state)].reduce<number | undefined>((next, at) => (at === undefined ? next : Math.min(next ?? at, at)), undefined);
 
     for (const uid of state.pods.keys()) if (!selected.some((p) => p.metadata.uid === uid)) state.pods.delete(uid);
     const open = state.incidents.filter((i) => !i.closedAt).length;
@@ -323,10 +334,57 @@ export class GuardController {
       if (cooldownRail(situation, cooldownMs(spec), now) ?? quarantineRail(situation, spec.quarantine?.maxQuarantined)) continue;
       await this.climb(policy, state, pod, incident, selected, ladderSteps(spec.actions).filter((step) => step === 'Quarantine' || step === 'Isolate'), signal);
     }
+    await this.retryHeld(policy, state, selected, signal);
   }
 
-  /** Takes `steps` (in ladder order) for `incident`, each checked against the rails and recorded. */
-  private async climb(policy: GuardPolicy, state: PolicyState, pod: GuardPod, incident: Incident, selected: readonly GuardPod[], steps: readonly GuardAction[], signal: AbortSignal): Promise<void> {
+  /**
+   * Tries again the held steps that are due: an eviction a PodDisruptionBudget refused, a
+   * preventive restart its group was not ready for. Nothing is recorded while they stay held (the
+   * first refusal is, with its reason); the step is recorded once it is taken. The waits double
+   * (ladder.ts heldRetryDelayMs), so a budget that stays exhausted costs an eviction request a
+   * minute, not one per reconcile.
+   */
+  private async retryHeld(policy: GuardPolicy, state: PolicyState, selected: readonly GuardPod[], signal: AbortSignal): Promise<void> {
+    for (const incident of [...state.incidents].reverse()) {
+      const held = state.held.get(incident.id);
+      if (!held) continue;
+      const pod = selected.find((p) => p.metadata.uid === incident.podUid);
+      if (incident.closedAt || !pod || policy.spec.dryRun) {
+        // Closed (closeFinished saw the pod gone or healthy), quarantined meanwhile, or dry run: nothing left to retry.
+        if (incident.closedAt || policy.spec.dryRun) state.held.delete(incident.id);
+        continue;
+      }
+      const now = this.deps.clock.now();
+      const due = ladderSteps(policy.spec.actions).filter((step): step is HeldStep => (step === 'Evict' || step === 'Preventive') && (held.get(step)?.dueMs ?? Number.POSITIVE_INFINITY) <= now);
+      if (due.length === 0) continue;
+      const outcomes = await this.climb(policy, state, pod, incident, selected, due, signal, true);
+      for (const step of due) {
+        const retry = held.get(step);
+        if (!retry) continue; // taken
+        retry.tries++;
+        retry.dueMs = this.deps.clock.now() + heldRetryDelayMs(retry.tries + 1);
+        this.logger.debug({ namespace: policy.metadata.namespace, policy: policy.metadata.name, incident: incident.id, step, outcome: outcomes.get(step), tries: retry.tries }, 'guard step still held');
+      }
+    }
+  }
+
+  /** When the next held step is due, if any. */
+  private nextHeldRetry(state: PolicyState): number | undefined {
+    let next: number | undefined;
+    for (const held of state.held.values()) for (const retry of held.values()) next = Math.min(next ?? retry.dueMs, retry.dueMs);
+    return next;
+  }
+
+  /**
+   * Takes `steps` (in ladder order) for `incident`, each checked against the rails and recorded;
+   * returns their outcomes. An Evict or Preventive restart held back (Skipped) is kept in
+   * `state.held` to be tried again. `retrying`: such a retry, which records nothing unless the step
+   * is taken now.
+   */
+  private async climb(
+    policy: GuardPolicy, state: PolicyState, pod: GuardPod, incident: Incident, selected: readonly GuardPod[], steps: readonly GuardAction[], signal: AbortSignal,
+    retrying = false,
+  ): Promise<Map<GuardAction, ActionOutcome>> {
     const spec = policy.spec;
     const now = this.deps.clock.now();
     const labels = { namespace: pod.metadata.namespace, policy: policy.metadata.name ?? '' };
@@ -336,8 +394,22 @@ export class GuardController {
     const dryRun = spec.dryRun ?? false;
     const outcomes = new Map<GuardAction, ActionOutcome>();
     /** `disrupts`: whether a taken step starts the group's cooldown (a node taint evicts nothing). */
-    const record = (action: GuardAction, outcome: ActionOutcome, message: string, disrupts = DISRUPTIVE.has(action)): void => {
+    const record = (action: GuardAction, outcome: ActionOutcome, message: string, disrupts = DISRUPTIVE.has(action), holds = false): void => {
       outcomes.set(action, outcome);
+      const step = action === 'Evict' || action === 'Preventive' ? action : undefined;
+      if (retrying && (outcome === 'Skipped' || outcome === 'Failed')) {
+        this.logger.debug({ ...labels, pod: pod.metadata.name, incident: incident.id, action, outcome, message }, 'guard step still held');
+        return;
+      }
+      if (step && outcome === 'Skipped' && holds && !dryRun && !state.held.get(incident.id)?.has(step)) {
+        const held = state.held.get(incident.id) ?? new Map<HeldStep, HeldRetry>();
+        held.set(step, { tries: 0, dueMs: this.deps.clock.now() + heldRetryDelayMs(1) });
+        state.held.set(incident.id, held);
+        message = `${message}; held: tried again with backoff while the incident is open`;
+      } else if (step && outcome !== 'Skipped') {
+        state.held.get(incident.id)?.delete(step);
+        if (state.held.get(incident.id)?.size === 0) state.held.delete(incident.id);
+      }
       incident.actions.push({ action, at: formatConditionTime(this.deps.clock.now()), outcome, message: message.slice(0, 1024) });
       this.metrics?.actions.inc({ ...labels, action, outcome });
       this.logger.info({ ...labels, pod: pod.metadata.name, incident: incident.id, action, outcome, message }, 'guard action');
@@ -375,27 +447,31 @@ export class GuardController {
             break;
           }
           case 'Preventive': {
-            if (spec.preventive?.taintNode) {
+            if (spec.preventive?.taintNode && !retrying) {
               // A taint evicts nothing: the cooldown does not hold it back.
               const [outcome, message] = await this.taintNode(policy, state, pod, incident, selected, dryRun, signal);
               record('Preventive', outcome, message, false);
               if (spec.preventive.restartSimilar === false) break;
             }
-            if (cooldown) {
-              record('Preventive', 'Skipped', cooldown);
+            if (spec.preventive?.restartSimilar === false) {
+              record('Preventive', 'Skipped', 'no preventive action is enabled (preventive.restartSimilar is false)');
               break;
             }
-            const [outcome, message] = await this.preventive(spec, pod, group, selected, dryRun, signal);
-            record('Preventive', outcome, message);
+            if (cooldown) {
+              record('Preventive', 'Skipped', cooldown, true, true);
+              break;
+            }
+            const [outcome, message] = await this.preventive(policy, pod, group, selected, dryRun, signal);
+            record('Preventive', outcome, message, true, true);
             break;
           }
           case 'Evict': {
             if (cooldown) {
-              record('Evict', 'Skipped', cooldown);
+              record('Evict', 'Skipped', cooldown, true, true);
               break;
             }
-            const refused = await this.evict(pod, dryRun, signal);
-            if (refused) record('Evict', 'Skipped', refused);
+            const refused = await this.evict(policy, pod, dryRun, signal);
+            if (refused) record('Evict', 'Skipped', refused, true, true);
             else record('Evict', dryRun ? 'DryRun' : 'Taken', `${prefix}evict the pod through the Eviction API (its owner makes a replacement the scheduler places)`);
             break;
           }
@@ -405,9 +481,9 @@ export class GuardController {
         record(step, 'Failed', describeError(err));
       }
     }
+    return outcomes;
   }
 
-  /** Quarantines `pod` (see quarantine.ts); returns what was done. */
   /**
    * Quarantines `pod` (see quarantine.ts); returns what was done. A pod changed since the cache saw
    * it (a crash-looping pod's status changes all the time) fails the patch's resourceVersion test:
@@ -450,17 +526,22 @@ export class GuardController {
   /**
    * Restarts one similar pod (deleted through the Eviction API, so its PDB holds and its owner
    * recreates it): the group's other pod with the most restarts, only while every other pod of the
-   * group is ready. One per incident: a group is restarted one pod at a time across incidents and
-   * cooldowns, never all at once.
+   * group is ready and nobody else is rolling the group's pods over. One per incident: a group is
+   * restarted one pod at a time across incidents and cooldowns, never all at once.
    */
-  private async preventive(spec: GuardPolicySpec, pod: GuardPod, group: string, selected: readonly GuardPod[], dryRun: boolean, signal: AbortSignal): Promise<[ActionOutcome, string]> {
-    if (spec.preventive?.restartSimilar === false) return ['Skipped', 'no preventive action is enabled (preventive.restartSimilar is false)'];
+  private async preventive(policy: GuardPolicy, pod: GuardPod, group: string, selected: readonly GuardPod[], dryRun: boolean, signal: AbortSignal): Promise<[ActionOutcome, string]> {
+    const spec = policy.spec;
+    // Terminating pods too (selected leaves them out): someone deleting them is restarting the group.
+    const members = this.deps.podsIn(pod.metadata.namespace)
+      .filter((p) => !(QUARANTINE_LABEL in (p.metadata.labels ?? {})) && matchesLabelSelector(spec.targets.podSelector, p.metadata.labels) && groupOf(p, spec) === group);
+    const rollout = rolloutInProgress(members);
+    if (rollout) return ['Skipped', rollout];
     const similar = selected.filter((p) => p.metadata.uid !== pod.metadata.uid && groupOf(p, spec) === group);
     if (similar.length === 0) return ['Skipped', `no similar pod in group ${group}`];
     const unready = similar.filter((p) => !p.status.containers.every((c) => c.ready));
     if (unready.length > 0) return ['Skipped', `similar pods not ready (${unready.map((p) => p.metadata.name).join(', ')}): restarting another now could take the group down`];
     const target = [...similar].sort((a, b) => restartsOf(b) - restartsOf(a) || a.metadata.name.localeCompare(b.metadata.name))[0]!;
-    const refused = await this.evict(target, dryRun, signal);
+    const refused = await this.evict(policy, target, dryRun, signal);
     if (refused) return ['Skipped', refused];
     return [dryRun ? 'DryRun' : 'Taken', `${dryRun ? 'dry run: would restart' : 'restarted'} similar pod ${target.metadata.name} (evicted; its owner recreates it)`];
   }
@@ -587,7 +668,8 @@ export class GuardController {
   }
 
   /** Evicts `pod`; returns why the API server refused (a PDB), or undefined when evicted. */
-  private async evict(pod: GuardPod, dryRun: boolean, signal: AbortSignal): Promise<string | undefined> {
+  private async evict(policy: GuardPolicy, pod: GuardPod, dryRun: boolean, signal: AbortSignal): Promise<string | undefined> {
+    const labels = { namespace: pod.metadata.namespace, policy: policy.metadata.name ?? '' };
     try {
       await this.deps.api.json(`${objectPath(Resources.pods, pod.metadata.name, pod.metadata.namespace)}/eviction`, {
         method: 'POST',
@@ -597,9 +679,13 @@ export class GuardController {
         },
         signal,
       });
+      if (!dryRun) this.metrics?.evictions.inc({ ...labels, result: 'evicted' });
       return undefined;
     } catch (err) {
-      if (isTooManyRequests(err)) return `the Eviction API refused: ${describeError(err)} (a PodDisruptionBudget allows no disruption now)`;
+      if (isTooManyRequests(err)) {
+        this.metrics?.evictions.inc({ ...labels, result: 'refused' });
+        return `the Eviction API refused: ${describeError(err)} (a PodDisruptionBudget allows no disruption now)`;
+      }
       throw err;
     }
   }
@@ -637,6 +723,7 @@ export class GuardController {
       else if (selected.includes(pod) && !this.stillFiring(policy.spec, state, pod, incident, now)) why = 'the detector no longer fires';
       if (!why) continue;
       state.patched.delete(incident.podUid ?? '');
+      state.held.delete(incident.id);
       incident.closedAt = formatConditionTime(now);
       state.closedAt.set(incident.podUid ?? '', now);
       if (incident.actions.some((a) => a.action === 'Isolate' && a.outcome === 'Taken')) isolated.push(incident.id);
@@ -666,6 +753,8 @@ export class GuardController {
     const track = state.pods.get(pod.metadata.uid);
     const reported = this.deps.signals.of(pod.metadata.uid);
     const d = spec.detectors;
+    // Not observed yet (a new leader's first pass over incidents it seeded): judged once it has been.
+    if (!track && (incident.detector === 'crashLoop' || incident.detector === 'oomKilled')) return true;
     switch (incident.detector) {
       case 'crashLoop':
         return Boolean(track && d.crashLoop && track.restarts.count(now, durationMs(d.crashLoop.window ?? '10m')) >= (d.crashLoop.restarts ?? 3));
@@ -765,12 +854,16 @@ export class GuardController {
       // A new leader picks up where the last one left: the incidents it recorded.
       state = {
         uid, pods: new Map(), incidents: (policy.status?.incidents ?? []).map((i) => ({ ...i, actions: [...i.actions] })),
-        lastDisruption: new Map(), closedAt: new Map(), baselines: new Map(), patched: new Map(),
+        lastDisruption: new Map(), closedAt: new Map(), baselines: new Map(), patched: new Map(), held: new Map(),
       };
       for (const incident of state.incidents) {
         // A node taint is a Preventive step that evicts nothing: it starts no cooldown.
         const disrupted = incident.actions.filter((a) => a.outcome === 'Taken' && DISRUPTIVE.has(a.action) && !a.message.startsWith(TAINTED_PREFIX)).map((a) => Date.parse(a.at));
         if (disrupted.length > 0) state.lastDisruption.set(incident.group, Math.max(state.lastDisruption.get(incident.group) ?? 0, ...disrupted));
+        // An eviction the last leader was refused is tried again (a Preventive record may be a taint's: not told apart, left).
+        if (!incident.closedAt && incident.actions.filter((a) => a.action === 'Evict').at(-1)?.outcome === 'Skipped') {
+          state.held.set(incident.id, new Map([['Evict', { tries: 0, dueMs: this.deps.clock.now() }]]));
+        }
       }
       this.states.set(key, state);
     }
@@ -854,6 +947,7 @@ interface GuardMetrics {
   readonly openIncidents: Gauge<'namespace' | 'policy'>;
   readonly quarantined: Gauge<'namespace' | 'policy'>;
   readonly detectionLatency: Histogram<'detector'>;
+  readonly evictions: Counter<'namespace' | 'policy' | 'result'>;
 }
 
 const metricsByRegistry = new WeakMap<Registry, GuardMetrics>();
@@ -872,6 +966,10 @@ function guardMetrics(registry: Registry): GuardMetrics {
       detectionLatency: new Histogram({
         name: 'crowsnest_guard_detection_latency_seconds', help: 'From the container state change the kubelet reported last (a termination or a restart, second resolution) to the incident it opened.',
         labelNames: ['detector'], buckets: [0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300], registers: [registry],
+      }),
+      evictions: new Counter({
+        name: 'crowsnest_guard_evictions_total', help: 'Eviction API requests (Evict, and Preventive restarts), by result: evicted, or refused by a PodDisruptionBudget (HTTP 429; tried again with backoff).',
+        labelNames: ['namespace', 'policy', 'result'], registers: [registry],
       }),
     };
     metricsByRegistry.set(registry, metrics);

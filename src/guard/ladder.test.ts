@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { budgetRail, cooldownRail, ladderSteps, quarantineLimit, quarantineRail } from './ladder.ts';
+import { budgetRail, cooldownRail, heldRetryDelayMs, ladderSteps, quarantineLimit, quarantineRail, rolloutInProgress } from './ladder.ts';
+import type { GuardPod } from './pods.ts';
 
 describe('ladderSteps', () => {
   it('orders the listed actions as the ladder does, whatever the order given', () => {
@@ -45,5 +46,40 @@ describe('rails', () => {
     assert.match(cooldownRail(recent, 300_000, 160_000) ?? '', /cooldown: .* last disrupted 1m ago; cooldown 5m/);
     assert.equal(cooldownRail(recent, 300_000, 400_000), undefined);
     assert.equal(cooldownRail(recent, 0, 100_001), undefined);
+  });
+});
+
+describe('heldRetryDelayMs', () => {
+  it('doubles from 5 s and stops at a minute', () => {
+    assert.deepEqual([1, 2, 3, 4, 5, 6, 50].map(heldRetryDelayMs), [5_000, 10_000, 20_000, 40_000, 60_000, 60_000, 60_000]);
+  });
+});
+
+describe('rolloutInProgress', () => {
+  const pod = (name: string, owner: { kind: string; name: string } | undefined, labels: Record<string, string>, terminating = false): GuardPod => ({
+    metadata: {
+      name, namespace: 'shop', uid: `uid-${name}`, labels,
+      ...(owner ? { ownerReferences: [{ apiVersion: 'apps/v1', kind: owner.kind, name: owner.name, uid: `uid-${owner.name}`, controller: true }] } : {}),
+      ...(terminating ? { deletionTimestamp: '2026-01-01T00:00:00Z' } : {}),
+    },
+    spec: { ports: [] }, status: { containers: [] },
+  });
+  const rs = (hash: string) => ({ kind: 'ReplicaSet', name: `web-${hash}` });
+  it('names a Deployment whose pods carry two template hashes', () => {
+    const group = [pod('a', rs('h1'), { 'pod-template-hash': 'h1' }), pod('b', rs('h1'), { 'pod-template-hash': 'h1' }), pod('c', rs('h2'), { 'pod-template-hash': 'h2' })];
+    assert.equal(rolloutInProgress(group), 'Deployment web is being rolled out by someone else (its pods carry 2 revisions: h1: 2, h2: 1): the rollout restarts them already; guard restarts none until it is done');
+  });
+  it('names a StatefulSet whose pods carry two controller revisions', () => {
+    const set = { kind: 'StatefulSet', name: 'db' };
+    assert.match(rolloutInProgress([pod('db-0', set, { 'controller-revision-hash': 'db-1' }), pod('db-1', set, { 'controller-revision-hash': 'db-2' })]) ?? '', /^StatefulSet db is being rolled out/);
+  });
+  it('names pods being deleted', () => {
+    assert.equal(rolloutInProgress([pod('a', rs('h1'), { 'pod-template-hash': 'h1' }), pod('b', rs('h2'), { 'pod-template-hash': 'h2' }, true)]),
+      'pods of the group are being deleted (b): guard restarts none until they are gone');
+  });
+  it('is quiet for one revision per workload, and for pods of different workloads or none', () => {
+    assert.equal(rolloutInProgress([pod('a', rs('h1'), { 'pod-template-hash': 'h1' }), pod('b', rs('h1'), { 'pod-template-hash': 'h1' })]), undefined);
+    assert.equal(rolloutInProgress([pod('a', { kind: 'ReplicaSet', name: 'api-h1' }, { 'pod-template-hash': 'h1' }), pod('b', rs('h2'), { 'pod-template-hash': 'h2' })]), undefined);
+    assert.equal(rolloutInProgress([pod('a', undefined, {}), pod('b', { kind: 'ReplicaSet', name: 'solo' }, { 'pod-template-hash': 'x' })]), undefined);
   });
 });

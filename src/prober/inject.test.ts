@@ -152,6 +152,17 @@ describe('decideInjection: the injected agent', () => {
     assert.ok(!agentOf(injected(decideInjection(pod({ app: 'net-prober' }), 'shop', [seed], settings))).env.some((e) => e.name === 'CROWSNEST_LOG_LEVEL'));
   });
 
+  it('copies only what it changes, so the webhook\'s patch names only the changed paths', () => {
+    const original = pod({ app: 'net-prober' }, { volumes: [{ name: 'data', emptyDir: {} }] });
+    const result = injected(decideInjection(original, 'shop', [seed], settings));
+    assert.equal(result.spec?.containers, original.spec?.containers);
+    const ops = createPatch(original, result);
+    assert.deepEqual(ops.map((op) => `${op.op} ${op.path}`).sort(), [
+      'add /metadata/annotations', 'add /metadata/labels/prober.crowsnest.dev~1injected', 'add /spec/initContainers', 'add /spec/volumes/-',
+    ]);
+    assert.deepEqual(applyPatch(original, ops), result);
+  });
+
   it('never changes the pod it was given', () => {
     const original = pod({ app: 'net-prober' });
     const copy = structuredClone(original);

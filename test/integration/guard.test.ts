@@ -9,27 +9,20 @@
  * windows and no cooldown.
  */
 import assert from 'node:assert/strict';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { request as httpsRequest } from 'node:https';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { KubeConfig } from '@kubernetes/client-node';
-import { Registry } from 'prom-client';
+import type { Registry } from 'prom-client';
 import type { ControlPlane } from '../../testbed/controlplane.ts';
 import type { GuardPolicy } from '../../src/guard/api.ts';
 import { GUARD_POLICY_ANNOTATION, HEALTH_PATH, type HealthReport, type LogAnswer, type LogBatch, LOGS_PATH, QUARANTINE_ANNOTATION, QUARANTINE_LABEL, TOKEN_AUDIENCE } from '../../src/guard/contract.ts';
-import { type GuardRuntime, registerGuard } from '../../src/guard/register.ts';
+import type { GuardRuntime } from '../../src/guard/register.ts';
 import { hasGuardTaint, type NodeLike, removeTaintPatch, taintValue } from '../../src/guard/taint.ts';
-import { issueCertificateAuthority, issueServingCertificate } from '../../src/kube/webhook/x509.ts';
+import { issueCertificateAuthority } from '../../src/kube/webhook/x509.ts';
 import { main } from '../../src/cli/main.ts';
-import { KubeClient } from '../../src/kube/client/client.ts';
-import { silentLogger } from '../../src/kube/logger-type.ts';
-import { EventRecorder } from '../../src/kube/objects/events.ts';
-import { Manager } from '../../src/kube/runtime/manager.ts';
+import type { EventRecorder } from '../../src/kube/objects/events.ts';
 import { installCrds } from './crds.ts';
-import { helmTemplate } from './helm.ts';
-import { eventually, execInPod, getObject, httpServerCommand, listObjects, newNamespace, requestToken, runPod, testbed } from './testbed.ts';
+import { type GuardUnderTest, runGuard } from './guard-run.ts';
+import { eventually, execInPod, getObject, httpServerCommand, listObjects, newNamespace, runPod, testbed } from './testbed.ts';
 
 const PORT = 8080;
 const REAL_NODES = ['crowsnest-real-0', 'crowsnest-real-1'];
@@ -124,13 +117,10 @@ async function reaches(plane: ControlPlane, namespace: string, client: string, i
 describe('guard on real pods', () => {
   let plane: ControlPlane;
   let namespace = '';
-  let client: KubeClient;
+  let run: GuardUnderTest | undefined;
   let recorder: EventRecorder;
   let guard: GuardRuntime;
-  let certDir = '';
-  const stop = new AbortController();
-  let running: Promise<unknown> | undefined;
-  const registry = new Registry();
+  let registry: Registry;
 
   before(async () => {
     plane = await testbed();
@@ -186,35 +176,8 @@ describe('guard on real pods', () => {
       }),
     ]);
 
-    certDir = await mkdtemp(join(tmpdir(), 'guard-certs-'));
-    const serving = issueServingCertificate({ commonName: 'guard', hosts: ['127.0.0.1'], notBeforeMs: Date.now() - 60_000, notAfterMs: Date.now() + DAY_MS }, ca);
-    await writeFile(join(certDir, 'tls.crt'), serving.certPem);
-    await writeFile(join(certDir, 'tls.key'), serving.keyPem);
-
-    // Guard runs with nothing but the chart's RBAC for it: its operator ServiceAccount, the
-    // operator's base roles and guard's ClusterRole, so a missing permission fails these cases.
-    const release = `g${namespace.slice(-6)}`;
-    const rbac = await helmTemplate(release, namespace, [
-      '--set', 'guard.enabled=true', '--set', 'logaccess.enabled=false',
-      '--show-only', 'templates/operator-serviceaccount.yaml', '--show-only', 'templates/operator-rbac.yaml', '--show-only', 'templates/guard.yaml',
-    ]);
-    await plane.kubectl(['apply', '-f', '-'], { input: rbac });
-    const token = await requestToken(namespace, `${release}-crowsnest-operator`, 3600);
-    const operatorConfig = new KubeConfig();
-    operatorConfig.loadFromOptions({
-      clusters: [{ name: 'testbed', server: plane.server, caData: (await readFile(plane.pki.caCert)).toString('base64') }],
-      users: [{ name: 'guard', token }],
-      contexts: [{ name: 'guard', cluster: 'testbed', user: 'guard' }],
-      currentContext: 'guard',
-    });
-    client = new KubeClient(operatorConfig);
-    recorder = new EventRecorder({ client, reportingInstance: 'guard-test', registry });
-    const manager = new Manager({ client, recorder, registry, logger: silentLogger, workers: 2 });
-    guard = registerGuard(manager, {
-      namespace: 'crowsnest-system', port: 0, url: 'https://unused:9445', logAgentServiceAccount: `${namespace}/logs-agent`, reportIntervalMs: 10_000,
-    }, certDir, undefined, '127.0.0.1');
-    running = manager.run(stop.signal);
-    await eventually('the guard endpoint to listen', () => guard.endpoint.port > 0, 30_000);
+    run = await runGuard(namespace, { ca });
+    ({ guard, recorder, registry } = run);
   });
 
   /**
@@ -236,11 +199,7 @@ describe('guard on real pods', () => {
 
   after(async () => {
     if (namespace) await restoreNodes().catch((err: unknown) => console.log(`# guard test: restoring the nodes failed: ${String(err)}`));
-    stop.abort();
-    await running?.catch(() => {});
-    await recorder?.flush().catch(() => {});
-    await client?.close();
-    if (certDir) await rm(certDir, { recursive: true, force: true });
+    await run?.stop();
     if (namespace) await plane.request('DELETE', `/api/v1/namespaces/${namespace}`);
   });
 

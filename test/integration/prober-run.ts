@@ -96,26 +96,15 @@ export async function startProber(options: StartProberOptions = {}): Promise<Pro
   }, 30_000);
   const webhookServer = manager.runningWebhookServer!;
 
-  // The chart's webhook configuration, pointed here and scoped to this run's namespaces.
-  const { stdout } = await run(join(plane.binDir, 'helm'), [
-    'template', release, chart, '--namespace', operatorNamespace, '--kube-version', 'v1.35.4', '--show-only', 'templates/prober.yaml',
-    '--set', `webhook.url=https://${hostIp}:${webhookPort}`, '--set', `webhook.timeoutSeconds=${options.timeoutSeconds ?? 2}`,
-    '--set-json', `prober.namespaceSelectorExpressions=[{"key":"${SCOPE_LABEL}","operator":"In","values":["${scope}"]}]`,
-  ]);
-  const configuration = (loadAll(stdout) as Array<KubeObject | null>).find((doc) => doc?.kind === 'MutatingWebhookConfiguration');
-  if (!configuration) throw new Error('the chart rendered no MutatingWebhookConfiguration');
+  const configuration = await chartWebhookConfiguration(plane, {
+    release, namespace: operatorNamespace, url: `https://${hostIp}:${webhookPort}`, scope, timeoutSeconds: options.timeoutSeconds ?? 2,
+  });
   const created = await plane.request('POST', '/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations', configuration);
   if (created.status !== 201) throw new Error(`creating ${configurationName}: ${created.status} ${created.body}`);
 
   const under: ProberUnderTest = {
     operatorNamespace, configurationName, secretName, certDir, webhookServer, runtime, registry, scope,
-    newNamespace: async (prefix) => {
-      const namespace = await newNamespace(prefix);
-      const res = await plane.request('PATCH', `/api/v1/namespaces/${namespace}`, { metadata: { labels: { [SCOPE_LABEL]: scope } } }, { 'content-type': 'application/merge-patch+json' });
-      if (res.status !== 200) throw new Error(`labelling ${namespace}: ${res.status} ${res.body}`);
-      await plane.waitForDefaultServiceAccount(namespace);
-      return namespace;
-    },
+    newNamespace: (prefix) => newScopedNamespace(plane, prefix, scope),
     stop: async ({ keepConfiguration = false } = {}) => {
       if (!keepConfiguration) await plane.request('DELETE', `/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations/${configurationName}`);
       stop.abort();
@@ -135,10 +124,36 @@ export async function startProber(options: StartProberOptions = {}): Promise<Pro
 }
 
 /**
+ * The chart's prober MutatingWebhookConfiguration (`helm template`), pointed at `url` and scoped to
+ * the namespaces labelled {@link SCOPE_LABEL}=`scope`, so tests of other files never meet it.
+ */
+export async function chartWebhookConfiguration(
+  plane: ControlPlane, options: { readonly release: string; readonly namespace: string; readonly url: string; readonly scope: string; readonly timeoutSeconds: number },
+): Promise<KubeObject> {
+  const { stdout } = await run(join(plane.binDir, 'helm'), [
+    'template', options.release, chart, '--namespace', options.namespace, '--kube-version', 'v1.35.4', '--show-only', 'templates/prober.yaml',
+    '--set', `webhook.url=${options.url}`, '--set', `webhook.timeoutSeconds=${options.timeoutSeconds}`,
+    '--set-json', `prober.namespaceSelectorExpressions=[{"key":"${SCOPE_LABEL}","operator":"In","values":["${options.scope}"]}]`,
+  ]);
+  const configuration = (loadAll(stdout) as Array<KubeObject | null>).find((doc) => doc?.kind === 'MutatingWebhookConfiguration');
+  if (!configuration) throw new Error('the chart rendered no MutatingWebhookConfiguration');
+  return configuration;
+}
+
+/** A new namespace labelled {@link SCOPE_LABEL}=`scope`, with its default ServiceAccount. */
+export async function newScopedNamespace(plane: ControlPlane, prefix: string, scope: string): Promise<string> {
+  const namespace = await newNamespace(prefix);
+  const res = await plane.request('PATCH', `/api/v1/namespaces/${namespace}`, { metadata: { labels: { [SCOPE_LABEL]: scope } } }, { 'content-type': 'application/merge-patch+json' });
+  if (res.status !== 200) throw new Error(`labelling ${namespace}: ${res.status} ${res.body}`);
+  await plane.waitForDefaultServiceAccount(namespace);
+  return namespace;
+}
+
+/**
  * Waits for the Secret, the certificate files, the caBundle and the API server's view of the
  * configuration: a dry-run create of a pod a probe NetworkProber selects comes back injected.
  */
-async function waitUntilInjecting(plane: ControlPlane, prober: ProberUnderTest): Promise<void> {
+export async function waitUntilInjecting(plane: ControlPlane, prober: Pick<ProberUnderTest, 'newNamespace'>): Promise<void> {
   const namespace = await prober.newNamespace('prober-probe');
   const created = await plane.request('POST', `/apis/crowsnest.dev/v1alpha1/namespaces/${namespace}/networkprobers`, {
     apiVersion: 'crowsnest.dev/v1alpha1', kind: 'NetworkProber', metadata: { name: 'probe' }, spec: { podSelector: { matchLabels: { probe: 'yes' } } },

@@ -91,18 +91,21 @@ export class CertificateWatcher {
    */
   async reload(): Promise<boolean> {
     if (this.loading) {
+      // A read is under way and may have read the files before the change this caller saw: it
+      // waits for the read that runs after it, not just for the one under way.
       this.reloadAgain = true;
       return await this.loading;
     }
-    this.loading = this.load();
-    try {
-      let changed = await this.loading;
+    this.loading = (async () => {
+      let changed = await this.load();
       while (this.reloadAgain) {
         this.reloadAgain = false;
-        this.loading = this.load();
-        changed = (await this.loading) || changed;
+        changed = (await this.load()) || changed;
       }
       return changed;
+    })();
+    try {
+      return await this.loading;
     } finally {
       this.loading = undefined;
     }

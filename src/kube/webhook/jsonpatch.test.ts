@@ -62,6 +62,12 @@ describe('createPatch', () => {
     assert.deepEqual(ops, [{ op: 'add', path: '/v', value: [{ deep: { x: 1 } }] }]);
   });
 
+  it('with shareValues, puts after\'s own values into the operations (for a patch serialized at once)', () => {
+    const added = { deep: { x: 1 } };
+    const ops = createPatch({}, { v: added }, { shareValues: true });
+    assert.equal((ops[0] as { value: unknown }).value, added);
+  });
+
   // Random documents and random edits: applying the patch to the original must give the edit.
   it('round-trips: applyPatch(a, createPatch(a, b)) equals b for 2,000 random pairs', () => {
     let seed = 42;

@@ -111,7 +111,8 @@ export function encodeAdmissionResponse(request: Pick<AdmissionRequest, 'uid' | 
   if (result.kind === 'deny') {
     response = { uid: request.uid, allowed: false, status: { code: result.code, message: result.message, ...(result.reason ? { reason: result.reason } : {}) }, ...warnings };
   } else if (result.kind === 'mutate') {
-    const patch = createPatch(request.object ?? {}, result.object);
+    // Serialized right here: the operations may share `result.object`'s values.
+    const patch = createPatch(request.object ?? {}, result.object, { shareValues: true });
     response = patch.length
       ? { uid: request.uid, allowed: true, patchType: 'JSONPatch', patch: Buffer.from(JSON.stringify(patch)).toString('base64'), ...warnings }
       : { uid: request.uid, allowed: true, ...warnings };

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { copyFile, mkdtemp, readFile, rm } from 'node:fs/promises';
-import { request as httpsRequest } from 'node:https';
+import { Agent, request as httpsRequest } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect } from 'node:tls';
@@ -40,10 +40,11 @@ async function serve(handlers: AdmissionHandler[], options: { registry?: Registr
   return server;
 }
 
-function post(server: WebhookServer, path: string, body: unknown, headers: Record<string, string> = {}): Promise<{ status: number; body: string }> {
+/** POSTs `body`; on a connection of its own unless an `agent` that keeps connections is given. */
+function post(server: WebhookServer, path: string, body: unknown, headers: Record<string, string> = {}, agent: Agent | false = false): Promise<{ status: number; body: string }> {
   const payload = typeof body === 'string' ? body : JSON.stringify(body);
   return new Promise((resolve, reject) => {
-    const req = httpsRequest({ host: '127.0.0.1', port: server.port, path, method: 'POST', ca: caPem, servername: 'localhost', agent: false, headers: { 'content-type': 'application/json', ...headers } }, (res) => {
+    const req = httpsRequest({ host: '127.0.0.1', port: server.port, path, method: 'POST', ca: caPem, servername: 'localhost', agent, headers: { 'content-type': 'application/json', ...headers } }, (res) => {
       let text = '';
       res.on('data', (c: Buffer) => (text += c.toString()));
       res.on('end', () => resolve({ status: res.statusCode ?? 0, body: text }));
@@ -181,6 +182,38 @@ describe('WebhookServer metrics', () => {
     assert.match(text, /crowsnest_webhook_requests_total\{webhook="m-deny",code="403"\} 1/);
     assert.match(text, /crowsnest_webhook_requests_total\{webhook="unknown",code="404"\} 1/);
     assert.match(text, /crowsnest_webhook_request_duration_seconds_count\{webhook="m-allow"\} 2/);
+  });
+});
+
+describe('WebhookServer connections', () => {
+  const connections = async (registry: Registry): Promise<number> => (await registry.getSingleMetric('crowsnest_webhook_connections_total')!.get()).values[0]?.value ?? 0;
+
+  it('counts TLS connections, not requests: a kept-alive client opens one', async () => {
+    const registry = new Registry();
+    const server = await serve([handler('c-keep', () => allow())], { registry });
+    const keeping = new Agent({ keepAlive: true, maxSockets: 1 });
+    try {
+      for (let i = 0; i < 3; i++) assert.equal((await post(server, '/c-keep', review(pod), {}, keeping)).status, 200);
+      assert.equal(await connections(registry), 1);
+      await post(server, '/c-keep', review(pod));
+      assert.equal(await connections(registry), 2);
+    } finally {
+      keeping.destroy();
+    }
+  });
+
+  it('keeps an idle connection past Node\'s default keep-alive (5 s + a 1 s buffer), as the API server\'s client keeps it 90 s', async () => {
+    const registry = new Registry();
+    const server = await serve([handler('c-idle', () => allow())], { registry });
+    const keeping = new Agent({ keepAlive: true, maxSockets: 1 });
+    try {
+      await post(server, '/c-idle', review(pod), {}, keeping);
+      await new Promise((resolve) => setTimeout(resolve, 6_500));
+      assert.equal((await post(server, '/c-idle', review(pod), {}, keeping)).status, 200);
+      assert.equal(await connections(registry), 1, 'the second request needed a new connection: the server closed the idle one');
+    } finally {
+      keeping.destroy();
+    }
   });
 });
 

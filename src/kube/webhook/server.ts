@@ -16,9 +16,16 @@
  *   The handler's `signal` aborts at the deadline so it can stop its work.
  * - **Limits.** Request bodies over 7 MiB (an AdmissionReview carries the object and, on update,
  *   its old version; objects are at most ~3 MiB) are refused with 413 before they are read.
+ * - **Connections kept.** The API server's webhook client keeps an idle connection for 90 s
+ *   (Go's `http.Transport.IdleConnTimeout`); Node closes one idle for 5 s by default, and every
+ *   call after such a pause would pay a new TLS handshake (several ms of both sides' CPU). So an
+ *   idle connection is kept for 95 s: the client, not us, closes it, and the API server never
+ *   sends a call on a connection we are closing at the same moment.
  * - **Metrics** in the given registry: `crowsnest_webhook_requests_total{webhook,code}` (code: 200
  *   allowed, the denial's code when denied, or the HTTP status of a request that could not be
- *   reviewed) and `crowsnest_webhook_request_duration_seconds{webhook}`.
+ *   reviewed), `crowsnest_webhook_request_duration_seconds{webhook}`, and
+ *   `crowsnest_webhook_connections_total` (TLS connections accepted: with reuse it grows by a few
+ *   per API server, not by one per call).
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { createServer, type Server } from 'node:https';
@@ -71,6 +78,11 @@ const TIMEOUT_SHARE = 0.8;
 const MS_PER_SECOND = 1000;
 /** In-flight reviews get this long to finish on stop before their connections are closed. */
 const STOP_GRACE_MS = 5_000;
+/**
+ * How long an idle connection is kept: longer than the 90 s the API server's client keeps one,
+ * so it is always the client that closes (see the module comment).
+ */
+export const IDLE_CONNECTION_TIMEOUT_MS = 95_000;
 
 const HTTP = { ok: 200, badRequest: 400, notFound: 404, methodNotAllowed: 405, tooLarge: 413, unsupportedType: 415, unavailable: 503 } as const;
 const UNKNOWN_WEBHOOK = 'unknown';
@@ -107,6 +119,11 @@ export class WebhookServer {
   /** Starts listening (with the certificate if its files are there) and watching the certificate files. */
   async start(): Promise<void> {
     const server = createServer({}, (req, res) => this.track(this.serve(req, res)));
+    server.keepAliveTimeout = IDLE_CONNECTION_TIMEOUT_MS;
+    // Raised with it: a headers timeout shorter than the keep-alive one is the known Node pitfall
+    // that cuts off a kept connection's next request.
+    server.headersTimeout = IDLE_CONNECTION_TIMEOUT_MS + MS_PER_SECOND;
+    server.on('secureConnection', () => this.metrics?.connections.inc());
     // No certificate yet: handshakes fail until one loads, and readiness says so.
     this.server = server;
     try {
@@ -258,6 +275,7 @@ interface WebhookMetrics {
   readonly failures: Counter<'webhook' | 'reason'>;
   readonly certificateReloads: Counter<'result'>;
   readonly certificateExpiry: Gauge;
+  readonly connections: Counter;
 }
 
 const metricsByRegistry = new WeakMap<Registry, WebhookMetrics>();
@@ -289,6 +307,11 @@ function webhookMetrics(registry: Registry): WebhookMetrics {
       certificateExpiry: new Gauge({
         name: 'crowsnest_webhook_certificate_expiry_timestamp_seconds',
         help: 'When the served webhook certificate expires (Unix time).', registers: [registry],
+      }),
+      connections: new Counter({
+        name: 'crowsnest_webhook_connections_total',
+        help: 'TLS connections the webhook server accepted (handshake done); kept-alive connections carry many admission requests each.',
+        registers: [registry],
       }),
     };
     metricsByRegistry.set(registry, metrics);

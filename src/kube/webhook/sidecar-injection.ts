@@ -123,21 +123,33 @@ export function podObstacle(pod: PodObject, plan: SidecarPlan, warnings: string[
   return undefined;
 }
 
-/** `pod` with `sidecar` appended as a native sidecar, `volume` added unless there, and the metadata merged; `pod` is not changed. */
+/**
+ * `pod` with `sidecar` appended as a native sidecar, `volume` added unless there, and the metadata
+ * merged; `pod` is not changed. Only the objects on the changed paths are new (the pod, its
+ * metadata and the two maps, its spec and the two arrays); everything else is `pod`'s own, shared:
+ * the answer's JSON Patch is computed against `pod`, and shared members are equal by identity, so
+ * the diff visits only what changed. (A deep copy of the pod and a diff through all of it were most
+ * of a review's CPU.) Treat the result as read-only, like `pod`.
+ */
 export function withNativeSidecar(
   pod: PodObject, sidecar: Record<string, unknown>, volume: { readonly name: string; readonly [key: string]: unknown },
   metadata: { readonly annotations?: Readonly<Record<string, string>>; readonly labels?: Readonly<Record<string, string>> },
 ): PodObject {
-  const injected = structuredClone(pod);
-  injected.metadata ??= {};
-  if (metadata.annotations) injected.metadata.annotations = { ...injected.metadata.annotations, ...metadata.annotations };
-  if (metadata.labels) injected.metadata.labels = { ...injected.metadata.labels, ...metadata.labels };
-  injected.spec ??= {};
-  const spec = injected.spec;
-  spec.initContainers = [...(spec.initContainers ?? []), { ...sidecar, restartPolicy: 'Always' }];
+  const spec = pod.spec ?? {};
   const volumes = spec.volumes ?? [];
-  if (!volumes.some((v) => v.name === volume.name)) spec.volumes = [...volumes, volume];
-  return injected;
+  return {
+    ...pod,
+    metadata: {
+      ...pod.metadata,
+      ...(metadata.annotations ? { annotations: { ...pod.metadata?.annotations, ...metadata.annotations } } : {}),
+      ...(metadata.labels ? { labels: { ...pod.metadata?.labels, ...metadata.labels } } : {}),
+    },
+    spec: {
+      ...spec,
+      initContainers: [...(spec.initContainers ?? []), { ...sidecar, restartPolicy: 'Always' }],
+      ...(volumes.some((v) => v.name === volume.name) ? {} : { volumes: [...volumes, volume] }),
+    },
+  };
 }
 
 /** An environment variable from the downward API (`metadata.name`, `status.podIP`, ...). */
