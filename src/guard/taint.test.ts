@@ -49,6 +49,9 @@ describe('decideTaint', () => {
     // Another policy's taint on node-a is not ours: it takes node-a out as a refuge, not the rail.
     const others = [node('node-a', { taints: [{ key: GUARD_TAINT_KEY, value: 'shop.api', effect: 'NoSchedule' }] }), node('node-b'), node('node-c')];
     assert.equal(decideTaint(incidents[0]!, incidents, others, [], VALUE, settings, NOW).taint, true);
+    // On the failing node itself, it leaves no room for ours: the API server keeps one taint per key and effect.
+    const onTarget = [node('node-a'), node('node-b', { taints: [{ key: GUARD_TAINT_KEY, value: 'shop.api', effect: 'NoSchedule' }] }), node('node-c')];
+    assert.match(decideTaint(incidents[0]!, incidents, onTarget, [], VALUE, settings, NOW).message, /^node node-b carries the taint of policy shop\.api already/);
   });
 
   it('never takes the last Ready node: without placement constraints, another untainted, uncordoned, Ready node must remain', () => {

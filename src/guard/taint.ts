@@ -96,6 +96,9 @@ export function decideTaint(
   if (tainted) return { taint: false, message: `node ${tainted.metadata.name} carries this policy's taint already (one node at a time)` };
   const target = nodes.find((n) => n.metadata.name === node);
   if (!target) return { taint: false, message: `node ${node} is gone` };
+  // The API server keeps one taint per key and effect: the node cannot take ours too (it is out of bounds for new pods already).
+  const another = target.spec?.taints?.find((t) => t.key === GUARD_TAINT_KEY && t.effect === 'NoSchedule');
+  if (another) return { taint: false, message: `node ${node} carries the taint of policy ${another.value ?? ''} already (a node takes one ${GUARD_TAINT_KEY}:NoSchedule)` };
   const others = nodes.filter((n) => n.metadata.name !== node);
   const distinct = distinctPlacements(placements.length > 0 ? placements : [{}]);
   const stranded = distinct.find((p) => !others.some((n) => admits(n, p)));
