@@ -9,7 +9,7 @@
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createServer as createHttpServer } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import { type AddressInfo, createServer } from 'node:net';
@@ -17,23 +17,15 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { IN_POD_NODE_OPTIONS } from '../../src/kube/webhook/sidecar-injection.ts';
 import { issueCertificateAuthority, issueServingCertificate } from '../../src/kube/webhook/x509.ts';
+import { freePort } from '../../testbed/free-port.ts';
 import { emitImageJavaScript } from './image-javascript.ts';
+import { coresBetween, type ProcessSample, sampleProcess } from './process-sample.ts';
 import { nodeFloor } from './prober-agents.ts';
 import { median, table } from './stats.ts';
 
 const WARM_UP_MS = 10_000;
 const SAMPLES = 6;
 const SAMPLE_INTERVAL_MS = 5_000;
-const CLOCK_TICKS_PER_SECOND = 100;
-
-interface Sample { readonly rssKiB: number; readonly anonKiB: number; readonly cpuTicks: number; readonly atMs: number }
-
-async function sample(pid: number): Promise<Sample> {
-  const status = await readFile(`/proc/${pid}/status`, 'utf8');
-  const stat = (await readFile(`/proc/${pid}/stat`, 'utf8')).split(') ')[1]!.split(' ');
-  const kib = (field: string): number => Number(new RegExp(`${field}:\\s+(\\d+)`).exec(status)?.[1] ?? 0);
-  return { rssKiB: kib('VmRSS'), anonKiB: kib('RssAnon'), cpuTicks: Number(stat[11]) + Number(stat[12]), atMs: performance.now() };
-}
 
 async function listen<S extends { listen(port: number, host: string): unknown }>(server: S): Promise<number> {
   server.listen(0, '127.0.0.1');
@@ -74,12 +66,6 @@ export async function benchGuardSidecar(log: (line: string) => void): Promise<vo
   try {
     const [receiverPort, httpPort, tcpPort] = [await listen(receiver), await listen(app), await listen(tcp)];
     // Ports nothing listens on: one declared (probed, refused), one for the sidecar's metrics.
-    const freePort = async (): Promise<number> => {
-      const server = createServer();
-      const port = await listen(server);
-      await new Promise((resolve) => server.close(resolve));
-      return port;
-    };
     const closed = await freePort();
     const metricsPort = await freePort();
     log('emitting the image\'s JavaScript (tsconfig.build.json)');
@@ -107,9 +93,9 @@ export async function benchGuardSidecar(log: (line: string) => void): Promise<vo
       log(`sidecar at a ${probePeriod} probe period: ${WARM_UP_MS / 1000} s warm-up, then ${SAMPLES} samples ${SAMPLE_INTERVAL_MS / 1000} s apart`);
       await new Promise((resolve) => setTimeout(resolve, WARM_UP_MS));
       if (child.exitCode !== null) throw new Error(`the sidecar exited ${child.exitCode}: ${stderr}`);
-      const samples: Sample[] = [];
+      const samples: ProcessSample[] = [];
       for (let i = 0; i <= SAMPLES; i++) {
-        samples.push(await sample(child.pid!));
+        samples.push(await sampleProcess(child.pid!));
         if (i < SAMPLES) await new Promise((resolve) => setTimeout(resolve, SAMPLE_INTERVAL_MS));
       }
       const first = samples[0]!;
@@ -118,7 +104,7 @@ export async function benchGuardSidecar(log: (line: string) => void): Promise<vo
         probePeriod,
         rssMiB: median(samples.map((s) => s.rssKiB)) / 1024,
         anonMiB: median(samples.map((s) => s.anonKiB)) / 1024,
-        cpuCores: (last.cpuTicks - first.cpuTicks) / CLOCK_TICKS_PER_SECOND / ((last.atMs - first.atMs) / 1000),
+        cpuCores: coresBetween(first, last),
         reports: reports - before,
       });
       child.kill('SIGTERM');

@@ -10,20 +10,21 @@
  */
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createServer as createHttpServer } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
-import { type AddressInfo, createServer } from 'node:net';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { IN_POD_NODE_OPTIONS } from '../../src/kube/webhook/sidecar-injection.ts';
 import { issueCertificateAuthority, issueServingCertificate } from '../../src/kube/webhook/x509.ts';
 import type { Peer, SyncResponse } from '../../src/prober/contract.ts';
+import { freePort } from '../../testbed/free-port.ts';
 import { emitImageJavaScript } from './image-javascript.ts';
+import { coresBetween, sampleProcess } from './process-sample.ts';
 
 const WARM_UP_MS = 20_000;
 const MEASURE_MS = 40_000;
-const CLOCK_TICKS_PER_SECOND = 100;
 const MAX_PEERS_PER_SUBNET = 250;
 
 export interface LoopbackAgentCost {
@@ -104,32 +105,16 @@ async function measureAgent(entry: string, peers: number, nodeOptions: string, p
   try {
     await new Promise((resolve) => setTimeout(resolve, WARM_UP_MS));
     if (child.exitCode !== null) throw new Error(`the agent exited ${child.exitCode}: ${stderr}`);
-    const first = await sample(child.pid!);
+    const first = await sampleProcess(child.pid!);
     await new Promise((resolve) => setTimeout(resolve, MEASURE_MS));
-    const last = await sample(child.pid!);
+    const last = await sampleProcess(child.pid!);
     if (!stderr.includes(`"peers":${peers}`)) throw new Error(`the agent never took its ${peers} peers: ${stderr}`);
     return {
       peers, nodeOptions, rssMiB: last.rssKiB / 1024, anonMiB: last.anonKiB / 1024, fileMiB: last.fileKiB / 1024,
-      cpuCores: (last.cpuTicks - first.cpuTicks) / CLOCK_TICKS_PER_SECOND / ((last.atMs - first.atMs) / 1000),
+      cpuCores: coresBetween(first, last),
     };
   } finally {
     child.kill('SIGTERM');
     if (child.exitCode === null) await once(child, 'exit');
   }
-}
-
-async function sample(pid: number): Promise<{ rssKiB: number; anonKiB: number; fileKiB: number; cpuTicks: number; atMs: number }> {
-  const status = await readFile(`/proc/${pid}/status`, 'utf8');
-  const stat = (await readFile(`/proc/${pid}/stat`, 'utf8')).split(') ')[1]!.split(' ');
-  const kib = (field: string): number => Number(new RegExp(`${field}:\\s+(\\d+)`).exec(status)?.[1] ?? 0);
-  return { rssKiB: kib('VmRSS'), anonKiB: kib('RssAnon'), fileKiB: kib('RssFile'), cpuTicks: Number(stat[11]) + Number(stat[12]), atMs: performance.now() };
-}
-
-/** A port nothing listens on now (the agent refuses port 0). */
-async function freePort(): Promise<number> {
-  const server = createServer().listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  const { port } = server.address() as AddressInfo;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
 }

@@ -11,6 +11,7 @@ import { Agent, request } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
+import { WEBHOOK_PATH } from '../../src/prober/webhook.ts';
 import { createCertificateAuthority, issueServingCertificate } from '../../testbed/webhook.ts';
 import { admissionReviewBody } from './admission-review.fixture.ts';
 
@@ -31,7 +32,7 @@ try {
   };
   const body = admissionReviewBody('cost');
   const post = (agent: Agent | false): Promise<void> => new Promise((resolve, reject) => {
-    const req = request({ host: '127.0.0.1', port, path: '/mutate-pods', method: 'POST', ca: caPem, servername: 'localhost', agent, headers: { 'content-type': 'application/json' } }, (res) => {
+    const req = request({ host: '127.0.0.1', port, path: WEBHOOK_PATH, method: 'POST', ca: caPem, servername: 'localhost', agent, headers: { 'content-type': 'application/json' } }, (res) => {
       res.resume();
       res.on('end', resolve);
     });
