@@ -15,8 +15,8 @@ import type { GuardPolicy } from '../../src/guard/api.ts';
 import { heldRetryDelayMs } from '../../src/guard/ladder.ts';
 import { issueCertificateAuthority } from '../../src/kube/webhook/x509.ts';
 import { installCrds } from './crds.ts';
-import { type GuardUnderTest, runGuard } from './guard-run.ts';
-import { eventually, execInPod, getObject, listObjects, newNamespace, testbed } from './testbed.ts';
+import { type GuardUnderTest, guardPolicyManifest, runGuard } from './guard-run.ts';
+import { createObject, eventually, execInPod, getObject, listObjects, newNamespace, testbed } from './testbed.ts';
 
 type Incident = NonNullable<NonNullable<GuardPolicy['status']>['incidents']>[number];
 
@@ -46,10 +46,6 @@ function pod(name: string, image: string, labels: Record<string, string>, comman
   return { apiVersion: 'v1', kind: 'Pod', metadata: { name, labels }, spec: { terminationGracePeriodSeconds: 1, containers: [{ name: 'main', image, command }] } };
 }
 
-function policy(name: string, spec: Record<string, unknown>): Record<string, unknown> {
-  return { apiVersion: 'crowsnest.dev/v1alpha1', kind: 'GuardPolicy', metadata: { name }, spec };
-}
-
 const isReady = (p: Pod) => p.status.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') ?? false;
 
 describe('guard\'s actions and anomaly detector on real pods', { concurrency: true }, () => {
@@ -57,10 +53,8 @@ describe('guard\'s actions and anomaly detector on real pods', { concurrency: tr
   let namespace = '';
   let run: GuardUnderTest | undefined;
 
-  const create = async (path: string, body: Record<string, unknown>): Promise<void> => {
-    const res = await plane.request('POST', `/${path.startsWith('api/') ? '' : 'apis/'}${path.replace('{ns}', namespace)}`, body);
-    assert.equal(res.status, 201, res.body);
-  };
+  const create = (path: string, body: Record<string, unknown>): Promise<void> =>
+    createObject(`/${path.startsWith('api/') ? '' : 'apis/'}${path.replace('{ns}', namespace)}`, body);
   const pods = (selector: string) => listObjects<Pod>(`/api/v1/namespaces/${namespace}/pods?labelSelector=${encodeURIComponent(selector)}`);
   const incidentsOf = async (name: string): Promise<Incident[]> =>
     (await getObject<GuardPolicy>(`/apis/crowsnest.dev/v1alpha1/namespaces/${namespace}/guardpolicies/${name}`))?.status?.incidents ?? [];
@@ -74,7 +68,7 @@ describe('guard\'s actions and anomaly detector on real pods', { concurrency: tr
    * `action`, and waits until the incident of pod `pod` records it.
    */
   const firstRecord = async (name: string, targets: Record<string, unknown>, action: 'Evict' | 'Preventive', pod: string): Promise<Incident> => {
-    await create('crowsnest.dev/v1alpha1/namespaces/{ns}/guardpolicies', policy(name, {
+    await create('crowsnest.dev/v1alpha1/namespaces/{ns}/guardpolicies', guardPolicyManifest(name, {
       targets, detectors: { crashLoop: { restarts: 1, window: '5m' } }, actions: ['Event', action], cooldown: '0s',
     }));
     let incident: Incident | undefined;
@@ -92,7 +86,7 @@ describe('guard\'s actions and anomaly detector on real pods', { concurrency: tr
     const image = plane.images['test']!;
     run = await runGuard(namespace, { ca: issueCertificateAuthority({ commonName: 'guard-actions-ca', notBeforeMs: Date.now() - 60_000, notAfterMs: Date.now() + HOUR_MS }) });
     // The anomaly policy watches its group from the start, so its baseline holds the quiet pods' zeros.
-    await create('crowsnest.dev/v1alpha1/namespaces/{ns}/guardpolicies', policy('anomaly', {
+    await create('crowsnest.dev/v1alpha1/namespaces/{ns}/guardpolicies', guardPolicyManifest('anomaly', {
       targets: { podSelector: { matchLabels: { tier: 'anomaly' } }, groupBy: ['tier'] },
       detectors: { anomaly: { signal: 'restarts', zScore: 1.5, halfLife: '10m', minSamples: 4 } },
       actions: ['Event'],

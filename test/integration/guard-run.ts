@@ -42,6 +42,11 @@ export interface RunGuardOptions {
   readonly reportIntervalMs?: number;
 }
 
+/** A GuardPolicy named `name` with `spec`, for the namespace it is created in. */
+export function guardPolicyManifest(name: string, spec: Record<string, unknown>): Record<string, unknown> {
+  return { apiVersion: 'crowsnest.dev/v1alpha1', kind: 'GuardPolicy', metadata: { name }, spec };
+}
+
 /** Starts guard with the chart's RBAC installed in `namespace` (its release named after the namespace). */
 export async function runGuard(namespace: string, options: RunGuardOptions): Promise<GuardUnderTest> {
   const plane = await testbed();

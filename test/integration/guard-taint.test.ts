@@ -26,7 +26,8 @@ import { StatusWriter } from '../../src/kube/objects/status.ts';
 import { kubeObjectWriter } from '../../src/kube/objects/writer.ts';
 import type { ControlPlane } from '../../testbed/controlplane.ts';
 import { installCrds } from './crds.ts';
-import { adminKubeConfig, eventually, getObject, listObjects, newNamespace, testbed } from './testbed.ts';
+import { guardPolicyManifest } from './guard-run.ts';
+import { adminKubeConfig, createObject, eventually, getObject, listObjects, newNamespace, testbed } from './testbed.ts';
 
 const KWOK_NODE_ANNOTATION = 'kwok.x-k8s.io/node';
 const POOL_KEY = 'test.crowsnest.dev/guard-taint';
@@ -44,10 +45,6 @@ describe('guard\'s node taint on the API server', () => {
   const createdNodes: string[] = [];
   const stop = new AbortController();
 
-  const post = async (path: string, body: unknown): Promise<void> => {
-    const res = await plane.request('POST', path, body);
-    assert.equal(res.status, 201, res.body);
-  };
   const node = async (name: string): Promise<NodeLike> => (await getObject<NodeLike>(`/api/v1/nodes/${name}`))!;
   const policyPath = (name: string) => `/apis/crowsnest.dev/v1alpha1/namespaces/${namespace}/guardpolicies/${name}`;
   const ours = async (nodeName: string, policy: string): Promise<NodeTaint | undefined> => guardTaintOf(await node(nodeName), taintValue(namespace, policy));
@@ -56,16 +53,13 @@ describe('guard\'s node taint on the API server', () => {
   const poolToleration = () => ({ key: POOL_KEY, operator: 'Equal', value: namespace, effect: 'NoSchedule' });
 
   function policy(name: string, ttl: string): Record<string, unknown> {
-    return {
-      apiVersion: 'crowsnest.dev/v1alpha1', kind: 'GuardPolicy', metadata: { name },
-      spec: {
-        targets: { podSelector: { matchLabels: { app: name } }, groupBy: ['app'] },
-        detectors: { undeclaredPort: {} },
-        actions: ['Event', 'Preventive'],
-        preventive: { restartSimilar: false, taintNode: { incidents: 2, window: '10m', ttl } },
-        cooldown: '0s',
-      },
-    };
+    return guardPolicyManifest(name, {
+      targets: { podSelector: { matchLabels: { app: name } }, groupBy: ['app'] },
+      detectors: { undeclaredPort: {} },
+      actions: ['Event', 'Preventive'],
+      preventive: { restartSimilar: false, taintNode: { incidents: 2, window: '10m', ttl } },
+      cooldown: '0s',
+    });
   }
 
   function pod(name: string, app: string, spec: Record<string, unknown>): Record<string, unknown> {
@@ -146,7 +140,7 @@ describe('guard\'s node taint on the API server', () => {
     client = new KubeClient(await adminKubeConfig());
     [nodeA, nodeB] = [`${namespace}-a`, `${namespace}-b`];
     for (const name of [nodeA, nodeB]) {
-      await post('/api/v1/nodes', {
+      await createObject('/api/v1/nodes', {
         apiVersion: 'v1', kind: 'Node',
         metadata: { name, annotations: { [KWOK_NODE_ANNOTATION]: 'fake' }, labels: { 'kubernetes.io/hostname': name, [POOL_KEY]: namespace } },
         spec: { taints: [{ key: POOL_KEY, value: namespace, effect: 'NoSchedule' }] },
@@ -162,16 +156,16 @@ describe('guard\'s node taint on the API server', () => {
       }));
       return ready.every(Boolean);
     }, 30_000);
-    for (const name of ['pinned', 'spread']) await post(`/apis/crowsnest.dev/v1alpha1/namespaces/${namespace}/guardpolicies`, policy(name, '10m'));
+    for (const name of ['pinned', 'spread']) await createObject(`/apis/crowsnest.dev/v1alpha1/namespaces/${namespace}/guardpolicies`, policy(name, '10m'));
     // Pinned by nodeSelector: the scheduler can only put these on node A.
     const pinned = { nodeSelector: { 'kubernetes.io/hostname': nodeA } };
     // Placed on node A, but both of this file's nodes admit them.
     const spread = { nodeName: nodeA, nodeSelector: { [POOL_KEY]: namespace } };
     await Promise.all([
-      post(`/api/v1/namespaces/${namespace}/pods`, pod('pinned-0', 'pinned', pinned)),
-      post(`/api/v1/namespaces/${namespace}/pods`, pod('pinned-1', 'pinned', pinned)),
-      post(`/api/v1/namespaces/${namespace}/pods`, pod('spread-0', 'spread', spread)),
-      post(`/api/v1/namespaces/${namespace}/pods`, pod('spread-1', 'spread', spread)),
+      createObject(`/api/v1/namespaces/${namespace}/pods`, pod('pinned-0', 'pinned', pinned)),
+      createObject(`/api/v1/namespaces/${namespace}/pods`, pod('pinned-1', 'pinned', pinned)),
+      createObject(`/api/v1/namespaces/${namespace}/pods`, pod('spread-0', 'spread', spread)),
+      createObject(`/api/v1/namespaces/${namespace}/pods`, pod('spread-1', 'spread', spread)),
     ]);
   });
 
@@ -215,7 +209,7 @@ describe('guard\'s node taint on the API server', () => {
     assert.ok(added >= before && added <= after, `${taint.timeAdded} is when guard added it`);
     assert.match(taken ?? '', new RegExp(`Taken: tainted node ${nodeA} ${GUARD_TAINT_KEY}=${taintValue(namespace, 'spread')}:NoSchedule until ${formatConditionTime(added + 600_000)}: `));
     // It would prefer node A; the taint, which it does not tolerate, sends it to B.
-    await post(`/api/v1/namespaces/${namespace}/pods`, pod('spread-2', 'spread', {
+    await createObject(`/api/v1/namespaces/${namespace}/pods`, pod('spread-2', 'spread', {
       nodeSelector: { [POOL_KEY]: namespace },
       affinity: { nodeAffinity: { preferredDuringSchedulingIgnoredDuringExecution: [{ weight: 100, preference: { matchFields: [{ key: 'metadata.name', operator: 'In', values: [nodeA] }] } }] } },
     }));
@@ -228,7 +222,7 @@ describe('guard\'s node taint on the API server', () => {
     assert.deepEqual(await ours(nodeA, 'spread'), spread, 'ten minutes left: kept as it was');
 
     // An earlier leader tainted node B 50s ago, with a ttl of 1m; another's taint there has its own timeAdded.
-    await post(`/apis/crowsnest.dev/v1alpha1/namespaces/${namespace}/guardpolicies`, policy('expired', '1m'));
+    await createObject(`/apis/crowsnest.dev/v1alpha1/namespaces/${namespace}/guardpolicies`, policy('expired', '1m'));
     const foreign: NodeTaint = { key: 'example.com/maintenance', value: 'soon', effect: 'PreferNoSchedule', timeAdded: '2020-01-01T00:00:00Z' };
     const expiring: NodeTaint = { key: GUARD_TAINT_KEY, value: taintValue(namespace, 'expired'), effect: 'NoSchedule', timeAdded: formatConditionTime(Date.now() - 50_000) };
     await addTaints(nodeB, foreign, expiring);
@@ -242,7 +236,7 @@ describe('guard\'s node taint on the API server', () => {
   });
 
   it('a fresh guard gives a taint of ours found without timeAdded one, now', { timeout: 30_000 }, async () => {
-    await post(`/apis/crowsnest.dev/v1alpha1/namespaces/${namespace}/guardpolicies`, policy('unstamped', '1m'));
+    await createObject(`/apis/crowsnest.dev/v1alpha1/namespaces/${namespace}/guardpolicies`, policy('unstamped', '1m'));
     await addTaints(nodeB, { key: GUARD_TAINT_KEY, value: taintValue(namespace, 'unstamped'), effect: 'NoSchedule' });
     const before = Math.floor(Date.now() / 1000) * 1000;
     await freshGuard().reconcile('unstamped');

@@ -22,8 +22,8 @@ import { main } from '../../src/cli/main.ts';
 import type { RequestInit } from '../../src/kube/client/client.ts';
 import type { EventRecorder } from '../../src/kube/objects/events.ts';
 import { installCrds } from './crds.ts';
-import { type GuardUnderTest, runGuard } from './guard-run.ts';
-import { eventually, execInPod, getObject, httpServerCommand, listObjects, newNamespace, runPod, testbed } from './testbed.ts';
+import { type GuardUnderTest, guardPolicyManifest, runGuard } from './guard-run.ts';
+import { createObject, eventually, execInPod, getObject, httpServerCommand, listObjects, newNamespace, runPod, testbed } from './testbed.ts';
 
 const PORT = 8080;
 const REAL_NODES = ['crowsnest-real-0', 'crowsnest-real-1'];
@@ -72,15 +72,6 @@ function nodeFailingDeployment(name: string, replicas: number, image: string, fa
       command: ['/bin/sh', '-c', `if [ "$NODE_NAME" = ${failingNode} ]; then sleep 1; echo "failing on $NODE_NAME"; exit 1; fi; exec sleep 3600`],
     }],
   });
-}
-
-function policy(name: string, spec: Record<string, unknown>): Record<string, unknown> {
-  return { apiVersion: 'crowsnest.dev/v1alpha1', kind: 'GuardPolicy', metadata: { name }, spec };
-}
-
-async function create(plane: ControlPlane, path: string, body: Record<string, unknown>): Promise<void> {
-  const res = await plane.request('POST', path, body);
-  assert.equal(res.status, 201, res.body);
 }
 
 const DAY_MS = 86_400_000;
@@ -134,7 +125,7 @@ describe('guard on real pods', () => {
     // The dry-run policy watches its pod from its first crash: a policy created later sees only
     // the restarts after its first look (the status keeps one termination per container), and
     // the kubelet's back-off doubles between them.
-    await create(plane, `/apis/crowsnest.dev/v1alpha1/namespaces/${namespace}/guardpolicies`, policy('dry', {
+    await createObject(`/apis/crowsnest.dev/v1alpha1/namespaces/${namespace}/guardpolicies`, guardPolicyManifest('dry', {
       targets: { podSelector: { matchLabels: { app: 'dry' } } },
       detectors: { crashLoop: { restarts: 2, window: '2m' } },
       actions: ['Event', 'Quarantine', 'Isolate'],
@@ -142,7 +133,7 @@ describe('guard on real pods', () => {
       dryRun: true,
     }));
     // The taint case's policy, too, watches its pods from their first crash.
-    await create(plane, `/apis/crowsnest.dev/v1alpha1/namespaces/${namespace}/guardpolicies`, policy('taint', {
+    await createObject(`/apis/crowsnest.dev/v1alpha1/namespaces/${namespace}/guardpolicies`, guardPolicyManifest('taint', {
       targets: { podSelector: { matchLabels: { app: 'taint' } } },
       detectors: { crashLoop: { restarts: 1, window: '2m' } },
       actions: ['Event', 'Preventive', 'Evict'],
@@ -150,10 +141,10 @@ describe('guard on real pods', () => {
       cooldown: '0s',
     }));
     await Promise.all([
-      create(plane, `/apis/apps/v1/namespaces/${namespace}/deployments`, nodeFailingDeployment('taint', 2, image, FAILING_NODE)),
-      create(plane, `/apis/apps/v1/namespaces/${namespace}/deployments`, crashingDeployment('web', 3, image)),
-      create(plane, `/apis/apps/v1/namespaces/${namespace}/deployments`, crashingDeployment('dry', 1, image)),
-      create(plane, `/api/v1/namespaces/${namespace}/pods`, {
+      createObject(`/apis/apps/v1/namespaces/${namespace}/deployments`, nodeFailingDeployment('taint', 2, image, FAILING_NODE)),
+      createObject(`/apis/apps/v1/namespaces/${namespace}/deployments`, crashingDeployment('web', 3, image)),
+      createObject(`/apis/apps/v1/namespaces/${namespace}/deployments`, crashingDeployment('dry', 1, image)),
+      createObject(`/api/v1/namespaces/${namespace}/pods`, {
         apiVersion: 'v1', kind: 'Pod', metadata: { name: 'hog', labels: { app: 'hog' } },
         spec: {
           terminationGracePeriodSeconds: 1,
@@ -168,12 +159,12 @@ describe('guard on real pods', () => {
     await Promise.all([
       runPod(plane, { namespace, name: 'client', image, command: sleeper, labels: { role: 'client' } }),
       // A pod our webhook would have given a sidecar (the annotation), declaring port 8080.
-      create(plane, `/api/v1/namespaces/${namespace}/pods`, {
+      createObject(`/api/v1/namespaces/${namespace}/pods`, {
         apiVersion: 'v1', kind: 'Pod', metadata: { name: 'threat', labels: { app: 'threat' }, annotations: { [GUARD_POLICY_ANNOTATION]: 'threat' } },
         spec: { nodeName: 'crowsnest-real-0', terminationGracePeriodSeconds: 1, containers: [{ name: 'main', image, command: sleeper, ports: [{ containerPort: PORT }] }] },
       }),
       // A pod of the log agent's ServiceAccount, on the same node.
-      create(plane, `/api/v1/namespaces/${namespace}/pods`, {
+      createObject(`/api/v1/namespaces/${namespace}/pods`, {
         apiVersion: 'v1', kind: 'Pod', metadata: { name: 'agent', labels: { app: 'agent' } },
         spec: { nodeName: 'crowsnest-real-0', serviceAccountName: 'logs-agent', terminationGracePeriodSeconds: 1, containers: [{ name: 'main', image, command: sleeper }] },
       }),
@@ -233,7 +224,7 @@ describe('guard on real pods', () => {
     const before = new Map((await pods('app=web')).map((p) => [p.metadata.uid, p]));
     changePodBeforeQuarantine = true;
 
-    await create(plane, `/apis/crowsnest.dev/v1alpha1/namespaces/${namespace}/guardpolicies`, policy('web', {
+    await createObject(`/apis/crowsnest.dev/v1alpha1/namespaces/${namespace}/guardpolicies`, guardPolicyManifest('web', {
       targets: { podSelector: { matchLabels: { app: 'web' } } },
       detectors: { crashLoop: { restarts: 2, window: '2m' } },
       actions: ['Event', 'Quarantine', 'Isolate'],
@@ -367,7 +358,7 @@ describe('guard on real pods', () => {
   });
 
   it('opens an incident for a container the kernel OOM-kills', { timeout: 120_000 }, async () => {
-    await create(plane, `/apis/crowsnest.dev/v1alpha1/namespaces/${namespace}/guardpolicies`, policy('hog', {
+    await createObject(`/apis/crowsnest.dev/v1alpha1/namespaces/${namespace}/guardpolicies`, guardPolicyManifest('hog', {
       targets: { podSelector: { matchLabels: { app: 'hog' } } },
       detectors: { oomKilled: { kills: 1, window: '10m' } },
       actions: ['Event'],
@@ -385,7 +376,7 @@ describe('guard on real pods', () => {
   });
 
   it('takes a sidecar\'s report about its own pod through a real TokenReview: an undeclared listening port is a threat incident', { timeout: 60_000 }, async () => {
-    await create(plane, `/apis/crowsnest.dev/v1alpha1/namespaces/${namespace}/guardpolicies`, policy('threat', {
+    await createObject(`/apis/crowsnest.dev/v1alpha1/namespaces/${namespace}/guardpolicies`, guardPolicyManifest('threat', {
       targets: { podSelector: { matchLabels: { app: 'threat' } } },
       detectors: { undeclaredPort: {} },
     }));
@@ -415,7 +406,7 @@ describe('guard on real pods', () => {
   });
 
   it('takes log batches only from the log agent, about pods on its own node, each batch once', { timeout: 60_000 }, async () => {
-    await create(plane, `/apis/crowsnest.dev/v1alpha1/namespaces/${namespace}/guardpolicies`, policy('noisy', {
+    await createObject(`/apis/crowsnest.dev/v1alpha1/namespaces/${namespace}/guardpolicies`, guardPolicyManifest('noisy', {
       targets: { podSelector: { matchLabels: { app: 'agent' } } },
       detectors: { errorLogs: { pattern: 'panic', lines: 5, window: '1m' } },
     }));

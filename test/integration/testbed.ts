@@ -38,6 +38,13 @@ export async function globalTeardown(): Promise<void> {
   if (shared) await (await shared).stop();
 }
 
+/** POSTs `body` to `path` as admin; an error naming the answer unless it was created (201). */
+export async function createObject(path: string, body: unknown): Promise<void> {
+  const plane = await testbed();
+  const res = await plane.request('POST', path, body);
+  if (res.status !== 201) throw new Error(`POST ${path}: ${res.status} ${res.body}`);
+}
+
 /** GET `path` as admin, parsed; `undefined` on 404, an error naming the answer otherwise. */
 export async function getObject<T>(path: string): Promise<T | undefined> {
   const plane = await testbed();
