@@ -1,18 +1,16 @@
 /**
- * Does the agent measure what the network does? A known delay is put on the path from pod A
- * (crowsnest-real-0) to pod B (crowsnest-real-1) by the user-space delaying relay
- * (testbed/delay: this kernel has no netem), and the medians of the agent's own RTTs (logged per
- * probe, the pod asking for it by annotation) must grow by that delay at 5 ms and at 20 ms.
+ * Does the agent measure what the network does? A known delay is put on the paths from the pods
+ * A (on crowsnest-real-0) to the pods B (on crowsnest-real-1) by the user-space delaying relay
+ * (testbed/delay: this kernel has no netem), and the medians of the agents' own RTTs (logged per
+ * probe, the pods asking for it by annotation) must grow by that delay at 5 ms and at 20 ms, ±5 %.
  *
- * What "that delay" is, is checked independently: the kernel's ICMP echo times (busybox ping in
- * pod A, on the same path) must grow by the delay asked for, ±5 %; and the agent's medians, by
- * HTTP and by TCP connect, must grow by the same amount as ping's, ±5 % of the delay. (Ping sees
- * ~0.2 ms more than the relay holds: the TUN round trip and the relay's wake-up, the path's truth
- * for any prober.) The HTTP median needs a machine that is not running other test suites: under a
- * load of 10 on 2 cores, B's agent answered late often enough to move it by 0.3 ms (TCP connect,
- * answered by the kernel, stayed within 0.1 ms); CI runs the suite alone. The conditions are
+ * "That delay" is what the relay held: the delay asked for, plus how much later than asked it
+ * released packets in that condition than with 0 ms (it measures its own lateness; ~0.2 ms when
+ * its sleeps end late). The relay is checked independently by the kernel: ICMP echo times
+ * (busybox ping in pod A, on the same path) must grow by what it held, ±5 %. Then the agent's
+ * medians, by HTTP and by TCP connect, must grow by what it held, ±5 %. The conditions are
  * interleaved (see `interleaved`), and the floor — the path through the relay adding 0 ms, and
- * without the relay at all — is printed with the rest.
+ * without the relay at all — is printed with the rest, as is each method's growth beside ping's.
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
@@ -25,16 +23,16 @@ import { testbed } from './testbed.ts';
 /** One block of one condition; the first second of it is not counted. */
 const BLOCK_MS = 6_000;
 const SWITCH_SETTLE_MS = 1_000;
-/** Six cycles: ~90 probes per condition and method from three agents, 108 s of switching. */
-const CYCLES = 6;
-const TOLERANCE = 0.05;
 /**
- * The HTTP median at 5 ms is only checked for gross errors (a delay lost or doubled). Over five
- * runs on this 2-core machine it landed 0.04–0.55 ms from ping's growth (TCP connect: 0.004–0.15
- * ms; both well within 5 % at 20 ms): an HTTP round trip includes both agents' event-loop wake-ups,
- * and their scatter moves a median of ~90 probes by more than 0.25 ms. Issue 13 stays open on it.
+ * Three agents on A's node each probe three agents on B's node, nine delayed pairs: four cycles
+ * give ~180 probes per condition and method in 72 s of switching. With three pairs and ~90
+ * probes, an HTTP round trip's scatter (both agents' event-loop wake-ups) moved the 5 ms median by
+ * up to 0.5 ms, twice the ±5 % being checked.
  */
-const HTTP_SMALL_DELAY_TOLERANCE = 0.2;
+const CYCLES = 4;
+const TOLERANCE = 0.05;
+const A_PODS = ['a', 'a2', 'a3'];
+const B_PODS = ['b', 'b2', 'b3'];
 
 interface ProbeLine { readonly time: number; readonly msg: string; readonly dest?: string; readonly method?: string; readonly rttUs?: number }
 
@@ -47,7 +45,8 @@ describe('prober accuracy against a known added delay', () => {
   let prober: ProberUnderTest;
   let namespace: string;
   let a: RealPod;
-  let b: RealPod;
+  /** The B pods; ping goes to the first. */
+  let bs: RealPod[];
 
   before(async () => {
     const plane = await testbed();
@@ -58,15 +57,13 @@ describe('prober accuracy against a known added delay', () => {
       // A CPU request the scheduler of a busy 2-core testbed honours: with the default 10m (cpu.shares
       // 10) an agent waking for a 5 ms answer waits behind everything else on the machine.
       spec: {
-        podSelector: { matchLabels: { app: 'pair' } }, pollingPeriod: '1s', timeout: '900ms', neighbours: 3,
+        podSelector: { matchLabels: { app: 'pair' } }, pollingPeriod: '1s', timeout: '900ms', neighbours: A_PODS.length + B_PODS.length - 1,
         resources: { requests: { cpu: '400m', memory: '64Mi' }, limits: { memory: '128Mi' } },
       },
     });
     assert.equal(created.status, 201, created.body);
-    // Three probers on A's node (the relay's route there delays every pod's path to B), so each
-    // condition gets ~90 probes to B per method instead of ~30: a median of 30 moved by 0.3 ms
-    // under a busy machine's scheduling bursts, more than the ±5 % of 5 ms being checked.
-    for (const [name, node] of [['a', 'crowsnest-real-0'], ['a2', 'crowsnest-real-0'], ['a3', 'crowsnest-real-0'], ['b', 'crowsnest-real-1']] as const) {
+    // The relay's routes on A's node delay every pod's path there to each B.
+    for (const [name, node] of [...A_PODS.map((n) => [n, 'crowsnest-real-0'] as const), ...B_PODS.map((n) => [n, 'crowsnest-real-1'] as const)]) {
       const res = await plane.request('POST', `/api/v1/namespaces/${namespace}/pods`, {
         apiVersion: 'v1', kind: 'Pod',
         metadata: { name, labels: { app: 'pair' }, annotations: { 'prober.crowsnest.dev/agent-log-level': 'debug' } },
@@ -75,43 +72,44 @@ describe('prober accuracy against a known added delay', () => {
       assert.equal(res.status, 201, res.body);
     }
     const ready = (p: RealPod): boolean => p.status.phase === 'Running' && (p.status.containerStatuses ?? []).every((s) => s.ready);
-    a = await waitForPod(plane, namespace, 'a', ready, 'Running', 120_000);
-    for (const name of ['a2', 'a3']) await waitForPod(plane, namespace, name, ready, 'Running', 120_000);
-    b = await waitForPod(plane, namespace, 'b', ready, 'Running', 120_000);
+    const pods = await Promise.all([...A_PODS, ...B_PODS].map((name) => waitForPod(plane, namespace, name, ready, 'Running', 120_000)));
+    a = pods[0]!;
+    bs = pods.slice(A_PODS.length);
   });
   after(async () => {
     await prober?.stop();
   });
 
-  /** The RTTs to B by `method` of the agents on A's node, in ms, probed within [fromMs, toMs]. */
+  /** The RTTs to the B pods by `method` of the agents on A's node, in ms, probed within [fromMs, toMs]. */
   async function agentRtts(method: string, fromMs: number, toMs: number): Promise<number[]> {
     const plane = await testbed();
     const rtts: number[] = [];
-    for (const pod of ['a', 'a2', 'a3']) {
+    for (const pod of A_PODS) {
       const lines = (await podLog(plane, namespace, pod, 'net-prober')).split('\n').filter((l) => l.startsWith('{'));
       rtts.push(...lines.map((l) => JSON.parse(l) as ProbeLine)
-        .filter((l) => l.msg === 'probe' && l.dest === 'b' && l.method === method && l.rttUs !== undefined && l.time >= fromMs && l.time <= toMs)
+        .filter((l) => l.msg === 'probe' && B_PODS.includes(l.dest ?? '') && l.method === method && l.rttUs !== undefined && l.time >= fromMs && l.time <= toMs)
         .map((l) => l.rttUs! / 1000));
     }
     return rtts;
   }
 
-  /** ICMP echo round trips from pod A to B, in ms (busybox ping: the kernel's timing, not ours). */
+  /** ICMP echo round trips from pod A to the first B, in ms (busybox ping: the kernel's timing, not ours). */
   async function pingRtts(count: number): Promise<number[]> {
     const plane = await testbed();
-    const { stdout, exitCode } = await execInPod(plane, namespace, 'a', ['ping', '-c', String(count), '-i', '0.2', b.status.podIP!]);
+    const { stdout, exitCode } = await execInPod(plane, namespace, 'a', ['ping', '-c', String(count), '-i', '0.2', bs[0]!.status.podIP!]);
     assert.equal(exitCode, 0, stdout);
     return [...stdout.matchAll(/time=([\d.]+) ms/g)].map((m) => Number(m[1]));
   }
 
   /**
-   * The experiment: one relay on A's path to B, its delay switched between 0, 5 and 20 ms every
-   * few seconds for about two minutes, so each condition is sampled across the same background load
-   * (a busy machine drifts; blocks of one condition after another would measure the drift). The
-   * first second of each block is left out (probes in flight at the switch).
+   * The experiment: one relay on the paths from A's node to the B pods, its delay switched
+   * between 0, 5 and 20 ms every few seconds for over a minute, so each condition is sampled
+   * across the same background load (a busy machine drifts; blocks of one condition after another
+   * would measure the drift). The first second of each block is left out (probes in flight at the
+   * switch).
    */
   async function interleaved(netns: string, delays: readonly number[], cycles: number): Promise<{ windows: Map<number, Array<[number, number]>>; ping: Map<number, number[]>; relay: string; lateMs: Map<number, number> }> {
-    const path = await delayPath({ netns, destination: b.status.podIP!, delayMs: 0 });
+    const path = await delayPath({ netns, destinations: bs.map((b) => b.status.podIP!), delayMs: 0 });
     const windows = new Map<number, Array<[number, number]>>(delays.map((d) => [d, []]));
     const ping = new Map<number, number[]>(delays.map((d) => [d, []]));
     const lateUs = new Map<number, number[]>(delays.map((d) => [d, []]));
@@ -139,14 +137,14 @@ describe('prober accuracy against a known added delay', () => {
     return { windows, ping, relay, lateMs };
   }
 
-  it('measures 5 ms and 20 ms of added delay (medians) as the kernel\'s ping does: TCP within ±5 %, HTTP within ±5 % at 20 ms', async () => {
+  it('measures 5 ms and 20 ms of added delay (medians) within ±5 %, by HTTP and by TCP connect', async () => {
     const plane = await testbed();
     const nodeNetns = plane.network!.nodes.find((n) => n.name === a.spec.nodeName)!.netns;
     const report: string[] = [];
     // Without the relay: the measurement's floor on this path.
     const directFrom = Date.now();
     const directPing = await pingRtts(20);
-    await new Promise((resolve) => setTimeout(resolve, 15_000));
+    await new Promise((resolve) => setTimeout(resolve, 10_000));
     const directTo = Date.now();
     const [directHttp, directTcp] = [await agentRtts('http', directFrom, directTo), await agentRtts('tcp', directFrom, directTo)];
     report.push(`floor without the relay: http ${median(directHttp).toFixed(3)} ms, tcp ${median(directTcp).toFixed(3)} ms, ping ${median(directPing).toFixed(3)} ms (${directHttp.length} samples)`);
@@ -158,7 +156,7 @@ describe('prober accuracy against a known added delay', () => {
     const medians = new Map<number, { http: number; tcp: number; ping: number; samples: number; spread: string }>();
     for (const delayMs of delays) {
       const [http, tcp] = [await within('http', delayMs), await within('tcp', delayMs)];
-      assert.ok(http.length >= 60 && tcp.length >= 60, `enough samples at ${delayMs} ms: ${http.length} http, ${tcp.length} tcp`);
+      assert.ok(http.length >= 120 && tcp.length >= 120, `enough samples at ${delayMs} ms: ${http.length} http, ${tcp.length} tcp`);
       const sorted = [...http].sort((x, y) => x - y);
       const at = (q: number): string => sorted[Math.floor(q * (sorted.length - 1))]!.toFixed(3);
       medians.set(delayMs, { http: median(http), tcp: median(tcp), ping: median(ping.get(delayMs)!), samples: http.length, spread: `http p10 ${at(0.1)} p90 ${at(0.9)}` });
@@ -169,19 +167,14 @@ describe('prober accuracy against a known added delay', () => {
     for (const delayMs of delays.filter((d) => d > 0)) {
       const m = medians.get(delayMs)!;
       const added = { http: m.http - floor.http, tcp: m.tcp - floor.tcp, ping: m.ping - floor.ping };
-      report.push(`+${delayMs} ms: http ${m.http.toFixed(3)} (+${added.http.toFixed(3)}), tcp ${m.tcp.toFixed(3)} (+${added.tcp.toFixed(3)}), ping ${m.ping.toFixed(3)} (+${added.ping.toFixed(3)}) ms (${m.samples} samples, ${m.spread})`);
-      // The relay is checked against the kernel: ICMP echoes on the same path must grow by the
-      // delay asked for, within 5 %. Their growth is the path's truth (it includes the TUN
-      // round trip through the relay and how late the relay released packets, printed above),
-      // and the agent's medians must grow by that same amount, within 5 % of the delay.
       // What the relay held: the delay asked plus how much later than that it released packets in
       // this condition than in the 0 ms one (it measures its own lateness: ~0 on a quiet machine,
-      // up to ~0.2 ms when its wake-ups are late).
+      // up to ~0.2 ms when its wake-ups are late). The kernel's ping checks it; the agent's
+      // medians are checked against it, ±5 % of the delay, and printed beside ping's growth.
       const held = delayMs + lateMs.get(delayMs)! - lateMs.get(0)!;
-      if (Math.abs(added.ping - held) > TOLERANCE * delayMs) failures.push(`the relay: ping added ${added.ping.toFixed(3)} ms where the relay held ${held.toFixed(3)} ms (${delayMs} ms asked)`);
-      for (const method of ['http', 'tcp'] as const) {
-        const tolerance = method === 'http' && delayMs < 10 ? HTTP_SMALL_DELAY_TOLERANCE : TOLERANCE;
-        if (Math.abs(added[method] - added.ping) > tolerance * delayMs) failures.push(`${method} added ${added[method].toFixed(3)} ms where ping added ${added.ping.toFixed(3)} ms (${delayMs} ms asked, ±${tolerance * 100} %)`);
+      report.push(`+${delayMs} ms (the relay held ${held.toFixed(3)}): http ${m.http.toFixed(3)} (+${added.http.toFixed(3)}), tcp ${m.tcp.toFixed(3)} (+${added.tcp.toFixed(3)}), ping ${m.ping.toFixed(3)} (+${added.ping.toFixed(3)}) ms (${m.samples} samples, ${m.spread})`);
+      for (const method of ['ping', 'http', 'tcp'] as const) {
+        if (Math.abs(added[method] - held) > TOLERANCE * delayMs) failures.push(`${method} added ${added[method].toFixed(3)} ms where the relay held ${held.toFixed(3)} ms (${delayMs} ms asked, ±${TOLERANCE * 100} %)`);
       }
     }
     console.log(`[prober accuracy]\n  ${report.join('\n  ')}`);

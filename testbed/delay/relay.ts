@@ -1,5 +1,5 @@
 /**
- * A known delay on the path to one pod, for the prober's accuracy test: the kernel here has no
+ * A known delay on the path to some pods, for the prober's accuracy test: the kernel here has no
  * netem, so `delayrelay` (main.go beside this file) holds packets in user space.
  *
  * How the path is bent, inside the network namespace of the node the probing pod runs on:
@@ -9,8 +9,9 @@
  *                          rule iif <tun> → table T: <pod B>/32 via <the usual next hop> ──→ eth0 → node of pod B
  * ```
  *
- * Only that direction is delayed (the answers come back the usual way), so every round trip to
- * pod B — TCP handshake, HTTP request and response, ping — is longer by D. The relay says how
+ * (one such pair of routes per destination, all through the same relay). Only that direction is
+ * delayed (the answers come back the usual way), so every round trip to pod B — TCP handshake,
+ * HTTP request and response, ping — is longer by D. The relay says how
  * late it released packets (`late_us_*`), and {@link DelayedPath.stop} returns its last count.
  */
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
@@ -63,23 +64,25 @@ export interface DelayedPath {
 export interface DelayOptions {
   /** Network namespace the packets to `destination` are routed in (the probing pod's node). */
   readonly netns: string;
-  /** IPv4 address whose incoming direction gets the delay. */
-  readonly destination: string;
+  /** IPv4 addresses whose incoming direction gets the delay. */
+  readonly destinations: readonly string[];
   /** Milliseconds added to every packet. */
   readonly delayMs: number;
 }
 
 const ip = async (...args: string[]): Promise<string> => (await run('ip', args)).stdout;
 
-/** Routes `destination` through a new delaying relay in `netns`. */
+/** Routes `destinations` through a new delaying relay in `netns`. */
 export async function delayPath(options: DelayOptions): Promise<DelayedPath> {
   const binary = await buildDelayRelay();
-  const { netns, destination } = options;
-  // The usual next hop, before we change anything: "198.18.9.3 via 198.18.12.3 dev eth0 src …".
-  const usual = await ip('-n', netns, '-4', 'route', 'get', destination);
-  const via = /\bvia (\S+)/.exec(usual)?.[1];
-  const dev = /\bdev (\S+)/.exec(usual)?.[1];
-  if (!dev) throw new Error(`no route to ${destination} in ${netns}: ${usual}`);
+  const { netns, destinations } = options;
+  // The usual next hops, before we change anything: "198.18.9.3 via 198.18.12.3 dev eth0 src …".
+  const usualRoutes = await Promise.all(destinations.map(async (destination) => {
+    const usual = await ip('-n', netns, '-4', 'route', 'get', destination);
+    const dev = /\bdev (\S+)/.exec(usual)?.[1];
+    if (!dev) throw new Error(`no route to ${destination} in ${netns}: ${usual}`);
+    return { destination, dev, via: /\bvia (\S+)/.exec(usual)?.[1] };
+  }));
   const id = randomBytes(3).toString('hex');
   const tun = `cndly${id}`;
   const table = String(1000 + (Number.parseInt(id, 16) % 30_000));
@@ -122,12 +125,14 @@ export async function delayPath(options: DelayOptions): Promise<DelayedPath> {
       await run('ip', ['netns', 'exec', netns, 'sysctl', '-qw', 'net.ipv4.conf.all.rp_filter=2']);
       undo.push(() => run('ip', ['netns', 'exec', netns, 'sysctl', '-qw', 'net.ipv4.conf.all.rp_filter=1']));
     }
-    await ip('-n', netns, 'route', 'add', `${destination}/32`, ...(via ? ['via', via] : []), 'dev', dev, 'table', table);
+    for (const { destination, dev, via } of usualRoutes) await ip('-n', netns, 'route', 'add', `${destination}/32`, ...(via ? ['via', via] : []), 'dev', dev, 'table', table);
+    undo.push(() => ip('-n', netns, 'route', 'flush', 'table', table));
     await ip('-n', netns, 'rule', 'add', 'iif', tun, 'lookup', table, 'priority', table);
     undo.push(() => ip('-n', netns, 'rule', 'del', 'iif', tun, 'lookup', table, 'priority', table));
-    await ip('-n', netns, 'route', 'add', `${destination}/32`, 'dev', tun);
-    undo.push(() => ip('-n', netns, 'route', 'del', `${destination}/32`, 'dev', tun));
-    undo.push(() => ip('-n', netns, 'route', 'flush', 'table', table));
+    for (const { destination } of usualRoutes) {
+      await ip('-n', netns, 'route', 'add', `${destination}/32`, 'dev', tun);
+      undo.push(() => ip('-n', netns, 'route', 'del', `${destination}/32`, 'dev', tun));
+    }
   } catch (err) {
     for (const step of undo.reverse()) await step().catch(() => {});
     child.kill('SIGTERM');
