@@ -75,16 +75,20 @@ export interface ProcessCost {
 
 /** What Goldpinger's own /metrics counted over the measurement window. */
 export interface GoldpingerPings {
-  /** Pings made, summed over the pods. */
+  /** Pods whose /metrics were read before and after the window, with no restart between. */
+  readonly pods: number;
+  /** Pings made, summed over those pods. */
   readonly made: number;
   readonly failed: number;
-  /** Pings made per 10 s (its refresh interval) by a pod, median over the pods: its peers per round. */
+  /** Pings made per 10 s (its refresh interval) by a pod, median over those pods: its peers per round. */
   readonly perRoundMedian: number;
 }
 
 type ProcessKind = 'agent' | 'go-pinger' | 'goldpinger';
 
 const GOLDPINGER_PORT = 19280;
+/** How many pods' Goldpinger /metrics are read to count its pings. */
+const GOLDPINGER_SCRAPED_PODS = 11;
 /** Goldpinger's label on the pods' ServiceAccount, Role and RoleBinding. */
 const GOLDPINGER_ACCOUNT = 'goldpinger';
 /**
@@ -183,7 +187,7 @@ interface GoldpingerCounts { readonly atMs: number; readonly made: number; reado
  */
 async function goldpingerCounts(ip: string, log: (line: string) => void): Promise<GoldpingerCounts | undefined> {
   try {
-    const res = await fetch(`http://${ip}:${GOLDPINGER_PORT}/metrics`, { signal: AbortSignal.timeout(10_000) });
+    const res = await fetch(`http://${ip}:${GOLDPINGER_PORT}/metrics`, { signal: AbortSignal.timeout(30_000) });
     const lines = (await res.text()).split('\n');
     const sum = (prefix: string, ...labels: string[]): number => lines
       .filter((l) => l.startsWith(`${prefix}{`) && labels.every((label) => l.includes(label)))
@@ -195,21 +199,25 @@ async function goldpingerCounts(ip: string, log: (line: string) => void): Promis
   }
 }
 
-/** The pings each pod's Goldpinger made between two scrapes. */
-function goldpingerPings(before: ReadonlyArray<GoldpingerCounts | undefined>, after: ReadonlyArray<GoldpingerCounts | undefined>, log: (line: string) => void): GoldpingerPings {
+/** The pings each scraped pod's Goldpinger made between two scrapes (skipping a pod whose counters restarted). */
+function goldpingerPings(before: ReadonlyMap<string, GoldpingerCounts | undefined>, after: ReadonlyMap<string, GoldpingerCounts | undefined>, log: (line: string) => void): GoldpingerPings {
   let made = 0;
   let failed = 0;
   const perRound: number[] = [];
-  before.forEach((start, i) => {
-    const end = after[i];
-    if (!start || !end) return;
-    const pod = { made: end.made - start.made, failed: end.failed - start.failed };
-    if (pod.made - pod.failed <= 0) log(`warning: Goldpinger of pod ${i} made no successful ping in the window`);
-    made += pod.made;
-    failed += pod.failed;
-    perRound.push(pod.made / ((end.atMs - start.atMs) / 10_000));
-  });
-  return { made, failed, perRoundMedian: perRound.length > 0 ? median(perRound) : 0 };
+  for (const [pod, start] of before) {
+    const end = after.get(pod);
+    if (!start || !end) continue;
+    if (end.made < start.made) {
+      log(`warning: Goldpinger of ${pod} restarted in the window (its counters went down)`);
+      continue;
+    }
+    const window = { made: end.made - start.made, failed: end.failed - start.failed };
+    if (window.made - window.failed <= 0) log(`warning: Goldpinger of ${pod} made no successful ping in the window`);
+    made += window.made;
+    failed += window.failed;
+    perRound.push(window.made / ((end.atMs - start.atMs) / 10_000));
+  }
+  return { pods: perRound.length, made, failed, perRoundMedian: perRound.length > 0 ? median(perRound) : 0 };
 }
 
 interface ProcSample {
@@ -297,6 +305,17 @@ function processCost(before: readonly ProcSample[], after: readonly ProcSample[]
   };
 }
 
+/** Container restarts in the namespace's pods, summed per container name (a saturated machine restarts some). */
+async function restarts(plane: Awaited<ReturnType<typeof testbed>>, namespace: string): Promise<string> {
+  const res = await plane.request('GET', `/api/v1/namespaces/${namespace}/pods`);
+  const list = JSON.parse(res.body) as { items: Array<{ status: { containerStatuses?: Array<{ name: string; restartCount: number }>; initContainerStatuses?: Array<{ name: string; restartCount: number }> } }> };
+  const counts = new Map<string, number>();
+  for (const pod of list.items) {
+    for (const c of [...(pod.status.initContainerStatuses ?? []), ...(pod.status.containerStatuses ?? [])]) counts.set(c.name, (counts.get(c.name) ?? 0) + c.restartCount);
+  }
+  return [...counts].map(([name, n]) => `${name} ${n}`).join(', ');
+}
+
 export async function benchProberAgents(log: (line: string) => void, peerCounts: readonly number[] = [10, 100]): Promise<AgentCost[]> {
   const plane = await testbed();
   const agentImage = await crowsnestImage(plane);
@@ -349,23 +368,26 @@ export async function benchProberAgents(log: (line: string) => void, peerCounts:
         }
         log(`pods running; warming up ${WARMUP_MS / 1000} s`);
         await new Promise((resolve) => setTimeout(resolve, WARMUP_MS));
-        // Goldpinger's counts around the window: what it did while it was measured.
-        const scrape = (): Promise<Array<GoldpingerCounts | undefined>> => Promise.all([...ips.values()].map((ip) => goldpingerCounts(ip, log)));
-        const countsBefore = goldpinger ? await scrape() : [];
+        // Goldpinger's counts around the window, from a few pods spread over both nodes (reading
+        // all 101 at once timed most of them out on a saturated machine).
+        const spread = new Set(Array.from({ length: Math.min(pods, GOLDPINGER_SCRAPED_PODS) }, (_, k) => Math.floor((k * pods) / Math.min(pods, GOLDPINGER_SCRAPED_PODS))));
+        const scraped = [...ips].filter((_, i) => spread.has(i));
+        const scrape = async (): Promise<Map<string, GoldpingerCounts | undefined>> =>
+          new Map(await Promise.all(scraped.map(async ([pod, ip]) => [pod, await goldpingerCounts(ip, log)] as const)));
+        const countsBefore = goldpinger ? await scrape() : new Map();
         const before = await sampleProcesses(uids);
         await new Promise((resolve) => setTimeout(resolve, MEASURE_MS));
         const after = await sampleProcesses(uids);
-        const countsAfter = goldpinger ? await scrape() : [];
+        const countsAfter = goldpinger ? await scrape() : new Map();
         const cost = (kind: ProcessKind): ProcessCost => processCost(before, after, kind, pods, log);
-        let goldpingerCost: AgentCost['goldpinger'];
-        if (goldpinger) {
-          const pings = goldpingerPings(countsBefore, countsAfter, log);
-          log(`goldpinger: ${pings.made - pings.failed} successful pings of ${pings.made} made over the pods in ${MEASURE_MS / 1000} s; ${pings.perRoundMedian.toFixed(1)} per pod per 10 s (median)`);
-          if (pings.made - pings.failed <= 0) throw new Error('Goldpinger made no successful ping in the window: its numbers would be an idle process\'s (see its containers\' logs)');
-          goldpingerCost = { ...cost('goldpinger'), pings };
-        }
-        const result: AgentCost = { peers, pods, agent: cost('agent'), goPinger: cost('go-pinger'), ...(goldpingerCost ? { goldpinger: goldpingerCost } : {}) };
+        const pings = goldpinger ? goldpingerPings(countsBefore, countsAfter, log) : undefined;
+        const result: AgentCost = { peers, pods, agent: cost('agent'), goPinger: cost('go-pinger'), ...(pings ? { goldpinger: { ...cost('goldpinger'), pings } } : {}) };
         log(JSON.stringify(result));
+        log(`restarts: ${await restarts(plane, namespace)}`);
+        if (pings) {
+          log(`goldpinger: ${pings.made - pings.failed} successful pings of ${pings.made} made by ${pings.pods} pods in ${MEASURE_MS / 1000} s; ${pings.perRoundMedian.toFixed(1)} per pod per 10 s (median)`);
+          if (pings.made - pings.failed <= 0) throw new Error('Goldpinger made no successful ping in the window: its numbers are an idle process\'s (see its containers\' logs)');
+        }
         results.push(result);
       } finally {
         peersServer.close();

@@ -72,7 +72,7 @@ export async function benchProber(log: (line: string) => void): Promise<void> {
     })),
   );
   for (const r of agents) {
-    if (r.goldpinger) console.log(`Goldpinger, ${r.peers} peers: ${r.goldpinger.pings.made - r.goldpinger.pings.failed} of ${r.goldpinger.pings.made} pings succeeded over the pods while measured; ${r.goldpinger.pings.perRoundMedian.toFixed(1)} pings per pod per 10 s (median)`);
+    if (r.goldpinger) console.log(`Goldpinger, ${r.peers} peers: ${r.goldpinger.pings.made - r.goldpinger.pings.failed} of ${r.goldpinger.pings.made} pings succeeded while measured (${r.goldpinger.pings.pods} pods' /metrics); ${r.goldpinger.pings.perRoundMedian.toFixed(1)} pings per pod per 10 s (median)`);
   }
   console.log(`\nNode ${process.version} alone, same binary: idle ${mib(floor.idle.rssMiB)} RSS (${mib(floor.idle.anonMiB)} anon); with node:net and node:tls loaded ${mib(floor.netTls.rssMiB)} (${mib(floor.netTls.anonMiB)} anon)`);
 }
