@@ -35,6 +35,8 @@ const GO_PINGER_PORT = 19180;
 const WARMUP_MS = 40_000;
 const MEASURE_MS = 60_000;
 const CLOCK_TICKS = 100;
+/** Pods created before waiting for them to run. */
+const STARTUP_BATCH = 20;
 
 /**
  * Node's own floor with this binary: an idle process (`setInterval`), and one that has loaded what
@@ -346,25 +348,31 @@ export async function benchProberAgents(log: (line: string) => void, peerCounts:
       await new Promise<void>((resolve) => peersServer.listen(0, plane.network!.hostIp, resolve));
       const peersUrl = `http://${plane.network!.hostIp}:${(peersServer.address() as AddressInfo).port}/peers`;
       try {
-        for (let i = 0; i < pods; i++) {
-          const name = `bench-${i}`;
-          const res = await plane.request('POST', `/api/v1/namespaces/${namespace}/pods`, {
-            apiVersion: 'v1', kind: 'Pod', metadata: { name, labels: { app: 'bench' } },
-            spec: {
-              nodeName: `crowsnest-real-${i % 2}`, terminationGracePeriodSeconds: 1,
-              ...(goldpinger ? { serviceAccountName: GOLDPINGER_ACCOUNT } : {}),
-              containers: [
-                { name: 'go-pinger', image: goPinger, args: ['-listen', `:${GO_PINGER_PORT}`, '-peers-url', `${peersUrl}?pod=${name}`, '-period', '10s', '-timeout', '1s'], resources: { limits: { memory: '128Mi' } } },
-                ...(goldpinger ? [goldpingerContainer(goldpinger, peers)] : []),
-              ],
-            },
-          });
-          if (res.status !== 201) throw new Error(res.body);
-        }
-        for (let i = 0; i < pods; i++) {
-          const pod = await waitForPod(plane, namespace, `bench-${i}`, (p) => p.status.phase === 'Running' && Boolean(p.status.podIP), 'Running', 300_000);
-          ips.set(pod.metadata.name, pod.status.podIP!);
-          uids.add(pod.metadata.uid);
+        // In batches: 303 containers created at once on 2 cores had runc time out (RunContainerError,
+        // "context deadline exceeded") and the kubelet's back-off kept a pod Pending past 5 min.
+        for (let batch = 0; batch < pods; batch += STARTUP_BATCH) {
+          const inBatch = Array.from({ length: Math.min(STARTUP_BATCH, pods - batch) }, (_, k) => batch + k);
+          for (const i of inBatch) {
+            const name = `bench-${i}`;
+            const res = await plane.request('POST', `/api/v1/namespaces/${namespace}/pods`, {
+              apiVersion: 'v1', kind: 'Pod', metadata: { name, labels: { app: 'bench' } },
+              spec: {
+                nodeName: `crowsnest-real-${i % 2}`, terminationGracePeriodSeconds: 1,
+                ...(goldpinger ? { serviceAccountName: GOLDPINGER_ACCOUNT } : {}),
+                containers: [
+                  { name: 'go-pinger', image: goPinger, args: ['-listen', `:${GO_PINGER_PORT}`, '-peers-url', `${peersUrl}?pod=${name}`, '-period', '10s', '-timeout', '1s'], resources: { limits: { memory: '128Mi' } } },
+                  ...(goldpinger ? [goldpingerContainer(goldpinger, peers)] : []),
+                ],
+              },
+            });
+            if (res.status !== 201) throw new Error(res.body);
+          }
+          for (const i of inBatch) {
+            const pod = await waitForPod(plane, namespace, `bench-${i}`, (p) => p.status.phase === 'Running' && Boolean(p.status.podIP), 'Running', 300_000);
+            ips.set(pod.metadata.name, pod.status.podIP!);
+            uids.add(pod.metadata.uid);
+          }
+          log(`${ips.size} of ${pods} pods running`);
         }
         log(`pods running; warming up ${WARMUP_MS / 1000} s`);
         await new Promise((resolve) => setTimeout(resolve, WARMUP_MS));
