@@ -394,6 +394,7 @@ export async function benchProberAgents(log: (line: string) => void, peerCounts:
         log(`restarts: ${await restarts(plane, namespace)}`);
         if (pings) {
           log(`goldpinger: ${pings.made - pings.failed} successful pings of ${pings.made} made by ${pings.pods} pods in ${MEASURE_MS / 1000} s; ${pings.perRoundMedian.toFixed(1)} per pod per 10 s (median)`);
+          if (pings.pods === 0) throw new Error(`no Goldpinger's /metrics could be read both before and after the window (${scraped.length} pods tried): its pings are not verified`);
           if (pings.made - pings.failed <= 0) throw new Error('Goldpinger made no successful ping in the window: its numbers are an idle process\'s (see its containers\' logs)');
         }
         results.push(result);
