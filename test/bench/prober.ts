@@ -56,7 +56,7 @@ export async function benchProber(log: (line: string) => void): Promise<void> {
   const measured = agents.some((r) => r.goldpinger) ? 'Goldpinger (BENCH_GOLDPINGER_BINARY) and ' : '';
   console.log(`\nprober agent (crowsnest agent, Node 24) beside ${measured}go-pinger (the same probes in plain Go), in the same pods`);
   if (!measured) console.log('Goldpinger was not measured: set BENCH_GOLDPINGER_BINARY to its binary');
-  console.log('per pod, median over the pods (max in brackets); defaults: a round per peer every 10 s (HTTP ping + TCP connect), 1 s timeout; Goldpinger: HTTP ping per peer and a pod list every 10 s, 1 s timeout');
+  console.log(`per pod, median over the pods (max in brackets); defaults: a round per peer every 10 s (HTTP ping + TCP connect), 1 s timeout${measured ? '; Goldpinger: HTTP ping per peer and a pod list every 10 s, 1 s timeout' : ''}`);
   console.log('RSS includes the file-backed pages of the binary (shared by every pod on a node); anon is what each process adds; working set is the container\'s memory cgroup as the kubelet counts it (usage - inactive file). Target (issue): RSS <= 40 MiB\n');
   const kinds = [['crowsnest agent', 'agent'], ['go-pinger', 'goPinger'], ['Goldpinger', 'goldpinger']] as const;
   table(
