@@ -13,7 +13,7 @@
  * memory cgroup (usage minus inactive file pages).
  */
 import { execFile } from 'node:child_process';
-import { readdir, readFile } from 'node:fs/promises';
+import { readdir, readFile, rm } from 'node:fs/promises';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -124,6 +124,7 @@ async function goPingerImage(registryHost: string, log: (line: string) => void):
   const binary = join(tmpdir(), `go-pinger-${process.pid}`);
   await run(process.env['GO'] ?? '/usr/local/go/bin/go', ['build', '-trimpath', '-o', binary, '.'], { cwd: dir, env: { ...process.env, CGO_ENABLED: '0', GOTOOLCHAIN: 'local' } });
   const builder = new LayerBuilder().file('go-pinger', await readFile(binary), 0o755);
+  await rm(binary, { force: true });
   return pushBenchImage(registryHost, 'go-pinger', '/go-pinger', { createdBy: 'go-pinger (test/bench/go-pinger)', builder }, log);
 }
 
@@ -338,10 +339,13 @@ export async function benchProberAgents(log: (line: string) => void, peerCounts:
       });
       if (created.status !== 201) throw new Error(created.body);
       if (goldpinger) await goldpingerAccount(plane, namespace);
-      // go-pinger asks this server for its peers: every other pod.
+      // go-pinger asks this server for its peers: every other pod. It asks until the answer is not
+      // empty and never again, so nothing is answered before every pod's IP is known (else the
+      // first pods' go-pingers probed only the few pods running before them).
       const ips = new Map<string, string>();
       const uids = new Set<string>();
       const peersServer = createServer((req, res) => {
+        if (ips.size < pods) return void res.end();
         const self = new URL(req.url ?? '/', 'http://x').searchParams.get('pod');
         res.end([...ips].filter(([name]) => name !== self).map(([name, ip]) => `${name} ${ip}:${GO_PINGER_PORT}`).join('\n'));
       });
