@@ -1,8 +1,8 @@
 /**
  * `make bench BENCH=prober`: the webhook's admission latency at 100 creates/s beside a floor
- * webhook and no webhook (prober-admission.ts), the agent's cost with 10 and 100 peers beside a Go
- * reference (prober-agents.ts), and one agent on loopback with and without V8's JIT
- * (prober-agent-loopback.ts). `BENCH_PROBER_PEERS=10` runs one size; `BENCH_PROBER=admission|agents|loopback` one part.
+ * webhook and no webhook (prober-admission.ts), the agent's cost with 10 and 100 peers beside
+ * go-pinger and, given BENCH_GOLDPINGER_BINARY, Goldpinger (prober-agents.ts), and one agent on
+ * loopback with and without V8's JIT (prober-agent-loopback.ts). `BENCH_PROBER_PEERS=10` runs one size; `BENCH_PROBER=admission|agents|loopback` one part.
  */
 import { globalTeardown } from '../integration/testbed.ts';
 import { type AdmissionPass, benchProberAdmission } from './prober-admission.ts';
@@ -53,17 +53,26 @@ export async function benchProber(log: (line: string) => void): Promise<void> {
   }
   if (agents.length === 0) return;
   const floor = await nodeFloor();
-  console.log('\nprober agent (crowsnest agent, Node 24) beside go-pinger (the same probes in plain Go; Goldpinger is not served by the Go proxy here)');
-  console.log('per pod, median over the pods (max RSS in brackets); defaults: a round per peer every 10 s (HTTP ping + TCP connect), 1 s timeout');
-  console.log('RSS includes the file-backed pages of the binary (shared by every pod on a node); anon is what each process adds. Target (issue): RSS <= 40 MiB\n');
+  const measured = agents.some((r) => r.goldpinger) ? 'Goldpinger (BENCH_GOLDPINGER_BINARY) and ' : '';
+  console.log(`\nprober agent (crowsnest agent, Node 24) beside ${measured}go-pinger (the same probes in plain Go), in the same pods`);
+  if (!measured) console.log('Goldpinger was not measured: set BENCH_GOLDPINGER_BINARY to its binary');
+  console.log(`per pod, median over the pods (max in brackets); defaults: a round per peer every 10 s (HTTP ping + TCP connect), 1 s timeout${measured ? '; Goldpinger: HTTP ping per peer and a pod list every 10 s, 1 s timeout' : ''}`);
+  console.log('RSS includes the file-backed pages of the binary (shared by every pod on a node); anon is what each process adds; working set is the container\'s memory cgroup as the kubelet counts it (usage - inactive file). Target (issue): RSS <= 40 MiB\n');
+  const kinds = [['crowsnest agent', 'agent'], ['go-pinger', 'goPinger'], ['Goldpinger', 'goldpinger']] as const;
   table(
-    ['peers', 'pods', 'agent RSS', 'agent anon', 'agent CPU', 'go-pinger RSS', 'go-pinger anon', 'go-pinger CPU', 'CPU ratio'],
-    agents.map((r) => [
-      String(r.peers), String(r.pods),
-      `${mib(r.agent.rssMiBMedian)} (${r.agent.rssMiBMax.toFixed(1)})`, mib(r.agent.anonMiBMedian), milli(r.agent.cpuCoresMedian),
-      `${mib(r.goPinger.rssMiBMedian)} (${r.goPinger.rssMiBMax.toFixed(1)})`, mib(r.goPinger.anonMiBMedian), milli(r.goPinger.cpuCoresMedian),
-      (r.agent.cpuCoresMedian / r.goPinger.cpuCoresMedian).toFixed(1),
-    ]),
+    ['peers', 'pods', 'process', 'RSS', 'anon', 'working set', 'CPU', 'agent CPU / its CPU'],
+    agents.flatMap((r) => kinds.flatMap(([label, key]) => {
+      const cost = r[key];
+      if (!cost) return [];
+      return [[
+        String(r.peers), String(r.pods), label, `${mib(cost.rssMiBMedian)} (${cost.rssMiBMax.toFixed(1)})`, mib(cost.anonMiBMedian),
+        `${mib(cost.workingSetMiBMedian)} (${cost.workingSetMiBMax.toFixed(1)})`, milli(cost.cpuCoresMedian),
+        key === 'agent' ? '' : (r.agent.cpuCoresMedian / cost.cpuCoresMedian).toFixed(1),
+      ]];
+    })),
   );
+  for (const r of agents) {
+    if (r.goldpinger) console.log(`Goldpinger, ${r.peers} peers: ${r.goldpinger.pings.made - r.goldpinger.pings.failed} of ${r.goldpinger.pings.made} pings succeeded while measured (${r.goldpinger.pings.pods} pods' /metrics); ${r.goldpinger.pings.perRoundMedian.toFixed(1)} pings per pod per 10 s (median)`);
+  }
   console.log(`\nNode ${process.version} alone, same binary: idle ${mib(floor.idle.rssMiB)} RSS (${mib(floor.idle.anonMiB)} anon); with node:net and node:tls loaded ${mib(floor.netTls.rssMiB)} (${mib(floor.netTls.anonMiB)} anon)`);
 }

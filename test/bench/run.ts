@@ -14,7 +14,7 @@
  *   control plane); parser throughput on 100,000 /proc/net lines.
  * - prober: the webhook's admission latency at 100 pod creates/s beside a floor webhook and none,
  *   each webhook in its own process; the injected agent's RSS and CPU with 10 and 100 peers beside
- *   a Go reference.
+ *   go-pinger (plain Go) and, with `BENCH_GOLDPINGER_BINARY` set to its binary, Goldpinger.
  * - logs-agent: guard's node log agent reading a 1,000,000-line CRI log (lines/s per core, peak
  *   RSS) beside the OpenTelemetry Collector's filelog receiver built from Go modules; no control plane.
  * - memory: operator RSS and heap at 10,000 and 150,000 opted-in kwok pods, beside an idle operator,
