@@ -61,8 +61,13 @@ testbed: ## build the control-plane binaries into the cache (once per machine)
 test: lint test-unit test-image test-integration ## all tests: lint, unit, image, then integration on a real local control plane
 
 .PHONY: test-unit
+# Two files at a time (node's default on 2 cores is one): most of a unit file's time is Node
+# starting and loading it, or a real process waiting. test/host compares this host's sockets with
+# ss, so its files run alone and one at a time, after the rest: listeners come and go meanwhile,
+# and ports-scan-escape gives one a process name that ss prints across two lines.
 test-unit: deps ## unit tests (pure logic, fake clocks), and the host port scan compared with ss
-	@$(RUN) node --test 'src/**/*.test.ts' 'scripts/**/*.test.ts' 'test/host/**/*.test.ts' 'image/**/*.test.ts' 'testbed/**/*.test.ts'
+	@$(RUN) node --test --test-concurrency=2 'src/**/*.test.ts' 'scripts/**/*.test.ts' 'image/**/*.test.ts' 'testbed/**/*.test.ts'
+	@$(RUN) node --test --test-concurrency=1 'test/host/**/*.test.ts'
 
 .PHONY: test-image
 test-image: deps ## image tests: loopback registry + crane, the images built twice (same digest), run read-only

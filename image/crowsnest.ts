@@ -89,8 +89,8 @@ export async function buildCrowsnestImage(options: CrowsnestImageOptions): Promi
   try {
     const lock = parseLock(await readFile(join(repoDir, 'image', 'debian.lock'), 'utf8'));
     const debian = await fetchPackages(pinsFor(lock, DEBIAN_PACKAGES), { cacheDir: join(cache, 'debs'), log });
-    const nodeBinary = await nodeBinaryPath(nodeVersion, cache, log);
-    const nodeModules = await productionNodeModules(cache, log);
+    const nodeBinary = await onceAtATime(`node ${nodeVersion} ${cache}`, () => nodeBinaryPath(nodeVersion, cache, log));
+    const nodeModules = await onceAtATime(`node_modules ${cache}`, () => productionNodeModules(cache, log));
     const npm = await installedNpmPackages(nodeModules);
     const js = join(staging, 'js');
     await emitJavaScript(js);
@@ -199,6 +199,22 @@ function withStatus(control: string): string {
   const at = lines.findIndex((l) => l.startsWith('Package:'));
   lines.splice(at + 1, 0, 'Status: install ok installed');
   return `${lines.join('\n')}\n`;
+}
+
+const inFlight = new Map<string, Promise<string>>();
+
+/**
+ * `install()` unless the same `key` is being installed already in this process, then that
+ * install's result: builds running at once (the image test's two) would otherwise both install
+ * into the same directory of the cache.
+ */
+function onceAtATime(key: string, install: () => Promise<string>): Promise<string> {
+  let pending = inFlight.get(key);
+  if (!pending) {
+    pending = install().finally(() => inFlight.delete(key));
+    inFlight.set(key, pending);
+  }
+  return pending;
 }
 
 /**

@@ -10,7 +10,20 @@ import type { AddressInfo } from 'node:net';
 import { describe, it } from 'node:test';
 import { KubeConfig } from '@kubernetes/client-node';
 import { KubeClient } from '../kube/client/client.ts';
+import { FakeClock, type TimerHandle } from '../kube/clock.ts';
 import { discoverTypes } from './discovery.ts';
+
+/** A fake clock that fires each delay as soon as it is asked for, and records the delays asked. */
+class ImpatientClock extends FakeClock {
+  readonly delaysMs: number[] = [];
+
+  override setTimer(callback: () => void, delayMs: number): TimerHandle {
+    this.delaysMs.push(delayMs);
+    const handle = super.setTimer(callback, delayMs);
+    setImmediate(() => this.advance(delayMs));
+    return handle;
+  }
+}
 
 type Route = { status?: number; body: unknown } | ((attempt: number) => { status?: number; body: unknown });
 
@@ -100,16 +113,25 @@ describe('discoverTypes', () => {
       '/apis/apps/v1': (attempt) => (attempt === 1 ? { body: 'hang-up' } : { body: apps }),
       '/apis/apiextensions.k8s.io/v1/customresourcedefinitions': { body: crds },
     }, async (client, hits) => {
-      const result = await discoverTypes(client);
+      const clock = new ImpatientClock();
+      const result = await discoverTypes(client, undefined, clock);
       assert.deepEqual(result.failedGroups, []);
       assert.ok(result.types.some((t) => t.resource === 'deployments'));
       assert.equal(hits.get('/apis/apps/v1'), 2);
+      assert.equal(clock.delaysMs.length, 1, 'one wait before the second attempt');
     });
     await withServer({
       '/apis': { body: { groups: [] } },
       '/api/v1': { status: 500, body: { kind: 'Status', code: 500, reason: 'InternalError', message: 'etcd is down' } },
-    }, async (client) => {
-      await assert.rejects(discoverTypes(client), /500/);
+    }, async (client, hits) => {
+      const clock = new ImpatientClock();
+      await assert.rejects(discoverTypes(client, undefined, clock), /500/);
+      assert.equal(hits.get('/api/v1'), 5, 'five attempts');
+      // 500 ms doubling, each with up to 20 % jitter on top: 7.5 s to 9 s in all.
+      assert.equal(clock.delaysMs.length, 4);
+      for (const [i, delayMs] of clock.delaysMs.entries()) {
+        assert.ok(delayMs >= 500 * 2 ** i && delayMs <= 1.2 * 500 * 2 ** i, `wait ${i + 1}: ${delayMs} ms`);
+      }
     });
   });
 });

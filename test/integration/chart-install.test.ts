@@ -6,8 +6,8 @@
  * leader, the inventory and ports CronJobs as Jobs made from them (`kubectl create job --from`).
  *
  * One release for the whole file, shared by the scenarios in order: install → logaccess with real
- * pods → leader failover → inventory delivery and re-send → ports scan vs `ss -ltnup` → upgrade →
- * uninstall, listing what is left. Its in-cluster operator watches the whole cluster, so the
+ * pods → leader failover → the prober's injected agents and, at the same time, inventory delivery
+ * and re-send → ports scan vs `ss -ltnup` → upgrade → uninstall, listing what is left. Its in-cluster operator watches the whole cluster, so the
  * release is gone (uninstalled in `after` if a test failed first) before the next file runs.
  *
  * Report volumes: the testbed has no storage provisioner, so this file makes a `local`
@@ -311,96 +311,100 @@ describe('the chart installed for real on the testbed', () => {
     await eventually('the Deployment has two ready operators again', async () => (await operatorPods()).filter((p) => p.status.containerStatuses?.every((c) => c.ready)).length === 2, SETTLE_MS);
   });
 
-  it('prober: the operator keeps its own webhook certificate, injects the agent into a NetworkProber\'s pods, and the agents report their pairs', async () => {
-    const plane = await testbed();
-    // Self-managed: the leader created the Secret and set the chart's webhook configuration's caBundle.
-    await eventually('the webhook configuration carries the CA of the operator\'s Secret', async () => {
-      const secret = await get<{ data?: Record<string, string> }>(`/api/v1/namespaces/${namespace}/secrets/${RELEASE}-webhook-cert`);
-      const configuration = await get<{ webhooks: Array<{ clientConfig: { caBundle?: string } }> }>(`/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations/${RELEASE}-prober`);
-      return secret?.data?.['ca.crt'] !== undefined && configuration?.webhooks[0]?.clientConfig.caBundle === secret.data['ca.crt'];
-    }, SETTLE_MS);
-    // The seed's sample, with only its apiVersion changed (and its docker.io agentImage dropped: ours is the default).
-    const prober = await plane.request('POST', `/apis/crowsnest.dev/v1alpha1/namespaces/${workloads}/networkprobers`, {
-      apiVersion: 'crowsnest.dev/v1alpha1', kind: 'NetworkProber', metadata: { name: 'networkprober-sample' },
-      spec: { podSelector: { matchLabels: { app: 'net-prober' } }, httpPort: '9090', pollingPeriod: '2s', httpPrometheusPort: '1222' },
-    });
-    assert.equal(prober.status, 201, prober.body);
-    const created = await plane.request('POST', `/apis/apps/v1/namespaces/${workloads}/deployments`, {
-      apiVersion: 'apps/v1', kind: 'Deployment', metadata: { name: 'net-prober' },
-      spec: {
-        replicas: 2, selector: { matchLabels: { app: 'net-prober' } },
-        template: {
-          metadata: { labels: { app: 'net-prober' } },
-          spec: {
-            terminationGracePeriodSeconds: 1,
-            // One pod per real node, so pairs cross nodes.
-            topologySpreadConstraints: [{ maxSkew: 1, topologyKey: 'kubernetes.io/hostname', whenUnsatisfiable: 'DoNotSchedule', labelSelector: { matchLabels: { app: 'net-prober' } } }],
-            containers: [{ name: 'main', image: plane.images['test']!, command: ['sleep', '3600'] }],
+  // Independent of each other, so at once: the prober's pods and agents come up while the
+  // inventory Jobs run (most of whose time is the run that waits out the endpoint being down).
+  describe('the prober and inventory scenarios, at once', { concurrency: true }, () => {
+    it('prober: the operator keeps its own webhook certificate, injects the agent into a NetworkProber\'s pods, and the agents report their pairs', async () => {
+      const plane = await testbed();
+      // Self-managed: the leader created the Secret and set the chart's webhook configuration's caBundle.
+      await eventually('the webhook configuration carries the CA of the operator\'s Secret', async () => {
+        const secret = await get<{ data?: Record<string, string> }>(`/api/v1/namespaces/${namespace}/secrets/${RELEASE}-webhook-cert`);
+        const configuration = await get<{ webhooks: Array<{ clientConfig: { caBundle?: string } }> }>(`/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations/${RELEASE}-prober`);
+        return secret?.data?.['ca.crt'] !== undefined && configuration?.webhooks[0]?.clientConfig.caBundle === secret.data['ca.crt'];
+      }, SETTLE_MS);
+      // The seed's sample, with only its apiVersion changed (and its docker.io agentImage dropped: ours is the default).
+      const prober = await plane.request('POST', `/apis/crowsnest.dev/v1alpha1/namespaces/${workloads}/networkprobers`, {
+        apiVersion: 'crowsnest.dev/v1alpha1', kind: 'NetworkProber', metadata: { name: 'networkprober-sample' },
+        spec: { podSelector: { matchLabels: { app: 'net-prober' } }, httpPort: '9090', pollingPeriod: '2s', httpPrometheusPort: '1222' },
+      });
+      assert.equal(prober.status, 201, prober.body);
+      const created = await plane.request('POST', `/apis/apps/v1/namespaces/${workloads}/deployments`, {
+        apiVersion: 'apps/v1', kind: 'Deployment', metadata: { name: 'net-prober' },
+        spec: {
+          replicas: 2, selector: { matchLabels: { app: 'net-prober' } },
+          template: {
+            metadata: { labels: { app: 'net-prober' } },
+            spec: {
+              terminationGracePeriodSeconds: 1,
+              // One pod per real node, so pairs cross nodes.
+              topologySpreadConstraints: [{ maxSkew: 1, topologyKey: 'kubernetes.io/hostname', whenUnsatisfiable: 'DoNotSchedule', labelSelector: { matchLabels: { app: 'net-prober' } } }],
+              containers: [{ name: 'main', image: plane.images['test']!, command: ['sleep', '3600'] }],
+            },
           },
         },
-      },
+      });
+      assert.equal(created.status, 201, created.body);
+      let pods: Pod[] = [];
+      await eventually('two ready pods, each with the agent', async () => {
+        pods = (await list<Pod>(`/api/v1/namespaces/${workloads}/pods?labelSelector=app%3Dnet-prober`))
+          .filter((p) => !p.metadata.deletionTimestamp && p.status.phase === 'Running' && p.status.containerStatuses?.every((c) => c.ready));
+        return pods.length === 2;
+      }, 120_000);
+      const operatorImage = (await get<{ spec: { template: { spec: { containers: Array<{ image: string }> } } } }>(`/apis/apps/v1/namespaces/${namespace}/deployments/${OPERATOR}`))?.spec.template.spec.containers[0]?.image;
+      assert.ok(operatorImage?.startsWith(plane.images['crowsnest']!), `the operator runs the testbed's image: ${operatorImage}`);
+      for (const pod of pods) {
+        const full = await get<{ metadata: { annotations?: Record<string, string> }; spec: { initContainers?: Array<{ name: string; restartPolicy?: string; image: string }> } }>(`/api/v1/namespaces/${workloads}/pods/${pod.metadata.name}`);
+        const agent = full?.spec.initContainers?.find((c) => c.name === 'net-prober');
+        assert.equal(agent?.restartPolicy, 'Always', 'a native sidecar');
+        assert.equal(agent?.image, operatorImage, 'the chart\'s own image, as the operator runs it (digest pinned)');
+        assert.equal(full?.metadata.annotations?.['netprober-container-deployed'], 'true');
+      }
+      assert.deepEqual(new Set(pods.map((p) => p.spec.nodeName)), new Set(REAL_NODES), 'one pod on each real node');
+      await eventually('the NetworkProber is Ready with 2 pods and 2 reachable pairs', async () => {
+        const status = (await get<{ status?: { injectedPods?: number; reachablePairs?: number; unreachablePairs?: number; conditions?: Array<{ type: string; status: string }> } }>(
+          `/apis/crowsnest.dev/v1alpha1/namespaces/${workloads}/networkprobers/networkprober-sample`))?.status;
+        return status?.injectedPods === 2 && status.reachablePairs === 2 && status.unreachablePairs === 0 && status.conditions?.find((c) => c.type === 'Ready')?.status === 'True';
+      }, 90_000);
+      // The operator's own namespace is never injected: its pods were created through the same API server.
+      for (const pod of await operatorPods()) assert.ok(!JSON.stringify(pod).includes('net-prober'), `${pod.metadata.name} has no agent`);
+      const deleted = await plane.request('DELETE', `/apis/apps/v1/namespaces/${workloads}/deployments/net-prober`);
+      assert.equal(deleted.status, 200, deleted.body);
     });
-    assert.equal(created.status, 201, created.body);
-    let pods: Pod[] = [];
-    await eventually('two ready pods, each with the agent', async () => {
-      pods = (await list<Pod>(`/api/v1/namespaces/${workloads}/pods?labelSelector=app%3Dnet-prober`))
-        .filter((p) => !p.metadata.deletionTimestamp && p.status.phase === 'Running' && p.status.containerStatuses?.every((c) => c.ready));
-      return pods.length === 2;
-    }, 120_000);
-    const operatorImage = (await get<{ spec: { template: { spec: { containers: Array<{ image: string }> } } } }>(`/apis/apps/v1/namespaces/${namespace}/deployments/${OPERATOR}`))?.spec.template.spec.containers[0]?.image;
-    assert.ok(operatorImage?.startsWith(plane.images['crowsnest']!), `the operator runs the testbed's image: ${operatorImage}`);
-    for (const pod of pods) {
-      const full = await get<{ metadata: { annotations?: Record<string, string> }; spec: { initContainers?: Array<{ name: string; restartPolicy?: string; image: string }> } }>(`/api/v1/namespaces/${workloads}/pods/${pod.metadata.name}`);
-      const agent = full?.spec.initContainers?.find((c) => c.name === 'net-prober');
-      assert.equal(agent?.restartPolicy, 'Always', 'a native sidecar');
-      assert.equal(agent?.image, operatorImage, 'the chart\'s own image, as the operator runs it (digest pinned)');
-      assert.equal(full?.metadata.annotations?.['netprober-container-deployed'], 'true');
-    }
-    assert.deepEqual(new Set(pods.map((p) => p.spec.nodeName)), new Set(REAL_NODES), 'one pod on each real node');
-    await eventually('the NetworkProber is Ready with 2 pods and 2 reachable pairs', async () => {
-      const status = (await get<{ status?: { injectedPods?: number; reachablePairs?: number; unreachablePairs?: number; conditions?: Array<{ type: string; status: string }> } }>(
-        `/apis/crowsnest.dev/v1alpha1/namespaces/${workloads}/networkprobers/networkprober-sample`))?.status;
-      return status?.injectedPods === 2 && status.reachablePairs === 2 && status.unreachablePairs === 0 && status.conditions?.find((c) => c.type === 'Ready')?.status === 'True';
-    }, 90_000);
-    // The operator's own namespace is never injected: its pods were created through the same API server.
-    for (const pod of await operatorPods()) assert.ok(!JSON.stringify(pod).includes('net-prober'), `${pod.metadata.name} has no agent`);
-    const deleted = await plane.request('DELETE', `/apis/apps/v1/namespaces/${workloads}/deployments/net-prober`);
-    assert.equal(deleted.status, 200, deleted.body);
-  });
 
-  it('inventory: a Job from the CronJob delivers a snapshot from a real pod; with the endpoint down the snapshot stays on the report volume and the next run re-sends it', async () => {
-    const plane = await testbed();
-    const cronJob = `${RELEASE}-inventory`;
-    const runJob = async (name: string): Promise<Job> => {
-      await plane.kubectl(['-n', namespace, 'create', 'job', name, `--from=cronjob/${cronJob}`]);
-      return await jobFinished(namespace, name);
-    };
-    const delivered = await runJob('inventory-1');
-    assert.equal(delivered.status.succeeded, 1, JSON.stringify(delivered.status));
-    const [first] = receiver.completeRuns();
-    assert.ok(first, 'a complete run arrived');
-    const objects = receiver.received.filter((r) => r.runId === first).flatMap((r) => r.objects);
-    assert.ok(objects.some((o) => o.kind === 'Deployment' && o.metadata.namespace === workloads && o.metadata.name === 'web'), 'the snapshot holds this cluster\'s objects');
-    assert.ok(receiver.logins.length > 0 && receiver.logins.every((l) => l.status === 200), 'logged in with the keys from the chart\'s Secret');
-    assert.ok((await podsOfJob(namespace, 'inventory-1')).every((p) => REAL_NODES.includes(p.spec.nodeName ?? '')));
-    assert.deepEqual(await deliveredRuns(volumeDirs.inventory), [first], 'the run\'s summary is on the volume, saying it was delivered');
-    assert.deepEqual(await undelivered(volumeDirs.inventory), [], 'nothing kept after a delivery');
+    it('inventory: a Job from the CronJob delivers a snapshot from a real pod; with the endpoint down the snapshot stays on the report volume and the next run re-sends it', async () => {
+      const plane = await testbed();
+      const cronJob = `${RELEASE}-inventory`;
+      const runJob = async (name: string): Promise<Job> => {
+        await plane.kubectl(['-n', namespace, 'create', 'job', name, `--from=cronjob/${cronJob}`]);
+        return await jobFinished(namespace, name);
+      };
+      const delivered = await runJob('inventory-1');
+      assert.equal(delivered.status.succeeded, 1, JSON.stringify(delivered.status));
+      const [first] = receiver.completeRuns();
+      assert.ok(first, 'a complete run arrived');
+      const objects = receiver.received.filter((r) => r.runId === first).flatMap((r) => r.objects);
+      assert.ok(objects.some((o) => o.kind === 'Deployment' && o.metadata.namespace === workloads && o.metadata.name === 'web'), 'the snapshot holds this cluster\'s objects');
+      assert.ok(receiver.logins.length > 0 && receiver.logins.every((l) => l.status === 200), 'logged in with the keys from the chart\'s Secret');
+      assert.ok((await podsOfJob(namespace, 'inventory-1')).every((p) => REAL_NODES.includes(p.spec.nodeName ?? '')));
+      assert.deepEqual(await deliveredRuns(volumeDirs.inventory), [first], 'the run\'s summary is on the volume, saying it was delivered');
+      assert.deepEqual(await undelivered(volumeDirs.inventory), [], 'nothing kept after a delivery');
 
-    receiver.up = false;
-    const failed = await runJob('inventory-2');
-    assert.equal(failed.status.failed, 1, JSON.stringify(failed.status));
-    const kept = await undelivered(volumeDirs.inventory);
-    assert.equal(kept.length, 1, 'the snapshot of the failed run is on the volume');
-    assert.ok(!receiver.completeRuns().includes(kept[0]!.runId));
+      receiver.up = false;
+      const failed = await runJob('inventory-2');
+      assert.equal(failed.status.failed, 1, JSON.stringify(failed.status));
+      const kept = await undelivered(volumeDirs.inventory);
+      assert.equal(kept.length, 1, 'the snapshot of the failed run is on the volume');
+      assert.ok(!receiver.completeRuns().includes(kept[0]!.runId));
 
-    receiver.up = true;
-    const resent = await runJob('inventory-3');
-    assert.equal(resent.status.succeeded, 1, JSON.stringify(resent.status));
-    const runs = receiver.completeRuns();
-    assert.equal(runs.length, 3, `runs received: ${runs.join(', ')}`);
-    assert.equal(runs[1], kept[0]!.runId, 'the kept snapshot is sent first, under its own run id');
-    assert.deepEqual(await undelivered(volumeDirs.inventory), [], 'and is removed from the volume once delivered');
-    assert.deepEqual((await deliveredRuns(volumeDirs.inventory)).sort(), [...runs].sort(), 'every run\'s summary now says delivered');
+      receiver.up = true;
+      const resent = await runJob('inventory-3');
+      assert.equal(resent.status.succeeded, 1, JSON.stringify(resent.status));
+      const runs = receiver.completeRuns();
+      assert.equal(runs.length, 3, `runs received: ${runs.join(', ')}`);
+      assert.equal(runs[1], kept[0]!.runId, 'the kept snapshot is sent first, under its own run id');
+      assert.deepEqual(await undelivered(volumeDirs.inventory), [], 'and is removed from the volume once delivered');
+      assert.deepEqual((await deliveredRuns(volumeDirs.inventory)).sort(), [...runs].sort(), 'every run\'s summary now says delivered');
+    });
   });
 
   it('ports: a Job from the CronJob scans every real node with a hostPID pod, and each node\'s report matches ss -ltnup on this machine', async () => {

@@ -26,7 +26,8 @@ async function nodes(): Promise<NodeItem[]> {
   return (JSON.parse((await plane.request('GET', '/api/v1/nodes')).body) as { items: NodeItem[] }).items;
 }
 
-describe('real nodes', () => {
+// Each case has a namespace and pods of its own, or only reads: they run at once.
+describe('real nodes', { concurrency: true }, () => {
   it('registers crowsnest-real-0 and -1 Ready, with node IPs and pod CIDRs in 198.18.0.0/16, next to tainted kwok nodes', async () => {
     const plane = await testbed();
     const all = await nodes();

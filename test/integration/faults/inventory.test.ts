@@ -55,7 +55,9 @@ describe('inventory collect under faults (a real process)', () => {
   });
 
   // Item 1. Before the CLI held its process open, every wait below ended the run with exit 13.
-  describe('a wait inside the run never ends it early', () => {
+  // Its cases run at once: each has its own report directory and endpoint, and only the 429 case
+  // goes through the shared proxy (its rule is that case's alone).
+  describe('a wait inside the run never ends it early', { concurrency: true }, () => {
     it('an endpoint answering 500 once, then 204: retried, delivered, exit 0', async () => {
       const dir = await tempDir();
       const target = await endpoint((n) => (n === 0 ? 500 : 204));
