@@ -7,8 +7,9 @@
  *
  * One release for the whole file, shared by the scenarios in order: install → logaccess with real
  * pods → leader failover → the prober's injected agents and, at the same time, inventory delivery
- * and re-send → ports scan vs `ss -ltnup` → upgrade → uninstall, listing what is left. Its in-cluster operator watches the whole cluster, so the
- * release is gone (uninstalled in `after` if a test failed first) before the next file runs.
+ * and re-send → ports scan vs `ss -ltnup` → upgrade → uninstall, listing what is left. Its
+ * in-cluster operator watches the whole cluster, so the release is gone (uninstalled in `after` if
+ * a test failed first) before the next file runs.
  *
  * Report volumes: the testbed has no storage provisioner, so this file makes a `local`
  * PersistentVolume per report claim (testbed/volumes.ts), under a storage class of its own. That
