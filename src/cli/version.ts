@@ -109,7 +109,9 @@ export interface FetchServerVersionOptions {
 /** `GET /version` on the current context's API server, aborted after `timeoutMs`. */
 export async function fetchServerVersion(kc: ConnectionSource, options: FetchServerVersionOptions): Promise<VersionInfo> {
   const { KubeClient, KubeConnectionError } = await import('../kube/client/client.ts');
-  const client = new KubeClient(kc);
+  // A connection attempt outlives the request aborted below: bounded by the same time, so a stuck
+  // server holds the process no longer than the answer takes.
+  const client = new KubeClient(kc, { connectTimeoutMs: options.timeoutMs });
   const controller = new AbortController();
   const timer = options.clock.setTimer(
     () => controller.abort(new DOMException(`no answer within ${options.timeoutMs / 1_000}s`, 'TimeoutError')),
@@ -127,8 +129,7 @@ export async function fetchServerVersion(kc: ConnectionSource, options: FetchSer
     throw err;
   } finally {
     options.clock.clearTimer(timer);
-    // Not awaited: closing waits for the aborted request's socket, which a silent server keeps open
-    // (undici's connection attempt holds the process until its own 10 s connect timeout).
+    // Not awaited: closing waits for the aborted request's connection attempt (see above).
     void client.close().catch(() => {});
   }
 }

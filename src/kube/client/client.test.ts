@@ -12,7 +12,7 @@ afterEach(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
 });
 
-function clientFor(server: string): KubeClient {
+function clientFor(server: string, options: { connectTimeoutMs?: number } = {}): KubeClient {
   const kc = new KubeConfig();
   kc.loadFromOptions({
     // client-node refuses http:// servers unless TLS verification is off (there is no TLS to verify).
@@ -21,7 +21,7 @@ function clientFor(server: string): KubeClient {
     contexts: [{ name: 'x', cluster: 'c', user: 'u' }],
     currentContext: 'x',
   });
-  const client = new KubeClient(kc);
+  const client = new KubeClient(kc, options);
   // Not awaited: closing waits for a connection attempt to a silent server to time out (10 s).
   cleanups.push(() => void client.close().catch(() => {}));
   return client;
@@ -61,6 +61,11 @@ describe('KubeClient: an API server it cannot reach is named, with the cause', (
   it('no answer within the request timeout (a stopped server, a black-holed path)', async () => {
     const port = await listen(createServer(() => {})); // accepts, never speaks TLS
     await failsWith(clientFor(`https://127.0.0.1:${port}`).json('/version', { timeoutMs: 300 }), `API server 127.0.0.1:${port}: no answer within 300ms (the server or the network path to it is stuck)`, true);
+  });
+
+  it('a connection attempt bounded by connectTimeoutMs ends then, before a longer request timeout and undici\'s 10 s (a CLI is not held open by it)', async () => {
+    const port = await listen(createServer(() => {})); // accepts, never speaks TLS
+    await failsWith(clientFor(`https://127.0.0.1:${port}`, { connectTimeoutMs: 200 }).json('/version', { timeoutMs: 5_000 }), `API server 127.0.0.1:${port}: connection timed out (UND_ERR_CONNECT_TIMEOUT): the server does not answer, or a firewall drops the packets`, true);
   });
 
   it('a TLS handshake that fails (plain HTTP where HTTPS was expected)', async () => {

@@ -160,15 +160,20 @@ export class KubeClient {
   private readonly source: ConnectionSource;
   private dispatcher: Dispatcher | undefined;
   private dispatcherKey = '';
+  private readonly connectTimeoutMs: number | undefined;
   /** Total malformed watch lines seen by this client (for metrics). */
   malformedWatchLines = 0;
 
   /**
    * @param source where server and credentials come from: our {@link ClientConfig}, or (tests,
    *   benchmarks) a client-node `KubeConfig`, accepted by shape.
+   * @param options.connectTimeoutMs how long opening a connection (TCP and TLS) may take; undici's
+   *   10 s when not given. An aborted request does not end its connection attempt, which keeps the
+   *   process alive until this runs out.
    */
-  constructor(source: AnyConnectionSource) {
+  constructor(source: AnyConnectionSource, options: { readonly connectTimeoutMs?: number } = {}) {
     this.source = toConnectionSource(source);
+    this.connectTimeoutMs = options.connectTimeoutMs;
   }
 
   /** Sends a request and returns the parsed JSON body; throws {@link KubeApiError} on non-2xx. */
@@ -292,7 +297,7 @@ export class KubeClient {
     for (const [key, value] of Object.entries(init.query ?? {})) {
       if (value !== undefined) url.searchParams.set(key, String(value));
     }
-    const dispatcher = init.dedicatedConnection ? newAgent(tls, 1) : pooled;
+    const dispatcher = init.dedicatedConnection ? newAgent(tls, 1, this.connectTimeoutMs) : pooled;
     headers['user-agent'] = USER_AGENT;
     headers.accept = init.accept ?? 'application/json';
     let body: string | undefined;
@@ -350,7 +355,7 @@ export class KubeClient {
     const key = JSON.stringify([String(tls.ca ?? ''), String(tls.cert ?? ''), String(tls.key ?? ''), tls.rejectUnauthorized, tls.servername]);
     if (!this.dispatcher || key !== this.dispatcherKey) {
       const old = this.dispatcher;
-      this.dispatcher = newAgent(tls, POOLED_CONNECTIONS);
+      this.dispatcher = newAgent(tls, POOLED_CONNECTIONS, this.connectTimeoutMs);
       this.dispatcherKey = key;
       if (old) void old.close();
     }
@@ -361,7 +366,8 @@ export class KubeClient {
 /** Connections per API server for ordinary requests (watches use their own). */
 const POOLED_CONNECTIONS = 32;
 
-function newAgent(tls: TlsMaterial, connections: number): Agent {
+function newAgent(tls: TlsMaterial, connections: number, connectTimeoutMs: number | undefined): Agent {
   // TCP keep-alive probes after 30 s of silence, as client-go does, so dead peers get noticed.
-  return new Agent({ connect: { ...tls, keepAlive: true, keepAliveInitialDelay: 30_000 } as Agent.Options['connect'], connections });
+  const connect = { ...tls, keepAlive: true, keepAliveInitialDelay: 30_000, ...(connectTimeoutMs !== undefined ? { timeout: connectTimeoutMs } : {}) };
+  return new Agent({ connect: connect as Agent.Options['connect'], connections });
 }
