@@ -2,7 +2,8 @@
  * `make bench BENCH=prober`: the webhook's admission latency at 100 creates/s beside a floor
  * webhook and no webhook (prober-admission.ts), the agent's cost with 10 and 100 peers beside
  * go-pinger and, given BENCH_GOLDPINGER_BINARY, Goldpinger (prober-agents.ts), and one agent on
- * loopback with and without V8's JIT (prober-agent-loopback.ts). `BENCH_PROBER_PEERS=10` runs one size; `BENCH_PROBER=admission|agents|loopback` one part.
+ * loopback with and without V8's JIT (prober-agent-loopback.ts). `BENCH_PROBER_PEERS=10` runs one
+ * size; `BENCH_PROBER=admission|agents|loopback` one part.
  */
 import { globalTeardown } from '../integration/testbed.ts';
 import { type AdmissionPass, benchProberAdmission } from './prober-admission.ts';
