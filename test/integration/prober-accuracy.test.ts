@@ -33,10 +33,10 @@ const SWITCH_SETTLE_MS = 1_000;
 const CYCLES = 4;
 const TOLERANCE = 0.05;
 /**
- * The HTTP median at 5 ms is checked only for gross errors (a delay lost or doubled). Over five
+ * The HTTP median at 5 ms is checked only for gross errors (a delay lost or doubled). Over six
  * runs it grew by 0.35 ms less to 0.23 ms more than the relay held (−6.8 % to +4.4 %; TCP connect
  * −4.3 % to +3.4 %, HTTP at 20 ms within ±2.3 %), once outside ±5 % on a quiet machine. The 10th
- * percentile of the HTTP round trips grew by what the relay held, +0.00 to +0.12 ms, in every run;
+ * percentile of the HTTP round trips grew by what the relay held, −0.08 to +0.12 ms, in every run;
  * the median sits 0.5–0.9 ms above it, and how far varies from condition to condition (both
  * agents' event-loop wake-ups). Issue 13 stays open on it.
  */
