@@ -28,13 +28,13 @@ import { waitForPod } from '../../testbed/realpods.ts';
 import { crowsnestImage } from '../integration/prober-image.ts';
 import { startProber } from '../integration/prober-run.ts';
 import { testbed } from '../integration/testbed.ts';
+import { coresBetween, type ProcessSample, sampleProcess } from './process-sample.ts';
 import { median } from './stats.ts';
 
 const run = promisify(execFile);
 const GO_PINGER_PORT = 19180;
 const WARMUP_MS = 40_000;
 const MEASURE_MS = 60_000;
-const CLOCK_TICKS = 100;
 /** Pods created before waiting for them to run. */
 const STARTUP_BATCH = 20;
 
@@ -223,8 +223,8 @@ function goldpingerPings(before: ReadonlyMap<string, GoldpingerCounts | undefine
   return { pods: perRound.length, made, failed, perRoundMedian: perRound.length > 0 ? median(perRound) : 0 };
 }
 
-interface ProcSample {
-  readonly pid: number; readonly kind: ProcessKind; readonly cpuTicks: number; readonly rssKiB: number; readonly anonKiB: number;
+interface ProcSample extends ProcessSample {
+  readonly pid: number; readonly kind: ProcessKind;
   readonly workingSetKiB: number | undefined;
 }
 
@@ -276,13 +276,7 @@ async function sampleProcesses(podUids: ReadonlySet<string>): Promise<ProcSample
       if (!kind) continue;
       const cgroups = await readFile(`/proc/${entry}/cgroup`, 'utf8');
       if (!podUids.has(podUidOf(cgroups) ?? '')) continue;
-      const stat = (await readFile(`/proc/${entry}/stat`, 'utf8')).split(') ')[1]!.split(' ');
-      const status = await readFile(`/proc/${entry}/status`, 'utf8');
-      const kib = (key: string): number => Number(new RegExp(`${key}:\\s+(\\d+)`).exec(status)?.[1] ?? 0);
-      samples.push({
-        pid: Number(entry), kind, cpuTicks: Number(stat[11]) + Number(stat[12]), rssKiB: kib('VmRSS'), anonKiB: kib('RssAnon'),
-        workingSetKiB: await workingSetKiB(cgroups),
-      });
+      samples.push({ ...await sampleProcess(Number(entry)), pid: Number(entry), kind, workingSetKiB: await workingSetKiB(cgroups) });
     } catch {
       // The process ended while we read it.
     }
@@ -296,7 +290,7 @@ function processCost(before: readonly ProcSample[], after: readonly ProcSample[]
   if (end.length !== pods) log(`warning: found ${end.length} ${kind} processes for ${pods} pods`);
   const cpu = end.map((s) => {
     const start = before.find((b) => b.pid === s.pid);
-    return start ? (s.cpuTicks - start.cpuTicks) / CLOCK_TICKS / (MEASURE_MS / 1000) : Number.NaN;
+    return start ? coresBetween(start, s) : Number.NaN;
   }).filter((c) => !Number.isNaN(c));
   const workingSet = end.flatMap((s) => (s.workingSetKiB === undefined ? [] : [s.workingSetKiB / 1024]));
   if (workingSet.length !== end.length) log(`warning: no memory cgroup read for ${end.length - workingSet.length} ${kind} processes`);

@@ -1,4 +1,4 @@
-/** One process's memory and CPU as /proc shows them, for the benchmarks that run a command and watch it. */
+/** One process's memory and CPU as /proc shows them, for the benchmarks that watch a command they ran or the processes in their pods. */
 import { readFile } from 'node:fs/promises';
 
 /** USER_HZ: /proc/<pid>/stat counts CPU time in these ticks. */
